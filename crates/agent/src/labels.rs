@@ -1,0 +1,33 @@
+//! The labels the agent puts on the containers and volumes it creates. They are the agent's
+//! durable memory: after a restart it finds its containers by [`CONTAINER_INSTANCE_ARN`] and
+//! rebuilds each task from [`TASK_ARN`] and [`CONTAINER_NAME`], so nothing that was running is
+//! started again. The `com.amazonaws.ecs.*` names are the ones the ECS agent uses, so tools that
+//! read them (log shippers, monitoring) work unchanged.
+//!
+//! These labels win over a task definition's `dockerLabels` of the same name: a task must not
+//! be able to make the agent adopt or clean up something that is not its own.
+
+/// The ARN of the task the container belongs to.
+pub const TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+/// The container's name in the task definition.
+pub const CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+/// The cluster's name (as the ECS agent writes it).
+pub const CLUSTER: &str = "com.amazonaws.ecs.cluster";
+pub const TASK_DEFINITION_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+pub const TASK_DEFINITION_VERSION: &str = "com.amazonaws.ecs.task-definition-version";
+/// The container instance whose agent manages the container or volume. Several agents may
+/// share one engine; each touches only what carries its own ARN.
+pub const CONTAINER_INSTANCE_ARN: &str = "wharf.container-instance-arn";
+
+/// Whether a label is one the agent owns (and so may not come from `dockerLabels`).
+pub fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        TASK_ARN
+            | CONTAINER_NAME
+            | CLUSTER
+            | TASK_DEFINITION_FAMILY
+            | TASK_DEFINITION_VERSION
+            | CONTAINER_INSTANCE_ARN
+    )
+}

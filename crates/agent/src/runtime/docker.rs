@@ -1,0 +1,603 @@
+//! [`DockerRuntime`]: the [`ContainerRuntime`] over the Docker Engine API, through `bollard`.
+//!
+//! The client negotiates the API version down to what the engine speaks (Debian's 20.10 engine
+//! speaks 1.41), so one agent build works against old and new engines. Nothing here decides
+//! anything about tasks; it only translates specs and answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, EventMessageTypeEnum, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::{
+    AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus,
+    ContainerSummary, EngineVersion, EventStream, HealthState, Protocol, RuntimeError,
+    RuntimeEvent, RuntimeEventKind, VolumeSpec,
+};
+
+/// Requests wait this long for the engine's answer, except stops, which wait for the stop
+/// timeout on top of it (the engine answers a stop only once the container is gone).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The Docker Engine.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+/// What a 404 refers to, so it maps to the right "no such …" error.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Container(&'a str),
+    Image(&'a str),
+    Volume(&'a str),
+    Engine,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine named by `DOCKER_HOST` (a unix socket or plain `tcp://`), or to
+    /// the local default socket, and negotiates the API version.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_defaults().map_err(|error| RuntimeError::Unavailable {
+            message: error.to_string(),
+        })?;
+        Self::from_client(docker).await
+    }
+
+    /// Uses an already configured client (for example another socket), negotiating the API
+    /// version.
+    pub async fn from_client(docker: Docker) -> Result<Self, RuntimeError> {
+        let docker = docker
+            .with_timeout(REQUEST_TIMEOUT)
+            .negotiate_version()
+            .await
+            .map_err(|error| RuntimeError::Unavailable {
+                message: error.to_string(),
+            })?;
+        Ok(Self { docker })
+    }
+}
+
+fn map_error(error: BollardError, subject: Subject<'_>) -> RuntimeError {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => match subject {
+            Subject::Container(id) => RuntimeError::NoSuchContainer { id: id.to_string() },
+            Subject::Image(image) => RuntimeError::NoSuchImage {
+                image: image.to_string(),
+            },
+            Subject::Volume(name) => RuntimeError::NoSuchVolume {
+                name: name.to_string(),
+            },
+            Subject::Engine => RuntimeError::Engine {
+                status: 404,
+                message,
+            },
+        },
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Conflict { message },
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::Engine {
+            status: status_code,
+            message,
+        },
+        // Errors reported inside a streamed answer (a failed pull) are the engine's own.
+        BollardError::DockerStreamError { error } => RuntimeError::Engine {
+            status: 500,
+            message: error,
+        },
+        BollardError::RequestTimeoutError => RuntimeError::Timeout {
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        },
+        error @ (BollardError::JsonDataError { .. }
+        | BollardError::JsonSerdeError { .. }
+        | BollardError::StrParseError { .. }
+        | BollardError::APIVersionParseError { .. }) => RuntimeError::Protocol {
+            message: error.to_string(),
+        },
+        other => RuntimeError::Unavailable {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Docker's `0001-01-01T00:00:00Z` means "never"; anything else is RFC 3339.
+fn parse_time(text: Option<&str>) -> Option<f64> {
+    let text = text?;
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    if time.timestamp() <= 0 {
+        return None;
+    }
+    Some(time.timestamp_millis() as f64 / 1000.0)
+}
+
+fn nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    if items.is_empty() {
+        None
+    } else {
+        Some(items)
+    }
+}
+
+/// The create body for a spec: every member of [`ContainerSpec`] lands somewhere here.
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut exposed_ports = Vec::new();
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for binding in &spec.port_bindings {
+        let key = format!("{}/{}", binding.container_port, binding.protocol.as_str());
+        exposed_ports.push(key.clone());
+        port_bindings.entry(key).or_default().get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: None,
+            host_port: Some(binding.host_port.to_string()),
+        });
+    }
+    let healthcheck = spec.health_check.as_ref().map(|check| HealthConfig {
+        test: Some(check.test.clone()),
+        interval: check.interval.map(nanos),
+        timeout: check.timeout.map(nanos),
+        retries: check.retries.map(i64::from),
+        start_period: check.start_period.map(nanos),
+        start_interval: None,
+    });
+    let host_config = HostConfig {
+        cpu_shares: spec.cpu_shares,
+        memory: spec.memory_limit_bytes,
+        memory_reservation: spec.memory_reservation_bytes,
+        memory_swap: spec.memory_swap_bytes,
+        memory_swappiness: spec.memory_swappiness,
+        ulimits: non_empty(
+            spec.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect(),
+        ),
+        readonly_rootfs: Some(spec.readonly_rootfs),
+        privileged: Some(spec.privileged),
+        init: spec.init.then_some(true),
+        network_mode: Some(spec.network_mode.as_docker()),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        binds: non_empty(spec.mounts.iter().map(|m| m.as_bind()).collect()),
+        volumes_from: non_empty(spec.volumes_from.iter().map(|v| v.as_docker()).collect()),
+        extra_hosts: non_empty(spec.extra_hosts.clone()),
+        dns: non_empty(spec.dns_servers.clone()),
+        dns_search: non_empty(spec.dns_search_domains.clone()),
+        cap_add: non_empty(spec.cap_add.clone()),
+        cap_drop: non_empty(spec.cap_drop.clone()),
+        shm_size: spec.shm_size_bytes,
+        tmpfs: (!spec.tmpfs.is_empty()).then(|| to_hash_map(&spec.tmpfs)),
+        sysctls: (!spec.sysctls.is_empty()).then(|| to_hash_map(&spec.sysctls)),
+        security_opt: non_empty(spec.security_opt.clone()),
+        log_config: spec
+            .log_driver
+            .as_ref()
+            .map(|(driver, options)| HostConfigLogConfig {
+                typ: Some(driver.clone()),
+                config: Some(to_hash_map(options)),
+            }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.cmd.clone(),
+        env: non_empty(spec.env.clone()),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        labels: Some(to_hash_map(&spec.labels)),
+        hostname: spec.hostname.clone(),
+        exposed_ports: non_empty(exposed_ports),
+        healthcheck,
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec.stop_timeout.map(|t| t.as_secs() as i64),
+        network_disabled: spec.network_disabled.then_some(true),
+        tty: spec.tty.then_some(true),
+        open_stdin: spec.open_stdin.then_some(true),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn container_status(status: Option<ContainerStateStatusEnum>) -> ContainerStatus {
+    match status {
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerStatus::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerStatus::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => ContainerStatus::Restarting,
+        Some(ContainerStateStatusEnum::REMOVING) => ContainerStatus::Removing,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerStatus::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => ContainerStatus::Dead,
+        // STOPPING is still running as far as a task is concerned.
+        Some(ContainerStateStatusEnum::STOPPING) => ContainerStatus::Running,
+        Some(ContainerStateStatusEnum::CREATED)
+        | Some(ContainerStateStatusEnum::EMPTY)
+        | None => ContainerStatus::Created,
+    }
+}
+
+fn parse_event(message: bollard::models::EventMessage) -> Option<RuntimeEvent> {
+    if message.typ != Some(EventMessageTypeEnum::CONTAINER) {
+        return None;
+    }
+    let action = message.action.unwrap_or_default();
+    // Health events read `health_status: healthy`; exec events carry the command after `:`.
+    let kind = match action.split(':').next().unwrap_or("") {
+        "start" => RuntimeEventKind::Start,
+        "die" => RuntimeEventKind::Die,
+        "oom" => RuntimeEventKind::Oom,
+        "destroy" => RuntimeEventKind::Destroy,
+        "health_status" => RuntimeEventKind::HealthStatus,
+        _ => return None,
+    };
+    let actor = message.actor?;
+    Some(RuntimeEvent {
+        container_id: actor.id?,
+        kind,
+        labels: actor.attributes.unwrap_or_default().into_iter().collect(),
+    })
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn version(&self) -> Result<EngineVersion, RuntimeError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| map_error(e, Subject::Engine))?;
+        Ok(EngineVersion {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+        })
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(error) => Err(map_error(error, Subject::Image(image))),
+        }
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let (repository, tag) = super::split_image_reference(image);
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&repository)
+            .tag(&tag)
+            .build();
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = progress.next().await {
+            item.map_err(|e| map_error(e, Subject::Image(image)))?;
+        }
+        Ok(())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await
+            .map_err(|e| map_error(e, Subject::Image(&spec.image)))?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| map_error(e, Subject::Container(id)))
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(seconds).build();
+        // The engine answers once the container is gone: allow the whole grace period.
+        let docker = self.docker.clone().with_timeout(REQUEST_TIMEOUT + timeout);
+        match docker.stop_container(id, Some(options)).await {
+            // 304: already stopped.
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(error) => Err(map_error(error, Subject::Container(id))),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::new().v(true).force(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(map_error(error, Subject::Container(id))),
+        }
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| map_error(e, Subject::Container(id)))?;
+        let state = inspected.state.unwrap_or_default();
+        let health = state
+            .health
+            .as_ref()
+            .and_then(|health| match health.status {
+                Some(HealthStatusEnum::STARTING) => Some(HealthState::Starting),
+                Some(HealthStatusEnum::HEALTHY) => Some(HealthState::Healthy),
+                Some(HealthStatusEnum::UNHEALTHY) => Some(HealthState::Unhealthy),
+                _ => None,
+            });
+        let mut ports = Vec::new();
+        let port_map = inspected
+            .network_settings
+            .and_then(|settings| settings.ports)
+            .unwrap_or_default();
+        for (key, bindings) in port_map {
+            let Some((port, protocol)) = key.split_once('/') else {
+                continue;
+            };
+            let (Ok(container_port), Some(protocol)) = (port.parse(), Protocol::parse(protocol))
+            else {
+                continue;
+            };
+            for binding in bindings.unwrap_or_default() {
+                let Some(host_port) = binding.host_port.and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                ports.push(AssignedPort {
+                    container_port,
+                    protocol,
+                    host_ip: binding.host_ip.unwrap_or_default(),
+                    host_port,
+                });
+            }
+        }
+        ports.sort_by(|a, b| {
+            (a.container_port, a.protocol, &a.host_ip).cmp(&(b.container_port, b.protocol, &b.host_ip))
+        });
+        let error = state.error.filter(|e| !e.is_empty());
+        Ok(ContainerInfo {
+            id: inspected.id.unwrap_or_else(|| id.to_string()),
+            name: inspected
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            labels: inspected
+                .config
+                .and_then(|config| config.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            status: container_status(state.status),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            error,
+            health,
+            started_at: parse_time(state.started_at.as_deref()),
+            finished_at: parse_time(state.finished_at.as_deref()),
+            ports,
+            image_id: inspected.image,
+        })
+    }
+
+    async fn list_containers(
+        &self,
+        labels: &[(String, String)],
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_error(e, Subject::Engine))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|summary| {
+                Some(ContainerSummary {
+                    id: summary.id?,
+                    name: summary
+                        .names
+                        .and_then(|names| names.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    labels: summary.labels.unwrap_or_default().into_iter().collect(),
+                    running: summary.state
+                        == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+                })
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        let request = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: spec.driver.clone(),
+            driver_opts: Some(to_hash_map(&spec.driver_opts)),
+            labels: Some(to_hash_map(&spec.labels)),
+            cluster_volume_spec: None,
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(e, Subject::Volume(&spec.name)))
+    }
+
+    async fn volume_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(error) => Err(map_error(error, Subject::Volume(name))),
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        let options = RemoveVolumeOptionsBuilder::new().force(false).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(map_error(error, Subject::Volume(name))),
+        }
+    }
+
+    fn events(&self) -> EventStream {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "event".to_string(),
+                ["start", "die", "oom", "destroy", "health_status"]
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+            ),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        // The events request is long-lived: no request timeout applies once the answer's
+        // headers are in, which bollard's timeout covers.
+        self.docker
+            .events(Some(options))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(message) => parse_event(message).map(Ok),
+                    Err(error) => Some(Err(RuntimeError::Stream {
+                        message: error.to_string(),
+                    })),
+                }
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{
+        HealthCheckSpec, MountSource, MountSpec, NetworkMode, PortBindingSpec, UlimitSpec,
+    };
+
+    #[test]
+    fn create_body_maps_every_member() {
+        let spec = ContainerSpec {
+            name: "ecs-web-1-app-0123".into(),
+            image: "wharf-test/busybox:latest".into(),
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: Some(vec!["httpd -f".into()]),
+            env: vec!["A=1".into()],
+            working_dir: Some("/www".into()),
+            user: Some("nobody".into()),
+            labels: BTreeMap::from([("k".into(), "v".into())]),
+            cpu_shares: Some(256),
+            memory_limit_bytes: Some(64 << 20),
+            memory_reservation_bytes: Some(32 << 20),
+            ulimits: vec![UlimitSpec {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048,
+            }],
+            readonly_rootfs: true,
+            privileged: false,
+            init: true,
+            network_mode: NetworkMode::Bridge,
+            port_bindings: vec![PortBindingSpec {
+                container_port: 80,
+                protocol: Protocol::Tcp,
+                host_port: 49200,
+            }],
+            mounts: vec![MountSpec {
+                source: MountSource::Volume("v".into()),
+                target: "/v".into(),
+                read_only: true,
+            }],
+            health_check: Some(HealthCheckSpec {
+                test: vec!["CMD-SHELL".into(), "true".into()],
+                interval: Some(Duration::from_secs(5)),
+                timeout: Some(Duration::from_secs(2)),
+                retries: Some(3),
+                start_period: None,
+            }),
+            stop_timeout: Some(Duration::from_secs(7)),
+            extra_hosts: vec!["db:10.0.0.1".into()],
+            dns_servers: vec!["10.0.0.2".into()],
+            hostname: Some("app".into()),
+            ..Default::default()
+        };
+        let body = create_body(&spec);
+        let host = body.host_config.clone().expect("host config");
+        assert_eq!(host.cpu_shares, Some(256));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.memory_reservation, Some(32 << 20));
+        assert_eq!(host.init, Some(true));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.binds, Some(vec!["v:/v:ro".to_string()]));
+        assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.1".to_string()]));
+        let bindings = host.port_bindings.expect("port bindings");
+        assert_eq!(
+            bindings["80/tcp"].as_ref().expect("binding")[0].host_port.as_deref(),
+            Some("49200")
+        );
+        assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
+        let check = body.healthcheck.expect("health check");
+        assert_eq!(check.interval, Some(5_000_000_000));
+        assert_eq!(check.retries, Some(3));
+        assert_eq!(body.stop_timeout, Some(7));
+        assert_eq!(body.hostname.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn engine_times_parse_and_zero_means_never() {
+        assert_eq!(parse_time(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(
+            parse_time(Some("2024-01-02T03:04:05.5Z")),
+            Some(1_704_164_645.5)
+        );
+        assert_eq!(parse_time(Some("garbage")), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! A consistent read of one cluster's container instances, their sessions and custom
+//! attributes, and its tasks, taken at one store revision's worth of ranges. Placement,
+//! describes and the agent service all start from it.
+//!
+//! It is read fresh per request today; a watch-fed cache replaces it when placement needs to
+//! run at fleet scale (the placement issue).
+
+use std::collections::{BTreeMap, HashSet};
+
+use model::ecs::attribute::Attribute;
+use model::ecs::container_instance::ContainerInstance;
+use model::ecs::task::Task;
+use serde::{Deserialize, Serialize};
+use store::Revision;
+
+use super::{decode, keys, EcsContext, EcsError};
+
+/// A container instance as stored: the wire shape plus what only the control plane tracks.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRecord {
+    #[serde(flatten)]
+    pub instance: ContainerInstance,
+    /// The instance's id (the last part of its ARN).
+    pub wharf_id: String,
+    /// When the instance-health controller first saw the agent's session gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wharf_disconnected_at: Option<f64>,
+}
+
+pub struct StoredInstance {
+    pub record: InstanceRecord,
+    pub mod_revision: Revision,
+}
+
+pub struct StoredTask {
+    pub id: String,
+    pub task: Task,
+    pub mod_revision: Revision,
+}
+
+pub struct ClusterState {
+    pub cluster: String,
+    pub instances: Vec<StoredInstance>,
+    pub tasks: Vec<StoredTask>,
+    /// Instance ids whose agent session is live.
+    pub connected: HashSet<String>,
+    /// Custom attributes (PutAttributes) by instance id.
+    pub custom_attributes: BTreeMap<String, Vec<Attribute>>,
+    /// The highest revision seen across the ranges.
+    pub revision: Revision,
+}
+
+impl ClusterState {
+    pub async fn load(ctx: &EcsContext, cluster: &str) -> Result<ClusterState, EcsError> {
+        let instances = ctx
+            .store
+            .range(
+                &keys::container_instance_cluster_prefix(cluster),
+                Default::default(),
+            )
+            .await?;
+        let tasks = ctx
+            .store
+            .range(&keys::task_cluster_prefix(cluster), Default::default())
+            .await?;
+        let sessions = ctx
+            .store
+            .range(
+                &keys::agent_session_cluster_prefix(cluster),
+                Default::default(),
+            )
+            .await?;
+        let attributes = ctx
+            .store
+            .range(&keys::attribute_cluster_prefix(cluster), Default::default())
+            .await?;
+        let session_prefix = keys::agent_session_cluster_prefix(cluster);
+        let mut custom_attributes: BTreeMap<String, Vec<Attribute>> = BTreeMap::new();
+        let attribute_prefix = keys::attribute_cluster_prefix(cluster);
+        for kv in &attributes.kvs {
+            let rest = &kv.key[attribute_prefix.len()..];
+            let id = rest.split('/').next().unwrap_or("").to_string();
+            custom_attributes.entry(id).or_default().push(decode(kv)?);
+        }
+        let task_prefix = keys::task_cluster_prefix(cluster);
+        Ok(ClusterState {
+            cluster: cluster.to_string(),
+            revision: instances
+                .revision
+                .max(tasks.revision)
+                .max(sessions.revision),
+            instances: instances
+                .kvs
+                .iter()
+                .map(|kv| {
+                    Ok(StoredInstance {
+                        record: decode(kv)?,
+                        mod_revision: kv.mod_revision,
+                    })
+                })
+                .collect::<Result<_, EcsError>>()?,
+            tasks: tasks
+                .kvs
+                .iter()
+                .map(|kv| {
+                    Ok(StoredTask {
+                        id: kv.key[task_prefix.len()..].to_string(),
+                        task: decode(kv)?,
+                        mod_revision: kv.mod_revision,
+                    })
+                })
+                .collect::<Result<_, EcsError>>()?,
+            connected: sessions
+                .kvs
+                .iter()
+                .map(|kv| kv.key[session_prefix.len()..].to_string())
+                .collect(),
+            custom_attributes,
+        })
+    }
+
+    /// Find an instance by id or ARN.
+    pub fn instance(&self, id_or_arn: &str) -> Option<&StoredInstance> {
+        let id = id_or_arn.rsplit('/').next().unwrap_or(id_or_arn);
+        self.instances.iter().find(|i| i.record.wharf_id == id)
+    }
+
+    /// Tasks placed on an instance (by ARN).
+    pub fn tasks_on<'a>(
+        &'a self,
+        instance_arn: &'a str,
+    ) -> impl Iterator<Item = &'a StoredTask> + 'a {
+        self.tasks
+            .iter()
+            .filter(move |t| t.task.container_instance_arn.as_deref() == Some(instance_arn))
+    }
+
+    /// The wire form of an instance: observed connectivity, task counts and every attribute.
+    pub fn render_instance(&self, stored: &StoredInstance) -> ContainerInstance {
+        let mut instance = stored.record.instance.clone();
+        let arn = instance.container_instance_arn.clone().unwrap_or_default();
+        instance.agent_connected = Some(self.connected.contains(&stored.record.wharf_id));
+        let (mut running, mut pending) = (0, 0);
+        for task in self.tasks_on(&arn) {
+            match task.task.last_status.as_deref() {
+                Some("RUNNING") => running += 1,
+                Some("PROVISIONING" | "PENDING" | "ACTIVATING") => pending += 1,
+                _ => {}
+            }
+        }
+        instance.running_tasks_count = Some(running);
+        instance.pending_tasks_count = Some(pending);
+        let mut attributes = instance.attributes.take().unwrap_or_default();
+        if let Some(custom) = self.custom_attributes.get(&stored.record.wharf_id) {
+            for attribute in custom {
+                attributes.retain(|a| a.name != attribute.name);
+                attributes.push(Attribute {
+                    name: attribute.name.clone(),
+                    value: attribute.value.clone(),
+                    target_type: None,
+                    target_id: None,
+                });
+            }
+        }
+        instance.attributes = Some(attributes);
+        instance
+    }
+}

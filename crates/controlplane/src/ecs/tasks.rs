@@ -1,0 +1,938 @@
+//! Task handlers: RunTask, StartTask, StopTask, DescribeTasks and ListTasks, plus the task
+//! record and the transitions every writer of tasks shares.
+//!
+//! A task is written once by RunTask/StartTask (desiredStatus RUNNING, lastStatus
+//! PROVISIONING) in the same transaction that reserves its resources on the instance. From
+//! then on the control plane writes only desired state (StopTask) and agents report observed
+//! state (`agent_service`); when a task reaches STOPPED its resources are released in the same
+//! transaction.
+
+use model::arn::{hex_id, Arn};
+use model::ecs::tag::{merge_tags, Tag};
+use model::ecs::task::{Container, ContainerOverride, Failure, Task, TaskOverride};
+use model::ecs::task_definition::TaskDefinition;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+
+use super::cluster_state::{ClusterState, InstanceRecord};
+use super::clusters::active_cluster;
+use super::placement::{self, TaskNeeds};
+use super::{decode, encode, keys, paging, tags, EcsContext, EcsError};
+
+/// A task as stored: the wire shape plus what the control plane tracks for it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    #[serde(flatten)]
+    pub task: Task,
+    /// What the task reserved on its instance.
+    #[serde(default)]
+    pub wharf_needs: TaskNeeds,
+    /// True once the reservation has been given back (the task reached STOPPED).
+    #[serde(default)]
+    pub wharf_released: bool,
+}
+
+/// Resolve `family`, `family:revision` or an ARN to a stored definition. A bare family means its
+/// latest ACTIVE revision.
+pub async fn resolve_task_definition(
+    ctx: &EcsContext,
+    given: &str,
+) -> Result<TaskDefinition, EcsError> {
+    let not_found = || EcsError::Client("TaskDefinition not found.".to_string());
+    let reference = if given.starts_with("arn:") {
+        let arn = Arn::parse(given).ok_or_else(not_found)?;
+        match arn.resource_type() {
+            ("task-definition", rest) => rest.to_string(),
+            _ => return Err(not_found()),
+        }
+    } else {
+        given.to_string()
+    };
+    match reference.rsplit_once(':') {
+        Some((family, revision)) => {
+            let revision: i64 = revision.parse().map_err(|_| not_found())?;
+            Ok(ctx
+                .get_json::<TaskDefinition>(&keys::task_definition(family, revision))
+                .await?
+                .ok_or_else(not_found)?
+                .0)
+        }
+        None => ctx
+            .range_json::<TaskDefinition>(&keys::task_definition_family_prefix(&reference))
+            .await?
+            .into_iter()
+            .rev()
+            .map(|(_, d)| d)
+            .find(|d| d.status.as_deref() == Some("ACTIVE"))
+            .ok_or_else(not_found),
+    }
+}
+
+/// Move a task to desired STOPPED (idempotent): the control plane's one way to stop a task.
+pub fn request_stop(task: &mut Task, reason: &str, stop_code: &str, now: f64) -> bool {
+    if task.desired_status.as_deref() == Some("STOPPED") {
+        return false;
+    }
+    task.desired_status = Some("STOPPED".to_string());
+    task.stop_code.get_or_insert_with(|| stop_code.to_string());
+    task.stopped_reason
+        .get_or_insert_with(|| reason.to_string());
+    task.stopping_at.get_or_insert(now);
+    task.version = Some(task.version.unwrap_or(0) + 1);
+    true
+}
+
+/// Mark a task STOPPED on the control plane's own authority (its agent is gone), with every
+/// container STOPPED too.
+pub fn force_stopped(task: &mut Task, reason: &str, now: f64) {
+    request_stop(task, reason, "TaskFailedToStart", now);
+    if task.started_at.is_some() {
+        task.stop_code = task.stop_code.take().filter(|c| c != "TaskFailedToStart");
+    }
+    task.last_status = Some("STOPPED".to_string());
+    task.stopped_at.get_or_insert(now);
+    task.execution_stopped_at.get_or_insert(now);
+    for container in task.containers.iter_mut().flatten() {
+        if container.last_status.as_deref() != Some("STOPPED") {
+            container.last_status = Some("STOPPED".to_string());
+            container.reason.get_or_insert_with(|| reason.to_string());
+        }
+    }
+}
+
+/// The store ops that release a STOPPED task's reservation on its instance, if not done yet.
+/// Returns the compare and put for the instance (None if nothing to release).
+pub fn release_ops(
+    cluster: &str,
+    record: &mut TaskRecord,
+    instance: Option<(&InstanceRecord, i64)>,
+) -> Option<(Compare, Op)> {
+    if record.wharf_released || record.task.last_status.as_deref() != Some("STOPPED") {
+        return None;
+    }
+    record.wharf_released = true;
+    let (instance, revision) = instance?;
+    let mut instance = instance.clone();
+    let remaining = instance
+        .instance
+        .remaining_resources
+        .clone()
+        .unwrap_or_default();
+    instance.instance.remaining_resources = Some(placement::adjust_remaining(
+        &remaining,
+        &record.wharf_needs,
+        1,
+    ));
+    let key = keys::container_instance(cluster, &instance.wharf_id);
+    Some((
+        Compare {
+            key: key.clone(),
+            target: CompareTarget::ModRevision(revision),
+            op: CompareOp::Equal,
+        },
+        Op::Put {
+            key,
+            value: encode(&instance),
+            lease: None,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunTaskInput {
+    cluster: Option<String>,
+    task_definition: String,
+    count: Option<i64>,
+    group: Option<String>,
+    started_by: Option<String>,
+    overrides: Option<TaskOverride>,
+    tags: Option<Vec<Tag>>,
+    launch_type: Option<String>,
+    capacity_provider_strategy: Option<Vec<Value>>,
+    network_configuration: Option<Value>,
+    placement_constraints: Option<Vec<Value>>,
+    placement_strategy: Option<Vec<Value>>,
+    platform_version: Option<String>,
+    #[serde(default)]
+    enable_ecs_managed_tags: bool,
+    propagate_tags: Option<String>,
+    #[serde(default)]
+    enable_execute_command: bool,
+    client_token: Option<String>,
+    reference_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartTaskInput {
+    cluster: Option<String>,
+    task_definition: String,
+    container_instances: Vec<String>,
+    group: Option<String>,
+    started_by: Option<String>,
+    overrides: Option<TaskOverride>,
+    tags: Option<Vec<Tag>>,
+    network_configuration: Option<Value>,
+    #[serde(default)]
+    enable_ecs_managed_tags: bool,
+    propagate_tags: Option<String>,
+    #[serde(default)]
+    enable_execute_command: bool,
+    reference_id: Option<String>,
+}
+
+/// What RunTask and StartTask share once their inputs are parsed.
+struct LaunchRequest {
+    cluster: String,
+    definition: TaskDefinition,
+    group: Option<String>,
+    started_by: Option<String>,
+    overrides: TaskOverride,
+    tags: Vec<Tag>,
+    enable_execute_command: bool,
+}
+
+fn check_overrides(definition: &TaskDefinition, overrides: &TaskOverride) -> Result<(), EcsError> {
+    let names: Vec<&str> = definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
+    for o in overrides.container_overrides.iter().flatten() {
+        let name = o.name.as_deref().unwrap_or("");
+        if !names.contains(&name) {
+            return Err(EcsError::InvalidParameter(format!(
+                "Override for container named {name} is not a container in the TaskDefinition."
+            )));
+        }
+        for (what, value) in [
+            ("cpu", o.cpu),
+            ("memory", o.memory),
+            ("memoryReservation", o.memory_reservation),
+        ] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(EcsError::InvalidParameter(format!(
+                    "Container override {what} for {name} must be a non-negative integer."
+                )));
+            }
+        }
+    }
+    for (what, value) in [("cpu", &overrides.cpu), ("memory", &overrides.memory)] {
+        if let Some(text) = value {
+            let ok = if what == "cpu" {
+                placement::parse_cpu(text)
+            } else {
+                placement::parse_memory(text)
+            };
+            if ok.is_none() {
+                return Err(EcsError::InvalidParameter(format!(
+                    "Task override {what} '{text}' is not valid."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn launch_request(
+    ctx: &EcsContext,
+    cluster: Option<&str>,
+    task_definition: &str,
+    overrides: Option<TaskOverride>,
+    tags: Option<Vec<Tag>>,
+    propagate_tags: Option<&str>,
+    managed_tags: bool,
+) -> Result<LaunchRequest, EcsError> {
+    let (cluster, _) = active_cluster(ctx, cluster).await?;
+    let cluster = cluster.cluster_name.unwrap_or_default();
+    let definition = resolve_task_definition(ctx, task_definition).await?;
+    if definition.status.as_deref() != Some("ACTIVE") {
+        return Err(EcsError::Client("TaskDefinition is inactive".to_string()));
+    }
+    if definition.network_mode.as_deref() == Some("awsvpc") {
+        return Err(EcsError::InvalidParameter(
+            "Task definitions with networkMode awsvpc need awsvpc networking, which Wharf does not run yet; use bridge, host or none.".to_string(),
+        ));
+    }
+    let mut overrides = overrides.unwrap_or_default();
+    check_overrides(&definition, &overrides)?;
+    overrides.container_overrides.get_or_insert_with(Vec::new);
+    overrides
+        .inference_accelerator_overrides
+        .get_or_insert_with(Vec::new);
+    let mut tags = merge_tags(&[], tags.as_deref().unwrap_or_default())?;
+    match propagate_tags {
+        None | Some("NONE") => {}
+        Some("TASK_DEFINITION") => {
+            let arn = definition.task_definition_arn.clone().unwrap_or_default();
+            let inherited = tags::get_tags(ctx, &arn).await?;
+            let mut merged = inherited;
+            for tag in &tags {
+                merged.retain(|t| t.key != tag.key);
+                merged.push(tag.clone());
+            }
+            tags = merged;
+        }
+        Some("SERVICE") => {
+            return Err(EcsError::InvalidParameter(
+                "propagateTags SERVICE is only valid for tasks started by a service.".to_string(),
+            ))
+        }
+        Some(other) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "Invalid propagateTags value '{other}'. Valid values are: TASK_DEFINITION, SERVICE, NONE."
+            )))
+        }
+    }
+    if managed_tags {
+        tags.push(Tag {
+            key: Some("aws:ecs:clusterName".to_string()),
+            value: Some(cluster.clone()),
+        });
+    }
+    Ok(LaunchRequest {
+        cluster,
+        definition,
+        group: None,
+        started_by: None,
+        overrides,
+        tags,
+        enable_execute_command: false,
+    })
+}
+
+fn validate_group_and_started_by(
+    group: Option<&str>,
+    started_by: Option<&str>,
+) -> Result<(), EcsError> {
+    if let Some(group) = group {
+        if group.is_empty() || group.len() > 255 {
+            return Err(EcsError::InvalidParameter(
+                "group must be between 1 and 255 characters.".to_string(),
+            ));
+        }
+    }
+    if let Some(started_by) = started_by {
+        let ok = started_by.len() <= 128
+            && started_by
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c));
+        if !ok {
+            return Err(EcsError::InvalidParameter(
+                "startedBy can contain up to 128 letters (uppercase and lowercase), numbers, hyphens (-), forward slash (/), and underscores (_).".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A new task record on `instance`, PROVISIONING with its containers PENDING.
+fn new_task(
+    ctx: &EcsContext,
+    request: &LaunchRequest,
+    instance: &InstanceRecord,
+    needs: &TaskNeeds,
+) -> TaskRecord {
+    let id = hex_id(rand::random());
+    let task_arn = ctx.scope.task_arn(&request.cluster, &id);
+    let definition = &request.definition;
+    let family = definition.family.clone().unwrap_or_default();
+    let overrides = request
+        .overrides
+        .container_overrides
+        .as_deref()
+        .unwrap_or_default();
+    let containers = definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .map(|c| {
+            let o: Option<&ContainerOverride> = overrides.iter().find(|o| o.name == c.name);
+            Container {
+                container_arn: Some(ctx.scope.arn(
+                    "ecs",
+                    &format!(
+                        "container/{}/{id}/{}",
+                        request.cluster,
+                        uuid::Uuid::new_v4()
+                    ),
+                )),
+                task_arn: Some(task_arn.clone()),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                last_status: Some("PENDING".to_string()),
+                network_interfaces: Some(vec![]),
+                cpu: Some(o.and_then(|o| o.cpu).or(c.cpu).unwrap_or(0).to_string()),
+                memory: o.and_then(|o| o.memory).or(c.memory).map(|m| m.to_string()),
+                memory_reservation: o
+                    .and_then(|o| o.memory_reservation)
+                    .or(c.memory_reservation)
+                    .map(|m| m.to_string()),
+                health_status: c.health_check.as_ref().map(|_| "UNKNOWN".to_string()),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let attribute = |name: &str| {
+        instance
+            .instance
+            .attributes
+            .iter()
+            .flatten()
+            .find(|a| a.name == name)
+            .and_then(|a| a.value.clone())
+    };
+    TaskRecord {
+        task: Task {
+            attachments: Some(vec![]),
+            attributes: attribute("ecs.cpu-architecture").map(|arch| {
+                vec![model::ecs::attribute::Attribute {
+                    name: "ecs.cpu-architecture".to_string(),
+                    value: Some(arch),
+                    target_type: None,
+                    target_id: None,
+                }]
+            }),
+            availability_zone: attribute("ecs.availability-zone"),
+            cluster_arn: Some(ctx.scope.cluster_arn(&request.cluster)),
+            container_instance_arn: instance.instance.container_instance_arn.clone(),
+            containers: Some(containers),
+            cpu: Some(needs.cpu.to_string()),
+            created_at: Some(ctx.now()),
+            desired_status: Some("RUNNING".to_string()),
+            enable_execute_command: Some(request.enable_execute_command),
+            group: Some(
+                request
+                    .group
+                    .clone()
+                    .unwrap_or_else(|| format!("family:{family}")),
+            ),
+            health_status: Some("UNKNOWN".to_string()),
+            last_status: Some("PROVISIONING".to_string()),
+            launch_type: Some("EC2".to_string()),
+            memory: Some(needs.memory.to_string()),
+            overrides: Some(request.overrides.clone()),
+            started_by: request.started_by.clone(),
+            tags: Some(request.tags.clone()),
+            task_arn: Some(task_arn),
+            task_definition_arn: definition.task_definition_arn.clone(),
+            version: Some(1),
+            ..Default::default()
+        },
+        wharf_needs: needs.clone(),
+        wharf_released: false,
+    }
+}
+
+/// Place `count` tasks (on `only` instances if given, one each) and commit the plan with a
+/// compare on every instance revision read; re-plan on conflict.
+async fn launch(
+    ctx: &EcsContext,
+    request: &LaunchRequest,
+    count: usize,
+    only: Option<&[String]>,
+    client_token: Option<&str>,
+) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
+    let needs = placement::task_needs(&request.definition, Some(&request.overrides));
+    for _ in 0..32 {
+        let mut state = ClusterState::load(ctx, &request.cluster).await?;
+        if let Some(token) = client_token {
+            if let Some((arns, _)) = ctx
+                .get_json::<Vec<String>>(&keys::client_token(&request.cluster, token))
+                .await?
+            {
+                // The same clientToken again: answer with the tasks it already started.
+                let tasks = state
+                    .tasks
+                    .iter()
+                    .filter(|t| t.task.task_arn.as_ref().is_some_and(|a| arns.contains(a)))
+                    .map(|t| t.task.clone())
+                    .collect();
+                return Ok((tasks, vec![]));
+            }
+        }
+        let mut failures = Vec::new();
+        let (chosen, placement_failures) = match only {
+            None => {
+                let candidates: Vec<usize> = (0..state.instances.len())
+                    .filter(|&i| {
+                        state.instances[i].record.instance.status.as_deref() == Some("ACTIVE")
+                    })
+                    .collect();
+                if candidates.is_empty() {
+                    return Err(EcsError::InvalidParameter(
+                        "No Container Instances were found in your cluster.".to_string(),
+                    ));
+                }
+                placement::first_fit(&mut state, &candidates, &needs, count)
+            }
+            Some(instances) => {
+                let mut chosen = Vec::new();
+                let mut misfits = Vec::new();
+                for given in instances {
+                    let index = state.instances.iter().position(|i| {
+                        i.record.wharf_id == given.rsplit('/').next().unwrap_or(given)
+                            && i.record.instance.status.as_deref() != Some("INACTIVE")
+                    });
+                    match index {
+                        None => failures.push(Failure {
+                            arn: Some(if given.starts_with("arn:") {
+                                given.clone()
+                            } else {
+                                ctx.scope.container_instance_arn(&request.cluster, given)
+                            }),
+                            reason: Some("MISSING".to_string()),
+                            detail: None,
+                        }),
+                        Some(index) => {
+                            let (placed, mut why) =
+                                placement::first_fit(&mut state, &[index], &needs, 1);
+                            chosen.extend(placed);
+                            misfits.append(&mut why);
+                        }
+                    }
+                }
+                (chosen, misfits)
+            }
+        };
+        failures.extend(placement_failures);
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let mut touched: Vec<usize> = chosen.clone();
+        touched.sort_unstable();
+        touched.dedup();
+        for &index in &touched {
+            let stored = &state.instances[index];
+            let key = keys::container_instance(&request.cluster, &stored.record.wharf_id);
+            compares.push(Compare {
+                key: key.clone(),
+                target: CompareTarget::ModRevision(stored.mod_revision),
+                op: CompareOp::Equal,
+            });
+            ops.push(Op::Put {
+                key,
+                value: encode(&stored.record),
+                lease: None,
+            });
+        }
+        let mut tasks = Vec::new();
+        for &index in &chosen {
+            let record = new_task(ctx, request, &state.instances[index].record, &needs);
+            let arn = record.task.task_arn.clone().unwrap_or_default();
+            let id = arn.rsplit('/').next().unwrap_or("").to_string();
+            ops.push(Op::Put {
+                key: keys::task(&request.cluster, &id),
+                value: encode(&record),
+                lease: None,
+            });
+            ops.push(tags::put_tags_op(&arn, &request.tags));
+            tasks.push(record.task);
+        }
+        if let Some(token) = client_token {
+            let key = keys::client_token(&request.cluster, token);
+            compares.push(Compare {
+                key: key.clone(),
+                target: CompareTarget::CreateRevision(0),
+                op: CompareOp::Equal,
+            });
+            let arns: Vec<String> = tasks.iter().filter_map(|t| t.task_arn.clone()).collect();
+            ops.push(Op::Put {
+                key,
+                value: encode(&arns),
+                lease: None,
+            });
+        }
+        if ops.is_empty() {
+            return Ok((tasks, failures));
+        }
+        let response = ctx
+            .store
+            .txn(Txn {
+                compares,
+                success: ops,
+                failure: vec![],
+            })
+            .await?;
+        if response.succeeded {
+            for task in &tasks {
+                tracing::info!(cluster = %request.cluster, task = task.task_arn.as_deref().unwrap_or(""),
+                    instance = task.container_instance_arn.as_deref().unwrap_or(""), "task placed");
+            }
+            return Ok((tasks, failures));
+        }
+    }
+    Err(EcsError::Conflict(
+        "Too many concurrent placements on this cluster; retry.".to_string(),
+    ))
+}
+
+pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
+    let input: RunTaskInput = ctx.parse(input)?;
+    let count = input.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(EcsError::InvalidParameter(
+            "count must be between 1 and 10.".to_string(),
+        ));
+    }
+    match input.launch_type.as_deref() {
+        None | Some("EC2") => {}
+        Some("FARGATE" | "EXTERNAL" | "MANAGED_INSTANCES") => {
+            return Err(EcsError::InvalidParameter(format!(
+                "Launch type {} is not available in Wharf yet; use EC2.",
+                input.launch_type.as_deref().unwrap_or("")
+            )))
+        }
+        Some(other) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "Invalid launchType '{other}'. Valid values are: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES."
+            )))
+        }
+    }
+    if input.launch_type.is_some()
+        && input
+            .capacity_provider_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::InvalidParameter(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.".to_string(),
+        ));
+    }
+    if input
+        .capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::InvalidParameter(
+            "Capacity provider strategies are not available in Wharf yet; use launchType EC2."
+                .to_string(),
+        ));
+    }
+    if input.network_configuration.is_some() {
+        return Err(EcsError::InvalidParameter(
+            "Network Configuration is not valid for the given networkMode of this task definition."
+                .to_string(),
+        ));
+    }
+    if input
+        .placement_constraints
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+        || input
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(EcsError::InvalidParameter(
+            "Placement constraints and strategies arrive with Wharf's placement engine; until then tasks are placed first-fit.".to_string(),
+        ));
+    }
+    if input.platform_version.is_some() {
+        return Err(EcsError::InvalidParameter(
+            "The platform version must be null when specifying an EC2 launch type.".to_string(),
+        ));
+    }
+    validate_group_and_started_by(input.group.as_deref(), input.started_by.as_deref())?;
+    if let Some(reference) = &input.reference_id {
+        if reference.len() > 64 {
+            return Err(EcsError::InvalidParameter(
+                "referenceId must be at most 64 characters.".to_string(),
+            ));
+        }
+    }
+    let mut request = launch_request(
+        ctx,
+        input.cluster.as_deref(),
+        &input.task_definition,
+        input.overrides,
+        input.tags,
+        input.propagate_tags.as_deref(),
+        input.enable_ecs_managed_tags,
+    )
+    .await?;
+    request.group = input.group;
+    request.started_by = input.started_by;
+    request.enable_execute_command = input.enable_execute_command;
+    let (tasks, failures) = launch(
+        ctx,
+        &request,
+        count as usize,
+        None,
+        input.client_token.as_deref(),
+    )
+    .await?;
+    Ok(json!({ "tasks": tasks, "failures": failures }))
+}
+
+pub async fn start_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
+    let input: StartTaskInput = ctx.parse(input)?;
+    if input.container_instances.is_empty() || input.container_instances.len() > 10 {
+        return Err(EcsError::InvalidParameter(
+            "containerInstances must contain between 1 and 10 container instances.".to_string(),
+        ));
+    }
+    if input.network_configuration.is_some() {
+        return Err(EcsError::InvalidParameter(
+            "Network Configuration is not valid for the given networkMode of this task definition."
+                .to_string(),
+        ));
+    }
+    validate_group_and_started_by(input.group.as_deref(), input.started_by.as_deref())?;
+    let _ = &input.reference_id;
+    let mut request = launch_request(
+        ctx,
+        input.cluster.as_deref(),
+        &input.task_definition,
+        input.overrides,
+        input.tags,
+        input.propagate_tags.as_deref(),
+        input.enable_ecs_managed_tags,
+    )
+    .await?;
+    request.group = input.group;
+    request.started_by = input.started_by;
+    request.enable_execute_command = input.enable_execute_command;
+    let (tasks, failures) =
+        launch(ctx, &request, 0, Some(&input.container_instances), None).await?;
+    Ok(json!({ "tasks": tasks, "failures": failures }))
+}
+
+/// Find a task of a cluster by id or ARN.
+async fn read_task(
+    ctx: &EcsContext,
+    cluster: &str,
+    given: &str,
+) -> Result<Option<(TaskRecord, i64, String)>, EcsError> {
+    let id = given.rsplit('/').next().unwrap_or(given).to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    Ok(ctx
+        .get_json::<TaskRecord>(&keys::task(cluster, &id))
+        .await?
+        .map(|(r, rev)| (r, rev, id)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopTaskInput {
+    cluster: Option<String>,
+    task: String,
+    reason: Option<String>,
+}
+
+pub async fn stop_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
+    let input: StopTaskInput = ctx.parse(input)?;
+    if input.reason.as_ref().is_some_and(|r| r.len() > 255) {
+        return Err(EcsError::InvalidParameter(
+            "reason must be at most 255 characters.".to_string(),
+        ));
+    }
+    let (cluster, _) = active_cluster(ctx, input.cluster.as_deref()).await?;
+    let cluster = cluster.cluster_name.unwrap_or_default();
+    for _ in 0..16 {
+        let (mut record, revision, id) =
+            read_task(ctx, &cluster, &input.task)
+                .await?
+                .ok_or_else(|| {
+                    EcsError::InvalidParameter("The referenced task was not found.".to_string())
+                })?;
+        let reason = input.reason.as_deref().unwrap_or("Task stopped by user");
+        if !request_stop(&mut record.task, reason, "UserInitiated", ctx.now()) {
+            return Ok(json!({ "task": record.task }));
+        }
+        let key = keys::task(&cluster, &id);
+        let response = ctx
+            .store
+            .txn(Txn {
+                compares: vec![Compare {
+                    key: key.clone(),
+                    target: CompareTarget::ModRevision(revision),
+                    op: CompareOp::Equal,
+                }],
+                success: vec![Op::Put {
+                    key,
+                    value: encode(&record),
+                    lease: None,
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if response.succeeded {
+            return Ok(json!({ "task": record.task }));
+        }
+    }
+    Err(EcsError::Conflict(
+        "The task is being changed concurrently; retry.".to_string(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasksInput {
+    cluster: Option<String>,
+    tasks: Vec<String>,
+    include: Option<Vec<String>>,
+}
+
+pub async fn describe_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
+    let input: DescribeTasksInput = ctx.parse(input)?;
+    if input.tasks.is_empty() || input.tasks.len() > 100 {
+        return Err(
+            EcsError::InvalidParameter("Tasks cannot be empty.".to_string())
+                .max_tasks(input.tasks.len()),
+        );
+    }
+    let include = input.include.unwrap_or_default();
+    if let Some(bad) = include.iter().find(|i| *i != "TAGS") {
+        return Err(EcsError::InvalidParameter(format!(
+            "Invalid include value '{bad}'. Valid values are: TAGS."
+        )));
+    }
+    let (cluster, _) = active_cluster(ctx, input.cluster.as_deref()).await?;
+    let cluster = cluster.cluster_name.unwrap_or_default();
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for given in &input.tasks {
+        match read_task(ctx, &cluster, given).await? {
+            Some((record, _, _)) => {
+                let mut task = record.task;
+                if !include.is_empty() {
+                    let arn = task.task_arn.clone().unwrap_or_default();
+                    task.tags = Some(tags::get_tags(ctx, &arn).await?);
+                } else {
+                    task.tags = None;
+                }
+                tasks.push(task);
+            }
+            None => failures.push(Failure {
+                arn: Some(if given.starts_with("arn:") {
+                    given.clone()
+                } else {
+                    ctx.scope.task_arn(&cluster, given)
+                }),
+                reason: Some("MISSING".to_string()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(json!({ "tasks": tasks, "failures": failures }))
+}
+
+impl EcsError {
+    fn max_tasks(self, given: usize) -> EcsError {
+        if given > 100 {
+            EcsError::InvalidParameter("Tasks cannot have more than 100 elements.".to_string())
+        } else {
+            self
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTasksInput {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+    family: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    started_by: Option<String>,
+    service_name: Option<String>,
+    desired_status: Option<String>,
+    launch_type: Option<String>,
+}
+
+pub async fn list_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
+    let input: ListTasksInput = ctx.parse(input)?;
+    let desired = input
+        .desired_status
+        .clone()
+        .unwrap_or_else(|| "RUNNING".to_string());
+    if !["RUNNING", "PENDING", "STOPPED"].contains(&desired.as_str()) {
+        return Err(EcsError::InvalidParameter(format!(
+            "Invalid desiredStatus '{desired}'. Valid values are: RUNNING, PENDING, STOPPED."
+        )));
+    }
+    if input.family.is_some() && input.service_name.is_some() {
+        return Err(EcsError::InvalidParameter(
+            "family and serviceName may not be specified together.".to_string(),
+        ));
+    }
+    let (cluster, _) = active_cluster(ctx, input.cluster.as_deref()).await?;
+    let cluster = cluster.cluster_name.unwrap_or_default();
+    let instance_id = input
+        .container_instance
+        .as_deref()
+        .map(|c| c.rsplit('/').next().unwrap_or(c).to_string());
+    let prefix = keys::task_cluster_prefix(&cluster);
+    let response = ctx.store.range(&prefix, Default::default()).await?;
+    let mut items = Vec::new();
+    for kv in &response.kvs {
+        let task: Task = decode(kv)?;
+        let matches = match desired.as_str() {
+            // PENDING lists tasks desired RUNNING that have not started yet.
+            "PENDING" => {
+                task.desired_status.as_deref() == Some("RUNNING")
+                    && matches!(
+                        task.last_status.as_deref(),
+                        Some("PROVISIONING" | "PENDING" | "ACTIVATING")
+                    )
+            }
+            other => task.desired_status.as_deref() == Some(other),
+        } && instance_id.as_ref().is_none_or(|id| {
+            task.container_instance_arn
+                .as_deref()
+                .and_then(|a| a.rsplit('/').next())
+                == Some(id.as_str())
+        }) && input.family.as_ref().is_none_or(|family| {
+            task.task_definition_arn
+                .as_deref()
+                .and_then(|a| a.rsplit('/').next())
+                .and_then(|fr| fr.rsplit_once(':'))
+                .is_some_and(|(f, _)| f == family)
+        }) && input
+            .started_by
+            .as_ref()
+            .is_none_or(|s| task.started_by.as_ref() == Some(s))
+            && input
+                .service_name
+                .as_ref()
+                .is_none_or(|s| task.group.as_deref() == Some(&format!("service:{s}")))
+            && input
+                .launch_type
+                .as_ref()
+                .is_none_or(|l| task.launch_type.as_ref() == Some(l));
+        if matches {
+            items.push((
+                kv.key[prefix.len()..].to_string(),
+                task.task_arn.unwrap_or_default(),
+            ));
+        }
+    }
+    let scope = format!(
+        "ListTasks/{cluster}/{}/{}/{}/{}/{desired}/{}",
+        input.container_instance.as_deref().unwrap_or(""),
+        input.family.as_deref().unwrap_or(""),
+        input.started_by.as_deref().unwrap_or(""),
+        input.service_name.as_deref().unwrap_or(""),
+        input.launch_type.as_deref().unwrap_or("")
+    );
+    let (arns, next) = paging::page(
+        &ctx.tokens,
+        &scope,
+        items,
+        input.next_token.as_deref(),
+        input.max_results,
+        100,
+    )?;
+    let mut output = json!({ "taskArns": arns });
+    if let Some(next) = next {
+        output["nextToken"] = json!(next);
+    }
+    Ok(output)
+}

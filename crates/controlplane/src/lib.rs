@@ -1,0 +1,12 @@
+//! Wharf's control plane: the single HTTP endpoint that authenticates every request with SigV4,
+//! picks the AWS service from the credential scope, and runs that service's handlers against
+//! the store. Controllers (placement, services, …) will live here too.
+
+pub mod controllers;
+pub mod credentials;
+pub mod ecs;
+pub mod server;
+
+pub use controllers::InstanceHealthSettings;
+pub use credentials::Credentials;
+pub use server::{Server, ServerConfig};

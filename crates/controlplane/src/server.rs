@@ -1,0 +1,272 @@
+//! The one HTTP endpoint for every AWS service Wharf speaks. Each request is read (up to a body
+//! limit), authenticated with SigV4, routed by the service named in its credential scope, and
+//! answered in that service's wire protocol. Every response carries `x-amzn-RequestId`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use model::arn::Scope;
+use protocol::pagination::TokenCodec;
+use protocol::sigv4::{self, ErrorStyle};
+use protocol::{json, AwsError, Request};
+use store::clock::Clock;
+use store::Store;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::controllers::{Controllers, InstanceHealthSettings};
+use crate::credentials::Credentials;
+use crate::ecs::{self, EcsContext};
+
+/// Requests with larger bodies are refused before they are read further. ECS's largest inputs
+/// (task definitions) are capped at 64 KiB by AWS; other services (logs, metrics) need more.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub region: String,
+    pub account_id: String,
+    /// Every key pair that may sign requests. The first one also keys pagination tokens.
+    pub credentials: Vec<Credentials>,
+    /// Agent liveness and task retention.
+    pub instance_health: InstanceHealthSettings,
+}
+
+struct App {
+    credentials: Vec<Credentials>,
+    clock: Arc<dyn Clock>,
+    ecs: Arc<EcsContext>,
+}
+
+/// A running server; dropping it does not stop it, call `shutdown`.
+pub struct Server {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    controllers: Controllers,
+}
+
+impl Server {
+    /// Bind the listener and start serving in the background.
+    pub async fn start(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        // Pagination tokens are keyed from the server's secret so they stay valid across
+        // restarts and cannot be forged by clients.
+        let token_key = config
+            .credentials
+            .first()
+            .map(|c| format!("wharf-pagination:{}", c.secret_access_key))
+            .unwrap_or_default();
+        let ecs = Arc::new(EcsContext {
+            store,
+            clock: clock.clone(),
+            scope: Scope::new(config.region, config.account_id),
+            tokens: TokenCodec::new(token_key.as_bytes()),
+        });
+        let app = Arc::new(App {
+            credentials: config.credentials,
+            clock,
+            ecs: ecs.clone(),
+        });
+        let router = Router::new()
+            .route("/_wharf/health", get(|| async { "ok" }))
+            .fallback(handle)
+            .with_state(app);
+        let cancel = CancellationToken::new();
+        let controllers = Controllers::start(ecs, config.instance_health, cancel.child_token());
+        let shutdown = cancel.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            if let Err(error) = serve.await {
+                error!(%error, "http server stopped");
+            }
+        });
+        info!(%addr, "listening");
+        Ok(Server {
+            addr,
+            cancel,
+            task,
+            controllers,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the value for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting requests, let in-flight ones finish, and wait.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+        self.controllers.join().await;
+    }
+}
+
+async fn handle(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = match read_request(request).await {
+        Ok(request) => route(&app, request).await,
+        Err(error) => json_error(&error, json::CONTENT_TYPE_1_1),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-RequestId", value);
+    }
+    response
+}
+
+async fn read_request(request: axum::extract::Request) -> Result<Request, AwsError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            AwsError::sender(
+                "RequestEntityTooLargeException",
+                format!("Request body must be at most {MAX_BODY_BYTES} bytes."),
+            )
+            .with_status(413)
+        })?;
+    Ok(Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: header_pairs(&parts.headers),
+        body,
+    })
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(value.as_bytes()).into(),
+            )
+        })
+        .collect()
+}
+
+/// Authenticate, then hand the request to the service its credential scope names.
+async fn route(app: &App, request: Request) -> Response<Body> {
+    let service = sigv4::scope_service(&request);
+    let style = ErrorStyle::Json;
+    let now = app.clock.now_millis() / 1000;
+    let lookup = |key: &str| {
+        app.credentials
+            .iter()
+            .find(|c| c.access_key_id == key)
+            .map(|c| c.secret_access_key.clone())
+    };
+    let identity = match sigv4::verify(&request, now, &lookup) {
+        Ok(identity) => identity,
+        Err(error) => {
+            debug!(%error, "request refused by sigv4");
+            return json_error(&error.to_aws_error(style), json::CONTENT_TYPE_1_1);
+        }
+    };
+    match service.as_deref().unwrap_or(identity.service.as_str()) {
+        "ecs" => serve_json(&request, ecs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
+            ecs::dispatch(&app.ecs, op, input)
+        })
+        .await,
+        model::agent::SIGNING_NAME => {
+            serve_json(&request, model::agent::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
+                ecs::agent_service::dispatch(&app.ecs, op, input)
+            })
+            .await
+        }
+        other => json_error(
+            &AwsError::sender(
+                "UnrecognizedServiceException",
+                format!(
+                    "Wharf does not serve the '{other}' service yet; it serves: ecs (and wharf, for agents). Check the endpoint URL and the service you are calling."
+                ),
+            ),
+            json::CONTENT_TYPE_1_1,
+        ),
+    }
+}
+
+/// Serve one JSON 1.0/1.1 request: check the target prefix, parse the body, run the operation.
+async fn serve_json<'a, F, Fut, E>(
+    request: &'a Request,
+    prefix: &str,
+    content_type: &'static str,
+    run: F,
+) -> Response<Body>
+where
+    F: FnOnce(&'a str, serde_json::Value) -> Fut,
+    Fut: std::future::Future<Output = Option<Result<serde_json::Value, E>>>,
+    E: IntoAwsError,
+{
+    let Some(target) = request.header("x-amz-target") else {
+        return json_error(&json::missing_target(), content_type);
+    };
+    let operation = match json::parse_target(target) {
+        Some((p, op)) if p == prefix => op,
+        _ => return json_error(&json::unknown_operation(target), content_type),
+    };
+    let input = match json::parse_body(&request.body) {
+        Ok(input) => input,
+        Err(error) => return json_error(&error, content_type),
+    };
+    match run(operation, input).await {
+        None => json_error(&json::unknown_operation(target), content_type),
+        Some(Ok(output)) => {
+            let body = serde_json::to_vec(&output).unwrap_or_default();
+            let mut response = Response::new(Body::from(Bytes::from(body)));
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static(content_type));
+            response
+        }
+        Some(Err(error)) => {
+            let error = error.into_aws_error();
+            if error.status >= 500 {
+                error!(operation, message = %error.message, "operation failed");
+            }
+            json_error(&error, content_type)
+        }
+    }
+}
+
+/// How a service's error family becomes a wire error.
+pub trait IntoAwsError {
+    fn into_aws_error(self) -> AwsError;
+}
+
+impl IntoAwsError for ecs::EcsError {
+    fn into_aws_error(self) -> AwsError {
+        self.to_aws()
+    }
+}
+
+fn json_error(error: &AwsError, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(json::error_body(error)));
+    *response.status_mut() =
+        StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&error.code) {
+        headers.insert("x-amzn-ErrorType", value);
+    }
+    response
+}

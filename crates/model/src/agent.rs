@@ -1,0 +1,97 @@
+//! The agent protocol: what a `wharf agent` and the control plane say to each other, beyond
+//! the ECS operations the agent also uses (`RegisterContainerInstance`, `CreateCluster`).
+//!
+//! It is served on the same endpoint as every AWS service, as JSON 1.1 under the SigV4 signing
+//! name `wharf` and the target prefix `WharfAgent_20261121`:
+//!
+//! - `Heartbeat`: keeps the agent's session alive; the instance shows `agentConnected: true`
+//!   while heartbeats arrive within `SESSION_TTL_SECONDS`.
+//! - `PollTasks`: a long poll. Answers at once when the instance's tasks changed after
+//!   `sinceRevision` (or when `sinceRevision` is 0 or too old to compare), else waits for a
+//!   change up to `waitSeconds`; the answer is always the full set of tasks the agent must
+//!   care about, so every answer is also a resync.
+//! - `ReportTaskState`: observed state of one task and its containers. The control plane only
+//!   moves statuses forward and ignores stale reports.
+
+use crate::ecs::task::{NetworkBinding, Task};
+use crate::ecs::task_definition::TaskDefinition;
+
+pub const SIGNING_NAME: &str = "wharf";
+pub const TARGET_PREFIX: &str = "WharfAgent_20261121";
+
+/// How long a session lives without a heartbeat.
+pub const SESSION_TTL_SECONDS: i64 = 30;
+/// How often agents heartbeat.
+pub const HEARTBEAT_INTERVAL_SECONDS: u64 = 10;
+/// The longest a PollTasks call waits.
+pub const MAX_POLL_WAIT_SECONDS: u64 = 25;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatInput {
+    pub cluster: String,
+    pub container_instance_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollTasksInput {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    /// The `revision` of the previous answer (0 on the first poll).
+    pub since_revision: i64,
+    pub wait_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollTasksOutput {
+    /// The store revision this answer reflects; pass it back as `sinceRevision`.
+    pub revision: i64,
+    /// Every task on the instance that is not yet STOPPED on both sides (desired RUNNING, or
+    /// desired STOPPED with lastStatus not STOPPED yet).
+    pub tasks: Vec<AgentTask>,
+}
+
+/// A task with the definition it runs, overrides already part of `task.overrides`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentTask {
+    pub task: Task,
+    pub task_definition: TaskDefinition,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTaskStateInput {
+    pub cluster: String,
+    pub task_arn: String,
+    /// The task's observed lastStatus.
+    pub last_status: String,
+    pub containers: Vec<ContainerStateReport>,
+    pub pull_started_at: Option<f64>,
+    pub pull_stopped_at: Option<f64>,
+    pub started_at: Option<f64>,
+    pub execution_stopped_at: Option<f64>,
+    /// Set by the agent when the task stopped on its own (TaskFailedToStart,
+    /// EssentialContainerExited).
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers' health checks.
+    pub health_status: Option<String>,
+}
+
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateReport {
+    pub name: String,
+    pub last_status: String,
+    pub runtime_id: Option<String>,
+    pub image_digest: Option<String>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub network_bindings: Option<Vec<NetworkBinding>>,
+    pub health_status: Option<String>,
+}

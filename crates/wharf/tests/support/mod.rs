@@ -1,0 +1,147 @@
+//! Harness for end-to-end tests: real `wharf` processes on loopback and the real aws CLI from
+//! PyPI (in the virtual environment `scripts/e2e-venv` prepares) talking to them.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A running `wharf` process and the environment its banner printed.
+pub struct Wharf {
+    child: Child,
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+impl Wharf {
+    /// Start `wharf <subcommand> --listen 127.0.0.1:0 --data-dir DIR` and wait for its banner.
+    pub fn start(subcommand: &str, data_dir: &Path) -> Result<Wharf> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("WHARF_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning wharf")?;
+        let stdout = child.stdout.take().context("wharf stdout")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exports = std::collections::HashMap::new();
+        while !exports.contains_key("AWS_ENDPOINT_URL") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match receiver.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("wharf did not print its endpoint within 30 s");
+                }
+            };
+            if let Some((name, value)) = line
+                .strip_prefix("export ")
+                .and_then(|rest| rest.split_once('='))
+            {
+                exports.insert(name.to_string(), value.to_string());
+            }
+        }
+        Ok(Wharf {
+            child,
+            endpoint: exports["AWS_ENDPOINT_URL"].clone(),
+            access_key_id: exports["AWS_ACCESS_KEY_ID"].clone(),
+            secret_access_key: exports["AWS_SECRET_ACCESS_KEY"].clone(),
+            region: exports["AWS_DEFAULT_REGION"].clone(),
+        })
+    }
+
+    /// SIGKILL the process, as a crash or power cut would end it.
+    pub fn kill9(mut self) -> Result<()> {
+        self.child.kill().context("kill -9 wharf")?;
+        self.child.wait().context("reaping wharf")?;
+        Ok(())
+    }
+
+    /// Run the aws CLI against this server with its printed credentials.
+    pub fn aws(&self, args: &[&str]) -> Result<Output> {
+        self.aws_with_secret(&self.secret_access_key, args)
+    }
+
+    /// Run the aws CLI signing with a chosen secret (to test refusals).
+    pub fn aws_with_secret(&self, secret: &str, args: &[&str]) -> Result<Output> {
+        let output = Command::new(aws_cli()?)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_ACCESS_KEY_ID", &self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_DEFAULT_REGION", &self.region)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_PAGER", "")
+            .output()
+            .context("running the aws CLI")?;
+        Ok(output)
+    }
+
+    /// Run the aws CLI, require success and parse its JSON output.
+    pub fn aws_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let output = self.aws(args)?;
+        if !output.status.success() {
+            bail!(
+                "aws {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        if output.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("aws {} printed non-JSON", args.join(" ")))
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The aws CLI from the test virtual environment (`scripts/e2e-venv` creates it).
+pub fn aws_cli() -> Result<PathBuf> {
+    let venv = match std::env::var_os("WHARF_E2E_VENV") {
+        Some(venv) => PathBuf::from(venv),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-venv"),
+    };
+    let aws = venv.join("bin/aws");
+    if !aws.exists() {
+        bail!(
+            "the aws CLI is not installed at {}; run `WHARF_E2E_VENV={} scripts/e2e-venv` or the README's test command `scripts/test`",
+            aws.display(),
+            venv.display()
+        );
+    }
+    Ok(aws)
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
