@@ -50,7 +50,14 @@ pub async fn ecs_client(endpoint: &str, access_key_id: &str, secret: &str) -> aw
 
 /// Start a server on 127.0.0.1 with a fresh in-memory store.
 pub async fn start() -> TestServer {
-    let clock = Arc::new(SystemClock);
+    start_with(Arc::new(SystemClock), Default::default()).await
+}
+
+/// Start a server with a chosen clock and instance-health settings.
+pub async fn start_with(
+    clock: Arc<dyn store::clock::Clock>,
+    instance_health: controlplane::InstanceHealthSettings,
+) -> TestServer {
     let store = Arc::new(MemoryStore::new(clock.clone()));
     let credentials = Credentials::generate();
     let config = ServerConfig {
@@ -58,7 +65,7 @@ pub async fn start() -> TestServer {
         region: REGION.to_string(),
         account_id: ACCOUNT.to_string(),
         credentials: vec![credentials.clone()],
-        instance_health: Default::default(),
+        instance_health,
     };
     let server = Server::start(config, store.clone(), clock)
         .await
@@ -130,6 +137,47 @@ pub async fn signed_request(
     body: &[u8],
     secret: Option<&str>,
 ) -> RawResponse {
+    signed_request_at(
+        server,
+        service,
+        headers,
+        body,
+        secret,
+        std::time::SystemTime::now(),
+    )
+    .await
+}
+
+/// Call an operation of the agent service (`wharf`) and return its JSON answer.
+pub async fn agent_call(
+    server: &TestServer,
+    operation: &str,
+    input: serde_json::Value,
+) -> RawResponse {
+    let target = format!("{}.{operation}", model::agent::TARGET_PREFIX);
+    let body = serde_json::to_vec(&input).expect("json");
+    signed_request(
+        server,
+        model::agent::SIGNING_NAME,
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", &target),
+        ],
+        &body,
+        None,
+    )
+    .await
+}
+
+/// Like `signed_request`, signed as of `time`.
+pub async fn signed_request_at(
+    server: &TestServer,
+    service: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    secret: Option<&str>,
+    time: std::time::SystemTime,
+) -> RawResponse {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
     let identity = SdkCredentials::new(
@@ -144,7 +192,7 @@ pub async fn signed_request(
         .identity(&identity)
         .region(REGION)
         .name(service)
-        .time(std::time::SystemTime::now())
+        .time(time)
         .settings(SigningSettings::default())
         .build()
         .expect("signing params")
