@@ -70,6 +70,11 @@ pub(crate) struct CompiledRequest {
     /// Per container instance: every static expression holds. `None` when there are none.
     pub static_filter: Option<Arc<Vec<bool>>>,
     pub dynamic: Vec<Arc<Expression>>,
+    /// Texts of the dynamic expressions, part of the index key when `dynamic_falling`.
+    pub dynamic_key: Vec<String>,
+    /// Every dynamic expression can only turn false as tasks land, so an instance refused by
+    /// them stays refused (until something gives resources back).
+    pub dynamic_falling: bool,
     pub distinct_instance: bool,
     /// Normalised: nothing after the first `random`, no repeats.
     pub strategies: Vec<PlacementStrategy>,

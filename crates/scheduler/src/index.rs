@@ -39,6 +39,9 @@ pub(crate) struct IndexKey {
     pub static_key: Vec<String>,
     pub requirements: TaskRequirements,
     pub distinct_instance: bool,
+    /// Set when instances refused by the dynamic expressions are parked, which is only right
+    /// for requests with these same expressions.
+    pub parked_dynamic: Option<Vec<String>>,
 }
 
 impl IndexKey {
@@ -49,6 +52,7 @@ impl IndexKey {
             static_key: request.static_key.clone(),
             requirements: request.requirements.clone(),
             distinct_instance: request.distinct_instance,
+            parked_dynamic: request.dynamic_falling.then(|| request.dynamic_key.clone()),
         }
     }
 }
@@ -333,9 +337,14 @@ impl SelectionIndex {
         None
     }
 
-    /// Whether a failed check can never pass again while this index lives.
-    fn monotone(reason: RejectionReason) -> bool {
-        !matches!(reason, RejectionReason::MemberOf | RejectionReason::Agent)
+    /// Whether a failed check can never pass again while this index lives. Candidates already
+    /// passed the agent and static checks, so `MemberOf` here comes from dynamic expressions.
+    fn monotone(&self, reason: RejectionReason) -> bool {
+        match reason {
+            RejectionReason::Agent => false,
+            RejectionReason::MemberOf => self.key.parked_dynamic.is_some(),
+            _ => true,
+        }
     }
 
     fn select_in_leaves(
@@ -366,7 +375,7 @@ impl SelectionIndex {
                         best = Some((key, tiebreak, i));
                         break;
                     }
-                    Err(reason) if Self::monotone(reason) => to_park.push(i as usize),
+                    Err(reason) if self.monotone(reason) => to_park.push(i as usize),
                     Err(_) => {}
                 }
             }
@@ -427,7 +436,7 @@ impl SelectionIndex {
             }
             match cluster.check(i, request) {
                 Ok(()) => return Some(i),
-                Err(reason) if Self::monotone(reason) => self.park(cluster, i),
+                Err(reason) if self.monotone(reason) => self.park(cluster, i),
                 Err(_) => {}
             }
         }
@@ -441,7 +450,7 @@ impl SelectionIndex {
                 }
                 match cluster.check(i, request) {
                     Ok(()) => feasible.push(i),
-                    Err(reason) if Self::monotone(reason) => to_park.push(i),
+                    Err(reason) if self.monotone(reason) => to_park.push(i),
                     Err(_) => {}
                 }
             }

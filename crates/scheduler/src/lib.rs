@@ -12,13 +12,13 @@
 //! - [`Scheduler`]: plans requests against a working copy of the cluster that remembers what it
 //!   placed, using per-request caches and selection indices so a request costs about
 //!   O(tasks × log instances), not O(instances).
-//! - [`plan`]: the output, placements and per-instance rejections, with RunTask `failures[]` and
+//! - [`mod@plan`]: the output, placements and per-instance rejections, with RunTask `failures[]` and
 //!   service-event text.
 //!
 //! Messages that go on the wire (validation errors, failure reasons, service events) are written
 //! as AWS writes them, capitalised and with a period, unlike the lowercase style of Wharf's
 //! internal errors: there the wire wins. Which of them are verified against AWS and which are
-//! ours is listed in [`plan`], [`request::RequestError`] and [`query::ExpressionError`].
+//! ours is listed in [`mod@plan`], [`request::RequestError`] and [`query::ExpressionError`].
 //!
 //! How strategies combine: lexicographically, in the given order (each strategy only breaks the
 //! ties left by the ones before it), with a seeded pseudo-random order of instances as the last

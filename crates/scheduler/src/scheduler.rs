@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::cluster::{Cluster, CompiledRequest};
 use crate::index::{indexable, IndexKey, SelectionIndex};
 use crate::plan::{InstanceRejection, Placement, Plan, Unplaced};
-use crate::query::Expression;
+use crate::query::{Expression, Trend};
 use crate::random::SplitMix64;
 use crate::request::{PlacementConstraint, PlacementRequest, PlacementStrategy, RequestError};
 use crate::scan::Scan;
@@ -263,6 +263,7 @@ impl Scheduler {
         let mut static_key = Vec::new();
         let mut static_expressions = Vec::new();
         let mut dynamic = Vec::new();
+        let mut dynamic_key = Vec::new();
         let mut distinct_instance = false;
         for constraint in request.all_constraints() {
             match constraint {
@@ -270,6 +271,7 @@ impl Scheduler {
                 PlacementConstraint::MemberOf(text) => {
                     let expression = self.expression(text)?;
                     if expression.depends_on_tasks() {
+                        dynamic_key.push(text.clone());
                         dynamic.push(expression);
                     } else {
                         static_key.push(text.clone());
@@ -292,7 +294,11 @@ impl Scheduler {
             ports_conflict,
             static_key,
             static_filter,
+            dynamic_falling: dynamic
+                .iter()
+                .all(|e| matches!(e.as_tasks_are_added(), Trend::Falling | Trend::Constant)),
             dynamic,
+            dynamic_key,
             distinct_instance,
             strategies: normalise(&request.strategies),
         })

@@ -167,6 +167,25 @@ fn task_group_affinity_and_anti_affinity_see_the_plan() {
 }
 
 #[test]
+fn affinity_can_become_true_later() {
+    // b is refused for lack of a database task, then gets one: the same request must now fit.
+    check(
+        "
+        instance a tasks=service:db memory=512
+        instance b memory=2048
+        place count=1 memory=512 group=service:web
+        constraint memberOf task:group == service:db
+        place count=1 memory=512 group=service:db
+        place count=1 memory=512 group=service:web
+        constraint memberOf task:group == service:db
+        ",
+        "placed: a
+        placed: b
+        placed: b",
+    );
+}
+
+#[test]
 fn running_tasks_count_counts_the_plan_too() {
     check(
         "

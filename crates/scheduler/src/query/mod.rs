@@ -1,7 +1,7 @@
 //! The cluster query language: the expressions of `memberOf` placement constraints and of
 //! `ListContainerInstances --filter`.
 //!
-//! [`Expression::parse`] turns text into an AST (recursive descent in [`parser`]), checking
+//! [`Expression::parse`] turns text into an AST (recursive descent in `parser`), checking
 //! everything that can be checked without a cluster: operators valid for their subject,
 //! timestamps, integers, booleans, regular expressions. [`Expression::matches`] evaluates it
 //! against anything that implements [`InstanceFacts`], so the scheduler (which adds the tasks of
@@ -247,6 +247,19 @@ impl Expression {
         }
     }
 
+    /// How the expression's value can change as tasks are added to an instance (and nothing
+    /// else changes). The scheduler uses it to stop re-checking instances that can never pass
+    /// again, such as those refused by the anti-affinity `not(task:group == database)`.
+    pub fn as_tasks_are_added(&self) -> Trend {
+        match self {
+            Expression::And(a, b) | Expression::Or(a, b) => {
+                a.as_tasks_are_added().combine(b.as_tasks_are_added())
+            }
+            Expression::Not(e) => e.as_tasks_are_added().negate(),
+            Expression::Condition(c) => c.as_tasks_are_added(),
+        }
+    }
+
     /// Evaluates the expression for one container instance.
     pub fn matches(&self, instance: &dyn InstanceFacts) -> bool {
         match self {
@@ -258,7 +271,52 @@ impl Expression {
     }
 }
 
+/// How a boolean changes as tasks are added to a container instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trend {
+    /// It does not read the tasks.
+    Constant,
+    /// It can turn from false to true, never back (`task:group == x`, `runningTasksCount > 2`).
+    Rising,
+    /// It can turn from true to false, never back (`task:group != x`, `runningTasksCount < 3`):
+    /// once false, it stays false.
+    Falling,
+    /// Either way (`runningTasksCount == 2`, or a mix).
+    Either,
+}
+
+impl Trend {
+    /// `and` and `or` are monotone in both operands, so they keep a shared direction.
+    fn combine(self, other: Trend) -> Trend {
+        match (self, other) {
+            (Trend::Constant, t) | (t, Trend::Constant) => t,
+            (a, b) if a == b => a,
+            _ => Trend::Either,
+        }
+    }
+
+    fn negate(self) -> Trend {
+        match self {
+            Trend::Rising => Trend::Falling,
+            Trend::Falling => Trend::Rising,
+            t => t,
+        }
+    }
+}
+
 impl Condition {
+    fn as_tasks_are_added(&self) -> Trend {
+        use Operator::*;
+        match (&self.subject, self.operator) {
+            (Subject::TaskGroup, Equals | In | Matches | Exists) => Trend::Rising,
+            (Subject::TaskGroup, _) => Trend::Falling,
+            (Subject::RunningTasksCount, GreaterThan | GreaterThanEqual) => Trend::Rising,
+            (Subject::RunningTasksCount, LessThan | LessThanEqual) => Trend::Falling,
+            (Subject::RunningTasksCount, _) => Trend::Either,
+            _ => Trend::Constant,
+        }
+    }
+
     fn matches(&self, instance: &dyn InstanceFacts) -> bool {
         if let Some(positive) = self.operator.negated() {
             // Negations need the subject to exist (see the module docs), except on the

@@ -305,3 +305,25 @@ fn max_length_is_inclusive() {
     assert_eq!(at_limit.len(), MAX_EXPRESSION_LENGTH);
     assert!(Expression::parse(&at_limit).is_ok());
 }
+
+#[test]
+fn how_expressions_move_as_tasks_are_added() {
+    let trend = |t: &str| Expression::parse(t).unwrap().as_tasks_are_added();
+    assert_eq!(trend("attribute:stack == prod"), Trend::Constant);
+    assert_eq!(trend("task:group == db"), Trend::Rising);
+    assert_eq!(trend("not(task:group == db)"), Trend::Falling);
+    assert_eq!(trend("task:group !in [db, cache]"), Trend::Falling);
+    assert_eq!(
+        trend("runningTasksCount < 3 and attribute:stack == prod"),
+        Trend::Falling
+    );
+    assert_eq!(
+        trend("runningTasksCount >= 3 or task:group exists"),
+        Trend::Rising
+    );
+    assert_eq!(trend("runningTasksCount == 3"), Trend::Either);
+    assert_eq!(
+        trend("task:group == db or runningTasksCount < 3"),
+        Trend::Either
+    );
+}
