@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::ecs::cluster::Cluster;
-use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+use store::{Op, Txn};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ecs::cluster_state::ClusterState;
 use crate::ecs::tasks::{force_stopped, release_ops, TaskRecord};
-use crate::ecs::{encode, keys, EcsContext, EcsError};
+use crate::ecs::{encode, keys, unchanged, EcsContext, EcsError};
 
 #[derive(Debug, Clone)]
 pub struct InstanceHealthSettings {
@@ -68,14 +68,6 @@ async fn reconcile_all(
     Ok(())
 }
 
-fn compare(key: &str, revision: i64) -> Compare {
-    Compare {
-        key: key.to_string(),
-        target: CompareTarget::ModRevision(revision),
-        op: CompareOp::Equal,
-    }
-}
-
 pub async fn reconcile_cluster(
     ctx: &EcsContext,
     cluster: &str,
@@ -97,7 +89,7 @@ pub async fn reconcile_cluster(
                 // A lost race means someone else wrote the instance; the next pass retries.
                 ctx.store
                     .txn(Txn {
-                        compares: vec![compare(&key, stored.mod_revision)],
+                        compares: vec![unchanged(&key, stored.mod_revision)],
                         success: vec![Op::Put {
                             key: key.clone(),
                             value: encode(&updated),
@@ -132,7 +124,7 @@ pub async fn reconcile_cluster(
                     let instance = ctx
                         .get_json::<crate::ecs::cluster_state::InstanceRecord>(&key)
                         .await?;
-                    let mut compares = vec![compare(&task_key, task_revision)];
+                    let mut compares = vec![unchanged(&task_key, task_revision)];
                     let mut ops = Vec::new();
                     if let Some((c, op)) = release_ops(
                         cluster,
@@ -174,7 +166,7 @@ pub async fn reconcile_cluster(
             let arn = task.task.task_arn.clone().unwrap_or_default();
             ctx.store
                 .txn(Txn {
-                    compares: vec![compare(&key, task.mod_revision)],
+                    compares: vec![unchanged(&key, task.mod_revision)],
                     success: vec![
                         Op::Delete { key },
                         Op::Delete {

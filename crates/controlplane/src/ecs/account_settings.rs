@@ -188,9 +188,5 @@ pub async fn list_account_settings(ctx: &EcsContext, input: Value) -> Result<Val
         input.max_results,
         10,
     )?;
-    let mut output = json!({ "settings": settings });
-    if let Some(next) = next {
-        output["nextToken"] = json!(next);
-    }
-    Ok(output)
+    Ok(paging::output("settings", settings, next))
 }

@@ -13,11 +13,12 @@ use model::agent::{
 use model::ecs::task::{container_status_rank, task_status_rank, Task};
 use model::ecs::task_definition::TaskDefinition;
 use serde_json::{json, Value};
-use store::{Compare, CompareOp, CompareTarget, Op, StoreError, Txn};
+use store::{Op, StoreError, Txn};
 
 use super::cluster_state::InstanceRecord;
 use super::clusters::{active_cluster, cluster_name};
 use super::tasks::{release_ops, resolve_task_definition, TaskRecord};
+use super::unchanged;
 use super::{decode, encode, keys, EcsContext, EcsError};
 
 pub async fn dispatch(
@@ -73,11 +74,7 @@ async fn heartbeat(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
         let response = ctx
             .store
             .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(revision),
-                    op: CompareOp::Equal,
-                }],
+                compares: vec![unchanged(&key, revision)],
                 success: vec![Op::Put {
                     key: key.clone(),
                     value: encode(&lease),
@@ -200,11 +197,7 @@ async fn report_task_state(ctx: &EcsContext, input: Value) -> Result<Value, EcsE
         if !apply_report(&mut record.task, &input, now) {
             return Ok(json!({ "acknowledgment": "ignored" }));
         }
-        let mut compares = vec![Compare {
-            key: key.clone(),
-            target: CompareTarget::ModRevision(revision),
-            op: CompareOp::Equal,
-        }];
+        let mut compares = vec![unchanged(&key, revision)];
         let mut ops = Vec::new();
         let instance = match record.task.container_instance_arn.as_deref() {
             Some(arn) => {

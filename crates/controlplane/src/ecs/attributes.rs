@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 
 use super::clusters::active_cluster;
+use super::unchanged;
 use super::{keys, paging, EcsContext, EcsError};
 
 /// AWS allows at most 10 custom attributes on one resource.
@@ -99,11 +100,7 @@ pub async fn put_attributes(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
             }
             // Guard the count check against a concurrent PutAttributes on the same target.
             for kv in &existing.kvs {
-                compares.push(Compare {
-                    key: kv.key.clone(),
-                    target: CompareTarget::ModRevision(kv.mod_revision),
-                    op: CompareOp::Equal,
-                });
+                compares.push(unchanged(&kv.key, kv.mod_revision));
             }
         }
         for (id, attribute) in &resolved {
@@ -210,9 +207,5 @@ pub async fn list_attributes(ctx: &EcsContext, input: Value) -> Result<Value, Ec
         input.max_results,
         100,
     )?;
-    let mut output = json!({ "attributes": attributes });
-    if let Some(next) = next {
-        output["nextToken"] = json!(next);
-    }
-    Ok(output)
+    Ok(paging::output("attributes", attributes, next))
 }

@@ -19,9 +19,10 @@ use model::ecs::tag::{merge_tags, Tag};
 use model::ecs::KeyValuePair;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+use store::{Op, Txn};
 
 use super::{decode, encode, keys, paging, tags, to_value, EcsContext, EcsError};
+use super::{put_if_unchanged, unchanged};
 
 const ACTIVE: &str = "ACTIVE";
 const INACTIVE: &str = "INACTIVE";
@@ -124,11 +125,7 @@ pub async fn create_cluster(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
         let response = ctx
             .store
             .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(compare_revision),
-                    op: CompareOp::Equal,
-                }],
+                compares: vec![unchanged(&key, compare_revision)],
                 success: vec![
                     Op::Put {
                         key: key.clone(),
@@ -436,11 +433,7 @@ pub async fn list_clusters(ctx: &EcsContext, input: Value) -> Result<Value, EcsE
         input.max_results,
         100,
     )?;
-    let mut output = json!({ "clusterArns": arns });
-    if let Some(next) = next {
-        output["nextToken"] = json!(next);
-    }
-    Ok(output)
+    Ok(paging::output("clusterArns", arns, next))
 }
 
 /// Apply `change` to an ACTIVE cluster with a compare on the revision read; retry on a race.
@@ -454,23 +447,7 @@ async fn update(
         change(&mut record);
         let name = record.cluster_name.clone().unwrap_or_default();
         let key = keys::cluster(&name);
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put {
-                    key,
-                    value: encode(&record),
-                    lease: None,
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        if put_if_unchanged(ctx, &key, revision, &record).await? {
             let arn = ctx.scope.cluster_arn(&name);
             let tags = tags::get_tags(ctx, &arn).await?;
             return Ok(json!({ "cluster": render(ctx, record, &tags, &MUTATION_INCLUDES).await? }));
@@ -564,23 +541,7 @@ pub async fn delete_cluster(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
         }
         record.status = Some(INACTIVE.to_string());
         let key = keys::cluster(&name);
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put {
-                    key,
-                    value: encode(&record),
-                    lease: None,
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        if put_if_unchanged(ctx, &key, revision, &record).await? {
             let arn = ctx.scope.cluster_arn(&name);
             let tags = tags::get_tags(ctx, &arn).await?;
             return Ok(json!({ "cluster": render(ctx, record, &tags, &MUTATION_INCLUDES).await? }));

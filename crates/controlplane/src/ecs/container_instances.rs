@@ -12,10 +12,11 @@ use model::ecs::container_instance::{ContainerInstance, Resource, VersionInfo};
 use model::ecs::tag::{merge_tags, Tag};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+use store::{Op, Txn};
 
 use super::cluster_state::{ClusterState, InstanceRecord, StoredInstance};
 use super::clusters::active_cluster;
+use super::unchanged;
 use super::{encode, keys, paging, tags, EcsContext, EcsError};
 
 #[derive(Deserialize)]
@@ -40,14 +41,6 @@ struct IdentityDocument {
 
 fn random_id() -> String {
     hex_id(rand::random())
-}
-
-fn compare_revision(key: &str, revision: i64) -> Compare {
-    Compare {
-        key: key.to_string(),
-        target: CompareTarget::ModRevision(revision),
-        op: CompareOp::Equal,
-    }
 }
 
 pub async fn register_container_instance(
@@ -184,7 +177,7 @@ pub async fn register_container_instance(
         let response = ctx
             .store
             .txn(Txn {
-                compares: vec![compare_revision(&key, revision)],
+                compares: vec![unchanged(&key, revision)],
                 success: vec![
                     Op::Put {
                         key,
@@ -346,11 +339,7 @@ pub async fn list_container_instances(ctx: &EcsContext, input: Value) -> Result<
         input.max_results,
         100,
     )?;
-    let mut output = json!({ "containerInstanceArns": arns });
-    if let Some(next) = next {
-        output["nextToken"] = json!(next);
-    }
-    Ok(output)
+    Ok(paging::output("containerInstanceArns", arns, next))
 }
 
 #[derive(Deserialize)]
@@ -400,7 +389,7 @@ pub async fn deregister_container_instance(
         let response = ctx
             .store
             .txn(Txn {
-                compares: vec![compare_revision(&key, stored.mod_revision)],
+                compares: vec![unchanged(&key, stored.mod_revision)],
                 success: vec![
                     Op::Put {
                         key,
@@ -466,7 +455,7 @@ pub async fn update_container_instances_state(
                         record.instance.status = Some(input.status.clone());
                         record.instance.version = Some(record.instance.version.unwrap_or(0) + 1);
                         let key = keys::container_instance(&cluster, &record.wharf_id);
-                        compares.push(compare_revision(&key, stored.mod_revision));
+                        compares.push(unchanged(&key, stored.mod_revision));
                         ops.push(Op::Put {
                             key,
                             value: encode(&record),

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use store::clock::Clock;
-use store::{KeyValue, Revision, Store};
+use store::{Compare, CompareOp, CompareTarget, KeyValue, Op, Revision, Store, Txn};
 
 pub use error::EcsError;
 
@@ -99,6 +99,39 @@ pub fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, EcsError> {
             kv.key
         )))
     })
+}
+
+/// A compare that holds while `key` is still at `revision` (0: the key does not exist), the
+/// guard of every read-modify-write in the handlers.
+pub fn unchanged(key: &str, revision: Revision) -> Compare {
+    Compare {
+        key: key.to_string(),
+        target: CompareTarget::ModRevision(revision),
+        op: CompareOp::Equal,
+    }
+}
+
+/// Write `value` at `key` if nobody wrote the key since `revision`; false when the caller must
+/// re-read and try again.
+pub async fn put_if_unchanged<T: Serialize>(
+    ctx: &EcsContext,
+    key: &str,
+    revision: Revision,
+    value: &T,
+) -> Result<bool, EcsError> {
+    let response = ctx
+        .store
+        .txn(Txn {
+            compares: vec![unchanged(key, revision)],
+            success: vec![Op::Put {
+                key: key.to_string(),
+                value: encode(value),
+                lease: None,
+            }],
+            failure: vec![],
+        })
+        .await?;
+    Ok(response.succeeded)
 }
 
 /// Encode a record for the store.

@@ -2,6 +2,8 @@
 //! the operation and its filters, so a token cannot be replayed against another listing.
 
 use protocol::pagination::TokenCodec;
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::EcsError;
 
@@ -47,4 +49,13 @@ pub fn page<T>(
         None
     };
     Ok((rest.into_iter().map(|(_, item)| item).collect(), next))
+}
+
+/// A list operation's answer: `{"<field>": [...], "nextToken": "..."}` (no token on the last page).
+pub fn output<T: Serialize>(field: &str, items: Vec<T>, next: Option<String>) -> Value {
+    let mut output = json!({ field: items });
+    if let Some(next) = next {
+        output["nextToken"] = json!(next);
+    }
+    output
 }

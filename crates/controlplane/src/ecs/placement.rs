@@ -1,16 +1,19 @@
-//! Placement for RunTask and StartTask: what a task needs (cpu, memory, host ports) and a
-//! first-fit choice of instance, with AWS's failure reasons. The commit is checked: callers
-//! write the plan with a compare on every instance revision they read, and re-plan on
-//! conflict, so an instance is never over-committed.
+//! Placement for RunTask and StartTask: what a task needs (cpu, memory, host ports), the
+//! scheduler's view of a cluster, and planning with the `scheduler` crate (constraints,
+//! strategies, AWS's failure reasons). The commit is checked: callers write the plan with a
+//! compare on every instance revision they read, and re-plan on conflict, so an instance is
+//! never over-committed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use model::ecs::container_instance::{integer_resource, string_set_resource, Resource};
 use model::ecs::task::{Failure, TaskOverride};
 use model::ecs::task_definition::TaskDefinition;
+use scheduler::{ContainerInstanceStatus, PlacementRequest, RequestError};
 use serde::{Deserialize, Serialize};
 
-use super::cluster_state::{ClusterState, InstanceRecord};
+use super::cluster_state::{ClusterState, StoredInstance};
+use super::EcsError;
 
 /// What one task reserves on its instance while it is not STOPPED.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,103 +127,166 @@ pub fn adjust_remaining(remaining: &[Resource], needs: &TaskNeeds, sign: i64) ->
     ]
 }
 
-/// Why `needs` does not fit on an instance right now, in AWS's words, or `None` if it fits.
-pub fn misfit(
+/// The scheduler's view of one stored instance: resources, attributes (registered and custom),
+/// connectivity and the tasks of each group on it.
+pub fn scheduler_instance(
     state: &ClusterState,
-    record: &InstanceRecord,
-    needs: &TaskNeeds,
-) -> Option<&'static str> {
-    if record.instance.status.as_deref() != Some("ACTIVE") {
-        return Some("INACTIVE");
-    }
-    if !state.connected.contains(&record.wharf_id) {
-        return Some("AGENT");
-    }
-    let remaining = record
-        .instance
-        .remaining_resources
-        .as_deref()
-        .unwrap_or_default();
-    if integer_resource(remaining, "CPU") < needs.cpu {
-        return Some("RESOURCE:CPU");
-    }
-    if integer_resource(remaining, "MEMORY") < needs.memory {
-        return Some("RESOURCE:MEMORY");
-    }
-    let used = |name: &str| -> BTreeSet<i64> {
-        string_set_resource(remaining, name)
+    stored: &StoredInstance,
+) -> scheduler::ContainerInstance {
+    let record = &stored.record;
+    let instance = &record.instance;
+    let arn = instance.container_instance_arn.clone().unwrap_or_default();
+    let resources = |list: &[Resource]| scheduler::Resources {
+        cpu: integer_resource(list, "CPU").max(0) as u32,
+        memory: integer_resource(list, "MEMORY").max(0) as u32,
+        tcp_ports: string_set_resource(list, "PORTS")
             .iter()
             .filter_map(|p| p.parse().ok())
-            .collect()
-    };
-    let (tcp, udp) = (used("PORTS"), used("PORTS_UDP"));
-    let mut seen_tcp = BTreeSet::new();
-    let mut seen_udp = BTreeSet::new();
-    if needs
-        .tcp_ports
-        .iter()
-        .any(|p| tcp.contains(p) || !seen_tcp.insert(*p))
-        || needs
-            .udp_ports
+            .collect(),
+        udp_ports: string_set_resource(list, "PORTS_UDP")
             .iter()
-            .any(|p| udp.contains(p) || !seen_udp.insert(*p))
-    {
-        return Some("RESOURCE:PORTS");
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        gpu_ids: Vec::new(),
+    };
+    let status = match instance.status.as_deref() {
+        Some("ACTIVE") => ContainerInstanceStatus::Active,
+        Some("DRAINING") => ContainerInstanceStatus::Draining,
+        Some("REGISTERING") => ContainerInstanceStatus::Registering,
+        Some("DEREGISTERING") => ContainerInstanceStatus::Deregistering,
+        Some("REGISTRATION_FAILED") => ContainerInstanceStatus::RegistrationFailed,
+        _ => ContainerInstanceStatus::Inactive,
+    };
+    let rendered = state.render_instance(stored);
+    let attributes: BTreeMap<String, Option<String>> = rendered
+        .attributes
+        .iter()
+        .flatten()
+        .map(|a| (a.name.clone(), a.value.clone()))
+        .collect();
+    let tasks = state
+        .tasks_on(&arn)
+        .filter(|t| t.task.desired_status.as_deref() == Some("RUNNING"))
+        .map(|t| scheduler::TaskOnInstance {
+            group: t.task.group.clone().unwrap_or_default(),
+            family: family_of(t.task.task_definition_arn.as_deref().unwrap_or("")),
+        })
+        .collect();
+    scheduler::ContainerInstance {
+        container_instance_arn: arn,
+        ec2_instance_id: instance.ec2_instance_id.clone(),
+        status,
+        agent_connected: rendered.agent_connected.unwrap_or(false),
+        agent_version: instance
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone()),
+        registered_at: instance.registered_at.unwrap_or(0.0) as i64,
+        registered: resources(instance.registered_resources.as_deref().unwrap_or_default()),
+        remaining: resources(instance.remaining_resources.as_deref().unwrap_or_default()),
+        attributes,
+        running_tasks_count: rendered.running_tasks_count.unwrap_or(0).max(0) as u32,
+        tasks,
     }
-    None
 }
 
-/// First fit: for each of `count` tasks, the first candidate (in order) it fits on, reserving
-/// as it goes. Returns the chosen instance indexes and, if some tasks did not fit, one failure
-/// per instance saying why (as RunTask reports them).
-pub fn first_fit(
-    state: &mut ClusterState,
-    candidates: &[usize],
-    needs: &TaskNeeds,
-    count: usize,
-) -> (Vec<usize>, Vec<Failure>) {
-    let mut chosen = Vec::new();
-    let mut failures = Vec::new();
-    for _ in 0..count {
-        let mut placed = None;
-        let mut reasons = Vec::new();
-        for &index in candidates {
-            let record = &state.instances[index].record;
-            match misfit(state, record, needs) {
-                None => {
-                    placed = Some(index);
-                    break;
-                }
-                Some(reason) => {
-                    reasons.push((record.instance.container_instance_arn.clone(), reason))
-                }
-            }
-        }
-        match placed {
-            Some(index) => {
-                let record = &mut state.instances[index].record;
-                let remaining = record
-                    .instance
-                    .remaining_resources
-                    .clone()
-                    .unwrap_or_default();
-                record.instance.remaining_resources = Some(adjust_remaining(&remaining, needs, -1));
-                chosen.push(index);
-            }
-            None => {
-                failures = reasons
-                    .into_iter()
-                    .map(|(arn, reason)| Failure {
-                        arn,
-                        reason: Some(reason.to_string()),
-                        detail: None,
-                    })
-                    .collect();
-                break;
-            }
+/// The family of a task definition ARN (`…:task-definition/web:3` → `web`).
+pub fn family_of(task_definition_arn: &str) -> String {
+    let tail = task_definition_arn.rsplit('/').next().unwrap_or("");
+    tail.rsplit_once(':')
+        .map(|(f, _)| f)
+        .unwrap_or(tail)
+        .to_string()
+}
+
+/// What to place, beyond what the task needs.
+pub struct PlacementInput<'a> {
+    pub needs: &'a TaskNeeds,
+    pub group: String,
+    pub family: String,
+    pub task_definition_constraints: Vec<scheduler::PlacementConstraint>,
+    pub constraints: Vec<scheduler::PlacementConstraint>,
+    pub strategies: Vec<scheduler::PlacementStrategy>,
+    pub count: u32,
+}
+
+impl From<RequestError> for EcsError {
+    fn from(error: RequestError) -> Self {
+        match error.error_code() {
+            "ClientException" => EcsError::Client(error.to_string()),
+            _ => EcsError::InvalidParameter(error.to_string()),
         }
     }
-    (chosen, failures)
+}
+
+/// Plan `input.count` tasks over the instances at `candidates` (indexes into
+/// `state.instances`), reserve what they need in `state` (so the caller's commit writes the new
+/// remaining resources), and return the chosen indexes with `failures[]` for what did not fit.
+pub fn plan(
+    state: &mut ClusterState,
+    candidates: &[usize],
+    input: PlacementInput<'_>,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<Failure>), EcsError> {
+    let snapshot = scheduler::Snapshot {
+        container_instances: candidates
+            .iter()
+            .map(|&i| scheduler_instance(state, &state.instances[i]))
+            .collect(),
+    };
+    let mut host_ports: Vec<scheduler::HostPort> = input
+        .needs
+        .tcp_ports
+        .iter()
+        .filter_map(|p| u16::try_from(*p).ok())
+        .map(scheduler::HostPort::tcp)
+        .collect();
+    host_ports.extend(
+        input
+            .needs
+            .udp_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .map(scheduler::HostPort::udp),
+    );
+    let request = PlacementRequest {
+        requirements: scheduler::TaskRequirements {
+            cpu: input.needs.cpu.max(0) as u32,
+            memory: input.needs.memory.max(0) as u32,
+            host_ports,
+            gpu: 0,
+        },
+        group: input.group,
+        family: input.family,
+        task_definition_constraints: input.task_definition_constraints,
+        constraints: input.constraints,
+        strategies: input.strategies,
+        count: input.count,
+        seed,
+    };
+    let plan = scheduler::plan(&snapshot, &request)?;
+    let failures = plan
+        .failures(&snapshot.container_instances)
+        .into_iter()
+        .map(|f| Failure {
+            arn: Some(f.arn),
+            reason: Some(f.reason.to_string()),
+            detail: None,
+        })
+        .collect();
+    let mut chosen = Vec::new();
+    for placement in &plan.placements {
+        let index = candidates[placement.container_instance];
+        let record = &mut state.instances[index].record;
+        let remaining = record
+            .instance
+            .remaining_resources
+            .clone()
+            .unwrap_or_default();
+        record.instance.remaining_resources = Some(adjust_remaining(&remaining, input.needs, -1));
+        chosen.push(index);
+    }
+    Ok((chosen, failures))
 }
 
 #[cfg(test)]

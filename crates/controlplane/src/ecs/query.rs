@@ -1,19 +1,22 @@
-//! The cluster query language for ListContainerInstances `filter`. Wired to the scheduler's
-//! parser and evaluator when that crate lands in this workspace.
+//! The cluster query language for ListContainerInstances `filter`, evaluated with the
+//! scheduler's parser against the same view of an instance that placement uses.
+
+use scheduler::Expression;
 
 use super::cluster_state::{ClusterState, StoredInstance};
-use super::EcsError;
+use super::{placement, EcsError};
 
-pub struct InstanceFilter;
+pub struct InstanceFilter(Expression);
 
 impl InstanceFilter {
-    pub fn parse(_expression: &str) -> Result<InstanceFilter, EcsError> {
-        Err(EcsError::InvalidParameter(
-            "Container instance filters are not supported yet.".to_string(),
-        ))
+    pub fn parse(expression: &str) -> Result<InstanceFilter, EcsError> {
+        Expression::parse(expression)
+            .map(InstanceFilter)
+            .map_err(|error| EcsError::InvalidParameter(error.to_string()))
     }
 
-    pub fn matches(&self, _state: &ClusterState, _instance: &StoredInstance) -> bool {
-        false
+    pub fn matches(&self, state: &ClusterState, instance: &StoredInstance) -> bool {
+        self.0
+            .matches(&placement::scheduler_instance(state, instance))
     }
 }

@@ -5,8 +5,9 @@ use model::arn::Arn;
 use model::ecs::tag::{merge_tags, Tag};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+use store::{Op, Txn};
 
+use super::unchanged;
 use super::{encode, keys, EcsContext, EcsError};
 
 /// The tags stored for a resource (empty when it has none).
@@ -104,11 +105,7 @@ async fn update_tags(
         let response = ctx
             .store
             .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(mod_revision),
-                    op: CompareOp::Equal,
-                }],
+                compares: vec![unchanged(&key, mod_revision)],
                 success: vec![put_tags_op(arn, &updated)],
                 failure: vec![],
             })

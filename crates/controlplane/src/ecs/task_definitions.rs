@@ -26,9 +26,10 @@ use model::ecs::task_definition::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{Compare, CompareOp, CompareTarget, Op, Txn};
+use store::{Op, Txn};
 
 use super::{decode, encode, keys, paging, tags, to_value, EcsContext, EcsError};
+use super::{put_if_unchanged, unchanged};
 
 /// How often a write that lost a race re-reads and tries again.
 const MAX_ATTEMPTS: usize = 16;
@@ -187,11 +188,7 @@ pub async fn register_task_definition(ctx: &EcsContext, input: Value) -> Result<
             .txn(Txn {
                 // Revision 0 also matches a counter that does not exist yet, so the first
                 // registration of a family races safely too.
-                compares: vec![Compare {
-                    key: counter_key.clone(),
-                    target: CompareTarget::ModRevision(counter_revision),
-                    op: CompareOp::Equal,
-                }],
+                compares: vec![unchanged(&counter_key, counter_revision)],
                 success,
                 failure: vec![],
             })
@@ -310,11 +307,7 @@ pub async fn list_task_definitions(ctx: &EcsContext, input: Value) -> Result<Val
         input.max_results,
         MAX_RESULTS,
     )?;
-    let mut response = json!({ "taskDefinitionArns": arns });
-    if let Some(token) = next_token {
-        response["nextToken"] = json!(token);
-    }
-    Ok(response)
+    Ok(paging::output("taskDefinitionArns", arns, next_token))
 }
 
 #[derive(Deserialize)]
@@ -375,11 +368,7 @@ pub async fn list_task_definition_families(
         input.max_results,
         MAX_RESULTS,
     )?;
-    let mut response = json!({ "families": families });
-    if let Some(token) = next_token {
-        response["nextToken"] = json!(token);
-    }
-    Ok(response)
+    Ok(paging::output("families", families, next_token))
 }
 
 #[derive(Deserialize)]
@@ -409,23 +398,7 @@ pub async fn deregister_task_definition(ctx: &EcsContext, input: Value) -> Resul
         definition.status = Some(STATUS_INACTIVE.to_string());
         definition.deregistered_at = Some(ctx.now());
         let key = keys::task_definition(&family, revision.into());
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(mod_revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put {
-                    key,
-                    value: encode(&definition),
-                    lease: None,
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        if put_if_unchanged(ctx, &key, mod_revision, &definition).await? {
             return Ok(json!({ "taskDefinition": to_value(&definition) }));
         }
     }
@@ -488,11 +461,7 @@ pub async fn delete_task_definitions(ctx: &EcsContext, input: Value) -> Result<V
                 continue;
             }
             let key = keys::task_definition(family, (*revision).into());
-            compares.push(Compare {
-                key: key.clone(),
-                target: CompareTarget::ModRevision(mod_revision),
-                op: CompareOp::Equal,
-            });
+            compares.push(unchanged(&key, mod_revision));
             success.push(Op::Delete { key });
             success.push(tags::put_tags_op(&arn, &[]));
             definition.status = Some(STATUS_DELETE_IN_PROGRESS.to_string());

@@ -17,8 +17,10 @@ use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 
 use super::cluster_state::{ClusterState, InstanceRecord};
 use super::clusters::active_cluster;
-use super::placement::{self, TaskNeeds};
+use super::placement::{self, PlacementInput, TaskNeeds};
 use super::{decode, encode, keys, paging, tags, EcsContext, EcsError};
+use super::{put_if_unchanged, unchanged};
+use scheduler::{PlacementConstraint, PlacementStrategy};
 
 /// A task as stored: the wire shape plus what the control plane tracks for it.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -127,11 +129,7 @@ pub fn release_ops(
     ));
     let key = keys::container_instance(cluster, &instance.wharf_id);
     Some((
-        Compare {
-            key: key.clone(),
-            target: CompareTarget::ModRevision(revision),
-            op: CompareOp::Equal,
-        },
+        unchanged(&key, revision),
         Op::Put {
             key,
             value: encode(&instance),
@@ -153,8 +151,8 @@ struct RunTaskInput {
     launch_type: Option<String>,
     capacity_provider_strategy: Option<Vec<Value>>,
     network_configuration: Option<Value>,
-    placement_constraints: Option<Vec<Value>>,
-    placement_strategy: Option<Vec<Value>>,
+    placement_constraints: Option<Vec<WireConstraint>>,
+    placement_strategy: Option<Vec<WireStrategy>>,
     platform_version: Option<String>,
     #[serde(default)]
     enable_ecs_managed_tags: bool,
@@ -184,10 +182,62 @@ struct StartTaskInput {
     reference_id: Option<String>,
 }
 
+/// `placementConstraints[]` as the API sends it.
+#[derive(Deserialize)]
+struct WireConstraint {
+    #[serde(rename = "type")]
+    constraint_type: Option<String>,
+    expression: Option<String>,
+}
+
+/// `placementStrategy[]` as the API sends it.
+#[derive(Deserialize)]
+struct WireStrategy {
+    #[serde(rename = "type")]
+    strategy_type: Option<String>,
+    field: Option<String>,
+}
+
+fn parse_constraints(wire: &[WireConstraint]) -> Result<Vec<PlacementConstraint>, EcsError> {
+    wire.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(PlacementConstraint::from_wire(
+                c.constraint_type.as_deref(),
+                c.expression.as_deref(),
+                i + 1,
+            )?)
+        })
+        .collect()
+}
+
+fn parse_strategies(wire: &[WireStrategy]) -> Result<Vec<PlacementStrategy>, EcsError> {
+    let strategies: Vec<PlacementStrategy> = wire
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(PlacementStrategy::from_wire(
+                s.strategy_type.as_deref(),
+                s.field.as_deref(),
+                i + 1,
+            )?)
+        })
+        .collect::<Result<_, EcsError>>()?;
+    // ECS documents only the service default (spread across Availability Zones); Wharf uses
+    // it for RunTask too, then spreads across instances (docs/compat.md).
+    Ok(if strategies.is_empty() {
+        PlacementStrategy::service_default()
+    } else {
+        strategies
+    })
+}
+
 /// What RunTask and StartTask share once their inputs are parsed.
 struct LaunchRequest {
     cluster: String,
     definition: TaskDefinition,
+    constraints: Vec<PlacementConstraint>,
+    strategies: Vec<PlacementStrategy>,
     group: Option<String>,
     started_by: Option<String>,
     overrides: TaskOverride,
@@ -297,6 +347,8 @@ async fn launch_request(
     Ok(LaunchRequest {
         cluster,
         definition,
+        constraints: Vec::new(),
+        strategies: PlacementStrategy::service_default(),
         group: None,
         started_by: None,
         overrides,
@@ -438,6 +490,34 @@ async fn launch(
     client_token: Option<&str>,
 ) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
     let needs = placement::task_needs(&request.definition, Some(&request.overrides));
+    let family = request.definition.family.clone().unwrap_or_default();
+    let group = request
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{family}"));
+    let definition_constraints = request
+        .definition
+        .placement_constraints
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(PlacementConstraint::from_wire(
+                c.r#type.as_deref(),
+                c.expression.as_deref(),
+                i + 1,
+            )?)
+        })
+        .collect::<Result<Vec<_>, EcsError>>()?;
+    let input = |count: usize, constraints: &[PlacementConstraint]| PlacementInput {
+        needs: &needs,
+        group: group.clone(),
+        family: family.clone(),
+        task_definition_constraints: definition_constraints.clone(),
+        constraints: constraints.to_vec(),
+        strategies: request.strategies.clone(),
+        count: count as u32,
+    };
     for _ in 0..32 {
         let mut state = ClusterState::load(ctx, &request.cluster).await?;
         if let Some(token) = client_token {
@@ -468,7 +548,12 @@ async fn launch(
                         "No Container Instances were found in your cluster.".to_string(),
                     ));
                 }
-                placement::first_fit(&mut state, &candidates, &needs, count)
+                placement::plan(
+                    &mut state,
+                    &candidates,
+                    input(count, &request.constraints),
+                    rand::random(),
+                )?
             }
             Some(instances) => {
                 let mut chosen = Vec::new();
@@ -489,8 +574,13 @@ async fn launch(
                             detail: None,
                         }),
                         Some(index) => {
-                            let (placed, mut why) =
-                                placement::first_fit(&mut state, &[index], &needs, 1);
+                            // StartTask names its instances: only resources decide, as in ECS.
+                            let (placed, mut why) = placement::plan(
+                                &mut state,
+                                &[index],
+                                input(1, &[]),
+                                rand::random(),
+                            )?;
                             chosen.extend(placed);
                             misfits.append(&mut why);
                         }
@@ -508,11 +598,7 @@ async fn launch(
         for &index in &touched {
             let stored = &state.instances[index];
             let key = keys::container_instance(&request.cluster, &stored.record.wharf_id);
-            compares.push(Compare {
-                key: key.clone(),
-                target: CompareTarget::ModRevision(stored.mod_revision),
-                op: CompareOp::Equal,
-            });
+            compares.push(unchanged(&key, stored.mod_revision));
             ops.push(Op::Put {
                 key,
                 value: encode(&stored.record),
@@ -618,19 +704,6 @@ pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError>
                 .to_string(),
         ));
     }
-    if input
-        .placement_constraints
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-        || input
-            .placement_strategy
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-    {
-        return Err(EcsError::InvalidParameter(
-            "Placement constraints and strategies arrive with Wharf's placement engine; until then tasks are placed first-fit.".to_string(),
-        ));
-    }
     if input.platform_version.is_some() {
         return Err(EcsError::InvalidParameter(
             "The platform version must be null when specifying an EC2 launch type.".to_string(),
@@ -657,6 +730,9 @@ pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError>
     request.group = input.group;
     request.started_by = input.started_by;
     request.enable_execute_command = input.enable_execute_command;
+    request.constraints =
+        parse_constraints(input.placement_constraints.as_deref().unwrap_or_default())?;
+    request.strategies = parse_strategies(input.placement_strategy.as_deref().unwrap_or_default())?;
     let (tasks, failures) = launch(
         ctx,
         &request,
@@ -746,23 +822,7 @@ pub async fn stop_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError
             return Ok(json!({ "task": record.task }));
         }
         let key = keys::task(&cluster, &id);
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::ModRevision(revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put {
-                    key,
-                    value: encode(&record),
-                    lease: None,
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        if put_if_unchanged(ctx, &key, revision, &record).await? {
             return Ok(json!({ "task": record.task }));
         }
     }
@@ -930,9 +990,5 @@ pub async fn list_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsErro
         input.max_results,
         100,
     )?;
-    let mut output = json!({ "taskArns": arns });
-    if let Some(next) = next {
-        output["nextToken"] = json!(next);
-    }
-    Ok(output)
+    Ok(paging::output("taskArns", arns, next))
 }
