@@ -255,7 +255,7 @@ async fn run_task_places_reserves_reports_and_releases() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.task_arns(), &[task_arn.clone()]);
+    assert_eq!(listed.task_arns(), std::slice::from_ref(&task_arn));
     let listed = ecs
         .list_tasks()
         .cluster("c1")
