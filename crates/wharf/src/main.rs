@@ -1,17 +1,36 @@
-//! The `wharf` binary: thin wiring of configuration, signals and the control plane.
-//! `wharf server` runs the API endpoint; `wharf up` runs everything one laptop needs in one
-//! process (today the server on the embedded SQLite store; the local agent, registry and load
-//! balancer join it as they land).
+//! The `wharf` binary: thin wiring of configuration, signals and the crates.
+//! `wharf server` runs the API endpoint; `wharf agent` runs a container-instance agent;
+//! `wharf up` runs everything one laptop needs in one process: the server on the embedded
+//! SQLite store and a local agent registered in the `default` cluster.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+/// Print a line for the operator. A closed stdout (a detached terminal, a reader that went
+/// away) must never take the server down, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// The same for stderr: warnings and errors the operator must see.
+macro_rules! warn_operator {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 use clap::{Args, Parser, Subcommand};
 use controlplane::{Credentials, Server, ServerConfig};
 use store::clock::SystemClock;
 use store::SqliteStore;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Parser)]
@@ -23,11 +42,81 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole system in one process: the API server on the embedded store (and, as they
-    /// land, a local agent, registry and load balancer).
-    Up(ServerArgs),
+    /// Run the whole system in one process: the API server on the embedded store and a local
+    /// agent on this machine's Docker, registered in the `default` cluster.
+    Up(UpArgs),
     /// Run one API server replica.
     Server(ServerArgs),
+    /// Run a container-instance agent on this host's Docker engine.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Do not start the local agent (API only).
+    #[arg(long, env = "WHARF_NO_AGENT")]
+    no_agent: bool,
+    #[command(flatten)]
+    agent: AgentTuning,
+}
+
+/// Agent settings shared by `wharf agent` and the local agent of `wharf up`.
+#[derive(Args, Clone)]
+struct AgentTuning {
+    /// Custom attribute for this container instance, KEY=VALUE (repeatable).
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// CPU units to register instead of cores x 1024.
+    #[arg(long, env = "WHARF_AGENT_CPU")]
+    cpu: Option<i64>,
+    /// Memory (MiB) to register instead of the host's.
+    #[arg(long, env = "WHARF_AGENT_MEMORY")]
+    memory: Option<i64>,
+    /// Memory (MiB) held back from tasks.
+    #[arg(long, env = "WHARF_AGENT_RESERVED_MEMORY", default_value_t = 0)]
+    reserved_memory: i64,
+    /// The `ecs.availability-zone` attribute (default: the region + "a").
+    #[arg(long, env = "WHARF_AGENT_AVAILABILITY_ZONE")]
+    availability_zone: Option<String>,
+    /// The `ecs.instance-type` attribute.
+    #[arg(long, env = "WHARF_AGENT_INSTANCE_TYPE", default_value = "wharf.local")]
+    instance_type: String,
+    /// How long stopped containers are kept before removal, in seconds.
+    #[arg(long, env = "WHARF_AGENT_TASK_CLEANUP_WAIT", default_value_t = 3 * 3600)]
+    task_cleanup_wait_seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// The Wharf endpoint to register with.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:4566")]
+    server: String,
+    /// The cluster to join (created if missing).
+    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// Directory for the agent's identity.
+    #[arg(long, env = "WHARF_AGENT_DATA_DIR", default_value = ".wharf-agent")]
+    data_dir: PathBuf,
+    /// The signing region.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Access key id to sign with (the server prints it).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key_id: String,
+    /// Secret for --access-key-id.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+    #[command(flatten)]
+    tuning: AgentTuning,
+}
+
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
 }
 
 #[derive(Args, Clone)]
@@ -55,6 +144,12 @@ struct ServerArgs {
         hide_env_values = true
     )]
     secret_access_key: Option<String>,
+    /// Seconds an agent may be disconnected before its tasks are marked STOPPED.
+    #[arg(long, env = "WHARF_AGENT_DISCONNECT_GRACE", default_value_t = 300)]
+    agent_disconnect_grace_seconds: u64,
+    /// Seconds STOPPED tasks stay describable.
+    #[arg(long, env = "WHARF_TASK_RETENTION", default_value_t = 3600)]
+    task_retention_seconds: u64,
 }
 
 fn main() -> Result<()> {
@@ -71,8 +166,9 @@ fn main() -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run_server(args, "wharf up").await,
-            Command::Server(args) => run_server(args, "wharf server").await,
+            Command::Up(args) => run_up(args).await,
+            Command::Server(args) => run_server(args, "wharf server", None).await,
+            Command::Agent(args) => run_agent(args).await,
         }
     })
 }
@@ -95,7 +191,86 @@ fn check_args(args: &ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_server(args: ServerArgs, what: &str) -> Result<()> {
+/// `wharf up`: the server, then a local agent signing with the server's own keys.
+async fn run_up(args: UpArgs) -> Result<()> {
+    let local_agent = if args.no_agent {
+        None
+    } else {
+        Some(args.agent.clone())
+    };
+    run_server(args.server, "wharf up", local_agent).await
+}
+
+fn agent_config(
+    server: &str,
+    cluster: &str,
+    data_dir: PathBuf,
+    region: &str,
+    credentials: agent::AgentCredentials,
+    tuning: &AgentTuning,
+) -> agent::AgentConfig {
+    let mut config = agent::AgentConfig::new(server, credentials, data_dir);
+    config.cluster = cluster.to_string();
+    config.region = region.to_string();
+    config.attributes = tuning.attributes.clone();
+    config.cpu_units = tuning.cpu;
+    config.memory_mib = tuning.memory;
+    config.reserved_memory_mib = tuning.reserved_memory;
+    config.availability_zone = tuning.availability_zone.clone();
+    config.instance_type = tuning.instance_type.clone();
+    config.task_cleanup_wait = Duration::from_secs(tuning.task_cleanup_wait_seconds);
+    config
+}
+
+/// Connect to the local Docker engine, or say how to get one.
+async fn docker() -> Result<Arc<dyn agent::ContainerRuntime>> {
+    let runtime = agent::DockerRuntime::connect().await.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot reach the Docker engine ({error}); install it with `apt-get install docker.io`, start it with `dockerd &` (or `systemctl start docker`), or set DOCKER_HOST"
+        )
+    })?;
+    Ok(Arc::new(runtime))
+}
+
+async fn run_agent(args: AgentArgs) -> Result<()> {
+    let runtime = docker().await?;
+    let credentials = agent::AgentCredentials {
+        access_key_id: args.access_key_id.clone(),
+        secret_access_key: args.secret_access_key.clone(),
+    };
+    let config = agent_config(
+        &args.server,
+        &args.cluster,
+        args.data_dir.clone(),
+        &args.region,
+        credentials,
+        &args.tuning,
+    );
+    let cancel = CancellationToken::new();
+    let mut agent = tokio::spawn(agent::Agent::run(
+        config,
+        runtime,
+        Arc::new(SystemClock),
+        cancel.clone(),
+    ));
+    say!(
+        "wharf agent: joining cluster {} at {}",
+        args.cluster,
+        args.server
+    );
+    tokio::select! {
+        _ = shutdown_signal() => {
+            info!("shutting down the agent; its containers keep running and are re-adopted on restart");
+            cancel.cancel();
+            agent.await??;
+        }
+        // The agent only returns by itself when it cannot start (it retries everything else).
+        result = &mut agent => result?.context("the agent stopped")?,
+    }
+    Ok(())
+}
+
+async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTuning>) -> Result<()> {
     check_args(&args)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
@@ -125,7 +300,11 @@ async fn run_server(args: ServerArgs, what: &str) -> Result<()> {
         region: args.region.clone(),
         account_id: args.account_id.clone(),
         credentials: vec![credentials.clone()],
-        instance_health: Default::default(),
+        instance_health: controlplane::InstanceHealthSettings {
+            disconnect_grace: Duration::from_secs(args.agent_disconnect_grace_seconds),
+            task_retention: Duration::from_secs(args.task_retention_seconds),
+            ..Default::default()
+        },
     };
     let server = Server::start(config, Arc::new(store), clock)
         .await
@@ -142,10 +321,67 @@ async fn run_server(args: ServerArgs, what: &str) -> Result<()> {
         &credentials,
         &args.data_dir,
     );
-    shutdown_signal().await;
+    let cancel = CancellationToken::new();
+    let mut local = None;
+    if let Some(tuning) = local_agent {
+        match docker().await {
+            Ok(runtime) => {
+                let config = agent_config(
+                    &server.endpoint(),
+                    "default",
+                    args.data_dir.join("agent"),
+                    &args.region,
+                    agent::AgentCredentials {
+                        access_key_id: credentials.access_key_id.clone(),
+                        secret_access_key: credentials.secret_access_key.clone(),
+                    },
+                    &tuning,
+                );
+                say!("local agent: registering this machine's Docker engine in cluster default");
+                local = Some(tokio::spawn(agent::Agent::run(
+                    config,
+                    runtime,
+                    Arc::new(SystemClock),
+                    cancel.clone(),
+                )));
+            }
+            Err(error) => {
+                warn_operator!("warning: no local agent, tasks cannot run here: {error:#}")
+            }
+        }
+    }
+    let agent_stopped = async {
+        match local.as_mut() {
+            Some(handle) => handle.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        // The agent only returns by itself when it cannot start (it retries everything else);
+        // the API keeps serving so what it says can be inspected.
+        result = agent_stopped => {
+            report_agent_exit(result);
+            local = None;
+            shutdown_signal().await;
+        }
+    }
     info!("shutting down");
+    // The agent first (its containers keep running and are re-adopted next time), then the API.
+    cancel.cancel();
+    if let Some(handle) = local {
+        report_agent_exit(handle.await);
+    }
     server.shutdown().await;
     Ok(())
+}
+
+fn report_agent_exit(result: Result<Result<(), agent::AgentError>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn_operator!("error: the local agent stopped: {error}"),
+        Err(error) => warn_operator!("error: the local agent panicked: {error}"),
+    }
 }
 
 fn print_banner(
@@ -155,28 +391,31 @@ fn print_banner(
     credentials: &Credentials,
     data_dir: &Path,
 ) {
-    println!(
+    say!(
         "{what} is ready: {endpoint} (region {}, account {})",
-        args.region, args.account_id
+        args.region,
+        args.account_id
     );
-    println!("state: {}", data_dir.display());
-    println!();
-    println!("Paste into your shell to point the aws CLI, boto3 and the AWS SDKs at it:");
-    println!();
-    println!("export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
-    println!(
+    say!("state: {}", data_dir.display());
+    say!();
+    say!("Paste into your shell to point the aws CLI, boto3 and the AWS SDKs at it:");
+    say!();
+    say!("export AWS_ACCESS_KEY_ID={}", credentials.access_key_id);
+    say!(
         "export AWS_SECRET_ACCESS_KEY={}",
         credentials.secret_access_key
     );
-    println!("export AWS_DEFAULT_REGION={}", args.region);
-    println!("export AWS_ENDPOINT_URL={endpoint}");
-    println!();
-    println!("Then, for example:");
-    println!();
-    println!("aws ecs create-cluster --cluster-name default");
-    println!("aws ecs list-clusters");
-    println!();
-    println!("Stop with Ctrl-C; starting again resumes with the same state and keys.");
+    say!("export AWS_DEFAULT_REGION={}", args.region);
+    say!("export AWS_ENDPOINT_URL={endpoint}");
+    say!();
+    say!("Then, for example:");
+    say!();
+    say!("aws ecs list-container-instances");
+    say!("aws ecs register-task-definition --family hello --container-definitions '[{{\"name\":\"hello\",\"image\":\"wharf-test/busybox:latest\",\"memory\":64,\"command\":[\"sh\",\"-c\",\"echo hello; sleep 30\"]}}]'");
+    say!("aws ecs run-task --task-definition hello");
+    say!("aws ecs list-tasks");
+    say!();
+    say!("Stop with Ctrl-C; starting again resumes with the same state and keys.");
 }
 
 async fn shutdown_signal() {

@@ -50,9 +50,10 @@ impl DockerRuntime {
     /// Connects to the engine named by `DOCKER_HOST` (a unix socket or plain `tcp://`), or to
     /// the local default socket, and negotiates the API version.
     pub async fn connect() -> Result<Self, RuntimeError> {
-        let docker = Docker::connect_with_defaults().map_err(|error| RuntimeError::Unavailable {
-            message: error.to_string(),
-        })?;
+        let docker =
+            Docker::connect_with_defaults().map_err(|error| RuntimeError::Unavailable {
+                message: error.to_string(),
+            })?;
         Self::from_client(docker).await
     }
 
@@ -152,10 +153,14 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     for binding in &spec.port_bindings {
         let key = format!("{}/{}", binding.container_port, binding.protocol.as_str());
         exposed_ports.push(key.clone());
-        port_bindings.entry(key).or_default().get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: None,
-            host_port: Some(binding.host_port.to_string()),
-        });
+        port_bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: None,
+                host_port: Some(binding.host_port.to_string()),
+            });
     }
     let healthcheck = spec.health_check.as_ref().map(|check| HealthConfig {
         test: Some(check.test.clone()),
@@ -237,9 +242,9 @@ fn container_status(status: Option<ContainerStateStatusEnum>) -> ContainerStatus
         Some(ContainerStateStatusEnum::DEAD) => ContainerStatus::Dead,
         // STOPPING is still running as far as a task is concerned.
         Some(ContainerStateStatusEnum::STOPPING) => ContainerStatus::Running,
-        Some(ContainerStateStatusEnum::CREATED)
-        | Some(ContainerStateStatusEnum::EMPTY)
-        | None => ContainerStatus::Created,
+        Some(ContainerStateStatusEnum::CREATED) | Some(ContainerStateStatusEnum::EMPTY) | None => {
+            ContainerStatus::Created
+        }
     }
 }
 
@@ -303,7 +308,9 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         let created = self
             .docker
             .create_container(Some(options), create_body(spec))
@@ -335,7 +342,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
-        let options = RemoveContainerOptionsBuilder::new().v(true).force(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .v(true)
+            .force(true)
+            .build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(())
             | Err(BollardError::DockerResponseServerError {
@@ -387,7 +397,11 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         ports.sort_by(|a, b| {
-            (a.container_port, a.protocol, &a.host_ip).cmp(&(b.container_port, b.protocol, &b.host_ip))
+            (a.container_port, a.protocol, &a.host_ip).cmp(&(
+                b.container_port,
+                b.protocol,
+                &b.host_ip,
+            ))
         });
         let error = state.error.filter(|e| !e.is_empty());
         Ok(ContainerInfo {
@@ -580,7 +594,9 @@ mod tests {
         assert_eq!(host.extra_hosts, Some(vec!["db:10.0.0.1".to_string()]));
         let bindings = host.port_bindings.expect("port bindings");
         assert_eq!(
-            bindings["80/tcp"].as_ref().expect("binding")[0].host_port.as_deref(),
+            bindings["80/tcp"].as_ref().expect("binding")[0]
+                .host_port
+                .as_deref(),
             Some("49200")
         );
         assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));

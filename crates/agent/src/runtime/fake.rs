@@ -95,7 +95,9 @@ impl FakeRuntime {
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {
         // A test that panicked while holding the lock already failed; keep the state usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn emit(&self, container: &FakeContainer, kind: RuntimeEventKind) {
@@ -139,7 +141,10 @@ impl FakeRuntime {
             .values()
             .find(|c| {
                 c.spec.labels.get(labels::TASK_ARN).map(String::as_str) == Some(task_arn)
-                    && c.spec.labels.get(labels::CONTAINER_NAME).map(String::as_str)
+                    && c.spec
+                        .labels
+                        .get(labels::CONTAINER_NAME)
+                        .map(String::as_str)
                         == Some(container_name)
             })
             .map(|c| c.id.clone())
@@ -504,7 +509,10 @@ mod tests {
             Err(RuntimeError::NoSuchImage { .. })
         ));
         fake.add_image("img:1");
-        let id = fake.create_container(&spec("a", "app")).await.expect("creates");
+        let id = fake
+            .create_container(&spec("a", "app"))
+            .await
+            .expect("creates");
         assert!(matches!(
             fake.create_container(&spec("a", "app")).await,
             Err(RuntimeError::Conflict { .. })
@@ -539,7 +547,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        let id = fake.create_container(&spec("s", "stubborn")).await.expect("creates");
+        let id = fake
+            .create_container(&spec("s", "stubborn"))
+            .await
+            .expect("creates");
         fake.start_container(&id).await.expect("starts");
         let before = tokio::time::Instant::now();
         fake.stop_container(&id, Duration::from_secs(2))

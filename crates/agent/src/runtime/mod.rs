@@ -402,7 +402,9 @@ pub enum ImagePullBehavior {
 pub enum ImageSource {
     Pulled,
     /// The cached image; `pull_error` says why a pull that was tried failed.
-    Cached { pull_error: Option<String> },
+    Cached {
+        pull_error: Option<String>,
+    },
 }
 
 /// Why an image could not be made available.
@@ -474,8 +476,14 @@ mod tests {
         let cases = [
             ("busybox", ("busybox", "latest")),
             ("busybox:1.36", ("busybox", "1.36")),
-            ("localhost:5000/team/app", ("localhost:5000/team/app", "latest")),
-            ("localhost:5000/team/app:v2", ("localhost:5000/team/app", "v2")),
+            (
+                "localhost:5000/team/app",
+                ("localhost:5000/team/app", "latest"),
+            ),
+            (
+                "localhost:5000/team/app:v2",
+                ("localhost:5000/team/app", "v2"),
+            ),
             ("app@sha256:abcd", ("app", "sha256:abcd")),
         ];
         for (image, (repository, tag)) in cases {

@@ -33,11 +33,10 @@ impl Wharf {
         let stdout = child.stdout.take().context("wharf stdout")?;
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // Keep draining after the banner so wharf never writes into a closed pipe.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
+                let _ = sender.send(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -120,6 +119,98 @@ impl Drop for Wharf {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` until it returns `Some`, failing after `seconds`.
+pub fn wait_for<T>(
+    seconds: u64,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check()? {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {seconds} s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `wharf up` whose local agent has registered, with the test image built; its containers
+/// are removed when it is dropped.
+pub struct Up {
+    pub wharf: Wharf,
+    pub instance_arn: String,
+    pub cleanup: agent::testing::DockerCleanup,
+}
+
+impl Up {
+    pub fn start(data_dir: &Path) -> Result<Up> {
+        agent::testing::ensure_test_image();
+        let wharf = Wharf::start("up", data_dir)?;
+        let instance_arn = wait_for(60, "the local agent to register", || {
+            let listed = wharf.aws_json(&["ecs", "list-container-instances"])?;
+            Ok(listed["containerInstanceArns"][0]
+                .as_str()
+                .map(str::to_string))
+        })?;
+        let cleanup = agent::testing::DockerCleanup::new(&instance_arn);
+        Ok(Up {
+            wharf,
+            instance_arn,
+            cleanup,
+        })
+    }
+
+    /// Register a task definition from inline JSON (the containerDefinitions list and extras).
+    pub fn register(
+        &self,
+        family: &str,
+        containers: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let input = serde_json::json!({"family": family, "containerDefinitions": containers});
+        self.wharf.aws_json(&[
+            "ecs",
+            "register-task-definition",
+            "--cli-input-json",
+            &input.to_string(),
+        ])
+    }
+
+    /// RunTask of `family`, returning the task ARN.
+    pub fn run(&self, family: &str) -> Result<String> {
+        let ran = self
+            .wharf
+            .aws_json(&["ecs", "run-task", "--task-definition", family])?;
+        ran["tasks"][0]["taskArn"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("run-task placed nothing: {ran}"))
+    }
+
+    pub fn describe(&self, task_arn: &str) -> Result<serde_json::Value> {
+        let described = self
+            .wharf
+            .aws_json(&["ecs", "describe-tasks", "--tasks", task_arn])?;
+        Ok(described["tasks"][0].clone())
+    }
+
+    /// `aws ecs wait tasks-running|tasks-stopped`, the botocore waiters tools use.
+    pub fn wait(&self, waiter: &str, task_arn: &str) -> Result<()> {
+        let output = self
+            .wharf
+            .aws(&["ecs", "wait", waiter, "--tasks", task_arn])?;
+        if !output.status.success() {
+            bail!(
+                "aws ecs wait {waiter} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
     }
 }
 
