@@ -232,17 +232,18 @@ fn parse_strategies(wire: &[WireStrategy]) -> Result<Vec<PlacementStrategy>, Ecs
     })
 }
 
-/// What RunTask and StartTask share once their inputs are parsed.
-struct LaunchRequest {
-    cluster: String,
-    definition: TaskDefinition,
-    constraints: Vec<PlacementConstraint>,
-    strategies: Vec<PlacementStrategy>,
-    group: Option<String>,
-    started_by: Option<String>,
-    overrides: TaskOverride,
-    tags: Vec<Tag>,
-    enable_execute_command: bool,
+/// What RunTask, StartTask and the service scheduler share: what to launch, where it may go
+/// and how it is labelled.
+pub struct LaunchRequest {
+    pub cluster: String,
+    pub definition: TaskDefinition,
+    pub constraints: Vec<PlacementConstraint>,
+    pub strategies: Vec<PlacementStrategy>,
+    pub group: Option<String>,
+    pub started_by: Option<String>,
+    pub overrides: TaskOverride,
+    pub tags: Vec<Tag>,
+    pub enable_execute_command: bool,
 }
 
 fn check_overrides(definition: &TaskDefinition, overrides: &TaskOverride) -> Result<(), EcsError> {
@@ -480,9 +481,67 @@ fn new_task(
     }
 }
 
+impl LaunchRequest {
+    /// A launch of tasks for a service: its group (`service:NAME`), `startedBy`
+    /// (`ecs-svc/…`), placement and tags. The definition must be resolved by the caller (a
+    /// service may keep running an INACTIVE revision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_service(
+        cluster: &str,
+        definition: TaskDefinition,
+        group: &str,
+        started_by: &str,
+        tags: Vec<Tag>,
+        constraints: Vec<PlacementConstraint>,
+        strategies: Vec<PlacementStrategy>,
+    ) -> LaunchRequest {
+        LaunchRequest {
+            cluster: cluster.to_string(),
+            definition,
+            constraints,
+            strategies,
+            group: Some(group.to_string()),
+            started_by: Some(started_by.to_string()),
+            overrides: TaskOverride {
+                container_overrides: Some(Vec::new()),
+                inference_accelerator_overrides: Some(Vec::new()),
+                ..Default::default()
+            },
+            tags,
+            enable_execute_command: false,
+        }
+    }
+}
+
+/// Stop one task by id on the control plane's authority (desired STOPPED with `stop_code`,
+/// e.g. `ServiceSchedulerInitiated`). Returns the task as written, or `None` if it is gone.
+pub async fn stop_task_by_id(
+    ctx: &EcsContext,
+    cluster: &str,
+    id: &str,
+    reason: &str,
+    stop_code: &str,
+) -> Result<Option<Task>, EcsError> {
+    for _ in 0..16 {
+        let Some((mut record, revision, id)) = read_task(ctx, cluster, id).await? else {
+            return Ok(None);
+        };
+        if !request_stop(&mut record.task, reason, stop_code, ctx.now()) {
+            return Ok(Some(record.task));
+        }
+        if put_if_unchanged(ctx, &keys::task(cluster, &id), revision, &record).await? {
+            return Ok(Some(record.task));
+        }
+    }
+    Err(EcsError::Conflict(
+        "The task is being changed concurrently; retry.".to_string(),
+    ))
+}
+
 /// Place `count` tasks (on `only` instances if given, one each) and commit the plan with a
-/// compare on every instance revision read; re-plan on conflict.
-async fn launch(
+/// compare on every instance revision read; re-plan on conflict. Unplaceable tasks come back
+/// as `failures[]` in AWS's words.
+pub async fn launch(
     ctx: &EcsContext,
     request: &LaunchRequest,
     count: usize,
