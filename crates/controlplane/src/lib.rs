@@ -7,6 +7,6 @@ pub mod credentials;
 pub mod ecs;
 pub mod server;
 
-pub use controllers::InstanceHealthSettings;
+pub use controllers::{ControllerSettings, InstanceHealthSettings, ServiceSettings};
 pub use credentials::Credentials;
 pub use server::{Server, ServerConfig};

@@ -20,7 +20,9 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use crate::controllers::{Controllers, InstanceHealthSettings};
+use crate::controllers::{
+    ControllerSettings, Controllers, InstanceHealthSettings, ServiceSettings,
+};
 use crate::credentials::Credentials;
 use crate::ecs::{self, EcsContext};
 
@@ -37,6 +39,8 @@ pub struct ServerConfig {
     pub credentials: Vec<Credentials>,
     /// Agent liveness and task retention.
     pub instance_health: InstanceHealthSettings,
+    /// The service scheduler's pacing.
+    pub services: ServiceSettings,
 }
 
 struct App {
@@ -74,6 +78,7 @@ impl Server {
             clock: clock.clone(),
             scope: Scope::new(config.region, config.account_id),
             tokens: TokenCodec::new(token_key.as_bytes()),
+            placers: Default::default(),
         });
         let app = Arc::new(App {
             credentials: config.credentials,
@@ -85,7 +90,11 @@ impl Server {
             .fallback(handle)
             .with_state(app);
         let cancel = CancellationToken::new();
-        let controllers = Controllers::start(ecs, config.instance_health, cancel.child_token());
+        let settings = ControllerSettings {
+            instance_health: config.instance_health,
+            services: config.services,
+        };
+        let controllers = Controllers::start(ecs, settings, cancel.child_token());
         let shutdown = cancel.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router)

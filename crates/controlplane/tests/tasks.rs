@@ -577,3 +577,58 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn managed_tags_and_propagated_definition_tags_reach_the_task() {
+    let server = support::start().await;
+    let ecs = &server.ecs;
+    ecs.create_cluster()
+        .cluster_name("c4")
+        .send()
+        .await
+        .unwrap();
+    ecs.register_task_definition()
+        .family("tagged")
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("team")
+                .value("web")
+                .build(),
+        )
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("wharf-test/busybox:latest")
+                .memory(32)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    register_instance(&server, "c4").await;
+    let ran = ecs
+        .run_task()
+        .cluster("c4")
+        .task_definition("tagged")
+        .enable_ecs_managed_tags(true)
+        .propagate_tags(aws_sdk_ecs::types::PropagateTags::TaskDefinition)
+        .send()
+        .await
+        .unwrap();
+    let arn = ran.tasks()[0].task_arn().unwrap();
+    let described = ecs
+        .describe_tasks()
+        .cluster("c4")
+        .tasks(arn)
+        .include(aws_sdk_ecs::types::TaskField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(&str, &str)> = described.tasks()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert!(tags.contains(&("team", "web")), "{tags:?}");
+    assert!(tags.contains(&("aws:ecs:clusterName", "c4")), "{tags:?}");
+}

@@ -1,5 +1,5 @@
-//! Wharf's resource types in ECS vocabulary (clusters, task definitions, tags, attributes,
-//! account settings), their ARNs and ids, and the validation AWS applies to them.
+//! Wharf's resource types in ECS vocabulary (clusters, task definitions, tasks, services,
+//! tags, attributes, account settings), their ARNs and ids, and the validation AWS applies to them.
 //!
 //! Architecture invariant: this crate does no I/O, never reads the clock and never draws
 //! random numbers. Callers pass ids and timestamps in, so everything here is deterministic.

@@ -3,6 +3,8 @@
 //! `wharf up` runs everything one laptop needs in one process: the server on the embedded
 //! SQLite store and a local agent registered in the `default` cluster.
 
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +51,15 @@ enum Command {
     Server(ServerArgs),
     /// Run a container-instance agent on this host's Docker engine.
     Agent(AgentArgs),
+    /// Benchmarks that print ratios against a floor measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Placement throughput through RunTask's code path down to durable commits.
+    Placement(bench::PlacementArgs),
 }
 
 #[derive(Args, Clone)]
@@ -169,6 +180,7 @@ fn main() -> Result<()> {
             Command::Up(args) => run_up(args).await,
             Command::Server(args) => run_server(args, "wharf server", None).await,
             Command::Agent(args) => run_agent(args).await,
+            Command::Bench(BenchCommand::Placement(args)) => bench::placement(args).await,
         }
     })
 }
@@ -305,6 +317,7 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
             task_retention: Duration::from_secs(args.task_retention_seconds),
             ..Default::default()
         },
+        services: Default::default(),
     };
     let server = Server::start(config, Arc::new(store), clock)
         .await

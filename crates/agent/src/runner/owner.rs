@@ -650,6 +650,19 @@ impl TaskOwner {
 
     /// DEACTIVATING → STOPPING → DEPROVISIONING → STOPPED.
     async fn stop_task(&mut self) -> Step {
+        // Containers that started and exited before the loop saw them all running (a one-shot
+        // `exit 3`) still ran: report RUNNING with its start time first, as ECS does, so the
+        // task carries `startedAt`.
+        if self.status < TaskStatus::Running
+            && !self.containers.is_empty()
+            && self.containers.values().all(|c| c.started)
+        {
+            let known = self.task.as_ref().and_then(|t| t.task.started_at);
+            let now = self.shared.clock.now_seconds_f64();
+            self.started_at.get_or_insert(known.unwrap_or(now));
+            self.advance(TaskStatus::Running);
+            self.report();
+        }
         if self.status < TaskStatus::Deactivating {
             self.advance(TaskStatus::Deactivating);
             self.report();

@@ -4,6 +4,7 @@
 //! `Controllers` and stops with its cancellation token.
 
 mod instance_health;
+mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,14 @@ use tokio_util::sync::CancellationToken;
 use crate::ecs::EcsContext;
 
 pub use instance_health::InstanceHealthSettings;
+pub use service::ServiceSettings;
+
+/// Every controller's settings.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerSettings {
+    pub instance_health: InstanceHealthSettings,
+    pub services: ServiceSettings,
+}
 
 /// The running controllers of one server.
 pub struct Controllers {
@@ -23,11 +32,16 @@ pub struct Controllers {
 impl Controllers {
     pub fn start(
         ctx: Arc<EcsContext>,
-        settings: InstanceHealthSettings,
+        settings: ControllerSettings,
         cancel: CancellationToken,
     ) -> Controllers {
         let mut tasks = JoinSet::new();
-        tasks.spawn(instance_health::run(ctx, settings, cancel));
+        tasks.spawn(instance_health::run(
+            ctx.clone(),
+            settings.instance_health,
+            cancel.clone(),
+        ));
+        tasks.spawn(service::run(ctx, settings.services, cancel));
         Controllers { tasks }
     }
 

@@ -296,7 +296,10 @@ pub fn apply_report(task: &mut Task, report: &ReportTaskStateInput, now: f64) ->
     }
     let status = task.last_status.clone().unwrap_or_default();
     let rank = task_status_rank(&status);
-    if rank >= task_status_rank("RUNNING") && task.started_at.is_none() && status != "STOPPED" {
+    // A report that jumps straight to STOPPED still carries the start time when the containers
+    // did run (a fast one-shot task); a task that never started (pull failure) has none.
+    let ran = status != "STOPPED" || report.started_at.is_some();
+    if rank >= task_status_rank("RUNNING") && task.started_at.is_none() && ran {
         task.started_at = Some(report.started_at.unwrap_or(now));
         task.connectivity = Some("CONNECTED".to_string());
         task.connectivity_at = task.started_at;

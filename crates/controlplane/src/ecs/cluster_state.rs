@@ -120,6 +120,26 @@ impl ClusterState {
         })
     }
 
+    /// The state a freshly registered instance needs to be rendered: its session only.
+    pub async fn single(
+        ctx: &EcsContext,
+        cluster: &str,
+        instance_id: &str,
+    ) -> Result<ClusterState, EcsError> {
+        let session = ctx
+            .store
+            .get(&keys::agent_session(cluster, instance_id))
+            .await?;
+        Ok(ClusterState {
+            cluster: cluster.to_string(),
+            instances: Vec::new(),
+            tasks: Vec::new(),
+            connected: session.iter().map(|_| instance_id.to_string()).collect(),
+            custom_attributes: BTreeMap::new(),
+            revision: 0,
+        })
+    }
+
     /// Find an instance by id or ARN.
     pub fn instance(&self, id_or_arn: &str) -> Option<&StoredInstance> {
         let id = id_or_arn.rsplit('/').next().unwrap_or(id_or_arn);

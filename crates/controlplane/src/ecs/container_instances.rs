@@ -191,7 +191,13 @@ pub async fn register_container_instance(
             .await?;
         if response.succeeded {
             tracing::info!(cluster, instance = %arn, "container instance registered");
-            let state = ClusterState::load(ctx, &cluster).await?;
+            // A new instance has no tasks yet; only a re-registration needs the whole cluster
+            // to count them (so registering a fleet stays linear).
+            let state = if existing.is_some() {
+                ClusterState::load(ctx, &cluster).await?
+            } else {
+                ClusterState::single(ctx, &cluster, &id).await?
+            };
             let stored = StoredInstance {
                 record,
                 mod_revision: response.revision,

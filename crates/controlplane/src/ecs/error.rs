@@ -38,6 +38,17 @@ pub enum EcsError {
     Conflict(String),
     #[error("store failure: {0}")]
     Store(#[from] StoreError),
+    #[error("Service not found.")]
+    ServiceNotFound,
+    #[error("Service was not ACTIVE.")]
+    ServiceNotActive,
+    #[error("{0}")]
+    ServiceDeploymentNotFound(String),
+    #[error("{0}")]
+    NamespaceNotFound(String),
+    /// The request conflicts with the resource's state (`ConflictException`).
+    #[error("{0}")]
+    ResourceConflict(String),
 }
 
 impl From<Problem> for EcsError {
@@ -85,6 +96,15 @@ impl EcsError {
             EcsError::Serialization(_) => AwsError::sender("SerializationException", message),
             EcsError::Conflict(_) => AwsError::sender("UpdateInProgressException", message),
             EcsError::Store(_) => AwsError::receiver("ServerException", message),
+            EcsError::ServiceNotFound => AwsError::sender("ServiceNotFoundException", message),
+            EcsError::ServiceNotActive => AwsError::sender("ServiceNotActiveException", message),
+            EcsError::ServiceDeploymentNotFound(_) => {
+                AwsError::sender("ServiceDeploymentNotFoundException", message)
+            }
+            EcsError::NamespaceNotFound(_) => {
+                AwsError::sender("NamespaceNotFoundException", message)
+            }
+            EcsError::ResourceConflict(_) => AwsError::sender("ConflictException", message),
         }
     }
 }

@@ -11,7 +11,9 @@
 //! ecs/setting-default/<name>                        Setting (JSON), account defaults
 //! ecs/container-instance/<cluster>/<id>             ContainerInstance (JSON)
 //! ecs/task/<cluster>/<id>                           Task (JSON)
-//! ecs/service/<cluster>/<name>                      Service (JSON)
+//! ecs/service/<cluster>/<name>                      ServiceRecord (JSON): the service with
+//!                                                   its deployments, events, service
+//!                                                   deployments and revisions
 //! ecs/agent-session/<cluster>/<instance id>         lease id of the agent's session
 //! ecs/client-token/<cluster>/<token>                task ARNs a RunTask clientToken made
 //! ```
@@ -100,4 +102,10 @@ pub fn agent_session_cluster_prefix(cluster: &str) -> String {
 /// RunTask/StartTask idempotency: the task ARNs a clientToken produced.
 pub fn client_token(cluster: &str, token: &str) -> String {
     format!("ecs/client-token/{cluster}/{token}")
+}
+
+pub const SERVICE_PREFIX: &str = "ecs/service/";
+
+pub fn service(cluster: &str, name: &str) -> String {
+    format!("ecs/service/{cluster}/{name}")
 }

@@ -15,7 +15,9 @@ pub mod error;
 pub mod keys;
 mod paging;
 mod placement;
+pub mod placer;
 mod query;
+pub mod services;
 mod tags;
 mod task_definitions;
 pub mod tasks;
@@ -43,9 +45,29 @@ pub struct EcsContext {
     pub clock: Arc<dyn Clock>,
     pub scope: Scope,
     pub tokens: TokenCodec,
+    /// Per-cluster placement state (a cache of the store; see `placer`).
+    pub placers: placer::Placers,
 }
 
 impl EcsContext {
+    /// A context for a server (or a benchmark) in `region` of `account_id`; `token_key` keys
+    /// pagination tokens.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        region: &str,
+        account_id: &str,
+        token_key: &[u8],
+    ) -> EcsContext {
+        EcsContext {
+            store,
+            clock,
+            scope: Scope::new(region, account_id),
+            tokens: TokenCodec::new(token_key),
+            placers: Default::default(),
+        }
+    }
+
     /// Now as ECS timestamps are written on the wire: fractional seconds since the epoch.
     pub fn now(&self) -> f64 {
         (self.clock.now_millis() as f64) / 1000.0
@@ -185,6 +207,20 @@ pub async fn dispatch(
         "StopTask" => tasks::stop_task(ctx, input).await,
         "DescribeTasks" => tasks::describe_tasks(ctx, input).await,
         "ListTasks" => tasks::list_tasks(ctx, input).await,
+        "CreateService" => services::api::create_service(ctx, input).await,
+        "UpdateService" => services::api::update_service(ctx, input).await,
+        "DeleteService" => services::api::delete_service(ctx, input).await,
+        "DescribeServices" => services::api::describe_services(ctx, input).await,
+        "ListServices" => services::api::list_services(ctx, input).await,
+        "ListServicesByNamespace" => services::api::list_services_by_namespace(ctx, input).await,
+        "ListServiceDeployments" => services::history::list_service_deployments(ctx, input).await,
+        "DescribeServiceDeployments" => {
+            services::history::describe_service_deployments(ctx, input).await
+        }
+        "DescribeServiceRevisions" => {
+            services::history::describe_service_revisions(ctx, input).await
+        }
+        "StopServiceDeployment" => services::history::stop_service_deployment(ctx, input).await,
         "TagResource" => tags::tag_resource(ctx, input).await,
         "UntagResource" => tags::untag_resource(ctx, input).await,
         "ListTagsForResource" => tags::list_tags_for_resource(ctx, input).await,

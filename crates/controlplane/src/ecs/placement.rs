@@ -210,6 +210,40 @@ pub struct PlacementInput<'a> {
     pub count: u32,
 }
 
+/// The scheduler's request for `input`.
+pub fn placement_request(input: PlacementInput<'_>, seed: u64) -> PlacementRequest {
+    let mut host_ports: Vec<scheduler::HostPort> = input
+        .needs
+        .tcp_ports
+        .iter()
+        .filter_map(|p| u16::try_from(*p).ok())
+        .map(scheduler::HostPort::tcp)
+        .collect();
+    host_ports.extend(
+        input
+            .needs
+            .udp_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .map(scheduler::HostPort::udp),
+    );
+    PlacementRequest {
+        requirements: scheduler::TaskRequirements {
+            cpu: input.needs.cpu.max(0) as u32,
+            memory: input.needs.memory.max(0) as u32,
+            host_ports,
+            gpu: 0,
+        },
+        group: input.group,
+        family: input.family,
+        task_definition_constraints: input.task_definition_constraints,
+        constraints: input.constraints,
+        strategies: input.strategies,
+        count: input.count,
+        seed,
+    }
+}
+
 impl From<RequestError> for EcsError {
     fn from(error: RequestError) -> Self {
         match error.error_code() {
@@ -234,36 +268,8 @@ pub fn plan(
             .map(|&i| scheduler_instance(state, &state.instances[i]))
             .collect(),
     };
-    let mut host_ports: Vec<scheduler::HostPort> = input
-        .needs
-        .tcp_ports
-        .iter()
-        .filter_map(|p| u16::try_from(*p).ok())
-        .map(scheduler::HostPort::tcp)
-        .collect();
-    host_ports.extend(
-        input
-            .needs
-            .udp_ports
-            .iter()
-            .filter_map(|p| u16::try_from(*p).ok())
-            .map(scheduler::HostPort::udp),
-    );
-    let request = PlacementRequest {
-        requirements: scheduler::TaskRequirements {
-            cpu: input.needs.cpu.max(0) as u32,
-            memory: input.needs.memory.max(0) as u32,
-            host_ports,
-            gpu: 0,
-        },
-        group: input.group,
-        family: input.family,
-        task_definition_constraints: input.task_definition_constraints,
-        constraints: input.constraints,
-        strategies: input.strategies,
-        count: input.count,
-        seed,
-    };
+    let needs = input.needs;
+    let request = placement_request(input, seed);
     let plan = scheduler::plan(&snapshot, &request)?;
     let failures = plan
         .failures(&snapshot.container_instances)
@@ -283,7 +289,7 @@ pub fn plan(
             .remaining_resources
             .clone()
             .unwrap_or_default();
-        record.instance.remaining_resources = Some(adjust_remaining(&remaining, input.needs, -1));
+        record.instance.remaining_resources = Some(adjust_remaining(&remaining, needs, -1));
         chosen.push(index);
     }
     Ok((chosen, failures))

@@ -76,8 +76,16 @@ async fn check_taggable(ctx: &EcsContext, resource_arn: &str) -> Result<(), EcsE
                 None => return Err(invalid()),
             }
         }
-        // Tasks, services, container instances and capacity providers arrive with later
-        // issues; their handlers create the records this check will look up.
+        ("service", rest) => match rest.split_once('/') {
+            Some((cluster, name)) if !name.contains('/') => ctx
+                .store
+                .get(&keys::service(cluster, name))
+                .await?
+                .is_some(),
+            _ => return Err(invalid()),
+        },
+        // Tasks, container instances and capacity providers arrive with later issues; their
+        // handlers create the records this check will look up.
         _ => return Err(invalid()),
     };
     if !exists {

@@ -18,7 +18,7 @@ use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 use super::cluster_state::{ClusterState, InstanceRecord};
 use super::clusters::active_cluster;
 use super::placement::{self, PlacementInput, TaskNeeds};
-use super::{decode, encode, keys, paging, tags, EcsContext, EcsError};
+use super::{decode, encode, keys, paging, placer, tags, EcsContext, EcsError};
 use super::{put_if_unchanged, unchanged};
 use scheduler::{PlacementConstraint, PlacementStrategy};
 
@@ -154,7 +154,8 @@ struct RunTaskInput {
     placement_constraints: Option<Vec<WireConstraint>>,
     placement_strategy: Option<Vec<WireStrategy>>,
     platform_version: Option<String>,
-    #[serde(default)]
+    // The wire spells it `enableECSManagedTags`, which camelCase renaming would not produce.
+    #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
     propagate_tags: Option<String>,
     #[serde(default)]
@@ -174,7 +175,8 @@ struct StartTaskInput {
     overrides: Option<TaskOverride>,
     tags: Option<Vec<Tag>>,
     network_configuration: Option<Value>,
-    #[serde(default)]
+    // The wire spells it `enableECSManagedTags`, which camelCase renaming would not produce.
+    #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
     propagate_tags: Option<String>,
     #[serde(default)]
@@ -538,6 +540,93 @@ pub async fn stop_task_by_id(
     ))
 }
 
+/// The tasks a clientToken already started, if it was used before.
+async fn tasks_of_token(
+    ctx: &EcsContext,
+    cluster: &str,
+    token: &str,
+) -> Result<Option<Vec<Task>>, EcsError> {
+    let Some((arns, _)) = ctx
+        .get_json::<Vec<String>>(&keys::client_token(cluster, token))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut tasks = Vec::new();
+    for arn in arns {
+        if let Some((record, _, _)) = read_task(ctx, cluster, &arn).await? {
+            tasks.push(record.task);
+        }
+    }
+    Ok(Some(tasks))
+}
+
+/// RunTask and services: plan on the cluster's placer and commit through its batching
+/// committer; re-plan when the commit loses a race.
+async fn launch_placed(
+    ctx: &EcsContext,
+    request: &LaunchRequest,
+    needs: &TaskNeeds,
+    input: PlacementInput<'_>,
+    client_token: Option<&str>,
+) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
+    let placer = ctx.placers.get(&ctx.store, &request.cluster);
+    let placement_request = placement::placement_request(input, rand::random());
+    placement_request.validate()?;
+    for _ in 0..64 {
+        if let Some(token) = client_token {
+            if let Some(tasks) = tasks_of_token(ctx, &request.cluster, token).await? {
+                return Ok((tasks, vec![]));
+            }
+        }
+        let planned = placer.plan(ctx, &placement_request).await?;
+        let tasks: Vec<TaskRecord> = planned
+            .records
+            .iter()
+            .map(|r| new_task(ctx, request, r, needs))
+            .collect();
+        let mut ops = Vec::new();
+        let mut compares = Vec::new();
+        if !request.tags.is_empty() {
+            for task in &tasks {
+                ops.push(tags::put_tags_op(
+                    task.task.task_arn.as_deref().unwrap_or(""),
+                    &request.tags,
+                ));
+            }
+        }
+        if let Some(token) = client_token {
+            let key = keys::client_token(&request.cluster, token);
+            compares.push(placer::absent(&key));
+            let arns: Vec<String> = tasks
+                .iter()
+                .filter_map(|t| t.task.task_arn.clone())
+                .collect();
+            ops.push(Op::Put {
+                key,
+                value: encode(&arns),
+                lease: None,
+            });
+        }
+        if tasks.is_empty() && ops.is_empty() {
+            return Ok((vec![], planned.failures));
+        }
+        if placer.commit(ctx, &planned, &tasks, ops, compares).await? {
+            for task in &tasks {
+                tracing::debug!(cluster = %request.cluster, task = task.task.task_arn.as_deref().unwrap_or(""), "task placed");
+            }
+            return Ok((
+                tasks.into_iter().map(|t| t.task).collect(),
+                planned.failures,
+            ));
+        }
+        placer.forget(&planned).await;
+    }
+    Err(EcsError::Conflict(
+        "Too many concurrent placements on this cluster; retry.".to_string(),
+    ))
+}
+
 /// Place `count` tasks (on `only` instances if given, one each) and commit the plan with a
 /// compare on every instance revision read; re-plan on conflict. Unplaceable tasks come back
 /// as `failures[]` in AWS's words.
@@ -577,6 +666,16 @@ pub async fn launch(
         strategies: request.strategies.clone(),
         count: count as u32,
     };
+    if only.is_none() {
+        return launch_placed(
+            ctx,
+            request,
+            &needs,
+            input(count, &request.constraints),
+            client_token,
+        )
+        .await;
+    }
     for _ in 0..32 {
         let mut state = ClusterState::load(ctx, &request.cluster).await?;
         if let Some(token) = client_token {
@@ -634,10 +733,12 @@ pub async fn launch(
                         }),
                         Some(index) => {
                             // StartTask names its instances: only resources decide, as in ECS.
+                            // Named instances: StartTask passes no constraints; a DAEMON
+                            // service passes its own, which must hold on each instance.
                             let (placed, mut why) = placement::plan(
                                 &mut state,
                                 &[index],
-                                input(1, &[]),
+                                input(1, &request.constraints),
                                 rand::random(),
                             )?;
                             chosen.extend(placed);

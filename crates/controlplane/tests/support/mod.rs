@@ -66,6 +66,7 @@ pub async fn start_with(
         account_id: ACCOUNT.to_string(),
         credentials: vec![credentials.clone()],
         instance_health,
+        services: Default::default(),
     };
     let server = Server::start(config, store.clone(), clock)
         .await

@@ -5,6 +5,7 @@ pub mod account_setting;
 pub mod attribute;
 pub mod cluster;
 pub mod container_instance;
+pub mod service;
 pub mod tag;
 pub mod task;
 pub mod task_definition;

@@ -236,3 +236,137 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// An extra `wharf agent` process joining a server's `default` cluster with its own data
+/// directory (another container instance on the same Docker engine). Killed when dropped; its
+/// containers are removed by `cleanup`.
+pub struct ExtraAgent {
+    child: Option<Child>,
+    pub instance_arn: String,
+    pub cleanup: agent::testing::DockerCleanup,
+}
+
+impl ExtraAgent {
+    /// Start `wharf agent --server URL --cluster default --data-dir DIR` with the server's keys
+    /// and wait until its container instance is registered.
+    pub fn start(wharf: &Wharf, data_dir: &Path, availability_zone: &str) -> Result<ExtraAgent> {
+        let known = instance_arns(wharf)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["agent", "--server", &wharf.endpoint, "--cluster", "default"])
+            .args(["--availability-zone", availability_zone, "--data-dir"])
+            .arg(data_dir)
+            .env("AWS_ACCESS_KEY_ID", &wharf.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &wharf.secret_access_key)
+            .env("AWS_DEFAULT_REGION", &wharf.region)
+            .env("WHARF_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning wharf agent")?;
+        let mut agent = ExtraAgent {
+            child: Some(child),
+            instance_arn: String::new(),
+            cleanup: agent::testing::DockerCleanup::new(""),
+        };
+        agent.instance_arn = wait_for(60, "the extra agent to register", || {
+            Ok(instance_arns(wharf)?
+                .into_iter()
+                .find(|a| !known.contains(a)))
+        })?;
+        agent.cleanup = agent::testing::DockerCleanup::new(&agent.instance_arn);
+        Ok(agent)
+    }
+
+    /// SIGKILL the agent process; its containers keep running (until `cleanup`).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ExtraAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every registered container instance ARN of the `default` cluster.
+pub fn instance_arns(wharf: &Wharf) -> Result<Vec<String>> {
+    let listed = wharf.aws_json(&["ecs", "list-container-instances"])?;
+    Ok(listed["containerInstanceArns"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+impl Up {
+    /// DescribeServices of one service.
+    pub fn service(&self, name: &str) -> Result<serde_json::Value> {
+        let described = self
+            .wharf
+            .aws_json(&["ecs", "describe-services", "--services", name])?;
+        Ok(described["services"][0].clone())
+    }
+
+    /// The service's tasks with a desired status (RUNNING or STOPPED), described.
+    pub fn service_tasks(&self, name: &str, desired: &str) -> Result<Vec<serde_json::Value>> {
+        let listed = self.wharf.aws_json(&[
+            "ecs",
+            "list-tasks",
+            "--service-name",
+            name,
+            "--desired-status",
+            desired,
+        ])?;
+        let arns: Vec<String> = listed["taskArns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["ecs", "describe-tasks", "--tasks"];
+        args.extend(arns.iter().map(String::as_str));
+        let described = self.wharf.aws_json(&args)?;
+        Ok(described["tasks"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every event message of a service, newest first.
+    pub fn service_events(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self.service(name)?["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| e["message"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Wait until the service has `count` RUNNING tasks and one deployment, COMPLETED.
+    pub fn wait_stable(&self, name: &str, count: u64, seconds: u64) -> Result<serde_json::Value> {
+        wait_for(seconds, &format!("{name} stable at {count} tasks"), || {
+            let service = self.service(name)?;
+            let deployments = service["deployments"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let stable = service["runningCount"] == count
+                && service["desiredCount"] == count
+                && deployments.len() == 1
+                && deployments[0]["rolloutState"] == "COMPLETED";
+            Ok(stable.then_some(service))
+        })
+    }
+}

@@ -1,0 +1,727 @@
+//! One pass of the service scheduler over one service: read the service and its cluster, let
+//! `rollout` decide, stop and start tasks, then record what happened (events, failed tasks,
+//! deployment transitions) in the service record with a compare-and-swap.
+//!
+//! Every pass starts from the store alone, so it is idempotent and safe across restarts: tasks
+//! are counted per deployment (by `startedBy`) before anything is started, a STOPPED task is
+//! accounted for once (its id is remembered in the record), and a pass that finds nothing to
+//! do writes nothing. If the server stops between starting tasks and writing the record, the
+//! next pass sees the tasks and only the events of the lost pass are missing.
+//!
+//! ```text
+//!   read service + cluster ──> rollout::plan_* ──> stop tasks ──> launch tasks
+//!         ^                                                          │
+//!         └──── conflict: re-read the record, re-apply ◄── write record (CAS)
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use model::ecs::service::{
+    circuit_breaker_threshold, rollout_bounds, DRAINING, FAILED, INACTIVE, IN_PROGRESS,
+};
+use model::ecs::tag::Tag;
+use model::ecs::task::Task;
+use model::ecs::task_definition::TaskDefinition;
+use store::{Op, Txn};
+
+use super::api::parse_placement;
+use super::events;
+use super::history::{complete, fail};
+use super::rollout::{
+    plan_daemon, plan_replica, Common, Decision, Host, Phase, StopReason, TaskView,
+};
+use super::{group_of, has_health_check, write_service, ServiceRecord};
+use crate::ecs::cluster_state::{ClusterState, InstanceRecord};
+use crate::ecs::tasks::{
+    force_stopped, launch, release_ops, resolve_task_definition, stop_task_by_id, LaunchRequest,
+    TaskRecord,
+};
+use crate::ecs::{encode, keys, placement, tags, unchanged, EcsContext, EcsError};
+
+/// How the scheduler paces itself.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    /// The first delay after tasks keep failing to start (three in a row).
+    pub restart_backoff_base: Duration,
+    /// The longest such delay.
+    pub restart_backoff_max: Duration,
+    /// An identical placement-failure event is not repeated within this window.
+    pub event_repeat: Duration,
+}
+
+/// Failed starts in a row after which launches back off (and the service says so).
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
+
+/// What a pass asks of its caller.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// Look at the service again after this long even if nothing changes in the store
+    /// (a grace period or a backoff ends).
+    pub recheck_after: Option<Duration>,
+}
+
+/// What a pass did and saw, applied to the service record (again, after a conflict).
+#[derive(Default)]
+struct Observed {
+    /// The service's tasks, with the stops this pass requested applied.
+    tasks: Vec<Task>,
+    launched: Vec<String>,
+    stopped: Vec<String>,
+    unhealthy: Vec<String>,
+    placement_failure: Option<String>,
+    steady: bool,
+    /// DAEMON: the desired count is the number of eligible instances.
+    daemon_desired: Option<i64>,
+}
+
+fn phase(task: &Task) -> Phase {
+    match (task.desired_status.as_deref(), task.last_status.as_deref()) {
+        (_, Some("STOPPED")) => Phase::Stopped,
+        (Some("STOPPED"), _) => Phase::Stopping,
+        (_, Some("RUNNING")) => Phase::Running,
+        _ => Phase::Pending,
+    }
+}
+
+/// RUNNING, and HEALTHY when its definition gives containers health checks (without checks
+/// a task's health stays UNKNOWN).
+fn available(task: &Task, checked: bool) -> bool {
+    phase(task) == Phase::Running && (!checked || task.health_status.as_deref() == Some("HEALTHY"))
+}
+
+/// Which of the tasks' definitions have container health checks, by ARN.
+async fn health_checked(
+    ctx: &EcsContext,
+    tasks: &[Task],
+) -> Result<BTreeMap<String, bool>, EcsError> {
+    let mut checked = BTreeMap::new();
+    for task in tasks {
+        let arn = task.task_definition_arn.clone().unwrap_or_default();
+        if checked.contains_key(&arn) {
+            continue;
+        }
+        let has = match resolve_task_definition(ctx, &arn).await {
+            Ok(definition) => has_health_check(&definition),
+            Err(EcsError::Store(error)) => return Err(error.into()),
+            // A deleted definition: judge by what the agent reported.
+            Err(_) => task
+                .containers
+                .iter()
+                .flatten()
+                .any(|c| c.health_status.as_deref().is_some_and(|h| h != "UNKNOWN")),
+        };
+        checked.insert(arn, has);
+    }
+    Ok(checked)
+}
+
+fn instance_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn task_id(task: &Task) -> String {
+    instance_id(task.task_arn.as_deref().unwrap_or("")).to_string()
+}
+
+fn attribute(record: &InstanceRecord, name: &str) -> String {
+    record
+        .instance
+        .attributes
+        .iter()
+        .flatten()
+        .find(|a| a.name == name)
+        .and_then(|a| a.value.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a STOPPED task counts as a failed start for the circuit breaker and the backoff:
+/// it failed to start, its essential container exited, or it failed its health checks.
+fn failed(task: &Task) -> bool {
+    matches!(
+        task.stop_code.as_deref(),
+        Some("TaskFailedToStart" | "EssentialContainerExited")
+    ) || task.stopped_reason.as_deref() == Some(events::UNHEALTHY_STOP_REASON)
+}
+
+fn earliest(slot: &mut Option<f64>, at: f64) {
+    *slot = Some(slot.map_or(at, |current| current.min(at)));
+}
+
+/// One pass over `cluster`/`name`.
+pub async fn reconcile(
+    ctx: &EcsContext,
+    pacing: &Pacing,
+    cluster: &str,
+    name: &str,
+) -> Result<Outcome, EcsError> {
+    let key = keys::service(cluster, name);
+    let Some((record, revision)) = ctx.get_json::<ServiceRecord>(&key).await? else {
+        return Ok(Outcome::default());
+    };
+    if record.status() == INACTIVE {
+        return Ok(Outcome::default());
+    }
+    let Some(primary) = record.primary().cloned() else {
+        return Ok(Outcome::default());
+    };
+    let state = ClusterState::load(ctx, cluster).await?;
+    let now = ctx.now();
+    let group = group_of(name);
+    let mut tasks: Vec<Task> = state
+        .tasks
+        .iter()
+        .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
+        .map(|t| t.task.clone())
+        .collect();
+    // The definition the primary runs (by ARN, so an INACTIVE revision still resolves). If it
+    // is gone altogether nothing can be started, but the rest of the pass still runs.
+    let definition = match resolve_task_definition(
+        ctx,
+        primary.deployment.task_definition.as_deref().unwrap_or(""),
+    )
+    .await
+    {
+        Ok(definition) => Some(definition),
+        Err(EcsError::Store(error)) => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(cluster, service = name, %error, "the primary's task definition cannot be resolved");
+            None
+        }
+    };
+    let placement = definition.as_ref().and_then(|d| {
+        parse_placement(
+            d,
+            &primary.wharf_placement_constraints,
+            &primary.wharf_placement_strategy,
+        )
+        .ok()
+    });
+
+    let checked = health_checked(ctx, &tasks).await?;
+    let views: Vec<TaskView> = tasks
+        .iter()
+        .map(|task| {
+            let instance_arn = task.container_instance_arn.as_deref().unwrap_or("");
+            let stored = state.instance(instance_arn);
+            let host = match stored.and_then(|s| s.record.instance.status.as_deref()) {
+                Some("DRAINING") => Host::Draining,
+                Some("INACTIVE" | "DEREGISTERING") | None => Host::Gone,
+                Some(_) => Host::Active,
+            };
+            TaskView {
+                id: task_id(task),
+                deployment: record.deployment_of(task),
+                phase: phase(task),
+                available: available(
+                    task,
+                    checked
+                        .get(task.task_definition_arn.as_deref().unwrap_or(""))
+                        .copied()
+                        .unwrap_or(false),
+                ),
+                unhealthy: task.health_status.as_deref() == Some("UNHEALTHY"),
+                instance: instance_id(instance_arn).to_string(),
+                zone: stored
+                    .map(|s| attribute(&s.record, "ecs.availability-zone"))
+                    .unwrap_or_default(),
+                host,
+                started_at: task.started_at,
+            }
+        })
+        .collect();
+
+    let (min_percent, max_percent) = record.percents();
+    let draining_service = record.status() == DRAINING;
+    let frozen = primary.rollout_state() == FAILED;
+    let backing_off = record.wharf_backoff_until.is_some_and(|until| now < until);
+    let mut common = Common {
+        lower: 0,
+        launch_allowed: !frozen && !draining_service && placement.is_some() && !backing_off,
+        retire_old: !frozen,
+        grace: record
+            .service
+            .health_check_grace_period_seconds
+            .unwrap_or(0) as f64,
+        now,
+    };
+    let mut observed = Observed::default();
+    let decision: Decision = if record.is_daemon() {
+        let eligible = if draining_service {
+            BTreeMap::new()
+        } else {
+            daemon_instances(&state, definition.as_ref(), placement.as_ref())
+        };
+        let desired = eligible.len() as i64;
+        observed.daemon_desired = Some(desired);
+        common.lower = rollout_bounds(desired, min_percent, max_percent).0 as usize;
+        plan_daemon(&views, &eligible, &common)
+    } else {
+        let desired = if draining_service {
+            0
+        } else {
+            record.service.desired_count.unwrap_or(0)
+        };
+        let (lower, upper) = rollout_bounds(desired, min_percent, max_percent);
+        common.lower = lower as usize;
+        plan_replica(&views, desired as usize, upper as usize, &common)
+    };
+    observed.steady = decision.steady;
+
+    let mut recheck_at: Option<f64> = None;
+    if let Some(at) = decision.recheck_at {
+        earliest(&mut recheck_at, at);
+    }
+    if let Some(until) = record.wharf_backoff_until.filter(|until| now < *until) {
+        earliest(&mut recheck_at, until);
+    }
+
+    // Stops first: what they free is what the launches may use.
+    for (id, reason) in &decision.stops {
+        let Some(task) = tasks.iter_mut().find(|t| task_id(t) == *id) else {
+            continue;
+        };
+        let arn = task.task_arn.clone().unwrap_or_default();
+        let written = match reason {
+            StopReason::InstanceGone => force_stop(ctx, cluster, id, now).await?,
+            StopReason::Unhealthy => {
+                stop_task_by_id(
+                    ctx,
+                    cluster,
+                    id,
+                    events::UNHEALTHY_STOP_REASON,
+                    events::SERVICE_SCHEDULER_INITIATED,
+                )
+                .await?
+            }
+            StopReason::Scaling => {
+                stop_task_by_id(
+                    ctx,
+                    cluster,
+                    id,
+                    &events::scaling_stop_reason(primary.id()),
+                    events::SERVICE_SCHEDULER_INITIATED,
+                )
+                .await?
+            }
+            StopReason::Draining => {
+                stop_task_by_id(
+                    ctx,
+                    cluster,
+                    id,
+                    events::DRAINING_STOP_REASON,
+                    events::SERVICE_SCHEDULER_INITIATED,
+                )
+                .await?
+            }
+        };
+        if let Some(written) = written {
+            *task = written;
+        }
+        match reason {
+            StopReason::InstanceGone => {}
+            StopReason::Unhealthy => {
+                observed.unhealthy.push(arn.clone());
+                observed.stopped.push(arn);
+            }
+            _ => observed.stopped.push(arn),
+        }
+        tracing::info!(cluster, service = name, task = id, reason = ?reason, "service task stopped");
+    }
+
+    let wanted = if record.is_daemon() {
+        decision.launch_on.len()
+    } else {
+        decision.launch
+    };
+    if wanted > 0 {
+        if let (Some(definition), Some((constraints, strategies))) = (definition, placement) {
+            let tags = task_tags(ctx, &record, cluster, &definition).await?;
+            let mut request = LaunchRequest::for_service(
+                cluster,
+                definition,
+                &group,
+                primary.id(),
+                tags,
+                constraints,
+                strategies,
+            );
+            request.enable_execute_command = record.service.enable_execute_command.unwrap_or(false);
+            let result = if record.is_daemon() {
+                launch(ctx, &request, 0, Some(&decision.launch_on), None).await
+            } else {
+                launch(ctx, &request, wanted, None, None).await
+            };
+            match result {
+                Ok((launched, failures)) => {
+                    if launched.len() < wanted {
+                        let failures: Vec<(String, String)> = failures
+                            .into_iter()
+                            .map(|f| (f.arn.unwrap_or_default(), f.reason.unwrap_or_default()))
+                            .collect();
+                        observed.placement_failure = Some(events::unable_to_place(name, &failures));
+                    }
+                    for task in launched {
+                        tracing::info!(
+                            cluster,
+                            service = name,
+                            task = task.task_arn.as_deref().unwrap_or(""),
+                            deployment = primary.id(),
+                            "service task started"
+                        );
+                        observed
+                            .launched
+                            .push(task.task_arn.clone().unwrap_or_default());
+                        tasks.push(task);
+                    }
+                }
+                Err(EcsError::InvalidParameter(message))
+                    if message == scheduler::plan::NO_CONTAINER_INSTANCES_MESSAGE =>
+                {
+                    observed.placement_failure = Some(events::no_container_instances(name));
+                }
+                Err(EcsError::Store(error)) => return Err(error.into()),
+                Err(error) => {
+                    // A lost placement race or a request the scheduler refuses: try again soon.
+                    tracing::warn!(cluster, service = name, %error, "service tasks not started");
+                    earliest(&mut recheck_at, now + 1.0);
+                }
+            }
+        }
+    }
+    observed.tasks = tasks;
+
+    // Record what happened; on a conflict re-read the record and apply it again.
+    let mut current = Some((record, revision));
+    for _ in 0..16 {
+        let (mut record, revision) = match current.take() {
+            Some(read) => read,
+            None => match ctx.get_json::<ServiceRecord>(&key).await? {
+                Some(read) => read,
+                None => return Ok(Outcome::default()),
+            },
+        };
+        let before = record.clone();
+        let mut at = recheck_at;
+        if apply(&mut record, &observed, pacing, now) {
+            earliest(&mut at, now);
+        }
+        if let Some(until) = record.wharf_backoff_until.filter(|until| now < *until) {
+            earliest(&mut at, until);
+        }
+        if record == before || write_service(ctx, cluster, &record, revision, vec![]).await? {
+            return Ok(Outcome {
+                recheck_after: at.map(|at| Duration::from_secs_f64((at - now).max(0.0))),
+            });
+        }
+    }
+    Err(EcsError::Conflict(
+        "The service is being changed concurrently; retry.".to_string(),
+    ))
+}
+
+/// Apply a pass's observations to the record. True when the record changed in a way that
+/// needs another pass right away (a circuit-breaker rollback).
+fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: f64) -> bool {
+    let name = record.name().to_string();
+    let mut again = false;
+    if let Some(desired) = observed.daemon_desired {
+        if record.status() != DRAINING && record.service.desired_count != Some(desired) {
+            record.service.desired_count = Some(desired);
+        }
+    }
+
+    // STOPPED tasks are accounted for once: failures count towards the backoff and, while
+    // their deployment is in progress, its failedTasks.
+    let ids: Vec<String> = observed.tasks.iter().map(task_id).collect();
+    record.wharf_seen_stopped.retain(|id| ids.contains(id));
+    let mut new_failures = 0;
+    for task in observed
+        .tasks
+        .iter()
+        .filter(|t| t.last_status.as_deref() == Some("STOPPED"))
+    {
+        let id = task_id(task);
+        if record.wharf_seen_stopped.contains(&id) {
+            continue;
+        }
+        record.wharf_seen_stopped.push(id.clone());
+        if !failed(task) {
+            continue;
+        }
+        new_failures += 1;
+        if let Some(index) = record.deployment_of(task) {
+            let deployment = &mut record.wharf_deployments[index];
+            if deployment.rollout_state() == IN_PROGRESS
+                && deployment.wharf_failed_task_ids.len() < 1000
+            {
+                deployment.wharf_failed_task_ids.push(id);
+            }
+        }
+    }
+    if new_failures > 0 {
+        let before = record.wharf_start_failures;
+        record.wharf_start_failures += new_failures;
+        let failures = record.wharf_start_failures;
+        if failures >= FAILURES_BEFORE_BACKOFF {
+            let doublings = (failures - FAILURES_BEFORE_BACKOFF).min(16);
+            let delay = pacing
+                .restart_backoff_base
+                .saturating_mul(1 << doublings)
+                .min(pacing.restart_backoff_max);
+            record.wharf_backoff_until = Some(now + delay.as_secs_f64());
+            if before < FAILURES_BEFORE_BACKOFF {
+                events::push(
+                    &mut record.service,
+                    events::unable_to_start_consistently(&name),
+                    now,
+                );
+            }
+        }
+    }
+
+    for arn in &observed.unhealthy {
+        events::push(
+            &mut record.service,
+            events::failed_health_checks(&name, arn),
+            now,
+        );
+    }
+    if !observed.stopped.is_empty() {
+        events::push(
+            &mut record.service,
+            events::stopped(&name, &observed.stopped),
+            now,
+        );
+    }
+    if !observed.launched.is_empty() {
+        events::push(
+            &mut record.service,
+            events::started(&name, &observed.launched, observed.unhealthy.len()),
+            now,
+        );
+    }
+    if let Some(message) = &observed.placement_failure {
+        let window = pacing.event_repeat.as_secs_f64();
+        if !events::said_recently(&record.service, message, now, window) {
+            events::push(&mut record.service, message.clone(), now);
+        }
+    }
+
+    // The circuit breaker watches the primary while it is in progress.
+    let desired = record.service.desired_count.unwrap_or(0);
+    let breaker = record
+        .service
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.deployment_circuit_breaker.clone())
+        .filter(|b| b.enable);
+    let mut tripped = false;
+    if let (Some(breaker), Some(primary)) = (breaker, record.primary().cloned()) {
+        if primary.rollout_state() == IN_PROGRESS {
+            let failures = primary.wharf_failed_task_ids.len() as i64;
+            let threshold = circuit_breaker_threshold(&breaker, desired);
+            // A rollback runs inside the failed change's service deployment, whose breaker
+            // already says what tripped it.
+            let sd = record
+                .service_deployment_mut(&primary.wharf_service_deployment_arn)
+                .filter(|sd| sd.status.as_deref() == Some("IN_PROGRESS"));
+            if let Some(sd) = sd {
+                if let Some(b) = sd.deployment_circuit_breaker.as_mut() {
+                    if b.failure_count != Some(failures) || b.threshold != Some(threshold) {
+                        b.failure_count = Some(failures);
+                        b.threshold = Some(threshold);
+                    }
+                }
+            }
+            if failures >= threshold {
+                tracing::warn!(service = %name, deployment = primary.id(), failures, threshold,
+                    rollback = breaker.rollback, "deployment circuit breaker tripped");
+                for message in fail(
+                    record,
+                    events::CIRCUIT_BREAKER_REASON,
+                    breaker.rollback,
+                    now,
+                ) {
+                    events::push(&mut record.service, message, now);
+                }
+                tripped = true;
+                again = true;
+            }
+        }
+    }
+    if observed.steady && !tripped {
+        if let Some(message) = complete(record, now) {
+            tracing::info!(service = %name, "deployment completed");
+            events::push(&mut record.service, message, now);
+        }
+    }
+
+    // Older deployments leave once none of their tasks is left.
+    let tasks = &observed.tasks;
+    let mut index = 1;
+    while index < record.wharf_deployments.len() {
+        let deployment = &record.wharf_deployments[index];
+        let left = tasks.iter().any(|t| {
+            deployment.owns(t.started_by.as_deref()) && t.last_status.as_deref() != Some("STOPPED")
+        });
+        if left {
+            index += 1;
+        } else {
+            record.wharf_deployments.remove(index);
+        }
+    }
+
+    let steady = observed.steady && !tripped;
+    if steady && !record.wharf_steady && record.status() != DRAINING {
+        events::push(&mut record.service, events::steady(&name), now);
+    }
+    if steady {
+        record.wharf_start_failures = 0;
+        record.wharf_backoff_until = None;
+    }
+    record.wharf_steady = steady;
+
+    if record.status() == DRAINING
+        && tasks
+            .iter()
+            .all(|t| t.last_status.as_deref() == Some("STOPPED"))
+    {
+        record.service.status = Some(INACTIVE.to_string());
+        record.wharf_deployments.truncate(1);
+        tracing::info!(service = %name, "service INACTIVE");
+    }
+    again
+}
+
+/// DAEMON: ACTIVE instances where the service's and the definition's constraints hold, with
+/// whether their agent is connected.
+fn daemon_instances(
+    state: &ClusterState,
+    definition: Option<&TaskDefinition>,
+    placement: Option<&(
+        Vec<scheduler::PlacementConstraint>,
+        Vec<scheduler::PlacementStrategy>,
+    )>,
+) -> BTreeMap<String, bool> {
+    let mut expressions: Vec<String> = definition
+        .iter()
+        .flat_map(|d| d.placement_constraints.iter().flatten())
+        .filter_map(|c| c.expression.clone())
+        .collect();
+    if let Some((constraints, _)) = placement {
+        expressions.extend(constraints.iter().filter_map(|c| match c {
+            scheduler::PlacementConstraint::MemberOf(e) => Some(e.clone()),
+            scheduler::PlacementConstraint::DistinctInstance => None,
+        }));
+    }
+    let parsed: Vec<Option<scheduler::Expression>> = expressions
+        .iter()
+        .map(|e| scheduler::Expression::parse(e).ok())
+        .collect();
+    state
+        .instances
+        .iter()
+        .filter(|i| i.record.instance.status.as_deref() == Some("ACTIVE"))
+        .filter(|i| {
+            let facts = placement::scheduler_instance(state, i);
+            parsed
+                .iter()
+                .all(|e| e.as_ref().is_some_and(|e| e.matches(&facts)))
+        })
+        .map(|i| {
+            (
+                i.record.wharf_id.clone(),
+                state.connected.contains(&i.record.wharf_id),
+            )
+        })
+        .collect()
+}
+
+/// The tags a service's tasks carry: the service's or the definition's (propagateTags), and
+/// ECS's managed tags when asked for.
+async fn task_tags(
+    ctx: &EcsContext,
+    record: &ServiceRecord,
+    cluster: &str,
+    definition: &TaskDefinition,
+) -> Result<Vec<Tag>, EcsError> {
+    let mut tags = match record.service.propagate_tags.as_deref() {
+        Some("SERVICE") => {
+            tags::get_tags(ctx, record.service.service_arn.as_deref().unwrap_or("")).await?
+        }
+        Some("TASK_DEFINITION") => {
+            tags::get_tags(ctx, definition.task_definition_arn.as_deref().unwrap_or("")).await?
+        }
+        _ => Vec::new(),
+    };
+    if record.service.enable_ecs_managed_tags == Some(true) {
+        for (key, value) in [
+            ("aws:ecs:clusterName", cluster),
+            ("aws:ecs:serviceName", record.name()),
+        ] {
+            tags.push(Tag {
+                key: Some(key.to_string()),
+                value: Some(value.to_string()),
+            });
+        }
+    }
+    Ok(tags)
+}
+
+/// Mark a task STOPPED on the control plane's own authority: its instance was deregistered, so
+/// no agent will ever report it again. Its reservation is given back in the same transaction.
+async fn force_stop(
+    ctx: &EcsContext,
+    cluster: &str,
+    id: &str,
+    now: f64,
+) -> Result<Option<Task>, EcsError> {
+    let task_key = keys::task(cluster, id);
+    for _ in 0..16 {
+        let Some((mut record, revision)) = ctx.get_json::<TaskRecord>(&task_key).await? else {
+            return Ok(None);
+        };
+        if record.task.last_status.as_deref() == Some("STOPPED") {
+            return Ok(Some(record.task));
+        }
+        force_stopped(&mut record.task, events::DEREGISTERED_STOP_REASON, now);
+        record.task.stop_code = Some(events::SERVICE_SCHEDULER_INITIATED.to_string());
+        let instance = match record.task.container_instance_arn.as_deref() {
+            Some(arn) => {
+                ctx.get_json::<InstanceRecord>(&keys::container_instance(cluster, instance_id(arn)))
+                    .await?
+            }
+            None => None,
+        };
+        let mut compares = vec![unchanged(&task_key, revision)];
+        let mut ops = Vec::new();
+        if let Some((compare, op)) = release_ops(
+            cluster,
+            &mut record,
+            instance.as_ref().map(|(r, v)| (r, *v)),
+        ) {
+            compares.push(compare);
+            ops.push(op);
+        }
+        ops.push(Op::Put {
+            key: task_key.clone(),
+            value: encode(&record),
+            lease: None,
+        });
+        let response = ctx
+            .store
+            .txn(Txn {
+                compares,
+                success: ops,
+                failure: vec![],
+            })
+            .await?;
+        if response.succeeded {
+            return Ok(Some(record.task));
+        }
+    }
+    Err(EcsError::Conflict(
+        "The task is being changed concurrently; retry.".to_string(),
+    ))
+}
