@@ -85,6 +85,9 @@ struct AgentTuning {
     /// Memory (MiB) to register instead of the host's.
     #[arg(long, env = "WHARF_AGENT_MEMORY")]
     memory: Option<i64>,
+    /// CPU units held back from tasks.
+    #[arg(long, env = "WHARF_AGENT_RESERVED_CPU", default_value_t = 0)]
+    reserved_cpu: i64,
     /// Memory (MiB) held back from tasks.
     #[arg(long, env = "WHARF_AGENT_RESERVED_MEMORY", default_value_t = 0)]
     reserved_memory: i64,
@@ -228,6 +231,7 @@ fn agent_config(
     config.cpu_units = tuning.cpu;
     config.memory_mib = tuning.memory;
     config.reserved_memory_mib = tuning.reserved_memory;
+    config.reserved_cpu_units = tuning.reserved_cpu;
     config.availability_zone = tuning.availability_zone.clone();
     config.instance_type = tuning.instance_type.clone();
     config.task_cleanup_wait = Duration::from_secs(tuning.task_cleanup_wait_seconds);
