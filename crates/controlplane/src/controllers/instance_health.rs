@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::ecs::cluster_state::ClusterState;
-use crate::ecs::tasks::{force_stopped, release_ops, TaskRecord};
+use crate::ecs::tasks::{force_stopped, put_task, TaskRecord};
 use crate::ecs::{encode, keys, unchanged, EcsContext, EcsError};
 
 #[derive(Debug, Clone)]
@@ -121,33 +121,7 @@ pub async fn reconcile_cluster(
                         continue;
                     };
                     force_stopped(&mut task_record.task, &reason, now);
-                    let instance = ctx
-                        .get_json::<crate::ecs::cluster_state::InstanceRecord>(&key)
-                        .await?;
-                    let mut compares = vec![unchanged(&task_key, task_revision)];
-                    let mut ops = Vec::new();
-                    if let Some((c, op)) = release_ops(
-                        cluster,
-                        &mut task_record,
-                        instance.as_ref().map(|(r, v)| (r, *v)),
-                    ) {
-                        compares.push(c);
-                        ops.push(op);
-                    }
-                    ops.push(Op::Put {
-                        key: task_key,
-                        value: encode(&task_record),
-                        lease: None,
-                    });
-                    let response = ctx
-                        .store
-                        .txn(Txn {
-                            compares,
-                            success: ops,
-                            failure: vec![],
-                        })
-                        .await?;
-                    if response.succeeded {
+                    if put_task(ctx, cluster, &task.id, task_revision, &mut task_record).await? {
                         info!(cluster, task = task.task.task_arn.as_deref().unwrap_or(""), instance = %arn,
                             "task marked STOPPED: agent disconnected past the grace period");
                     }

@@ -17,7 +17,7 @@ use store::{Op, StoreError, Txn};
 
 use super::cluster_state::InstanceRecord;
 use super::clusters::{active_cluster, cluster_name};
-use super::tasks::{release_ops, resolve_task_definition, TaskRecord};
+use super::tasks::{put_task, resolve_task_definition, TaskRecord};
 use super::unchanged;
 use super::{decode, encode, keys, EcsContext, EcsError};
 
@@ -197,40 +197,8 @@ async fn report_task_state(ctx: &EcsContext, input: Value) -> Result<Value, EcsE
         if !apply_report(&mut record.task, &input, now) {
             return Ok(json!({ "acknowledgment": "ignored" }));
         }
-        let mut compares = vec![unchanged(&key, revision)];
-        let mut ops = Vec::new();
-        let instance = match record.task.container_instance_arn.as_deref() {
-            Some(arn) => {
-                ctx.get_json::<InstanceRecord>(&keys::container_instance(
-                    &cluster,
-                    &instance_id(arn),
-                ))
-                .await?
-            }
-            None => None,
-        };
-        if let Some((compare, op)) = release_ops(
-            &cluster,
-            &mut record,
-            instance.as_ref().map(|(r, v)| (r, *v)),
-        ) {
-            compares.push(compare);
-            ops.push(op);
-        }
-        ops.push(Op::Put {
-            key: key.clone(),
-            value: encode(&record),
-            lease: None,
-        });
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares,
-                success: ops,
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        let id = input.task_arn.rsplit('/').next().unwrap_or("").to_string();
+        if put_task(ctx, &cluster, &id, revision, &mut record).await? {
             tracing::debug!(task = %input.task_arn, status = %input.last_status, "task state reported");
             return Ok(json!({ "acknowledgment": "accepted" }));
         }

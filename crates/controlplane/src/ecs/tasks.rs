@@ -138,6 +138,50 @@ pub fn release_ops(
     ))
 }
 
+/// Write a task record read at `revision`; when it has just reached STOPPED, give its
+/// reservation back to its instance in the same transaction. False when someone wrote the task
+/// (or the instance) first: re-read and try again.
+pub async fn put_task(
+    ctx: &EcsContext,
+    cluster: &str,
+    id: &str,
+    revision: i64,
+    record: &mut TaskRecord,
+) -> Result<bool, EcsError> {
+    let key = keys::task(cluster, id);
+    let releasing = !record.wharf_released && record.task.last_status.as_deref() == Some("STOPPED");
+    let instance = match record.task.container_instance_arn.as_deref() {
+        Some(arn) if releasing => {
+            let instance_id = arn.rsplit('/').next().unwrap_or(arn);
+            ctx.get_json::<InstanceRecord>(&keys::container_instance(cluster, instance_id))
+                .await?
+        }
+        _ => None,
+    };
+    let mut compares = vec![unchanged(&key, revision)];
+    let mut ops = Vec::new();
+    if let Some((compare, op)) =
+        release_ops(cluster, record, instance.as_ref().map(|(r, v)| (r, *v)))
+    {
+        compares.push(compare);
+        ops.push(op);
+    }
+    ops.push(Op::Put {
+        key,
+        value: encode(&*record),
+        lease: None,
+    });
+    Ok(ctx
+        .store
+        .txn(Txn {
+            compares,
+            success: ops,
+            failure: vec![],
+        })
+        .await?
+        .succeeded)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RunTaskInput {

@@ -23,7 +23,6 @@ use model::ecs::service::{
 use model::ecs::tag::Tag;
 use model::ecs::task::Task;
 use model::ecs::task_definition::TaskDefinition;
-use store::{Op, Txn};
 
 use super::api::parse_placement;
 use super::events;
@@ -34,10 +33,10 @@ use super::rollout::{
 use super::{group_of, has_health_check, write_service, ServiceRecord};
 use crate::ecs::cluster_state::{ClusterState, InstanceRecord};
 use crate::ecs::tasks::{
-    force_stopped, launch, release_ops, resolve_task_definition, stop_task_by_id, LaunchRequest,
+    force_stopped, launch, put_task, resolve_task_definition, stop_task_by_id, LaunchRequest,
     TaskRecord,
 };
-use crate::ecs::{encode, keys, placement, tags, unchanged, EcsContext, EcsError};
+use crate::ecs::{keys, placement, tags, EcsContext, EcsError};
 
 /// How the scheduler paces itself.
 #[derive(Debug, Clone)]
@@ -687,37 +686,7 @@ async fn force_stop(
         }
         force_stopped(&mut record.task, events::DEREGISTERED_STOP_REASON, now);
         record.task.stop_code = Some(events::SERVICE_SCHEDULER_INITIATED.to_string());
-        let instance = match record.task.container_instance_arn.as_deref() {
-            Some(arn) => {
-                ctx.get_json::<InstanceRecord>(&keys::container_instance(cluster, instance_id(arn)))
-                    .await?
-            }
-            None => None,
-        };
-        let mut compares = vec![unchanged(&task_key, revision)];
-        let mut ops = Vec::new();
-        if let Some((compare, op)) = release_ops(
-            cluster,
-            &mut record,
-            instance.as_ref().map(|(r, v)| (r, *v)),
-        ) {
-            compares.push(compare);
-            ops.push(op);
-        }
-        ops.push(Op::Put {
-            key: task_key.clone(),
-            value: encode(&record),
-            lease: None,
-        });
-        let response = ctx
-            .store
-            .txn(Txn {
-                compares,
-                success: ops,
-                failure: vec![],
-            })
-            .await?;
-        if response.succeeded {
+        if put_task(ctx, cluster, id, revision, &mut record).await? {
             return Ok(Some(record.task));
         }
     }
