@@ -7,7 +7,7 @@
 //! state (`agent_service`); when a task reaches STOPPED its resources are released in the same
 //! transaction.
 
-use model::arn::{hex_id, Arn};
+use model::arn::{time_ordered_hex_id, Arn};
 use model::ecs::tag::{merge_tags, Tag};
 use model::ecs::task::{Container, ContainerOverride, Failure, Task, TaskOverride};
 use model::ecs::task_definition::TaskDefinition;
@@ -436,7 +436,7 @@ fn new_task(
     instance: &InstanceRecord,
     needs: &TaskNeeds,
 ) -> TaskRecord {
-    let id = hex_id(rand::random());
+    let id = time_ordered_hex_id(ctx.clock.now_millis(), rand::random());
     let task_arn = ctx.scope.task_arn(&request.cluster, &id);
     let definition = &request.definition;
     let family = definition.family.clone().unwrap_or_default();
