@@ -328,3 +328,76 @@ async fn concurrent_run_task_calls_never_over_commit() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_servers_sharing_a_store_never_over_commit() {
+    use std::sync::Arc;
+    // Two replicas on one store: each has its own placer and scheduler, so only the
+    // revision compares in their commits keep them from placing on the same free memory.
+    let (first, arns) = setup().await;
+    let clock: Arc<dyn store::clock::Clock> = Arc::new(store::clock::SystemClock);
+    let second = support::start_on(
+        first.store.clone(),
+        clock,
+        Default::default(),
+        first.credentials.clone(),
+    )
+    .await;
+    first
+        .ecs
+        .register_task_definition()
+        .family("big")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("wharf-test/busybox:latest")
+                .memory(1024)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // 4096 + 4096 + 2048 MiB hold exactly ten 1024 MiB tasks; ask for 24 through both servers.
+    let calls = (0..24).map(|i| {
+        let ecs = if i % 2 == 0 {
+            first.ecs.clone()
+        } else {
+            second.ecs.clone()
+        };
+        tokio::spawn(async move {
+            ecs.run_task()
+                .cluster("p")
+                .task_definition("big")
+                .send()
+                .await
+        })
+    });
+    let mut placed = 0;
+    for call in calls {
+        placed += call.await.unwrap().unwrap().tasks().len();
+    }
+    assert_eq!(placed, 10);
+    let listed = second.ecs.list_tasks().cluster("p").send().await.unwrap();
+    assert_eq!(listed.task_arns().len(), 10);
+    let described = second
+        .ecs
+        .describe_container_instances()
+        .cluster("p")
+        .set_container_instances(Some(arns))
+        .send()
+        .await
+        .unwrap();
+    for instance in described.container_instances() {
+        let memory = instance
+            .remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some("MEMORY"))
+            .unwrap();
+        assert_eq!(
+            memory.integer_value(),
+            0,
+            "{:?}",
+            instance.container_instance_arn()
+        );
+    }
+}

@@ -59,7 +59,16 @@ pub async fn start_with(
     instance_health: controlplane::InstanceHealthSettings,
 ) -> TestServer {
     let store = Arc::new(MemoryStore::new(clock.clone()));
-    let credentials = Credentials::generate();
+    start_on(store, clock, instance_health, Credentials::generate()).await
+}
+
+/// Start a server on an existing store (several servers may share one, as replicas do).
+pub async fn start_on(
+    store: Arc<MemoryStore>,
+    clock: Arc<dyn store::clock::Clock>,
+    instance_health: controlplane::InstanceHealthSettings,
+    credentials: Credentials,
+) -> TestServer {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         region: REGION.to_string(),
