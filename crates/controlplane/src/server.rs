@@ -11,8 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use model::arn::Scope;
-use protocol::pagination::TokenCodec;
 use protocol::sigv4::{self, ErrorStyle};
 use protocol::{json, AwsError, Request};
 use store::clock::Clock;
@@ -73,13 +71,13 @@ impl Server {
             .first()
             .map(|c| format!("wharf-pagination:{}", c.secret_access_key))
             .unwrap_or_default();
-        let ecs = Arc::new(EcsContext {
+        let ecs = Arc::new(EcsContext::new(
             store,
-            clock: clock.clone(),
-            scope: Scope::new(config.region, config.account_id),
-            tokens: TokenCodec::new(token_key.as_bytes()),
-            placers: Default::default(),
-        });
+            clock.clone(),
+            &config.region,
+            &config.account_id,
+            token_key.as_bytes(),
+        ));
         let app = Arc::new(App {
             credentials: config.credentials,
             clock,

@@ -548,7 +548,9 @@ async fn without_rollback_a_failed_deployment_stays_failed_and_the_old_tasks_kee
         cluster.tasks("cbn", DesiredStatus::Stopped).await,
         cluster.tasks("cbn", DesiredStatus::Running).await,
     );
-    // Nothing more is started for it; the old deployment keeps its two tasks.
+    // Nothing more is started for it; the old deployment keeps its two tasks. Move past the
+    // start-failure backoff first, so only the failed deployment's freeze can hold launches.
+    cluster.clock.advance(Duration::from_secs(9));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let service = cluster.service("cbn").await;
     assert_eq!(service.deployments().len(), 2);

@@ -3,7 +3,6 @@
 mod support;
 
 use aws_sdk_ecs::types::{Attribute, SettingName, Tag, TargetType};
-use store::Store;
 
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
@@ -96,17 +95,25 @@ async fn attributes_on_container_instances() {
         .send()
         .await
         .unwrap();
-    // Container instances register through the agent (a later issue); stand one in directly.
-    let id = "0123456789abcdef0123456789abcdef";
-    server
-        .store
-        .put(
-            &format!("ecs/container-instance/attrs/{id}"),
-            bytes::Bytes::from_static(br#"{"status":"ACTIVE"}"#),
+    let registered = ecs
+        .register_container_instance()
+        .cluster("attrs")
+        .total_resources(
+            aws_sdk_ecs::types::Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
         )
+        .send()
         .await
         .unwrap();
-    let instance_arn = format!("arn:aws:ecs:us-east-1:123456789012:container-instance/attrs/{id}");
+    let instance_arn = registered
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
 
     let attribute = |name: &str, value: &str| {
         Attribute::builder()

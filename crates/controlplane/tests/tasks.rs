@@ -631,4 +631,28 @@ async fn managed_tags_and_propagated_definition_tags_reach_the_task() {
         .collect();
     assert!(tags.contains(&("team", "web")), "{tags:?}");
     assert!(tags.contains(&("aws:ecs:clusterName", "c4")), "{tags:?}");
+
+    // Tasks are taggable resources like clusters.
+    ecs.tag_resource()
+        .resource_arn(arn)
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("stage")
+                .value("test")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let listed = ecs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.tags().iter().any(|t| t.key() == Some("stage")),
+        "{:?}",
+        listed.tags()
+    );
 }

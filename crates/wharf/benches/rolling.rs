@@ -11,9 +11,11 @@
 //! Run: `cargo bench -p wharf --bench rolling` (`WHARF_BENCH_ROUNDS`, default 3;
 //! `WHARF_BENCH_MAX_PERCENT`, default 200).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_ecs::types::{ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValuePair};
@@ -34,29 +36,13 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
     let data = tempfile::tempdir()?;
-    let mut wharf = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("WHARF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting wharf up")?;
-    let stdout = wharf.stdout.take().context("stdout")?;
-    let mut env = std::collections::HashMap::new();
-    let mut lines = BufReader::new(stdout).lines();
-    while !env.contains_key("AWS_ENDPOINT_URL") {
-        let line = lines
-            .next()
-            .context("wharf up exited before printing its endpoint")??;
-        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            env.insert(k.to_string(), v.to_string());
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let wharf = support::Wharf::start("up", data.path())?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(measure(&env, rounds, max_percent));
-    let _ = wharf.kill();
-    let _ = wharf.wait();
+    let result = runtime.block_on(async {
+        let ecs = wharf.ecs_client_with_agent().await?;
+        measure(&ecs, rounds, max_percent).await
+    });
+    drop(wharf);
     let _ = Command::new("sh")
         .args(["-c", "docker ps -aq --filter label=com.amazonaws.ecs.task-definition-family=bench-rolling | xargs -r docker rm -f"])
         .output();
@@ -92,37 +78,7 @@ fn container(version: usize) -> ContainerDefinition {
         .build()
 }
 
-async fn measure(
-    env: &std::collections::HashMap<String, String>,
-    rounds: usize,
-    max_percent: i32,
-) -> Result<()> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(env["AWS_DEFAULT_REGION"].clone()))
-        .endpoint_url(&env["AWS_ENDPOINT_URL"])
-        .credentials_provider(aws_credential_types::Credentials::new(
-            &env["AWS_ACCESS_KEY_ID"],
-            &env["AWS_SECRET_ACCESS_KEY"],
-            None,
-            None,
-            "bench",
-        ))
-        .load()
-        .await;
-    let ecs = aws_sdk_ecs::Client::new(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ecs
-        .list_container_instances()
-        .send()
-        .await?
-        .container_instance_arns()
-        .is_empty()
-    {
-        if Instant::now() > deadline {
-            bail!("the local agent did not register within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn measure(ecs: &aws_sdk_ecs::Client, rounds: usize, max_percent: i32) -> Result<()> {
     let mut revisions = Vec::new();
     for version in 1..=2 {
         let registered = ecs
@@ -151,7 +107,7 @@ async fn measure(
         )
         .send()
         .await?;
-    wait_completed(&ecs, &revisions[0]).await?;
+    wait_completed(ecs, &revisions[0]).await?;
     // With min 100 %, each wave is the room maximumPercent leaves above the desired count.
     let batch = (TASKS * (max_percent - 100) / 100).max(1);
     let waves = (TASKS + batch - 1) / batch;
@@ -169,7 +125,7 @@ async fn measure(
             .task_definition(target)
             .send()
             .await?;
-        let phases = wait_completed(&ecs, target).await?;
+        let phases = wait_completed(ecs, target).await?;
         let took = started.elapsed();
         println!(
             "  round {}: {:.2} s  ({:.2}× the floor); new tasks all RUNNING at {:.2} s, all HEALTHY at {:.2} s",

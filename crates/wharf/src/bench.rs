@@ -68,9 +68,10 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
     let started = Instant::now();
     let mut arns = Vec::with_capacity(instances);
     for chunk in (0..instances).collect::<Vec<_>>().chunks(256) {
-        let calls = chunk.iter().map(|&i| {
+        let mut calls = tokio::task::JoinSet::new();
+        for &i in chunk {
             let ctx = ctx.clone();
-            async move {
+            calls.spawn(async move {
                 let identity = json!({"instanceId": format!("i-{i:017x}"), "availabilityZone": ZONES[i % 3], "instanceType": "wharf.bench"});
                 let stack = if i % 10 == 9 { "dev" } else { "prod" };
                 let registered = call(&ctx, "RegisterContainerInstance", json!({
@@ -85,10 +86,10 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
                 let arn = registered["containerInstance"]["containerInstanceArn"].as_str().context("arn")?.to_string();
                 call(&ctx, "Heartbeat", json!({"cluster": "bench", "containerInstanceArn": arn})).await?;
                 Ok::<_, anyhow::Error>(arn)
-            }
-        });
-        for arn in futures_join(calls).await {
-            arns.push(arn?);
+            });
+        }
+        while let Some(arn) = calls.join_next().await {
+            arns.push(arn??);
         }
     }
     eprintln!("registered in {:.1} s", started.elapsed().as_secs_f64());
@@ -173,22 +174,6 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
         p99: at(0.99),
         failures,
     })
-}
-
-/// Await every future of an iterator, in order.
-async fn futures_join<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::new();
-    for handle in handles {
-        if let Ok(output) = handle.await {
-            outputs.push(output);
-        }
-    }
-    outputs
 }
 
 fn print(run: &Run) {

@@ -120,7 +120,7 @@ pub async fn reconcile_cluster(
                     else {
                         continue;
                     };
-                    force_stopped(&mut task_record.task, &reason, now);
+                    force_stopped(&mut task_record.task, &reason, "TaskFailedToStart", now);
                     if put_task(ctx, cluster, &task.id, task_revision, &mut task_record).await? {
                         info!(cluster, task = task.task.task_arn.as_deref().unwrap_or(""), instance = %arn,
                             "task marked STOPPED: agent disconnected past the grace period");

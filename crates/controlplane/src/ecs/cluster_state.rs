@@ -1,11 +1,12 @@
-//! A consistent read of one cluster's container instances, their sessions and custom
-//! attributes, and its tasks, taken at one store revision's worth of ranges. Placement,
-//! describes and the agent service all start from it.
+//! One read of a cluster: its tasks, container instances, sessions and custom attributes.
+//! Placement, describes, the agent service and the controllers start from it. RunTask's placer
+//! keeps one cached (see `placer`); other callers read it fresh.
 //!
-//! It is read fresh per request today; a watch-fed cache replaces it when placement needs to
-//! run at fleet scale (the placement issue).
+//! The ranges are separate reads, not one snapshot. Tasks are read first: instance records are
+//! never deleted, so every task's instance is in the later instance read. `revision` is that
+//! first read's revision, so a watch started from it misses nothing the ranges may not show.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use model::ecs::attribute::Attribute;
 use model::ecs::container_instance::ContainerInstance;
@@ -47,22 +48,25 @@ pub struct ClusterState {
     pub connected: HashSet<String>,
     /// Custom attributes (PutAttributes) by instance id.
     pub custom_attributes: BTreeMap<String, Vec<Attribute>>,
-    /// The highest revision seen across the ranges.
+    /// The revision of the first read (tasks); see the module comment.
     pub revision: Revision,
+    /// Indexes into `tasks` by container instance ARN.
+    tasks_by_instance: HashMap<String, Vec<usize>>,
 }
 
 impl ClusterState {
     pub async fn load(ctx: &EcsContext, cluster: &str) -> Result<ClusterState, EcsError> {
+        let tasks = ctx
+            .store
+            .range(&keys::task_cluster_prefix(cluster), Default::default())
+            .await?;
+        let tasks_revision = tasks.revision;
         let instances = ctx
             .store
             .range(
                 &keys::container_instance_cluster_prefix(cluster),
                 Default::default(),
             )
-            .await?;
-        let tasks = ctx
-            .store
-            .range(&keys::task_cluster_prefix(cluster), Default::default())
             .await?;
         let sessions = ctx
             .store
@@ -84,12 +88,29 @@ impl ClusterState {
             custom_attributes.entry(id).or_default().push(decode(kv)?);
         }
         let task_prefix = keys::task_cluster_prefix(cluster);
+        let tasks: Vec<StoredTask> = tasks
+            .kvs
+            .iter()
+            .map(|kv| {
+                Ok(StoredTask {
+                    id: kv.key[task_prefix.len()..].to_string(),
+                    task: decode(kv)?,
+                    mod_revision: kv.mod_revision,
+                })
+            })
+            .collect::<Result<_, EcsError>>()?;
+        let mut tasks_by_instance: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, stored) in tasks.iter().enumerate() {
+            if let Some(arn) = &stored.task.container_instance_arn {
+                tasks_by_instance
+                    .entry(arn.clone())
+                    .or_default()
+                    .push(index);
+            }
+        }
         Ok(ClusterState {
             cluster: cluster.to_string(),
-            revision: instances
-                .revision
-                .max(tasks.revision)
-                .max(sessions.revision),
+            revision: tasks_revision,
             instances: instances
                 .kvs
                 .iter()
@@ -100,17 +121,8 @@ impl ClusterState {
                     })
                 })
                 .collect::<Result<_, EcsError>>()?,
-            tasks: tasks
-                .kvs
-                .iter()
-                .map(|kv| {
-                    Ok(StoredTask {
-                        id: kv.key[task_prefix.len()..].to_string(),
-                        task: decode(kv)?,
-                        mod_revision: kv.mod_revision,
-                    })
-                })
-                .collect::<Result<_, EcsError>>()?,
+            tasks,
+            tasks_by_instance,
             connected: sessions
                 .kvs
                 .iter()
@@ -137,6 +149,7 @@ impl ClusterState {
             connected: session.iter().map(|_| instance_id.to_string()).collect(),
             custom_attributes: BTreeMap::new(),
             revision: 0,
+            tasks_by_instance: HashMap::new(),
         })
     }
 
@@ -151,9 +164,11 @@ impl ClusterState {
         &'a self,
         instance_arn: &'a str,
     ) -> impl Iterator<Item = &'a StoredTask> + 'a {
-        self.tasks
-            .iter()
-            .filter(move |t| t.task.container_instance_arn.as_deref() == Some(instance_arn))
+        self.tasks_by_instance
+            .get(instance_arn)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.tasks[index])
     }
 
     /// The wire form of an instance: observed connectivity, task counts and every attribute.

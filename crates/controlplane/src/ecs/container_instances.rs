@@ -109,52 +109,17 @@ pub async fn register_container_instance(
             }
             None => None,
         };
-        let (id, registered_at, used, revision, version) = match &existing {
-            Some((record, revision)) => {
-                let registered = record
-                    .instance
-                    .registered_resources
-                    .as_deref()
-                    .unwrap_or_default();
-                let remaining = record
-                    .instance
-                    .remaining_resources
-                    .as_deref()
-                    .unwrap_or_default();
-                let used = super::placement::TaskNeeds {
-                    cpu: model::ecs::container_instance::integer_resource(registered, "CPU")
-                        - model::ecs::container_instance::integer_resource(remaining, "CPU"),
-                    memory: model::ecs::container_instance::integer_resource(registered, "MEMORY")
-                        - model::ecs::container_instance::integer_resource(remaining, "MEMORY"),
-                    ..Default::default()
-                };
-                (
-                    record.wharf_id.clone(),
-                    record.instance.registered_at,
-                    Some((used, remaining.to_vec())),
-                    *revision,
-                    record.instance.version.unwrap_or(0),
-                )
-            }
-            None => (random_id(), Some(ctx.now()), None, 0, 0),
+        let (id, registered_at, remaining, revision, version) = match &existing {
+            Some((record, revision)) => (
+                record.wharf_id.clone(),
+                record.instance.registered_at,
+                super::placement::reregistered_remaining(&record.instance, &total),
+                *revision,
+                record.instance.version.unwrap_or(0),
+            ),
+            None => (random_id(), Some(ctx.now()), total.clone(), 0, 0),
         };
         let arn = ctx.scope.container_instance_arn(&cluster, &id);
-        let remaining = match &used {
-            None => total.clone(),
-            Some((used, old_remaining)) => {
-                let base = super::placement::adjust_remaining(&total, used, -1);
-                // Ports reserved by running tasks stay reserved.
-                let ports = |name: &str| {
-                    model::ecs::container_instance::string_set_resource(old_remaining, name)
-                };
-                vec![
-                    base[0].clone(),
-                    base[1].clone(),
-                    Resource::string_set("PORTS", ports("PORTS")),
-                    Resource::string_set("PORTS_UDP", ports("PORTS_UDP")),
-                ]
-            }
-        };
         let record = InstanceRecord {
             instance: ContainerInstance {
                 container_instance_arn: Some(arn.clone()),

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use model::ecs::container_instance::{integer_resource, string_set_resource, Resource};
+use model::ecs::container_instance::{
+    integer_resource, string_set_resource, ContainerInstance, Resource,
+};
 use model::ecs::task::{Failure, TaskOverride};
 use model::ecs::task_definition::TaskDefinition;
 use scheduler::{ContainerInstanceStatus, PlacementRequest, RequestError};
@@ -125,6 +127,29 @@ pub fn adjust_remaining(remaining: &[Resource], needs: &TaskNeeds, sign: i64) ->
         Resource::string_set("PORTS", adjust_ports("PORTS", &needs.tcp_ports)),
         Resource::string_set("PORTS_UDP", adjust_ports("PORTS_UDP", &needs.udp_ports)),
     ]
+}
+
+/// Remaining resources after an instance registers again with `total`: what its tasks hold
+/// (old registered minus old remaining) stays held, on top of the new totals; ports its tasks
+/// hold stay reserved next to the newly registered ones.
+pub fn reregistered_remaining(old: &ContainerInstance, total: &[Resource]) -> Vec<Resource> {
+    let registered = old.registered_resources.as_deref().unwrap_or_default();
+    let remaining = old.remaining_resources.as_deref().unwrap_or_default();
+    let held_ports = |name: &str| -> Vec<i64> {
+        let reserved = string_set_resource(registered, name);
+        string_set_resource(remaining, name)
+            .into_iter()
+            .filter(|p| !reserved.contains(p))
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let held = TaskNeeds {
+        cpu: integer_resource(registered, "CPU") - integer_resource(remaining, "CPU"),
+        memory: integer_resource(registered, "MEMORY") - integer_resource(remaining, "MEMORY"),
+        tcp_ports: held_ports("PORTS"),
+        udp_ports: held_ports("PORTS_UDP"),
+    };
+    adjust_remaining(total, &held, -1)
 }
 
 /// The scheduler's view of one stored instance: resources, attributes (registered and custom),
@@ -347,6 +372,35 @@ mod tests {
         };
         let needs = task_needs(&sized, None);
         assert_eq!((needs.cpu, needs.memory), (1024, 2048));
+    }
+
+    #[test]
+    fn re_registration_keeps_what_tasks_hold_and_takes_new_totals() {
+        let old = ContainerInstance {
+            registered_resources: Some(vec![
+                Resource::integer("CPU", 2048),
+                Resource::integer("MEMORY", 4096),
+                Resource::string_set("PORTS", vec!["22".into()]),
+            ]),
+            remaining_resources: Some(vec![
+                Resource::integer("CPU", 1792),
+                Resource::integer("MEMORY", 3584),
+                Resource::string_set("PORTS", vec!["22".into(), "8080".into()]),
+            ]),
+            ..Default::default()
+        };
+        let total = vec![
+            Resource::integer("CPU", 4096),
+            Resource::integer("MEMORY", 8192),
+            Resource::string_set("PORTS", vec!["2375".into()]),
+        ];
+        let remaining = reregistered_remaining(&old, &total);
+        assert_eq!(integer_resource(&remaining, "CPU"), 4096 - 256);
+        assert_eq!(integer_resource(&remaining, "MEMORY"), 8192 - 512);
+        assert_eq!(
+            string_set_resource(&remaining, "PORTS"),
+            vec!["2375", "8080"]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use model::ecs::container_instance::{integer_resource, string_set_resource};
 use scheduler::{PlacementRequest, Plan, Scheduler};
-use store::{Compare, CompareOp, CompareTarget, Op, Revision, Store, Txn};
+use store::{Compare, Op, Revision, Store, Txn};
 use tokio::sync::oneshot;
 
 use super::cluster_state::{ClusterState, InstanceRecord};
@@ -79,7 +79,9 @@ pub struct Placer {
     stale: Arc<AtomicBool>,
     /// Keys this placer is writing or wrote (None while in flight), so the watch can tell
     /// our own writes from everyone else's.
-    ours: Arc<Mutex<HashMap<String, Option<Revision>>>>,
+    ours: Arc<Mutex<HashMap<String, OwnWrite>>>,
+    /// The key prefixes whose changes can make the planner stale.
+    prefixes: Arc<[String; 4]>,
     watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -89,6 +91,17 @@ impl Drop for Placer {
             watch.abort();
         }
     }
+}
+
+/// A write of this placer's, as the watch should treat it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnWrite {
+    /// Being committed; its revision is not known yet.
+    InFlight,
+    /// Its echo arrived (at this revision) before the commit returned.
+    Seen(Revision),
+    /// Committed at this revision; its echo has not arrived yet.
+    Written(Revision),
 }
 
 /// The outcome of one planning round.
@@ -110,6 +123,12 @@ impl Placer {
             queue: Mutex::new(Vec::new()),
             stale: Arc::new(AtomicBool::new(true)),
             ours: Arc::new(Mutex::new(HashMap::new())),
+            prefixes: Arc::new([
+                keys::container_instance_cluster_prefix(cluster),
+                keys::task_cluster_prefix(cluster),
+                keys::agent_session_cluster_prefix(cluster),
+                keys::attribute_cluster_prefix(cluster),
+            ]),
             watch: Mutex::new(None),
         })
     }
@@ -124,12 +143,7 @@ impl Placer {
             return Ok(());
         }
         let mut watch = self.store.watch("ecs/", from).await?;
-        let prefixes = [
-            keys::container_instance_cluster_prefix(&self.cluster),
-            keys::task_cluster_prefix(&self.cluster),
-            keys::agent_session_cluster_prefix(&self.cluster),
-            keys::attribute_cluster_prefix(&self.cluster),
-        ];
+        let prefixes = self.prefixes.clone();
         let stale = self.stale.clone();
         let ours = self.ours.clone();
         let handle = tokio::spawn(async move {
@@ -146,17 +160,17 @@ impl Placer {
                         continue;
                     }
                     let revision = event.kv.mod_revision;
-                    let mine = match ours.get(key) {
-                        Some(None) => true,
-                        Some(Some(written)) => revision <= *written,
-                        None => false,
-                    };
-                    if mine {
-                        if ours.get(key) == Some(&Some(revision)) {
+                    match ours.get(key).copied() {
+                        // Our commit's echo, seen before the commit returned: the committer
+                        // removes the entry once it knows the revision.
+                        Some(OwnWrite::InFlight) => {
+                            ours.insert(key.clone(), OwnWrite::Seen(revision));
+                        }
+                        Some(OwnWrite::Written(written)) if revision == written => {
                             ours.remove(key);
                         }
-                    } else {
-                        stale.store(true, Ordering::SeqCst);
+                        Some(OwnWrite::Written(written)) if revision < written => {}
+                        _ => stale.store(true, Ordering::SeqCst),
                     }
                 }
             }
@@ -364,17 +378,20 @@ impl Placer {
             compares.extend(item.compares.iter().cloned());
             ops.extend(item.ops.iter().cloned());
         }
+        // Only keys the watch looks at are tracked (tags and client tokens are not), so every
+        // entry is removed by its echo or by the outcome below.
         let written: Vec<String> = ops
             .iter()
             .filter_map(|op| match op {
                 Op::Put { key, .. } | Op::Delete { key } => Some(key.clone()),
                 _ => None,
             })
+            .filter(|key| self.prefixes.iter().any(|p| key.starts_with(p.as_str())))
             .collect();
         {
             let mut ours = self.ours.lock().unwrap_or_else(|p| p.into_inner());
             for key in &written {
-                ours.insert(key.clone(), None);
+                ours.insert(key.clone(), OwnWrite::InFlight);
             }
         }
         let result = ctx
@@ -389,9 +406,14 @@ impl Placer {
         {
             let mut ours = self.ours.lock().unwrap_or_else(|p| p.into_inner());
             for key in &written {
-                match &result {
-                    Ok(response) if response.succeeded => {
-                        ours.insert(key.clone(), Some(response.revision));
+                match (&result, ours.get(key).copied()) {
+                    (Ok(response), Some(OwnWrite::Seen(seen)))
+                        if response.succeeded && seen == response.revision =>
+                    {
+                        ours.remove(key);
+                    }
+                    (Ok(response), _) if response.succeeded => {
+                        ours.insert(key.clone(), OwnWrite::Written(response.revision));
                     }
                     _ => {
                         ours.remove(key);
@@ -455,13 +477,4 @@ fn fits(record: &InstanceRecord, needs: &TaskNeeds) -> bool {
             .udp_ports
             .iter()
             .any(|p| used_udp.contains(&p.to_string()))
-}
-
-/// A compare that a key does not exist yet (client tokens).
-pub fn absent(key: &str) -> Compare {
-    Compare {
-        key: key.to_string(),
-        target: CompareTarget::CreateRevision(0),
-        op: CompareOp::Equal,
-    }
 }

@@ -84,8 +84,21 @@ async fn check_taggable(ctx: &EcsContext, resource_arn: &str) -> Result<(), EcsE
                 .is_some(),
             _ => return Err(invalid()),
         },
-        // Tasks, container instances and capacity providers arrive with later issues; their
-        // handlers create the records this check will look up.
+        ("task", rest) => match rest.split_once('/') {
+            Some((cluster, id)) if !id.contains('/') => {
+                ctx.store.get(&keys::task(cluster, id)).await?.is_some()
+            }
+            _ => return Err(invalid()),
+        },
+        ("container-instance", rest) => match rest.split_once('/') {
+            Some((cluster, id)) if !id.contains('/') => ctx
+                .store
+                .get(&keys::container_instance(cluster, id))
+                .await?
+                .is_some(),
+            _ => return Err(invalid()),
+        },
+        // Capacity providers arrive with their issue.
         _ => return Err(invalid()),
     };
     if !exists {

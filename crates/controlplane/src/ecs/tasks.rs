@@ -18,7 +18,7 @@ use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 use super::cluster_state::{ClusterState, InstanceRecord};
 use super::clusters::active_cluster;
 use super::placement::{self, PlacementInput, TaskNeeds};
-use super::{decode, encode, keys, paging, placer, tags, EcsContext, EcsError};
+use super::{decode, encode, keys, paging, tags, EcsContext, EcsError};
 use super::{put_if_unchanged, unchanged};
 use scheduler::{PlacementConstraint, PlacementStrategy};
 
@@ -86,10 +86,11 @@ pub fn request_stop(task: &mut Task, reason: &str, stop_code: &str, now: f64) ->
     true
 }
 
-/// Mark a task STOPPED on the control plane's own authority (its agent is gone), with every
-/// container STOPPED too.
-pub fn force_stopped(task: &mut Task, reason: &str, now: f64) {
-    request_stop(task, reason, "TaskFailedToStart", now);
+/// Mark a task STOPPED on the control plane's own authority (its agent is gone, or its instance
+/// was deregistered), with every container STOPPED too. A stop code and reason already set (a
+/// user's StopTask) are kept; `TaskFailedToStart` is dropped for a task that did start.
+pub fn force_stopped(task: &mut Task, reason: &str, stop_code: &str, now: f64) {
+    request_stop(task, reason, stop_code, now);
     if task.started_at.is_some() {
         task.stop_code = task.stop_code.take().filter(|c| c != "TaskFailedToStart");
     }
@@ -641,7 +642,7 @@ async fn launch_placed(
         }
         if let Some(token) = client_token {
             let key = keys::client_token(&request.cluster, token);
-            compares.push(placer::absent(&key));
+            compares.push(unchanged(&key, 0));
             let arns: Vec<String> = tasks
                 .iter()
                 .filter_map(|t| t.task.task_arn.clone())
@@ -1045,11 +1046,15 @@ struct DescribeTasksInput {
 
 pub async fn describe_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
     let input: DescribeTasksInput = ctx.parse(input)?;
-    if input.tasks.is_empty() || input.tasks.len() > 100 {
-        return Err(
-            EcsError::InvalidParameter("Tasks cannot be empty.".to_string())
-                .max_tasks(input.tasks.len()),
-        );
+    if input.tasks.is_empty() {
+        return Err(EcsError::InvalidParameter(
+            "Tasks cannot be empty.".to_string(),
+        ));
+    }
+    if input.tasks.len() > 100 {
+        return Err(EcsError::InvalidParameter(
+            "Tasks cannot have more than 100 elements.".to_string(),
+        ));
     }
     let include = input.include.unwrap_or_default();
     if let Some(bad) = include.iter().find(|i| *i != "TAGS") {
@@ -1085,16 +1090,6 @@ pub async fn describe_tasks(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
         }
     }
     Ok(json!({ "tasks": tasks, "failures": failures }))
-}
-
-impl EcsError {
-    fn max_tasks(self, given: usize) -> EcsError {
-        if given > 100 {
-            EcsError::InvalidParameter("Tasks cannot have more than 100 elements.".to_string())
-        } else {
-            self
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -1138,31 +1133,25 @@ pub async fn list_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsErro
     let mut items = Vec::new();
     for kv in &response.kvs {
         let task: Task = decode(kv)?;
-        let matches = match desired.as_str() {
-            // PENDING lists tasks desired RUNNING that have not started yet.
-            "PENDING" => {
-                task.desired_status.as_deref() == Some("RUNNING")
-                    && matches!(
-                        task.last_status.as_deref(),
-                        Some("PROVISIONING" | "PENDING" | "ACTIVATING")
-                    )
-            }
-            other => task.desired_status.as_deref() == Some(other),
-        } && instance_id.as_ref().is_none_or(|id| {
-            task.container_instance_arn
-                .as_deref()
-                .and_then(|a| a.rsplit('/').next())
-                == Some(id.as_str())
-        }) && input.family.as_ref().is_none_or(|family| {
-            task.task_definition_arn
-                .as_deref()
-                .and_then(|a| a.rsplit('/').next())
-                .and_then(|fr| fr.rsplit_once(':'))
-                .is_some_and(|(f, _)| f == family)
-        }) && input
-            .started_by
-            .as_ref()
-            .is_none_or(|s| task.started_by.as_ref() == Some(s))
+        // ECS never sets desiredStatus PENDING, so that filter matches nothing, as in AWS.
+        let matches = task.desired_status.as_deref() == Some(desired.as_str())
+            && instance_id.as_ref().is_none_or(|id| {
+                task.container_instance_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit('/').next())
+                    == Some(id.as_str())
+            })
+            && input.family.as_ref().is_none_or(|family| {
+                task.task_definition_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit('/').next())
+                    .and_then(|fr| fr.rsplit_once(':'))
+                    .is_some_and(|(f, _)| f == family)
+            })
+            && input
+                .started_by
+                .as_ref()
+                .is_none_or(|s| task.started_by.as_ref() == Some(s))
             && input
                 .service_name
                 .as_ref()

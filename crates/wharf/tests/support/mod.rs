@@ -66,6 +66,42 @@ impl Wharf {
         })
     }
 
+    /// An `aws-sdk-ecs` client signed with this server's keys.
+    pub async fn ecs_client(&self) -> aws_sdk_ecs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "wharf-tests",
+            ))
+            .load()
+            .await;
+        aws_sdk_ecs::Client::new(&config)
+    }
+
+    /// Like `ecs_client`, once a `wharf up`'s local agent has registered (within 60 s).
+    pub async fn ecs_client_with_agent(&self) -> Result<aws_sdk_ecs::Client> {
+        let ecs = self.ecs_client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = ecs.list_container_instances().send().await;
+            if listed
+                .as_ref()
+                .is_ok_and(|l| !l.container_instance_arns().is_empty())
+            {
+                return Ok(ecs);
+            }
+            if Instant::now() > deadline {
+                bail!("the local agent did not register within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILL the process, as a crash or power cut would end it.
     pub fn kill9(mut self) -> Result<()> {
         self.child.kill().context("kill -9 wharf")?;

@@ -39,7 +39,6 @@ use model::ecs::task_definition::TaskDefinition;
 use serde::{Deserialize, Serialize};
 use store::{Op, Txn};
 
-use super::clusters::cluster_name;
 use super::{decode, encode, keys, unchanged, EcsContext, EcsError};
 
 /// The task group of a service's tasks.
@@ -382,17 +381,14 @@ pub fn parse_history_arn(arn: &str, kind: &str) -> Option<(String, String)> {
     Some((cluster, service))
 }
 
-/// The cluster name of a request (name or ARN, default `default`).
-pub fn cluster_of(given: Option<&str>) -> Result<String, EcsError> {
-    cluster_name(given)
-}
-
-/// Whether a task definition's containers carry container health checks: its tasks count as
-/// available only once HEALTHY.
+/// Whether a task definition's essential containers carry container health checks: its tasks
+/// count as available only once HEALTHY. A task's health comes from its essential containers
+/// alone (as in ECS), so a health check on a sidecar does not hold availability back.
 pub fn has_health_check(definition: &TaskDefinition) -> bool {
     definition
         .container_definitions
         .iter()
         .flatten()
+        .filter(|c| c.essential.unwrap_or(true))
         .any(|c| c.health_check.is_some())
 }

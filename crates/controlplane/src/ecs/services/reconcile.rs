@@ -445,11 +445,16 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
             continue;
         }
         record.wharf_seen_stopped.push(id.clone());
+        // Only this incarnation's deployments count: a service created again under the same
+        // name must not inherit the old one's failures (they are retained for an hour).
+        let Some(index) = record.deployment_of(task) else {
+            continue;
+        };
         if !failed(task) {
             continue;
         }
         new_failures += 1;
-        if let Some(index) = record.deployment_of(task) {
+        {
             let deployment = &mut record.wharf_deployments[index];
             if deployment.rollout_state() == IN_PROGRESS
                 && deployment.wharf_failed_task_ids.len() < 1000
@@ -684,8 +689,12 @@ async fn force_stop(
         if record.task.last_status.as_deref() == Some("STOPPED") {
             return Ok(Some(record.task));
         }
-        force_stopped(&mut record.task, events::DEREGISTERED_STOP_REASON, now);
-        record.task.stop_code = Some(events::SERVICE_SCHEDULER_INITIATED.to_string());
+        force_stopped(
+            &mut record.task,
+            events::DEREGISTERED_STOP_REASON,
+            events::SERVICE_SCHEDULER_INITIATED,
+            now,
+        );
         if put_task(ctx, cluster, id, revision, &mut record).await? {
             return Ok(Some(record.task));
         }
