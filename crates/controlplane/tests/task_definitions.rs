@@ -1430,3 +1430,53 @@ async fn task_definition_tags_are_managed_by_the_tagging_api() {
         [sdk::Tag::builder().key("env").value("prod").build()]
     );
 }
+
+#[tokio::test]
+async fn placement_constraints_are_checked_at_registration() {
+    let server = start().await;
+    let with = |constraints: Value| {
+        let mut request = simple("placed");
+        request["placementConstraints"] = constraints;
+        request
+    };
+    let ok = register_ok(
+        &server.ecs,
+        with(json!([{"type": "memberOf", "expression": "attribute:ecs.instance-type =~ t2.*"}])),
+    )
+    .await;
+    assert_eq!(ok.placement_constraints().len(), 1);
+
+    let error = register(&server.ecs, with(json!([{"type": "distinctInstance"}])))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&error), "ClientException");
+    assert_eq!(
+        error_message(&error),
+        "constraint.type 'distinctInstance' is not supported."
+    );
+
+    let error = register(
+        &server.ecs,
+        with(json!([{"type": "memberOf", "expression": "attribute:stack =="}])),
+    )
+    .send()
+    .await
+    .unwrap_err();
+    assert_eq!(error_code(&error), "InvalidParameterException");
+
+    let error = register(&server.ecs, with(json!([{"type": "memberOf"}])))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&error), "InvalidParameterException");
+    // Nothing refused was registered: only the first revision exists.
+    let listed = server
+        .ecs
+        .list_task_definitions()
+        .family_prefix("placed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.task_definition_arns().len(), 1);
+}

@@ -63,7 +63,10 @@ async fn reconcile_all(
             continue;
         }
         let name = cluster.cluster_name.unwrap_or_default();
-        reconcile_cluster(ctx, &name, settings).await?;
+        // One cluster's bad record must not stop health checks for every other cluster.
+        if let Err(error) = reconcile_cluster(ctx, &name, settings).await {
+            warn!(cluster = %name, %error, "instance health pass failed for this cluster");
+        }
     }
     Ok(())
 }

@@ -140,9 +140,36 @@ fn reject_bad_enum(member: &str, value: Option<&str>, allowed: &[&str]) -> Resul
     }
 }
 
+/// Task-definition placement constraints, checked by the scheduler that will evaluate them:
+/// only `memberOf`, with an expression in the cluster query language, at most 10.
+fn validate_placement_constraints(input: &RegisterTaskDefinitionInput) -> Result<(), EcsError> {
+    let constraints = input
+        .placement_constraints
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            scheduler::PlacementConstraint::from_wire(
+                c.r#type.as_deref(),
+                c.expression.as_deref(),
+                i + 1,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut request = scheduler::PlacementRequest::new(
+        input.family.as_deref().unwrap_or(""),
+        scheduler::TaskRequirements::default(),
+        1,
+        0,
+    );
+    request.task_definition_constraints = constraints;
+    Ok(request.validate()?)
+}
+
 pub async fn register_task_definition(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
     let input: RegisterTaskDefinitionInput = ctx.parse(input)?;
     task_definition::validate(&input)?;
+    validate_placement_constraints(&input)?;
     let tags: Vec<Tag> = merge_tags(&[], input.tags.as_deref().unwrap_or_default())?;
     let family = input
         .family

@@ -327,13 +327,6 @@ pub fn requires_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
         if let Some(firelens) = &container.firelens_configuration {
             add(format!("{CAPABILITY}firelens.{}", firelens.r#type));
         }
-        if container
-            .log_configuration
-            .as_ref()
-            .is_some_and(|l| l.log_driver == "awsfirelens")
-        {
-            add(format!("{LEGACY}logging-driver.awsfirelens"));
-        }
         if container.privileged == Some(true) {
             add(format!("{LEGACY}privileged-container"));
         }

@@ -570,14 +570,6 @@ fn task_level_settings_and_tags() {
             ec2(json!({"logConfiguration": {"logDriver": "splunk2"}})),
             Err("Invalid value 'splunk2' for logConfiguration.logDriver. Valid values are: json-file, syslog, journald, gelf, fluentd, awslogs, splunk, awsfirelens."),
         ),
-        (
-            with(ec2(json!({})), json!({"placementConstraints": [{"type": "distinctInstance"}]})),
-            Err("Invalid value 'distinctInstance' for placementConstraints.type. Valid values are: memberOf."),
-        ),
-        (
-            with(ec2(json!({})), json!({"placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.instance-type =~ t2.*"}]})),
-            Ok(()),
-        ),
     ];
     for (fixture, expected) in cases {
         check(fixture, expected);

@@ -18,9 +18,6 @@ pub const MAX_TASK_DEFINITION_BYTES: usize = 65536;
 pub const MAX_CONTAINERS: usize = 10;
 /// Docker refuses containers with a memory limit below 6 MiB (20.10+), so ECS does too.
 pub const MIN_CONTAINER_MEMORY_MIB: i32 = 6;
-/// Placement constraints per task (definition and RunTask together).
-pub const MAX_PLACEMENT_CONSTRAINTS: usize = 10;
-
 const NETWORK_MODES: &[&str] = &["bridge", "host", "awsvpc", "none"];
 const PID_MODES: &[&str] = &["host", "task"];
 const IPC_MODES: &[&str] = &["host", "task", "none"];
@@ -256,29 +253,8 @@ fn validate_task_settings(input: &RegisterTaskDefinitionInput, problems: &mut Pr
             );
         }
     }
-    let constraints = input.placement_constraints.as_deref().unwrap_or_default();
-    if constraints.len() > MAX_PLACEMENT_CONSTRAINTS {
-        // guessed wording.
-        client(problems, "Too many placement constraints. The limit is 10.");
-    }
-    for constraint in constraints {
-        match constraint.r#type.as_deref() {
-            Some("memberOf") => {}
-            other => bad_enum(
-                problems,
-                "placementConstraints.type",
-                other.unwrap_or(""),
-                &["memberOf"],
-            ),
-        }
-        if constraint.expression.as_deref().unwrap_or("").is_empty() {
-            // guessed wording.
-            client(
-                problems,
-                "A memberOf placement constraint requires an expression.",
-            );
-        }
-    }
+    // placementConstraints are checked by the control plane with the scheduler that will
+    // evaluate them (the cluster query language and AWS's messages live there).
 }
 
 /// Volume names must be valid and unique; returns the names for mount point checks.
