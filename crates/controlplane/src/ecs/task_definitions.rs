@@ -118,6 +118,17 @@ async fn resolve(
     }
 }
 
+/// The definition a reference names (a bare family: its latest ACTIVE revision), for RunTask,
+/// services and agents.
+pub(super) async fn resolve_definition(
+    ctx: &EcsContext,
+    reference: &TaskDefinitionReference,
+) -> Result<Option<TaskDefinition>, EcsError> {
+    Ok(resolve(ctx, reference)
+        .await?
+        .map(|stored| stored.definition))
+}
+
 /// Deregister and delete need one revision; ECS refuses a bare family rather than picking one.
 fn require_revision(reference: TaskDefinitionReference) -> Result<(String, i32), EcsError> {
     match reference {

@@ -7,10 +7,10 @@
 //! state (`agent_service`); when a task reaches STOPPED its resources are released in the same
 //! transaction.
 
-use model::arn::{time_ordered_hex_id, Arn};
+use model::arn::time_ordered_hex_id;
 use model::ecs::tag::{merge_tags, Tag};
 use model::ecs::task::{Container, ContainerOverride, Failure, Task, TaskOverride};
-use model::ecs::task_definition::TaskDefinition;
+use model::ecs::task_definition::{parse_reference, TaskDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{Compare, CompareOp, CompareTarget, Op, Txn};
@@ -18,7 +18,7 @@ use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 use super::cluster_state::{ClusterState, InstanceRecord};
 use super::clusters::active_cluster;
 use super::placement::{self, PlacementInput, TaskNeeds};
-use super::{decode, encode, keys, paging, tags, EcsContext, EcsError};
+use super::{decode, encode, keys, paging, tags, task_definitions, EcsContext, EcsError};
 use super::{put_if_unchanged, unchanged};
 use scheduler::{PlacementConstraint, PlacementStrategy};
 
@@ -43,33 +43,10 @@ pub async fn resolve_task_definition(
     given: &str,
 ) -> Result<TaskDefinition, EcsError> {
     let not_found = || EcsError::Client("TaskDefinition not found.".to_string());
-    let reference = if given.starts_with("arn:") {
-        let arn = Arn::parse(given).ok_or_else(not_found)?;
-        match arn.resource_type() {
-            ("task-definition", rest) => rest.to_string(),
-            _ => return Err(not_found()),
-        }
-    } else {
-        given.to_string()
-    };
-    match reference.rsplit_once(':') {
-        Some((family, revision)) => {
-            let revision: i64 = revision.parse().map_err(|_| not_found())?;
-            Ok(ctx
-                .get_json::<TaskDefinition>(&keys::task_definition(family, revision))
-                .await?
-                .ok_or_else(not_found)?
-                .0)
-        }
-        None => ctx
-            .range_json::<TaskDefinition>(&keys::task_definition_family_prefix(&reference))
-            .await?
-            .into_iter()
-            .rev()
-            .map(|(_, d)| d)
-            .find(|d| d.status.as_deref() == Some("ACTIVE"))
-            .ok_or_else(not_found),
-    }
+    let reference = parse_reference(given).map_err(|_| not_found())?;
+    task_definitions::resolve_definition(ctx, &reference)
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// Move a task to desired STOPPED (idempotent): the control plane's one way to stop a task.
