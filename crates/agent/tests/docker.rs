@@ -340,7 +340,6 @@ async fn a_restarted_engine_re_adopts_running_containers_untouched() {
 
     let harness = harness.restart().await;
     assert_eq!(harness.engine.adopt().await.expect("adopts"), 1);
-    let reports_before = harness.sink.of(&arn).len();
     harness.engine.apply(vec![task.clone()]);
     harness
         .sink
@@ -356,7 +355,6 @@ async fn a_restarted_engine_re_adopts_running_containers_untouched() {
         info.started_at, started_at,
         "the container was not restarted"
     );
-    assert!(harness.sink.of(&arn).len() >= reports_before);
 
     harness.engine.apply(vec![stopped(task)]);
     let done = harness.wait_status(&arn, "STOPPED", WAIT).await;

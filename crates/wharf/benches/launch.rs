@@ -14,14 +14,20 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_ecs::types::ContainerDefinition;
 
 const IMAGE: &str = "wharf-test/busybox:latest";
+/// Stops at once on SIGTERM (a bare `sleep` as PID 1 ignores it and would take the full stop
+/// timeout, overlapping the next samples).
+const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
 fn main() -> Result<()> {
     agent::testing::ensure_test_image();
     let samples: usize = std::env::var("WHARF_BENCH_SAMPLES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(50)
+        .max(1);
     let data = tempfile::tempdir()?;
+    // `docker run -d` of a local image does not pull; neither does the agent here.
+    std::env::set_var("WHARF_AGENT_IMAGE_PULL_BEHAVIOR", "prefer-cached");
     let wharf = support::Wharf::start("up", data.path())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
@@ -43,8 +49,9 @@ async fn measure(ecs: &aws_sdk_ecs::Client, samples: usize) -> Result<()> {
                 .name("main")
                 .image(IMAGE)
                 .memory(16)
-                .command("sleep")
-                .command("3600")
+                .command("sh")
+                .command("-c")
+                .command(SLEEPER)
                 .build(),
         )
         .send()
@@ -55,7 +62,7 @@ async fn measure(ecs: &aws_sdk_ecs::Client, samples: usize) -> Result<()> {
         // A: the floor.
         let started = Instant::now();
         let output = Command::new("docker")
-            .args(["run", "-d", "--rm", IMAGE, "sleep", "3600"])
+            .args(["run", "-d", "--rm", IMAGE, "sh", "-c", SLEEPER])
             .output()?;
         docker.push(started.elapsed());
         if !output.status.success() {

@@ -94,10 +94,12 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
     }
     eprintln!("registered in {:.1} s", started.elapsed().as_secs_f64());
     // Sessions last 30 s without heartbeats; keep them alive for the whole run.
-    let keep_alive = {
+    // Held in a JoinSet so it stops when this run ends, however it ends.
+    let mut keep_alive = tokio::task::JoinSet::new();
+    {
         let ctx = ctx.clone();
         let arns = arns.clone();
-        tokio::spawn(async move {
+        keep_alive.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 for arn in &arns {
@@ -109,8 +111,8 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
                     .await;
                 }
             }
-        })
-    };
+        });
+    }
     call(&ctx, "RegisterTaskDefinition", json!({
         "family": "bench",
         "containerDefinitions": [{"name": "app", "image": "wharf-test/busybox:latest", "cpu": 64, "memory": 128}],
@@ -133,34 +135,34 @@ async fn run(instances: usize, tasks: usize, concurrency: usize) -> Result<Run> 
     let calls_total = tasks.div_ceil(10);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let ctx = ctx.clone();
-            let next = next.clone();
-            let request = request.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let (mut placed, mut failures) = (0usize, 0usize);
-                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < calls_total {
-                    let begun = Instant::now();
-                    let answer = call(&ctx, "RunTask", request.clone()).await?;
-                    latencies.push(begun.elapsed());
-                    placed += answer["tasks"].as_array().map(Vec::len).unwrap_or(0);
-                    failures += answer["failures"].as_array().map(Vec::len).unwrap_or(0);
-                }
-                Ok::<_, anyhow::Error>((latencies, placed, failures))
-            })
-        })
-        .collect();
+    // A JoinSet owns the workers: an error returns early and dropping the set aborts the rest.
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let ctx = ctx.clone();
+        let next = next.clone();
+        let request = request.clone();
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut placed, mut failures) = (0usize, 0usize);
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < calls_total {
+                let begun = Instant::now();
+                let answer = call(&ctx, "RunTask", request.clone()).await?;
+                latencies.push(begun.elapsed());
+                placed += answer["tasks"].as_array().map(Vec::len).unwrap_or(0);
+                failures += answer["failures"].as_array().map(Vec::len).unwrap_or(0);
+            }
+            Ok::<_, anyhow::Error>((latencies, placed, failures))
+        });
+    }
     let (mut latencies, mut placed, mut failures) = (Vec::new(), 0, 0);
-    for worker in workers {
-        let (l, p, f) = worker.await??;
+    while let Some(worker) = workers.join_next().await {
+        let (l, p, f) = worker??;
         latencies.extend(l);
         placed += p;
         failures += f;
     }
     let seconds = started.elapsed().as_secs_f64();
-    keep_alive.abort();
+    keep_alive.abort_all();
     latencies.sort();
     if latencies.is_empty() {
         bail!("no RunTask calls were made");

@@ -97,6 +97,10 @@ struct AgentTuning {
     /// The `ecs.instance-type` attribute.
     #[arg(long, env = "WHARF_AGENT_INSTANCE_TYPE", default_value = "wharf.local")]
     instance_type: String,
+    /// When images are pulled: default (pull, fall back to the cached image), always (a failed
+    /// pull fails the task), prefer-cached (pull only when the image is missing).
+    #[arg(long, env = "WHARF_AGENT_IMAGE_PULL_BEHAVIOR", value_enum, default_value_t = PullBehavior::Default)]
+    image_pull_behavior: PullBehavior,
     /// How long stopped containers are kept before removal, in seconds.
     #[arg(long, env = "WHARF_AGENT_TASK_CLEANUP_WAIT", default_value_t = 3 * 3600)]
     task_cleanup_wait_seconds: u64,
@@ -124,6 +128,14 @@ struct AgentArgs {
     secret_access_key: String,
     #[command(flatten)]
     tuning: AgentTuning,
+}
+
+/// `ECS_IMAGE_PULL_BEHAVIOR`'s values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PullBehavior {
+    Default,
+    Always,
+    PreferCached,
 }
 
 fn parse_attribute(text: &str) -> Result<(String, String), String> {
@@ -235,6 +247,11 @@ fn agent_config(
     config.availability_zone = tuning.availability_zone.clone();
     config.instance_type = tuning.instance_type.clone();
     config.task_cleanup_wait = Duration::from_secs(tuning.task_cleanup_wait_seconds);
+    config.image_pull_behavior = match tuning.image_pull_behavior {
+        PullBehavior::Default => agent::runtime::ImagePullBehavior::Default,
+        PullBehavior::Always => agent::runtime::ImagePullBehavior::Always,
+        PullBehavior::PreferCached => agent::runtime::ImagePullBehavior::PreferCached,
+    };
     config
 }
 

@@ -100,22 +100,18 @@ fn depends_on_healthy_holds_the_dependent_and_a_non_essential_exit_keeps_the_tas
         ]),
     )?;
     let task = up.run("ordered")?;
-    // While db is not yet healthy, app must not have started.
-    let early = wait_for(30, "db to run", || {
+    // Until db is healthy, app must not have started: checked on every look until app runs.
+    let running = wait_for(90, "app to run after db turned healthy", || {
         let t = up.describe(&task)?;
-        Ok((container(&t, "db")["lastStatus"] == "RUNNING").then_some(t))
-    })?;
-    if container(&early, "db")["healthStatus"] != "HEALTHY" {
-        ensure!(
-            container(&early, "app")["lastStatus"] == "PENDING",
-            "app started before db was healthy: {early}"
-        );
-    }
-    up.wait("tasks-running", &task)?;
-    let running = wait_for(60, "app to run after db turned healthy", || {
-        let t = up.describe(&task)?;
+        if container(&t, "db")["healthStatus"] != "HEALTHY" {
+            ensure!(
+                container(&t, "app")["lastStatus"] == "PENDING",
+                "app started before db was healthy: {t}"
+            );
+        }
         Ok((container(&t, "app")["lastStatus"] == "RUNNING").then_some(t))
     })?;
+    up.wait("tasks-running", &task)?;
     ensure!(
         container(&running, "db")["healthStatus"] == "HEALTHY",
         "{running}"

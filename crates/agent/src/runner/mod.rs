@@ -141,8 +141,12 @@ impl Shared {
 
     /// Called by an owner when it is done with its task.
     fn forget(&self, task_arn: &str) {
-        lock(&self.owners).remove(task_arn);
-        lock(&self.finished).insert(task_arn.to_string());
+        // Both locks at once, in `apply`'s order: between a separate remove and insert, an
+        // `apply` that still lists the task would see neither and start it again.
+        let mut owners = lock(&self.owners);
+        let mut finished = lock(&self.finished);
+        owners.remove(task_arn);
+        finished.insert(task_arn.to_string());
     }
 
     fn spawn_owner(
