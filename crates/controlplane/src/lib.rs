@@ -2,9 +2,11 @@
 //! picks the AWS service from the credential scope, and runs that service's handlers against
 //! the store. Controllers (placement, services, …) will live here too.
 
+pub mod cloudwatch;
 pub mod controllers;
 pub mod credentials;
 pub mod ecs;
+pub mod logs;
 pub mod server;
 
 pub use controllers::{ControllerSettings, InstanceHealthSettings, ServiceSettings};

@@ -21,8 +21,10 @@ use tracing::{debug, error, info};
 use crate::controllers::{
     ControllerSettings, Controllers, InstanceHealthSettings, ServiceSettings,
 };
+use crate::cloudwatch::{self, CloudWatchContext};
 use crate::credentials::Credentials;
 use crate::ecs::{self, EcsContext};
+use crate::logs::{self, LogsContext};
 
 /// Requests with larger bodies are refused before they are read further. ECS's largest inputs
 /// (task definitions) are capped at 64 KiB by AWS; other services (logs, metrics) need more.
@@ -39,12 +41,16 @@ pub struct ServerConfig {
     pub instance_health: InstanceHealthSettings,
     /// The service scheduler's pacing.
     pub services: ServiceSettings,
+    /// Where the metric and log stores keep their files; `None` keeps them in memory.
+    pub telemetry_dir: Option<std::path::PathBuf>,
 }
 
 struct App {
     credentials: Vec<Credentials>,
     clock: Arc<dyn Clock>,
     ecs: Arc<EcsContext>,
+    cloudwatch: Arc<CloudWatchContext>,
+    logs: Arc<LogsContext>,
 }
 
 /// A running server; dropping it does not stop it, call `shutdown`.
@@ -71,6 +77,26 @@ impl Server {
             .first()
             .map(|c| format!("wharf-pagination:{}", c.secret_access_key))
             .unwrap_or_default();
+        let metrics = match &config.telemetry_dir {
+            Some(dir) => metricstore::MetricStore::open(dir).map_err(std::io::Error::other)?,
+            None => metricstore::MetricStore::in_memory(),
+        };
+        let cloudwatch = Arc::new(CloudWatchContext::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(metrics),
+            &config.region,
+            &config.account_id,
+        ));
+        let logs = Arc::new(
+            LogsContext::open(
+                config.telemetry_dir.as_deref(),
+                clock.clone(),
+                &config.region,
+                &config.account_id,
+            )
+            .map_err(std::io::Error::other)?,
+        );
         let ecs = Arc::new(EcsContext::new(
             store,
             clock.clone(),
@@ -82,6 +108,8 @@ impl Server {
             credentials: config.credentials,
             clock,
             ecs: ecs.clone(),
+            cloudwatch: cloudwatch.clone(),
+            logs,
         });
         let router = Router::new()
             .route("/_wharf/health", get(|| async { "ok" }))
@@ -92,7 +120,8 @@ impl Server {
             instance_health: config.instance_health,
             services: config.services,
         };
-        let controllers = Controllers::start(ecs, settings, cancel.child_token());
+        let mut controllers = Controllers::start(ecs, settings, cancel.child_token());
+        cloudwatch::start_controllers(cloudwatch, controllers.tasks_mut(), cancel.child_token());
         let shutdown = cancel.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router)
@@ -194,6 +223,11 @@ async fn route(app: &App, request: Request) -> Response<Body> {
             ecs::dispatch(&app.ecs, op, input)
         })
         .await,
+        "monitoring" => cloudwatch::serve(&app.cloudwatch, &request).await,
+        "logs" => serve_json(&request, logs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
+            logs::dispatch(&app.logs, op, input)
+        })
+        .await,
         model::agent::SIGNING_NAME => {
             serve_json(&request, model::agent::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
                 ecs::agent_service::dispatch(&app.ecs, op, input)
@@ -204,7 +238,7 @@ async fn route(app: &App, request: Request) -> Response<Body> {
             &AwsError::sender(
                 "UnrecognizedServiceException",
                 format!(
-                    "Wharf does not serve the '{other}' service yet; it serves: ecs (and wharf, for agents). Check the endpoint URL and the service you are calling."
+                    "Wharf does not serve the '{other}' service yet; it serves: ecs, monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents). Check the endpoint URL and the service you are calling."
                 ),
             ),
             json::CONTENT_TYPE_1_1,
@@ -261,6 +295,12 @@ pub trait IntoAwsError {
 }
 
 impl IntoAwsError for ecs::EcsError {
+    fn into_aws_error(self) -> AwsError {
+        self.to_aws()
+    }
+}
+
+impl IntoAwsError for logs::LogsError {
     fn into_aws_error(self) -> AwsError {
         self.to_aws()
     }

@@ -95,3 +95,49 @@ pub struct ContainerStateReport {
     pub network_bindings: Option<Vec<NetworkBinding>>,
     pub health_status: Option<String>,
 }
+
+/// How often an agent samples its tasks' resource usage.
+pub const STATS_SAMPLE_INTERVAL_SECONDS: u64 = 1;
+/// How often an agent sends the samples it gathered.
+pub const STATS_REPORT_INTERVAL_SECONDS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTaskStatsInput {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    /// One entry per running task that has samples.
+    pub tasks: Vec<TaskStatsReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatsReport {
+    pub task_arn: String,
+    /// Oldest first.
+    pub samples: Vec<TaskStatsSample>,
+}
+
+/// One sample of a task: the sum over its running containers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatsSample {
+    /// When it was taken, seconds since the epoch (fractional).
+    pub timestamp: f64,
+    /// CPU time used since the containers started, in nanoseconds (cumulative: the control
+    /// plane derives the rate from consecutive samples).
+    pub cpu_total_nanos: u64,
+    /// Memory in use now, in bytes (Docker's usage minus page cache, as `docker stats` shows).
+    pub memory_bytes: u64,
+    pub containers: Vec<ContainerStatsSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatsSample {
+    pub name: String,
+    pub cpu_total_nanos: u64,
+    pub memory_bytes: u64,
+    /// The container's memory limit in bytes, 0 when unlimited.
+    pub memory_limit_bytes: u64,
+}

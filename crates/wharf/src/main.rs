@@ -339,6 +339,7 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
             ..Default::default()
         },
         services: Default::default(),
+        telemetry_dir: Some(args.data_dir.clone()),
     };
     let server = Server::start(config, Arc::new(store), clock)
         .await

@@ -45,6 +45,12 @@ impl Controllers {
         Controllers { tasks }
     }
 
+    /// Where other services (CloudWatch) start their own controllers, so one `join` waits
+    /// for them all.
+    pub fn tasks_mut(&mut self) -> &mut JoinSet<()> {
+        &mut self.tasks
+    }
+
     /// Wait for every controller to finish (after the token was cancelled).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}

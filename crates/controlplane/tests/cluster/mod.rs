@@ -73,6 +73,7 @@ async fn boot(
             ..Default::default()
         },
         services: settings.clone(),
+        telemetry_dir: None,
     };
     Server::start(config, store, clock)
         .await

@@ -76,6 +76,7 @@ pub async fn start_on(
         credentials: vec![credentials.clone()],
         instance_health,
         services: Default::default(),
+        telemetry_dir: None,
     };
     let server = Server::start(config, store.clone(), clock)
         .await
