@@ -141,3 +141,37 @@ pub struct ContainerStatsSample {
     /// The container's memory limit in bytes, 0 when unlimited.
     pub memory_limit_bytes: u64,
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeTaskStatsInput {
+    /// Cluster name or ARN; default `default`.
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeTaskStatsOutput {
+    pub tasks: Vec<TaskUsage>,
+}
+
+/// The latest usage of one running task.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskUsage {
+    pub task_arn: String,
+    /// The task's `group` (`service:web`, `family:x`).
+    pub group: Option<String>,
+    pub container_instance_arn: Option<String>,
+    /// When the latest sample was taken, seconds since the epoch.
+    pub timestamp: f64,
+    /// CPU used over the last sample interval, in CPU units (1024 = one core).
+    pub cpu_units_used: f64,
+    /// CPU reserved by the task (task `cpu`, else the sum of its containers'), 0 if none.
+    pub cpu_units_reserved: f64,
+    pub memory_mib_used: f64,
+    /// Memory reserved by the task (task `memory`, else the sum of its containers'
+    /// `memoryReservation`/`memory`), 0 if none.
+    pub memory_mib_reserved: f64,
+}
