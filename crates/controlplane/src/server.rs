@@ -104,6 +104,7 @@ impl Server {
             &config.account_id,
             token_key.as_bytes(),
         ));
+        ecs.usage.attach_metrics(cloudwatch.metrics.clone());
         let app = Arc::new(App {
             credentials: config.credentials,
             clock,

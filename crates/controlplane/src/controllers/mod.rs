@@ -5,6 +5,7 @@
 
 mod instance_health;
 mod service;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ impl Controllers {
             settings.instance_health,
             cancel.clone(),
         ));
+        tasks.spawn(usage::run(ctx.clone(), cancel.clone()));
         tasks.spawn(service::run(ctx, settings.services, cancel));
         Controllers { tasks }
     }

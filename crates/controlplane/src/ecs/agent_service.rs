@@ -30,6 +30,8 @@ pub async fn dispatch(
         "Heartbeat" => heartbeat(ctx, input).await,
         "PollTasks" => poll_tasks(ctx, input).await,
         "ReportTaskState" => report_task_state(ctx, input).await,
+        "ReportTaskStats" => super::usage::report_task_stats(ctx, input).await,
+        "DescribeTaskStats" => super::usage::describe_task_stats(ctx, input).await,
         _ => return None,
     })
 }

@@ -21,6 +21,7 @@ pub mod services;
 mod tags;
 mod task_definitions;
 pub mod tasks;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ pub struct EcsContext {
     pub tokens: TokenCodec,
     /// Per-cluster placement state (a cache of the store; see `placer`).
     pub placers: placer::Placers,
+    /// Task resource usage from agents (`ReportTaskStats`), published as `AWS/ECS` metrics.
+    pub usage: Arc<usage::UsageTracker>,
 }
 
 impl EcsContext {
@@ -65,6 +68,7 @@ impl EcsContext {
             scope: Scope::new(region, account_id),
             tokens: TokenCodec::new(token_key),
             placers: Default::default(),
+            usage: Default::default(),
         }
     }
 

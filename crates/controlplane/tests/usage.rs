@@ -1,0 +1,174 @@
+//! Task resource usage from agents: `ReportTaskStats` samples become the live view of
+//! `DescribeTaskStats` (what `wharf top` shows) and the `AWS/ECS` utilization metrics.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{ContainerDefinition, Resource};
+use serde_json::json;
+use store::clock::{Clock, ManualClock};
+use support::TestServer;
+
+fn resource_integer(name: &str, value: i32) -> Resource {
+    Resource::builder()
+        .name(name)
+        .r#type("INTEGER")
+        .integer_value(value)
+        .build()
+}
+
+async fn register_instance(server: &TestServer, cluster: &str) -> String {
+    let identity = json!({"instanceId": "i-0123456789abcdef0", "availabilityZone": "us-east-1a", "instanceType": "wharf.local"});
+    server
+        .ecs
+        .register_container_instance()
+        .cluster(cluster)
+        .instance_identity_document(identity.to_string())
+        .total_resources(resource_integer("CPU", 2048))
+        .total_resources(resource_integer("MEMORY", 4096))
+        .send()
+        .await
+        .unwrap()
+        .container_instance()
+        .and_then(|i| i.container_instance_arn())
+        .unwrap()
+        .to_string()
+}
+
+/// Report samples for `task_arn`: one per second from `start` (seconds), each adding
+/// `cpu_per_second` nanoseconds of CPU time, with `memory_mib` in use.
+async fn report(
+    server: &TestServer,
+    instance: &str,
+    task_arn: &str,
+    start: f64,
+    seconds: u64,
+    cpu_per_second: u64,
+    memory_mib: u64,
+) {
+    let samples: Vec<_> = (0..=seconds)
+        .map(|i| {
+            json!({
+                "timestamp": start + i as f64,
+                "cpuTotalNanos": cpu_per_second * i,
+                "memoryBytes": memory_mib * 1024 * 1024,
+                "containers": [],
+            })
+        })
+        .collect();
+    let answer = support::agent_call(
+        server,
+        "ReportTaskStats",
+        json!({
+            "cluster": "usage",
+            "containerInstanceArn": instance,
+            "tasks": [{"taskArn": task_arn, "samples": samples}],
+        }),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+}
+
+#[tokio::test]
+async fn reported_samples_become_task_usage() {
+    // Signatures are checked against this clock: start it at the real time.
+    let clock = Arc::new(ManualClock::new(store::clock::SystemClock.now_millis()));
+    let server = support::start_with(clock.clone(), Default::default()).await;
+    server
+        .ecs
+        .create_cluster()
+        .cluster_name("usage")
+        .send()
+        .await
+        .unwrap();
+    let instance = register_instance(&server, "usage").await;
+    // Tasks are only placed on instances whose agent is connected.
+    let heartbeat = support::agent_call(
+        &server,
+        "Heartbeat",
+        json!({"cluster": "usage", "containerInstanceArn": instance}),
+    )
+    .await;
+    assert_eq!(heartbeat.status, 200);
+    server
+        .ecs
+        .register_task_definition()
+        .family("burner")
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("burn")
+                .image("busybox")
+                .essential(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run = server
+        .ecs
+        .run_task()
+        .cluster("usage")
+        .task_definition("burner")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+    assert!(run.failures().is_empty(), "{:?}", run.failures());
+    let task_arn = run.tasks()[0].task_arn().unwrap().to_string();
+
+    let now = clock.now_millis() as f64 / 1000.0;
+    // Half a core (512 units) on a task that reserved 256: 200 %.
+    report(
+        &server,
+        &instance,
+        &task_arn,
+        now - 5.0,
+        5,
+        500_000_000,
+        128,
+    )
+    .await;
+
+    let stats = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "usage"}))
+        .await
+        .json();
+    let tasks = stats["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{stats}");
+    let usage = &tasks[0];
+    assert_eq!(usage["taskArn"], task_arn.as_str());
+    assert_eq!(usage["group"], "service:web");
+    assert!(
+        (usage["cpuUnitsUsed"].as_f64().unwrap() - 512.0).abs() < 1.0,
+        "{usage}"
+    );
+    assert_eq!(usage["cpuUnitsReserved"], 256.0);
+    assert_eq!(usage["memoryMibUsed"], 128.0);
+    assert_eq!(usage["memoryMibReserved"], 512.0);
+
+    // Another cluster's view is empty; an unknown task's samples are ignored.
+    let other = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "other"}))
+        .await
+        .json();
+    assert_eq!(other["tasks"], json!([]), "{other}");
+    report(
+        &server,
+        &instance,
+        "arn:aws:ecs:us-east-1:000000000000:task/usage/00000000000000000000000000000000",
+        now - 3.0,
+        2,
+        1,
+        1,
+    )
+    .await;
+
+    // Samples fall out of the live view when they stop.
+    clock.advance(Duration::from_secs(31));
+    let stale = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "usage"}))
+        .await
+        .json();
+    assert_eq!(stale["tasks"], json!([]), "{stale}");
+}
