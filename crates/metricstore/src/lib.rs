@@ -6,14 +6,25 @@
 //! them into [`MetricKey`]s and [`Point`]s. Time is always passed in (milliseconds since the
 //! Unix epoch); the store never reads the clock.
 //!
-//! NOTE: this first version keeps everything in memory (a skeleton with the final API); the
-//! durable, compressed engine replaces the internals behind the same API.
+//! How it stores (see `engine` for the details): series keys are interned to ids; each series'
+//! points of one unit and tier form a *lane* whose open head chunk lives in memory, encoded
+//! Gorilla-style (`codec`), and is sealed into SQLite at ~2 KB. `put` is durable through a
+//! write-ahead log in the same SQLite file, committed once for all concurrent callers (group
+//! commit); checkpoints move sealed chunks and head snapshots into tables and empty the log.
+//! `compact` applies CloudWatch's retention, rolling expired points up into statistic sets of
+//! the next period (`tiers`).
 
+mod codec;
+mod db;
+mod engine;
 mod stats;
+mod tiers;
+mod wal;
 
-use std::collections::BTreeMap;
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
-use std::sync::Mutex;
 
 pub use stats::{Statistic, StatisticParseError};
 
@@ -120,32 +131,38 @@ pub enum MetricStoreError {
 
 /// The store. Cheap to share behind an `Arc`; every method is synchronous and thread-safe
 /// (callers in async code use `spawn_blocking` for `put` and large queries).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MetricStore {
-    series: Mutex<BTreeMap<MetricKey, Vec<(Point, String)>>>,
+    engine: engine::Engine,
+}
+
+impl Default for MetricStore {
+    fn default() -> Self {
+        MetricStore::in_memory()
+    }
 }
 
 impl MetricStore {
-    /// Open (or create) a store whose files live in `dir`.
-    pub fn open(_dir: &Path) -> Result<MetricStore, MetricStoreError> {
-        Ok(MetricStore::default())
+    /// Open (or create) a store whose files live in `dir` (in `dir/metrics/`). Recovers
+    /// everything acknowledged before a crash.
+    pub fn open(dir: &Path) -> Result<MetricStore, MetricStoreError> {
+        Ok(MetricStore {
+            engine: engine::Engine::open(db::Location::file_in(dir)?)?,
+        })
     }
 
     /// A store that keeps nothing on disk (tests, `--ephemeral`).
     pub fn in_memory() -> MetricStore {
-        MetricStore::default()
+        let engine = engine::Engine::open(db::Location::fresh_memory())
+            // An in-memory SQLite database only fails to open when memory is exhausted.
+            .expect("in-memory metric store opens");
+        MetricStore { engine }
     }
 
-    /// Store samples; durable when it returns Ok.
+    /// Store samples; durable when it returns Ok. Concurrent callers share one log commit.
+    /// Samples may arrive in any time order, within and across calls.
     pub fn put(&self, samples: Vec<Sample>) -> Result<(), MetricStoreError> {
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        for sample in samples {
-            series
-                .entry(sample.key)
-                .or_default()
-                .push((sample.point, sample.unit));
-        }
-        Ok(())
+        self.engine.put(samples)
     }
 
     /// Metrics matching the filters, sorted. `active_since_ms`: only metrics with a sample at
@@ -157,28 +174,17 @@ impl MetricStore {
         dimensions: &[DimensionFilter],
         active_since_ms: Option<i64>,
     ) -> Vec<MetricKey> {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        series
-            .iter()
-            .filter(|(key, _)| namespace.is_none_or(|n| key.namespace == n))
-            .filter(|(key, _)| metric_name.is_none_or(|n| key.metric_name == n))
-            .filter(|(key, _)| {
-                dimensions.iter().all(|f| {
-                    key.dimensions
-                        .iter()
-                        .any(|(n, v)| *n == f.name && f.value.as_ref().is_none_or(|fv| fv == v))
-                })
-            })
-            .filter(|(_, points)| {
-                active_since_ms.is_none_or(|t| points.iter().any(|(p, _)| p.timestamp_ms >= t))
-            })
-            .map(|(key, _)| key.clone())
-            .collect()
+        self.engine
+            .list_metrics(namespace, metric_name, dimensions, active_since_ms)
     }
 
     /// One bucket per period in `[start_ms, end_ms)` that holds data, in time order. Periods
     /// start at `start_ms` rounded down to a multiple of the period. `unit`: only samples
-    /// published with that unit.
+    /// published with that unit. Data that has been rolled up (see [`MetricStore::compact`])
+    /// contributes its statistic sets, so a bucket over them has `values: None` unless every
+    /// point in it was single-valued. A bucket's `unit` is that of its latest sample.
+    ///
+    /// A storage failure is logged and yields no buckets; [`MetricStore::try_query`] returns it.
     pub fn query(
         &self,
         key: &MetricKey,
@@ -187,54 +193,38 @@ impl MetricStore {
         period_seconds: i64,
         unit: Option<&str>,
     ) -> Vec<Bucket> {
-        let period_ms = period_seconds.max(1) * 1000;
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(points) = series.get(key) else {
-            return Vec::new();
-        };
-        let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
-        for (point, point_unit) in points {
-            if point.timestamp_ms < start_ms || point.timestamp_ms >= end_ms {
-                continue;
-            }
-            if unit.is_some_and(|u| u != point_unit) {
-                continue;
-            }
-            let start = point.timestamp_ms.div_euclid(period_ms) * period_ms;
-            let bucket = buckets.entry(start).or_insert_with(|| Bucket {
-                timestamp_ms: start,
-                count: 0.0,
-                sum: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                unit: point_unit.clone(),
-                values: Some(Vec::new()),
-            });
-            bucket.count += point.count;
-            bucket.sum += point.sum;
-            bucket.min = bucket.min.min(point.min);
-            bucket.max = bucket.max.max(point.max);
-            bucket.unit = point_unit.clone();
-            if point.is_single_valued() {
-                if let Some(values) = bucket.values.as_mut() {
-                    values.push((point.min, point.count));
-                }
-            } else {
-                bucket.values = None;
-            }
-        }
-        let mut out: Vec<Bucket> = buckets.into_values().collect();
-        for bucket in &mut out {
-            if let Some(values) = bucket.values.as_mut() {
-                values.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-        }
-        out
+        self.try_query(key, start_ms, end_ms, period_seconds, unit)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "metric query failed");
+                Vec::new()
+            })
+    }
+
+    /// [`MetricStore::query`], reporting storage failures.
+    pub fn try_query(
+        &self,
+        key: &MetricKey,
+        start_ms: i64,
+        end_ms: i64,
+        period_seconds: i64,
+        unit: Option<&str>,
+    ) -> Result<Vec<Bucket>, MetricStoreError> {
+        self.engine
+            .query(key, start_ms, end_ms, period_seconds, unit)
     }
 
     /// Apply retention and roll-up as of `now_ms` (1 s data for 3 h, 60 s for 15 days, 5 min
     /// for 63 days, 1 h for 455 days). Idempotent; the server calls it periodically.
-    pub fn compact(&self, _now_ms: i64) -> Result<(), MetricStoreError> {
-        Ok(())
+    /// Expired points become one statistic set per period of the next tier; from the last
+    /// tier they are dropped.
+    pub fn compact(&self, now_ms: i64) -> Result<(), MetricStoreError> {
+        self.engine.compact(now_ms)
+    }
+
+    /// Seal every open head chunk and checkpoint, leaving the write-ahead log empty (for a
+    /// clean shutdown and for measuring what the data costs on disk). Not needed for
+    /// durability: `put` already is.
+    pub fn flush(&self) -> Result<(), MetricStoreError> {
+        self.engine.flush()
     }
 }
