@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod credentials;
 pub mod ecs;
 pub mod logs;
+pub mod prometheus;
 pub mod server;
 
 pub use controllers::{ControllerSettings, InstanceHealthSettings, ServiceSettings};

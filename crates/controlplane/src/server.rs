@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -18,13 +19,14 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::cloudwatch::{self, CloudWatchContext};
 use crate::controllers::{
     ControllerSettings, Controllers, InstanceHealthSettings, ServiceSettings,
 };
-use crate::cloudwatch::{self, CloudWatchContext};
 use crate::credentials::Credentials;
 use crate::ecs::{self, EcsContext};
 use crate::logs::{self, LogsContext};
+use crate::prometheus::Exporter;
 
 /// Requests with larger bodies are refused before they are read further. ECS's largest inputs
 /// (task definitions) are capped at 64 KiB by AWS; other services (logs, metrics) need more.
@@ -51,6 +53,7 @@ struct App {
     ecs: Arc<EcsContext>,
     cloudwatch: Arc<CloudWatchContext>,
     logs: Arc<LogsContext>,
+    metrics: Arc<Exporter>,
 }
 
 /// A running server; dropping it does not stop it, call `shutdown`.
@@ -70,6 +73,11 @@ impl Server {
     ) -> std::io::Result<Server> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        // Every writer (handlers, controllers, CloudWatch) gets the instrumented store, so the
+        // commit latency histogram sees every write; the exporter reads the state gauges from
+        // the store underneath.
+        let exporter = Arc::new(Exporter::new(store.clone()));
+        let store = exporter.instrument(store);
         // Pagination tokens are keyed from the server's secret so they stay valid across
         // restarts and cannot be forged by clients.
         let token_key = config
@@ -110,10 +118,13 @@ impl Server {
             clock,
             ecs: ecs.clone(),
             cloudwatch: cloudwatch.clone(),
-            logs,
+            logs: logs.clone(),
+            metrics: exporter,
         });
         let router = Router::new()
             .route("/_wharf/health", get(|| async { "ok" }))
+            // Other methods on /metrics are left to the AWS routing, like every other path.
+            .route("/metrics", get(serve_metrics).fallback(handle))
             .fallback(handle)
             .with_state(app);
         let cancel = CancellationToken::new();
@@ -123,6 +134,9 @@ impl Server {
         };
         let mut controllers = Controllers::start(ecs, settings, cancel.child_token());
         cloudwatch::start_controllers(cloudwatch, controllers.tasks_mut(), cancel.child_token());
+        controllers
+            .tasks_mut()
+            .spawn(logs::run_retention(logs, cancel.child_token()));
         let shutdown = cancel.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router)
@@ -159,13 +173,73 @@ impl Server {
 
 async fn handle(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = match read_request(request).await {
-        Ok(request) => route(&app, request).await,
-        Err(error) => json_error(&error, json::CONTENT_TYPE_1_1),
+    let started = Instant::now();
+    let (mut response, service, operation) = match read_request(request).await {
+        Ok(request) => {
+            // As `route` picks it; an unauthenticated request is counted under the service it
+            // claims (only the four known names are labels, the rest is `unknown`).
+            let service = sigv4::scope_service(&request).unwrap_or_default();
+            let operation = crate::prometheus::operation_of(&request);
+            let _in_flight = app.metrics.start_request(&service);
+            (route(&app, request).await, service, operation)
+        }
+        Err(error) => (
+            json_error(&error, json::CONTENT_TYPE_1_1),
+            String::new(),
+            String::new(),
+        ),
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-RequestId", value);
+    app.metrics.observe_request(
+        &service,
+        &operation,
+        response.status().as_u16(),
+        response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok()),
+        started.elapsed(),
+    );
+    // A protocol that also writes the id into its body (Query's <RequestId>) sets the header
+    // itself; keep that one so the two agree.
+    if !response.headers().contains_key("x-amzn-requestid") {
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-RequestId", value);
+        }
     }
+    response
+}
+
+/// `GET /metrics`: Prometheus text format 0.0.4, or OpenMetrics when the scraper accepts it.
+async fn serve_metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response<Body> {
+    let openmetrics = headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (status, content_type, body) = match app.metrics.render(openmetrics).await {
+        Ok(text) => (
+            StatusCode::OK,
+            if openmetrics {
+                crate::prometheus::OPENMETRICS_CONTENT_TYPE
+            } else {
+                crate::prometheus::PROMETHEUS_CONTENT_TYPE
+            },
+            text,
+        ),
+        Err(error) => {
+            error!(%error, "cannot read the store for /metrics");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("cannot read the store: {error}\n"),
+            )
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     response
 }
 

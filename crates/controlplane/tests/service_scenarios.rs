@@ -875,3 +875,143 @@ async fn tasks_that_keep_failing_back_off_with_an_event() {
         .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register("al", "app", false).await;
+    let alarms = aws_sdk_ecs::types::DeploymentAlarms::builder()
+        .alarm_names("al-errors")
+        .enable(true)
+        .rollback(true)
+        .build()
+        .unwrap();
+    cluster
+        .ecs
+        .create_service()
+        .service_name("al")
+        .task_definition("al")
+        .desired_count(2)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .minimum_healthy_percent(100)
+                .maximum_percent(200)
+                .alarms(alarms)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // No alarm exists yet: a missing alarm does not fail anything.
+    let stable = wait_stable(&cluster, "al", 2).await;
+    let good = stable.deployments()[0].id().unwrap().to_string();
+
+    // An alarm on a metric that breaches, and in ALARM now.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(cluster.endpoint())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            &cluster.credentials.access_key_id,
+            &cluster.credentials.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    use store::clock::Clock;
+    let now = cluster.clock.now_millis() / 1000;
+    cloudwatch
+        .put_metric_data()
+        .namespace("App")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("Errors")
+                .value(100.0)
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name("al-errors")
+        .namespace("App")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name("al-errors")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("errors")
+        .send()
+        .await
+        .unwrap();
+
+    let next = cluster.register("al-next", "app", false).await;
+    let updated = cluster
+        .ecs
+        .update_service()
+        .service("al")
+        .task_definition(&next)
+        .send()
+        .await
+        .unwrap();
+    let failing = updated.service().unwrap().deployments()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    let events = cluster
+        .wait_for("the alarm rollback", || async {
+            let events = cluster.events("al").await;
+            events
+                .contains(&format!("(service al) rolling back to deployment {good}."))
+                .then_some(events)
+        })
+        .await;
+    assert!(
+        events.contains(&format!(
+            "(service al) (deployment {failing}) deployment failed: alarm detected."
+        )),
+        "{events:?}"
+    );
+    let service = wait_stable(&cluster, "al", 2).await;
+    assert_eq!(service.task_definition(), stable.task_definition());
+    let listed = cluster
+        .ecs
+        .list_service_deployments()
+        .service("al")
+        .send()
+        .await
+        .unwrap();
+    let newest = &listed.service_deployments()[0];
+    let described = cluster
+        .ecs
+        .describe_service_deployments()
+        .service_deployment_arns(newest.service_deployment_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let deployment = &described.service_deployments()[0];
+    let alarms = deployment.alarms().unwrap();
+    assert_eq!(alarms.status().map(|s| s.as_str()), Some("TRIGGERED"));
+    assert_eq!(alarms.triggered_alarm_names(), ["al-errors".to_string()]);
+    assert_eq!(
+        deployment
+            .deployment_circuit_breaker()
+            .and_then(|b| b.status())
+            .map(|s| s.as_str()),
+        Some("DISABLED")
+    );
+    cluster.shutdown().await;
+}

@@ -4,6 +4,7 @@
 //! SQLite store and a local agent registered in the `default` cluster.
 
 mod bench;
+mod ops;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ enum Command {
     Server(ServerArgs),
     /// Run a container-instance agent on this host's Docker engine.
     Agent(AgentArgs),
+    /// Print a task's or a service's container logs (CloudWatch Logs), optionally following.
+    Logs(ops::LogsArgs),
+    /// A live table of a cluster's running tasks: CPU and memory used against reserved.
+    Top(ops::TopArgs),
     /// Benchmarks that print ratios against a floor measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -195,6 +200,8 @@ fn main() -> Result<()> {
             Command::Up(args) => run_up(args).await,
             Command::Server(args) => run_server(args, "wharf server", None).await,
             Command::Agent(args) => run_agent(args).await,
+            Command::Logs(args) => ops::logs(args).await,
+            Command::Top(args) => ops::top(args).await,
             Command::Bench(BenchCommand::Placement(args)) => bench::placement(args).await,
         }
     })

@@ -278,3 +278,72 @@ pub async fn raw_post(
         body: body.to_string(),
     }
 }
+
+/// A CloudWatch Logs client signing with the given keys, against `endpoint`.
+pub async fn logs_client(
+    endpoint: &str,
+    access_key_id: &str,
+    secret: &str,
+) -> aws_sdk_cloudwatchlogs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(SdkCredentials::new(
+            access_key_id,
+            secret,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_cloudwatchlogs::Client::new(&config)
+}
+
+/// Start a server whose metric and log stores live in `dir` (a restart on the same `dir`
+/// finds what the previous server stored).
+pub async fn logs_start_in_dir(dir: &std::path::Path, credentials: Credentials) -> TestServer {
+    let clock: Arc<dyn store::clock::Clock> = Arc::new(SystemClock);
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        region: REGION.to_string(),
+        account_id: ACCOUNT.to_string(),
+        credentials: vec![credentials.clone()],
+        instance_health: Default::default(),
+        services: Default::default(),
+        telemetry_dir: Some(dir.to_path_buf()),
+    };
+    let server = Server::start(config, store.clone(), clock)
+        .await
+        .expect("server starts");
+    let ecs = ecs_client(
+        &server.endpoint(),
+        &credentials.access_key_id,
+        &credentials.secret_access_key,
+    )
+    .await;
+    TestServer {
+        server,
+        store,
+        credentials,
+        ecs,
+    }
+}
+
+/// A CloudWatch client (RPC v2 CBOR, as the AWS SDK for Rust speaks it) against this server.
+pub async fn cloudwatch_client(server: &TestServer) -> aws_sdk_cloudwatch::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(server.endpoint())
+        .credentials_provider(SdkCredentials::new(
+            &server.credentials.access_key_id,
+            &server.credentials.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_cloudwatch::Client::new(&config)
+}

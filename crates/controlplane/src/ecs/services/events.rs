@@ -182,6 +182,21 @@ pub fn completed_reason(deployment_id: &str) -> String {
     format!("ECS deployment {deployment_id} completed.")
 }
 
+/// A deployment failed because deployment alarms went to ALARM.
+// guessed: AWS's wording for alarm-failed deployments is not documented.
+pub fn deployment_failed_alarms(service: &str, deployment_id: &str) -> String {
+    format!("(service {service}) (deployment {deployment_id}) deployment failed: alarm detected.")
+}
+
+/// The rolloutStateReason of a deployment failed by alarms.
+// guessed, like the event above.
+pub fn alarms_reason(names: &[String]) -> String {
+    format!(
+        "ECS deployment detected triggered alarm(s): {}.",
+        names.join(", ")
+    )
+}
+
 pub const CIRCUIT_BREAKER_REASON: &str = "ECS deployment circuit breaker: tasks failed to start.";
 
 #[cfg(test)]

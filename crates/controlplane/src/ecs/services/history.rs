@@ -309,10 +309,28 @@ pub fn complete(record: &mut ServiceRecord, now: f64) -> Option<String> {
     Some(events::deployment_completed(&name, &id))
 }
 
-/// The circuit breaker (or StopServiceDeployment) fails the primary. With `rollback` and a
-/// completed revision to return to, a new primary runs that revision again and adopts its
-/// tasks; otherwise the failed primary stays, placing nothing more. Returns the events.
-pub fn fail(record: &mut ServiceRecord, reason: &str, rollback: bool, now: f64) -> Vec<String> {
+/// What failed a deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailCause {
+    /// The deployment circuit breaker counted too many failed tasks.
+    CircuitBreaker,
+    /// Deployment alarms (`deploymentConfiguration.alarms`) went to ALARM: their names.
+    Alarms(Vec<String>),
+    /// A StopServiceDeployment request.
+    Stopped,
+}
+
+/// The circuit breaker, deployment alarms or StopServiceDeployment fail the primary. With
+/// `rollback` and a completed revision to return to, a new primary runs that revision again
+/// and adopts its tasks; otherwise the failed primary stays, placing nothing more. Returns the
+/// events.
+pub fn fail(
+    record: &mut ServiceRecord,
+    reason: &str,
+    cause: &FailCause,
+    rollback: bool,
+    now: f64,
+) -> Vec<String> {
     let name = record.name().to_string();
     let Some(primary) = record.primary_mut() else {
         return vec![];
@@ -328,16 +346,32 @@ pub fn fail(record: &mut ServiceRecord, reason: &str, rollback: bool, now: f64) 
     let sd_arn = primary.wharf_service_deployment_arn.clone();
     // A rollback that fails itself is not rolled back again.
     let was_rollback = !primary.wharf_adopts.is_empty();
-    let mut said = vec![events::deployment_failed(&name, &failed_id)];
+    let mut said = vec![match cause {
+        FailCause::Alarms(_) => events::deployment_failed_alarms(&name, &failed_id),
+        FailCause::CircuitBreaker | FailCause::Stopped => {
+            events::deployment_failed(&name, &failed_id)
+        }
+    }];
     let target = record
         .wharf_last_completed
         .clone()
         .filter(|c| rollback && !was_rollback && !c.task_deployment_ids.contains(&failed_id));
     if let Some(sd) = record.service_deployment_mut(&sd_arn) {
         sd.updated_at = Some(now);
-        if let Some(breaker) = sd.deployment_circuit_breaker.as_mut() {
-            breaker.status = Some("TRIGGERED".to_string());
-            breaker.failure_count = Some(failures);
+        match cause {
+            FailCause::CircuitBreaker => {
+                if let Some(breaker) = sd.deployment_circuit_breaker.as_mut() {
+                    breaker.status = Some("TRIGGERED".to_string());
+                    breaker.failure_count = Some(failures);
+                }
+            }
+            FailCause::Alarms(names) => {
+                if let Some(alarms) = sd.alarms.as_mut() {
+                    alarms.status = Some("TRIGGERED".to_string());
+                    alarms.triggered_alarm_names = Some(names.clone());
+                }
+            }
+            FailCause::Stopped => {}
         }
         match &target {
             Some(target) => {
@@ -613,6 +647,7 @@ pub async fn stop_service_deployment(ctx: &EcsContext, input: Value) -> Result<V
         let said = fail(
             &mut record,
             "Service deployment rolled back because of a StopServiceDeployment request.",
+            &FailCause::Stopped,
             true,
             now,
         );

@@ -26,7 +26,7 @@ use model::ecs::task_definition::TaskDefinition;
 
 use super::api::parse_placement;
 use super::events;
-use super::history::{complete, fail};
+use super::history::{complete, fail, FailCause};
 use super::rollout::{
     plan_daemon, plan_replica, Common, Decision, Host, Phase, StopReason, TaskView,
 };
@@ -72,6 +72,41 @@ struct Observed {
     steady: bool,
     /// DAEMON: the desired count is the number of eligible instances.
     daemon_desired: Option<i64>,
+    /// Deployment alarms in ALARM while the primary is in progress.
+    triggered_alarms: Vec<String>,
+}
+
+/// The deployment alarms (`deploymentConfiguration.alarms`, when enabled) that are in ALARM,
+/// read while the primary deployment is in progress.
+async fn triggered_alarms(
+    ctx: &EcsContext,
+    record: &ServiceRecord,
+) -> Result<Vec<String>, EcsError> {
+    let Some(alarms) = record
+        .service
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.alarms.as_ref())
+        .filter(|a| a.enable && !a.alarm_names.is_empty())
+    else {
+        return Ok(vec![]);
+    };
+    // A rollback is not failed by the alarms that caused it (they stay in ALARM for a while).
+    let watched = record
+        .primary()
+        .is_some_and(|p| p.rollout_state() == IN_PROGRESS && p.wharf_adopts.is_empty());
+    if !watched {
+        return Ok(vec![]);
+    }
+    let states = crate::cloudwatch::alarms::alarm_states(&*ctx.store, &alarms.alarm_names).await?;
+    Ok(alarms
+        .alarm_names
+        .iter()
+        .filter(|name| {
+            states.get(*name).map(String::as_str) == Some(crate::cloudwatch::alarms::ALARM)
+        })
+        .cloned()
+        .collect())
 }
 
 fn phase(task: &Task) -> Phase {
@@ -244,7 +279,10 @@ pub async fn reconcile(
             .unwrap_or(0) as f64,
         now,
     };
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        triggered_alarms: triggered_alarms(ctx, &record).await?,
+        ..Observed::default()
+    };
     let decision: Decision = if record.is_daemon() {
         let eligible = if draining_service {
             BTreeMap::new()
@@ -544,6 +582,7 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
                 for message in fail(
                     record,
                     events::CIRCUIT_BREAKER_REASON,
+                    &FailCause::CircuitBreaker,
                     breaker.rollback,
                     now,
                 ) {
@@ -552,6 +591,28 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
                 tripped = true;
                 again = true;
             }
+        }
+    }
+    // Deployment alarms watch the primary while it is in progress, like the breaker.
+    if !tripped && !observed.triggered_alarms.is_empty() {
+        let rollback = record
+            .service
+            .deployment_configuration
+            .as_ref()
+            .and_then(|c| c.alarms.as_ref())
+            .is_some_and(|a| a.rollback);
+        if record
+            .primary()
+            .is_some_and(|p| p.rollout_state() == IN_PROGRESS)
+        {
+            let names = observed.triggered_alarms.clone();
+            tracing::warn!(service = %name, alarms = ?names, rollback, "deployment alarms triggered");
+            let reason = events::alarms_reason(&names);
+            for message in fail(record, &reason, &FailCause::Alarms(names), rollback, now) {
+                events::push(&mut record.service, message, now);
+            }
+            tripped = true;
+            again = true;
         }
     }
     if observed.steady && !tripped {
