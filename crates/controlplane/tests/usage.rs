@@ -165,8 +165,65 @@ async fn reported_samples_become_task_usage() {
     )
     .await;
 
+    // Once every agent had time to report, the seconds are published to CloudWatch: 200 % for
+    // the service, and 512 of the instance's 2048 units (25 %) for the cluster.
+    clock.advance(Duration::from_secs(15));
+    let cloudwatch = support::cloudwatch_client(&server).await;
+    let dimension = |name: &str, value: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(name)
+            .value(value)
+            .build()
+    };
+    let statistics = |dimensions: Vec<aws_sdk_cloudwatch::types::Dimension>| {
+        let cloudwatch = cloudwatch.clone();
+        let start = now as i64 - 60;
+        async move {
+            cloudwatch
+                .get_metric_statistics()
+                .namespace("AWS/ECS")
+                .metric_name("CPUUtilization")
+                .set_dimensions(Some(dimensions))
+                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(start))
+                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    start + 120,
+                ))
+                .period(60)
+                .statistics(aws_sdk_cloudwatch::types::Statistic::Average)
+                .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
+                .send()
+                .await
+                .unwrap()
+                .datapoints()
+                .to_vec()
+        }
+    };
+    let mut service_points = Vec::new();
+    for _ in 0..100 {
+        service_points = statistics(vec![
+            dimension("ClusterName", "usage"),
+            dimension("ServiceName", "web"),
+        ])
+        .await;
+        let count: f64 = service_points.iter().filter_map(|p| p.sample_count()).sum();
+        if count >= 5.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count: f64 = service_points.iter().filter_map(|p| p.sample_count()).sum();
+    assert_eq!(count, 5.0, "one point per second: {service_points:?}");
+    for point in &service_points {
+        assert!((point.average().unwrap() - 200.0).abs() < 0.5, "{point:?}");
+    }
+    let cluster_points = statistics(vec![dimension("ClusterName", "usage")]).await;
+    assert!(!cluster_points.is_empty());
+    for point in &cluster_points {
+        assert!((point.average().unwrap() - 25.0).abs() < 0.5, "{point:?}");
+    }
+
     // Samples fall out of the live view when they stop.
-    clock.advance(Duration::from_secs(31));
+    clock.advance(Duration::from_secs(16));
     let stale = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "usage"}))
         .await
         .json();
