@@ -9,7 +9,9 @@
 //!    ARN;
 //! 4. run, until cancelled: the heartbeat, the `PollTasks` long poll (a watch with resync:
 //!    every answer is the full set of tasks, applied to the task engine), the reporter that
-//!    delivers `ReportTaskState`, and the task engine.
+//!    delivers `ReportTaskState`, the statistics sampler (`ReportTaskStats`), and the task
+//!    engine, which ships awslogs containers' output to CloudWatch Logs on the same endpoint
+//!    (from step 2 on: re-adopted containers' logs are shipped before registration).
 //!
 //! While the server is unreachable the tasks keep running; polls and reports retry with
 //! backoff and catch up when it returns. Cancelling stops the agent, not its containers.
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use model::agent::{
     HeartbeatInput, PollTasksInput, PollTasksOutput, HEARTBEAT_INTERVAL_SECONDS,
-    MAX_POLL_WAIT_SECONDS,
+    MAX_POLL_WAIT_SECONDS, STATS_REPORT_INTERVAL_SECONDS, STATS_SAMPLE_INTERVAL_SECONDS,
 };
 use model::ecs::attribute::Attribute;
 use model::ecs::container_instance::{ContainerInstance, Resource, VersionInfo};
@@ -37,6 +39,7 @@ use crate::identity::{Identity, IdentityError};
 use crate::reporter::ServerReporter;
 use crate::runner::{self, EngineConfig, TaskEngine};
 use crate::runtime::{ContainerRuntime, EngineVersion, ImagePullBehavior, RuntimeError};
+use crate::stats::{StatsConfig, StatsSampler};
 
 /// Everything an agent is configured with.
 #[derive(Debug, Clone)]
@@ -47,7 +50,8 @@ pub struct AgentConfig {
     pub cluster: String,
     /// Custom attributes (`--attribute KEY=VALUE`).
     pub attributes: Vec<(String, String)>,
-    /// Where the identity (`agent-state.json`) lives.
+    /// Where the identity (`agent-state.json`) and the log shippers' checkpoints (`logs/`)
+    /// live.
     pub data_dir: PathBuf,
     pub credentials: AgentCredentials,
     /// The signing region. Default `us-east-1`.
@@ -79,6 +83,12 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// How long one PollTasks waits (default `MAX_POLL_WAIT_SECONDS`).
     pub poll_wait: Duration,
+    /// How often running containers' resource usage is read (default
+    /// `STATS_SAMPLE_INTERVAL_SECONDS`); zero turns statistics off.
+    pub stats_sample_interval: Duration,
+    /// How often the samples are sent with `ReportTaskStats` (default
+    /// `STATS_REPORT_INTERVAL_SECONDS`).
+    pub stats_report_interval: Duration,
 }
 
 impl AgentConfig {
@@ -105,6 +115,8 @@ impl AgentConfig {
             image_pull_behavior: ImagePullBehavior::Default,
             heartbeat_interval: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
             poll_wait: Duration::from_secs(MAX_POLL_WAIT_SECONDS),
+            stats_sample_interval: Duration::from_secs(STATS_SAMPLE_INTERVAL_SECONDS),
+            stats_report_interval: Duration::from_secs(STATS_REPORT_INTERVAL_SECONDS),
         }
     }
 
@@ -120,7 +132,16 @@ impl AgentConfig {
             task_cleanup_wait: self.task_cleanup_wait,
             default_stop_timeout: self.default_stop_timeout,
             image_pull_behavior: self.image_pull_behavior,
+            log_checkpoint_dir: Some(self.data_dir.join("logs")),
             ..EngineConfig::new(&self.cluster, container_instance_arn)
+        }
+    }
+
+    fn stats_config(&self, container_instance_arn: &str) -> StatsConfig {
+        StatsConfig {
+            sample_interval: self.stats_sample_interval,
+            report_interval: self.stats_report_interval,
+            ..StatsConfig::new(&self.cluster, container_instance_arn)
         }
     }
 }
@@ -202,11 +223,12 @@ impl Agent {
         let previous_arn = identity.arn_for(&config.cluster).map(str::to_string);
         let mut adopted_engine = None;
         if let Some(arn) = &previous_arn {
-            let engine = TaskEngine::start(
+            let engine = TaskEngine::start_with_log_sink(
                 config.engine_config(arn),
                 runtime.clone(),
                 clock.clone(),
                 reporter.clone(),
+                Arc::new(client.clone()),
                 cancel.child_token(),
             );
             let adopted = retry_runtime(&cancel, "list containers", || engine.adopt()).await;
@@ -266,11 +288,12 @@ impl Agent {
                     tracing::warn!(old = %old.config().container_instance_arn, new = %arn, "registered under a new container instance ARN; stopping the old instance's tasks");
                     old.apply(Vec::new());
                 }
-                let engine = TaskEngine::start(
+                let engine = TaskEngine::start_with_log_sink(
                     config.engine_config(&arn),
                     runtime.clone(),
                     clock.clone(),
                     reporter.clone(),
+                    Arc::new(client.clone()),
                     cancel.child_token(),
                 );
                 (engine, other)
@@ -287,6 +310,17 @@ impl Agent {
         tracker.spawn(
             heartbeat(client.clone(), config.clone(), arn.clone(), cancel.clone())
                 .instrument(tracing::info_span!("heartbeat")),
+        );
+        let sampler = StatsSampler::new(
+            config.stats_config(&arn),
+            runtime.clone(),
+            clock.clone(),
+            Arc::new(client.clone()),
+        );
+        tracker.spawn(
+            sampler
+                .run(cancel.clone())
+                .instrument(tracing::info_span!("task_stats")),
         );
         tracker.spawn(
             poll_tasks(client, config.clone(), arn, engine.clone(), cancel.clone())

@@ -1,7 +1,9 @@
 //! The agent's client for the Wharf server: AWS JSON 1.1 over plain HTTP, SigV4-signed with the
-//! `aws-sigv4` crate. It speaks two services on the one endpoint: ECS (`CreateCluster`,
-//! `RegisterContainerInstance`) and the agent protocol of [`model::agent`] (`Heartbeat`,
-//! `PollTasks`, `ReportTaskState`), told apart by signing name and target prefix.
+//! `aws-sigv4` crate. It speaks three services on the one endpoint: ECS (`CreateCluster`,
+//! `RegisterContainerInstance`), the agent protocol of [`model::agent`] (`Heartbeat`,
+//! `PollTasks`, `ReportTaskState`, `ReportTaskStats`) and CloudWatch Logs (`CreateLogGroup`,
+//! `CreateLogStream`, `PutLogEvents` for the awslogs driver), told apart by signing name and
+//! target prefix.
 //!
 //! Errors keep the server's `__type` and `message`, and say whether a retry can help.
 
@@ -17,6 +19,8 @@ use hyper_util::rt::TokioExecutor;
 
 /// The ECS JSON target prefix.
 const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+/// The CloudWatch Logs JSON target prefix.
+const LOGS_TARGET_PREFIX: &str = "Logs_20140328";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Which service an operation belongs to.
@@ -25,6 +29,8 @@ pub enum Service {
     Ecs,
     /// The agent protocol (`model::agent`).
     Agent,
+    /// CloudWatch Logs, where awslogs containers' output goes.
+    Logs,
 }
 
 impl Service {
@@ -32,6 +38,7 @@ impl Service {
         match self {
             Service::Ecs => "ecs",
             Service::Agent => model::agent::SIGNING_NAME,
+            Service::Logs => "logs",
         }
     }
 
@@ -39,6 +46,7 @@ impl Service {
         match self {
             Service::Ecs => ECS_TARGET_PREFIX,
             Service::Agent => model::agent::TARGET_PREFIX,
+            Service::Logs => LOGS_TARGET_PREFIX,
         }
     }
 }
@@ -93,6 +101,14 @@ impl ClientError {
             ClientError::InvalidUrl { .. }
             | ClientError::Signing { .. }
             | ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// The server's error code (`__type`), when the server answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
         }
     }
 }

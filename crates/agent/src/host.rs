@@ -67,13 +67,16 @@ pub fn capability_attributes(api_version: &str) -> Vec<String> {
             "com.amazonaws.ecs.capability.docker-remote-api.1.{minor}"
         ));
     }
-    // awslogs is accepted (the runner keeps such logs in the engine's default driver until log
-    // shipping exists) so that real-world task definitions place on Wharf instances.
+    // The engine's drivers are passed through; awslogs is the agent's own (json-file in the
+    // engine, shipped to the endpoint's CloudWatch Logs).
     for driver in [
         "json-file",
         "none",
         "syslog",
         "journald",
+        "gelf",
+        "fluentd",
+        "splunk",
         "local",
         "awslogs",
     ] {

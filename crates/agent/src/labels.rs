@@ -18,6 +18,13 @@ pub const TASK_DEFINITION_VERSION: &str = "com.amazonaws.ecs.task-definition-ver
 /// The container instance whose agent manages the container or volume. Several agents may
 /// share one engine; each touches only what carries its own ARN.
 pub const CONTAINER_INSTANCE_ARN: &str = "wharf.container-instance-arn";
+/// Where an `awslogs` container's output is shipped (log group), so that an agent restarted
+/// after its task was forgotten by the server can still ship what is left.
+pub const AWSLOGS_GROUP: &str = "wharf.awslogs-group";
+/// The log stream, when it is not the container id (AWS's name without a stream prefix).
+pub const AWSLOGS_STREAM: &str = "wharf.awslogs-stream";
+/// `true` when the log group is created if missing (`awslogs-create-group`).
+pub const AWSLOGS_CREATE_GROUP: &str = "wharf.awslogs-create-group";
 
 /// Whether a label is one the agent owns (and so may not come from `dockerLabels`).
 pub fn is_reserved(name: &str) -> bool {
@@ -29,5 +36,8 @@ pub fn is_reserved(name: &str) -> bool {
             | TASK_DEFINITION_FAMILY
             | TASK_DEFINITION_VERSION
             | CONTAINER_INSTANCE_ARN
+            | AWSLOGS_GROUP
+            | AWSLOGS_STREAM
+            | AWSLOGS_CREATE_GROUP
     )
 }

@@ -7,6 +7,8 @@
 //! - [`runner`]: the [`TaskEngine`](runner::TaskEngine) with one owner loop per task;
 //! - [`runtime`]: the [`ContainerRuntime`] seam, with [`DockerRuntime`] and [`FakeRuntime`];
 //! - [`client`] and [`reporter`]: the signed JSON 1.1 client and report delivery;
+//! - [`stats`]: the resource usage sampler (`ReportTaskStats`);
+//! - [`logs`]: the awslogs driver: containers' output shipped to CloudWatch Logs;
 //! - [`labels`]: the container labels that make restarts a recovery.
 //!
 //! Architecture invariant: the agent only reports observed state; desired state comes from
@@ -18,9 +20,11 @@ pub mod client;
 pub mod host;
 pub mod identity;
 pub mod labels;
+pub mod logs;
 pub mod reporter;
 pub mod runner;
 pub mod runtime;
+pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -376,3 +376,102 @@ async fn an_agent_the_server_forgot_registers_anew_and_stops_its_old_tasks() {
     agent.stop().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stats_and_awslogs_reach_the_server_signed_for_their_services() {
+    use agent::runtime::{ContainerStats, LogSource};
+    let server = FakeServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = FakeRuntime::new();
+    runtime.add_image(IMAGE);
+    let mut config = config(&server, dir.path());
+    config.stats_sample_interval = Duration::from_millis(100);
+    config.stats_report_interval = Duration::from_millis(300);
+    let agent = RunningAgent::start(config, &runtime);
+
+    let arn = task_arn(40);
+    let mut app = container("app", IMAGE);
+    app.log_configuration = Some(model::ecs::task_definition::LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: Some(
+            [
+                ("awslogs-group", "/ecs/loop"),
+                ("awslogs-region", "us-east-1"),
+                ("awslogs-stream-prefix", "ecs"),
+                ("awslogs-create-group", "true"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+        secret_options: None,
+    });
+    server.add_task(agent_task(&arn, definition("loop", vec![app])));
+    let id = loop {
+        if let Some(id) = runtime.find(&arn, "app") {
+            if runtime
+                .container(&id)
+                .is_some_and(|c| c.status.is_running())
+            {
+                break id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    runtime.set_stats(
+        &id,
+        ContainerStats {
+            cpu_total_nanos: 123_456,
+            memory_bytes: 7 << 20,
+            memory_limit_bytes: 0,
+        },
+    );
+    runtime.log(&id, LogSource::Stdout, "hello from the task\n");
+
+    server
+        .wait_until("task statistics", WAIT, |s| {
+            s.calls("ReportTaskStats").iter().any(|input| {
+                input["tasks"]
+                    .as_array()
+                    .is_some_and(|tasks| tasks.iter().any(|t| t["taskArn"] == arn.as_str()))
+            })
+        })
+        .await;
+    let report = server
+        .calls("ReportTaskStats")
+        .into_iter()
+        .find(|input| input["tasks"][0]["taskArn"] == arn.as_str())
+        .expect("a report of the task");
+    assert_eq!(report["cluster"], "default");
+    let sample = &report["tasks"][0]["samples"][0];
+    assert_eq!(sample["cpuTotalNanos"], 123_456);
+    assert_eq!(sample["memoryBytes"], 7 << 20);
+    assert_eq!(sample["containers"][0]["name"], "app");
+
+    server
+        .wait_until("log events", WAIT, |s| !s.calls("PutLogEvents").is_empty())
+        .await;
+    let stream = format!("ecs/app/{}", arn.rsplit('/').next().expect("task id"));
+    assert_eq!(
+        server.calls("CreateLogGroup")[0]["logGroupName"],
+        "/ecs/loop"
+    );
+    assert_eq!(
+        server.calls("CreateLogStream")[0]["logStreamName"],
+        stream.as_str()
+    );
+    let put = &server.calls("PutLogEvents")[0];
+    assert_eq!(put["logGroupName"], "/ecs/loop");
+    assert_eq!(put["logStreamName"], stream.as_str());
+    assert_eq!(put["logEvents"][0]["message"], "hello from the task");
+    assert!(put["logEvents"][0]["timestamp"].as_i64().is_some());
+    // The checkpoint lives in the data directory, written right after the delivery.
+    let checkpoint = dir.path().join("logs").join(format!("{id}.json"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !checkpoint.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.stop().await;
+    server.stop().await;
+}

@@ -587,3 +587,137 @@ fn definition_with_name(
 ) -> model::ecs::task_definition::TaskDefinition {
     definition(family, vec![app])
 }
+
+fn awslogs(
+    container: &mut model::ecs::task_definition::ContainerDefinition,
+    pairs: &[(&str, &str)],
+) {
+    container.log_configuration = Some(model::ecs::task_definition::LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        secret_options: None,
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn awslogs_output_is_shipped_before_the_container_is_removed() {
+    use agent::runtime::LogSource;
+    let fake = fake();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EngineConfig {
+        log_checkpoint_dir: Some(dir.path().join("logs")),
+        ..config("awslogs")
+    };
+    let harness = Harness::start(Arc::new(fake.clone()), config);
+    let arn = task_arn(30);
+    let mut app = container("app", IMAGE);
+    awslogs(
+        &mut app,
+        &[
+            ("awslogs-group", "/ecs/web"),
+            ("awslogs-region", "us-east-1"),
+            ("awslogs-stream-prefix", "ecs"),
+            ("awslogs-create-group", "true"),
+        ],
+    );
+    harness
+        .engine
+        .apply(vec![agent_task(&arn, definition("web", vec![app]))]);
+    harness.wait_status(&arn, "RUNNING", LONG).await;
+    let id = fake.find(&arn, "app").expect("app");
+    let created = fake.container(&id).expect("exists");
+    assert_eq!(
+        created.spec.log_driver.as_ref().map(|(d, _)| d.as_str()),
+        Some("json-file")
+    );
+    let stream = format!("ecs/app/{}", arn.rsplit('/').next().expect("task id"));
+    fake.log(&id, LogSource::Stdout, "started\n");
+    let shipped = harness
+        .logs
+        .wait_for_messages("/ecs/web", &stream, 1, LONG)
+        .await;
+    assert_eq!(shipped, vec!["started"]);
+    // The checkpoint is written right after the delivery.
+    let checkpoint = dir.path().join("logs").join(format!("{id}.json"));
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !checkpoint.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The server goes away; the container logs its last words and exits.
+    harness.logs.fail_next_puts(100_000, true);
+    fake.log(&id, LogSource::Stderr, "last words\n");
+    fake.exit(&id, 1);
+    harness.wait_status(&arn, "STOPPED", LONG).await;
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+    assert!(
+        fake.container(&id).is_some(),
+        "the container (and its log) is kept until its log is shipped"
+    );
+    harness.logs.clear_failures();
+    let shipped = harness
+        .logs
+        .wait_for_messages("/ecs/web", &stream, 2, LONG)
+        .await;
+    assert_eq!(shipped, vec!["started", "last words"]);
+    let deadline = tokio::time::Instant::now() + LONG;
+    while fake.container(&id).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The checkpoint goes with the container.
+    while checkpoint.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "checkpoint kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(harness.logs.violations().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_agent_ships_what_was_logged_while_it_was_away() {
+    use agent::runtime::LogSource;
+    let fake = fake();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = EngineConfig {
+        log_checkpoint_dir: Some(dir.path().join("logs")),
+        ..config("awslogs-restart")
+    };
+    let harness = Harness::start(Arc::new(fake.clone()), config);
+    harness.logs.add_group("/ecs/plain");
+    let arn = task_arn(31);
+    let mut app = container("app", IMAGE);
+    // No stream prefix: the stream is named after the container id, as on EC2.
+    awslogs(&mut app, &[("awslogs-group", "/ecs/plain")]);
+    harness
+        .engine
+        .apply(vec![agent_task(&arn, definition("plain", vec![app]))]);
+    harness.wait_status(&arn, "RUNNING", LONG).await;
+    let id = fake.find(&arn, "app").expect("app");
+    fake.log(&id, LogSource::Stdout, "a\n");
+    fake.log(&id, LogSource::Stdout, "b\n");
+    harness
+        .logs
+        .wait_for_messages("/ecs/plain", &id, 2, LONG)
+        .await;
+
+    let harness = harness.restart().await;
+    fake.log(&id, LogSource::Stdout, "c\n");
+    assert_eq!(harness.engine.adopt().await.expect("adopts"), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The server forgot the task meanwhile: the owner has no definition, only the
+    // container's labels, and still ships what is left before cleaning up.
+    harness.engine.apply(Vec::new());
+    let shipped = harness
+        .logs
+        .wait_for_messages("/ecs/plain", &id, 3, LONG)
+        .await;
+    assert_eq!(shipped, vec!["a", "b", "c"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(harness.logs.messages("/ecs/plain", &id).len(), 3);
+}

@@ -9,15 +9,21 @@
 //! ```
 //!
 //! Invariants: only an owner acts on its task's containers; the engine never does. Each engine
-//! touches only containers labelled with its own container instance ARN. Every owner and the
-//! event pump are spawned on the engine's `TaskTracker` and end on its cancellation token;
-//! cancelling leaves containers running (an agent restart is a recovery, not a restart).
+//! touches only containers labelled with its own container instance ARN. Every owner, every
+//! log shipper and the event pump are spawned on the engine's `TaskTracker` and end on its
+//! cancellation token; cancelling leaves containers running (an agent restart is a recovery,
+//! not a restart).
 //!
-//! What is persisted: nothing here. After a restart the containers' labels and the server's
-//! next answer rebuild every owner.
+//! Log shipping (awslogs, see [`crate::logs`]): an engine started with
+//! [`TaskEngine::start_with_log_sink`] gives every started awslogs container a shipper, owned
+//! by the task's owner, which waits for it to finish before it removes the container.
+//!
+//! What is persisted: only the log shippers' checkpoints (`log_checkpoint_dir`). After a
+//! restart the containers' labels and the server's next answer rebuild every owner.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +37,7 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::labels;
+use crate::logs::{CheckpointStore, LogSink};
 use crate::reporter::ReportSink;
 use crate::runtime::{ContainerRuntime, ImagePullBehavior, RuntimeError};
 
@@ -64,6 +71,9 @@ pub struct EngineConfig {
     pub image_pull_behavior: ImagePullBehavior,
     /// How often an owner re-inspects without being woken (a safety net for missed events).
     pub resync_interval: Duration,
+    /// Where log shippers keep their checkpoints; `None` keeps them in memory (a new process
+    /// then ships awslogs containers' logs from the start again).
+    pub log_checkpoint_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -76,6 +86,7 @@ impl EngineConfig {
             default_stop_timeout: DEFAULT_STOP_TIMEOUT,
             image_pull_behavior: ImagePullBehavior::Default,
             resync_interval: Duration::from_secs(30),
+            log_checkpoint_dir: None,
         }
     }
 }
@@ -106,8 +117,17 @@ struct OwnerHandle {
 }
 
 /// What the engine and its owners share. Locks are never held across an await.
+/// Where awslogs containers' output goes.
+#[derive(Clone)]
+pub(crate) struct LogShipping {
+    pub(crate) sink: Arc<dyn LogSink>,
+    pub(crate) checkpoints: CheckpointStore,
+}
+
 pub(crate) struct Shared {
     config: EngineConfig,
+    /// `None`: awslogs containers run (on json-file) but nothing ships their output.
+    logs: Option<LogShipping>,
     runtime: Arc<dyn ContainerRuntime>,
     clock: Arc<dyn Clock>,
     reports: Arc<dyn ReportSink>,
@@ -194,7 +214,8 @@ impl std::fmt::Debug for TaskEngine {
 
 impl TaskEngine {
     /// Starts the engine (and its engine-event pump). It runs until `cancel` fires; then
-    /// [`shutdown`](Self::shutdown) waits for its tasks.
+    /// [`shutdown`](Self::shutdown) waits for its tasks. awslogs containers run, but their
+    /// output stays in the engine: see [`start_with_log_sink`](Self::start_with_log_sink).
     pub fn start(
         config: EngineConfig,
         runtime: Arc<dyn ContainerRuntime>,
@@ -202,9 +223,41 @@ impl TaskEngine {
         reports: Arc<dyn ReportSink>,
         cancel: CancellationToken,
     ) -> Self {
+        Self::start_inner(config, runtime, clock, reports, None, cancel)
+    }
+
+    /// Like [`start`](Self::start), and ships awslogs containers' output to `logs`.
+    pub fn start_with_log_sink(
+        config: EngineConfig,
+        runtime: Arc<dyn ContainerRuntime>,
+        clock: Arc<dyn Clock>,
+        reports: Arc<dyn ReportSink>,
+        logs: Arc<dyn LogSink>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let checkpoints = match &config.log_checkpoint_dir {
+            Some(dir) => CheckpointStore::in_dir(dir.clone()),
+            None => CheckpointStore::in_memory(),
+        };
+        let shipping = LogShipping {
+            sink: logs,
+            checkpoints,
+        };
+        Self::start_inner(config, runtime, clock, reports, Some(shipping), cancel)
+    }
+
+    fn start_inner(
+        config: EngineConfig,
+        runtime: Arc<dyn ContainerRuntime>,
+        clock: Arc<dyn Clock>,
+        reports: Arc<dyn ReportSink>,
+        logs: Option<LogShipping>,
+        cancel: CancellationToken,
+    ) -> Self {
         let shared = Arc::new(Shared {
             ports: ports::PortAllocator::new(config.dynamic_ports.clone()),
             config,
+            logs,
             runtime,
             clock,
             reports,

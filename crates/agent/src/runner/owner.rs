@@ -13,6 +13,10 @@
 //! resync interval), never correctness. Statuses only move forward ([`TaskStatus`]).
 //! Once STOPPED, the owner waits the cleanup delay, removes the containers and task-scoped
 //! volumes, and ends.
+//!
+//! The owner also owns the log shippers of its awslogs containers (one per container, started
+//! once the container has started, on the engine's tracker): before removing the containers it
+//! waits for them to deliver everything the containers logged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +26,9 @@ use model::agent::{AgentTask, ReportTaskStateInput};
 use model::ecs::task::NetworkBinding;
 use model::ecs::task_definition::ContainerDefinition;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::dependencies::{resolve, stoppable, ContainerPhase, Resolution};
 use super::spec::{self, SpecContext, VolumePlan};
@@ -33,6 +39,7 @@ use super::state::{
 };
 use super::{Desired, Shared};
 use crate::labels;
+use crate::logs::{LogDestination, Shipper, ShipperExit};
 use crate::runtime::{ensure_image, NetworkMode, Protocol, RuntimeError};
 
 /// What the loop does after a reconcile step.
@@ -67,6 +74,8 @@ pub(crate) struct TaskOwner {
     /// Task-scoped volumes created (or to remove at cleanup).
     task_volumes: BTreeSet<String>,
     last_report: Option<ReportTaskStateInput>,
+    /// Container id → its log shipper.
+    shippers: BTreeMap<String, JoinHandle<ShipperExit>>,
 }
 
 impl TaskOwner {
@@ -102,6 +111,7 @@ impl TaskOwner {
             execution_stopped_at: None,
             task_volumes: BTreeSet::new(),
             last_report: None,
+            shippers: BTreeMap::new(),
         }
     }
 
@@ -112,6 +122,7 @@ impl TaskOwner {
             }
             self.absorb_desired();
             self.observe().await;
+            self.start_log_shippers();
             let step = self.reconcile().await;
             self.report();
             match step {
@@ -225,6 +236,9 @@ impl TaskOwner {
                 }
             };
             container.image_digest = info.image_id.clone().or(container.image_digest.take());
+            if container.log_destination.is_none() {
+                container.log_destination = LogDestination::from_labels(&info.labels);
+            }
             if info.health.is_some() {
                 container.health = info.health;
             }
@@ -412,7 +426,10 @@ impl TaskOwner {
                 .or_insert_with(|| KnownContainer::new(&name));
             known.host_ports.extend(allocated.iter().copied());
             let container_spec = match built {
-                Ok(container_spec) => container_spec,
+                Ok(container_spec) => {
+                    known.log_destination = LogDestination::from_labels(&container_spec.labels);
+                    container_spec
+                }
                 Err(error) => {
                     let reason = format!("CannotCreateContainerError: {error}");
                     known.set_reason(reason.clone());
@@ -464,6 +481,37 @@ impl TaskOwner {
         }
         self.prepared = true;
         Step::Again
+    }
+
+    /// Gives every started awslogs container its shipper (once; a shipper that finished is
+    /// not started again).
+    fn start_log_shippers(&mut self) {
+        let Some(logging) = self.shared.logs.clone() else {
+            return;
+        };
+        for container in self.containers.values() {
+            let (true, Some(id), Some(destination)) = (
+                container.started,
+                container.runtime_id.as_ref(),
+                container.log_destination.as_ref(),
+            ) else {
+                continue;
+            };
+            if self.shippers.contains_key(id) {
+                continue;
+            }
+            let shipper = Shipper::new(
+                id,
+                destination.clone(),
+                self.shared.runtime.clone(),
+                logging.sink.clone(),
+                logging.checkpoints.clone(),
+                self.shared.cancel.clone(),
+            );
+            let span = tracing::info_span!("log_shipper", task_arn = %self.task_arn, container = %container.name);
+            let handle = self.shared.tracker.spawn(shipper.run().instrument(span));
+            self.shippers.insert(id.clone(), handle);
+        }
     }
 
     fn set_runtime_id(&mut self, name: &str, id: String) {
@@ -784,15 +832,32 @@ impl TaskOwner {
     /// Keeps the stopped containers for inspection (logs, exit codes) for the cleanup delay,
     /// then removes them and the task's volumes, and forgets the task.
     async fn clean_up_after_retention(&mut self) {
+        // Containers that ran and exited before the loop saw them still have logs to ship.
+        self.start_log_shippers();
         tokio::select! {
             _ = self.shared.cancel.cancelled() => return,
             _ = tokio::time::sleep(self.shared.config.task_cleanup_wait) => {}
+        }
+        // Removing a container deletes its log file: everything must be shipped first. A
+        // shipper waits out an unreachable server, so this can take as long as the outage.
+        for (id, shipper) in std::mem::take(&mut self.shippers) {
+            tokio::select! {
+                _ = self.shared.cancel.cancelled() => return,
+                exit = shipper => {
+                    if let Err(error) = exit {
+                        tracing::warn!(task_arn = %self.task_arn, container_id = %id, error = %error, "log shipper failed");
+                    }
+                }
+            }
         }
         let runtime = self.shared.runtime.clone();
         for container in self.containers.values() {
             if let Some(id) = &container.runtime_id {
                 if let Err(error) = runtime.remove_container(id).await {
                     tracing::warn!(task_arn = %self.task_arn, container = %container.name, error = %error, "cannot remove container");
+                }
+                if let Some(logging) = &self.shared.logs {
+                    logging.checkpoints.remove(id).await;
                 }
             }
         }

@@ -12,6 +12,7 @@ use model::ecs::task_definition::{ContainerDefinition, TaskDefinition, Volume};
 
 use super::ports::PortError;
 use crate::labels;
+use crate::logs::{LogDestination, AWSLOGS_DRIVER, LOCAL_DRIVER};
 use crate::runtime::{
     ContainerSpec, HealthCheckSpec, MountSource, MountSpec, NetworkMode, PortBindingSpec, Protocol,
     UlimitSpec, VolumeSpec, VolumesFromSpec,
@@ -38,6 +39,8 @@ pub enum SpecError {
     },
     #[error("container {container}: port mapping {detail} is invalid")]
     InvalidPortMapping { container: String, detail: String },
+    #[error("container {container}: {message}")]
+    LogConfiguration { container: String, message: String },
     #[error("container {container}: {source}")]
     Ports {
         container: String,
@@ -116,6 +119,21 @@ pub fn check_supported(definition: &TaskDefinition) -> Result<(), SpecError> {
         for mapping in container.port_mappings.iter().flatten() {
             if mapping.container_port_range.is_some() {
                 return unsupported(feature("containerPortRange"));
+            }
+        }
+        if let Some(log) = &container.log_configuration {
+            if log.log_driver == "awsfirelens" {
+                return unsupported(feature("log driver awsfirelens"));
+            }
+            if log.secret_options.as_ref().is_some_and(|s| !s.is_empty()) {
+                return unsupported(feature("logConfiguration.secretOptions"));
+            }
+            if log.log_driver == AWSLOGS_DRIVER {
+                for option in ["awslogs-datetime-format", "awslogs-multiline-pattern"] {
+                    if log.options.as_ref().is_some_and(|o| o.contains_key(option)) {
+                        return unsupported(feature(&format!("awslogs option {option}")));
+                    }
+                }
             }
         }
     }
@@ -387,16 +405,24 @@ pub fn build_container_spec(
         .map(|h| format!("{}:{}", h.hostname, h.ip_address))
         .collect();
     if let Some(log) = &container.log_configuration {
-        // awslogs, splunk and firelens need services this agent does not ship logs to yet; the
-        // engine's default driver keeps the logs on the host instead of failing the task.
-        if !matches!(
-            log.log_driver.as_str(),
-            "awslogs" | "awsfirelens" | "splunk"
-        ) {
-            spec.log_driver = Some((
-                log.log_driver.clone(),
-                log.options.clone().unwrap_or_default(),
-            ));
+        let options = log.options.clone().unwrap_or_default();
+        if log.log_driver == AWSLOGS_DRIVER {
+            // The agent ships awslogs itself: the engine keeps the output in json-file (which
+            // outlives agent restarts and keeps `docker logs` working), and the container
+            // carries its destination so a restarted agent can finish the job.
+            let task_id = task_id(context.task.task_arn.as_deref().unwrap_or(""));
+            let destination =
+                LogDestination::from_options(&options, &name, task_id).map_err(|error| {
+                    SpecError::LogConfiguration {
+                        container: name.clone(),
+                        message: error.to_string(),
+                    }
+                })?;
+            spec.labels.extend(destination.labels());
+            spec.log_driver = Some((LOCAL_DRIVER.to_string(), BTreeMap::new()));
+        } else {
+            // Every other driver is the engine's own: passed on as written.
+            spec.log_driver = Some((log.log_driver.clone(), options));
         }
     }
 
@@ -490,7 +516,7 @@ mod tests {
     use model::ecs::task::TaskOverride;
     use model::ecs::task_definition::{
         DockerVolumeConfiguration, HealthCheck, HostEntry, HostVolumeProperties, LinuxParameters,
-        MountPoint, PortMapping, Ulimit, VolumeFrom,
+        LogConfiguration, MountPoint, PortMapping, Ulimit, VolumeFrom,
     };
     use model::ecs::KeyValuePair;
 
@@ -725,6 +751,130 @@ mod tests {
         assert_eq!(spec.cpu_shares, Some(2));
         assert!(spec.port_bindings.is_empty());
         assert_eq!(spec.network_mode, NetworkMode::Host);
+    }
+
+    #[test]
+    fn awslogs_runs_on_json_file_and_other_drivers_pass_through() {
+        let (task, definition, mut container) = fixture();
+        container.mount_points = None;
+        container.volumes_from = None;
+        let empty = BTreeMap::new();
+        let context = SpecContext {
+            task: &Task {
+                task_arn: task.task_arn.clone(),
+                ..Default::default()
+            },
+            definition: &definition,
+            network_mode: &NetworkMode::Host,
+            owner_labels: &empty,
+            volumes: &BTreeMap::new(),
+            created: &empty,
+            default_stop_timeout: Duration::from_secs(30),
+        };
+        let build = |log: LogConfiguration| {
+            let mut container = container.clone();
+            container.log_configuration = Some(log);
+            build_container_spec(&context, &container, &mut |_| panic!("host mode"))
+        };
+        let options = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<String, String>>(),
+            )
+        };
+        let spec = build(LogConfiguration {
+            log_driver: "awslogs".into(),
+            options: options(&[
+                ("awslogs-group", "/ecs/web"),
+                ("awslogs-region", "us-east-1"),
+                ("awslogs-stream-prefix", "ecs"),
+            ]),
+            secret_options: None,
+        })
+        .expect("builds");
+        assert_eq!(
+            spec.log_driver,
+            Some(("json-file".to_string(), BTreeMap::new()))
+        );
+        assert_eq!(
+            LogDestination::from_labels(&spec.labels),
+            Some(LogDestination {
+                group: "/ecs/web".into(),
+                stream: Some("ecs/app/0123456789abcdef0123456789abcdef".into()),
+                create_group: false,
+            })
+        );
+        for driver in [
+            "json-file",
+            "none",
+            "syslog",
+            "journald",
+            "gelf",
+            "fluentd",
+            "splunk",
+        ] {
+            let spec = build(LogConfiguration {
+                log_driver: driver.into(),
+                options: options(&[("tag", "{{.Name}}")]),
+                secret_options: None,
+            })
+            .expect("builds");
+            let (name, passed) = spec.log_driver.expect("a driver");
+            assert_eq!(name, driver);
+            assert_eq!(passed.get("tag").map(String::as_str), Some("{{.Name}}"));
+            assert_eq!(LogDestination::from_labels(&spec.labels), None);
+        }
+        let missing_group = build(LogConfiguration {
+            log_driver: "awslogs".into(),
+            options: options(&[("awslogs-region", "us-east-1")]),
+            secret_options: None,
+        });
+        assert_eq!(
+            missing_group.map_err(|e| e.to_string()),
+            Err("container app: the awslogs log driver needs the awslogs-group option".into())
+        );
+        // dockerLabels cannot forge a destination.
+        let mut forged = container.clone();
+        forged.docker_labels = Some(BTreeMap::from([(
+            labels::AWSLOGS_GROUP.to_string(),
+            "forged".to_string(),
+        )]));
+        let spec =
+            build_container_spec(&context, &forged, &mut |_| panic!("host mode")).expect("builds");
+        assert_eq!(LogDestination::from_labels(&spec.labels), None);
+    }
+
+    #[test]
+    fn awslogs_options_the_agent_lacks_are_refused_at_start() {
+        let (_, mut definition, mut container) = fixture();
+        container.log_configuration = Some(LogConfiguration {
+            log_driver: "awslogs".into(),
+            options: Some(BTreeMap::from([
+                ("awslogs-group".to_string(), "g".to_string()),
+                ("awslogs-multiline-pattern".to_string(), "^INFO".to_string()),
+            ])),
+            secret_options: None,
+        });
+        definition.container_definitions = Some(vec![container.clone()]);
+        assert_eq!(
+            check_supported(&definition).map_err(|e| e.to_string()),
+            Err("awslogs option awslogs-multiline-pattern (container app) is not supported by this agent yet".to_string())
+        );
+        container.log_configuration = Some(LogConfiguration {
+            log_driver: "awsfirelens".into(),
+            options: None,
+            secret_options: None,
+        });
+        definition.container_definitions = Some(vec![container]);
+        assert_eq!(
+            check_supported(&definition).map_err(|e| e.to_string()),
+            Err(
+                "log driver awsfirelens (container app) is not supported by this agent yet"
+                    .to_string()
+            )
+        );
     }
 
     #[test]

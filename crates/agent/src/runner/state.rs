@@ -12,6 +12,7 @@ use model::ecs::task_definition::ContainerDefinition;
 use tokio::time::Instant;
 
 use super::dependencies::{ContainerPhase, TargetView};
+use crate::logs::LogDestination;
 use crate::runtime::{AssignedPort, HealthState, Protocol};
 
 /// ECS's stop codes that the agent itself decides.
@@ -77,6 +78,8 @@ pub struct KnownContainer {
     pub image_digest: Option<String>,
     /// Host ports reserved in the agent's allocator for it, released when the task stops.
     pub host_ports: Vec<(Protocol, u16)>,
+    /// Where its output is shipped (awslogs), from its spec or its labels.
+    pub log_destination: Option<LogDestination>,
 }
 
 impl KnownContainer {
@@ -94,6 +97,7 @@ impl KnownContainer {
             bindings: Vec::new(),
             image_digest: None,
             host_ports: Vec::new(),
+            log_destination: None,
         }
     }
 

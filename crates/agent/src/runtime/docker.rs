@@ -5,6 +5,7 @@
 //! anything about tasks; it only translates specs and answers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
@@ -15,16 +16,17 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StopContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use tokio::sync::OnceCell;
 
 use super::{
-    AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus,
-    ContainerSummary, EngineVersion, EventStream, HealthState, Protocol, RuntimeError,
-    RuntimeEvent, RuntimeEventKind, VolumeSpec,
+    AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStats, ContainerStatus,
+    ContainerSummary, EngineVersion, EventStream, HealthState, LogEntry, LogSource, LogStream,
+    Protocol, RuntimeError, RuntimeEvent, RuntimeEventKind, VolumeSpec,
 };
 
 /// Requests wait this long for the engine's answer, except stops, which wait for the stop
@@ -35,6 +37,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// The host memory as the engine sees it (`MemTotal` of `docker info`), read once: the
+    /// engine reports it as the limit of containers that have none.
+    machine_memory: Arc<OnceCell<u64>>,
 }
 
 /// What a 404 refers to, so it maps to the right "no such …" error.
@@ -67,8 +72,93 @@ impl DockerRuntime {
             .map_err(|error| RuntimeError::Unavailable {
                 message: error.to_string(),
             })?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            machine_memory: Arc::new(OnceCell::new()),
+        })
     }
+
+    /// The engine's view of the host memory; 0 (never a limit) if it cannot tell.
+    async fn machine_memory(&self) -> u64 {
+        *self
+            .machine_memory
+            .get_or_init(|| async {
+                match self.docker.info().await {
+                    Ok(info) => info
+                        .mem_total
+                        .and_then(|m| u64::try_from(m).ok())
+                        .unwrap_or(0),
+                    Err(error) => {
+                        tracing::debug!(error = %error, "cannot read the engine's host memory");
+                        0
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// A stats answer in engine-neutral terms, `None` for a container that is not running (the
+/// engine then answers with empty memory stats).
+///
+/// Memory is computed as the Docker CLI does for `docker stats`: usage minus
+/// `total_inactive_file` on cgroup v1, minus `inactive_file` on cgroup v2 (each only when
+/// smaller than the usage). A container without a limit shows the host memory as its limit
+/// (`machine_memory`), and is reported with 0.
+fn stats_reading(
+    stats: &bollard::models::ContainerStatsResponse,
+    machine_memory: u64,
+) -> Option<ContainerStats> {
+    let memory = stats.memory_stats.as_ref()?;
+    let usage = memory.usage?;
+    let counters = memory.stats.as_ref();
+    let counter = |name: &str| counters.and_then(|c| c.get(name)).copied();
+    let memory_bytes = match (counter("total_inactive_file"), counter("inactive_file")) {
+        (Some(inactive), _) if inactive < usage => usage - inactive,
+        (Some(_), _) => usage,
+        (None, Some(inactive)) if inactive < usage => usage - inactive,
+        _ => usage,
+    };
+    let limit = memory.limit.unwrap_or(0);
+    let memory_limit_bytes = if machine_memory > 0 && limit >= machine_memory {
+        0
+    } else {
+        limit
+    };
+    let cpu_total_nanos = stats
+        .cpu_stats
+        .as_ref()
+        .and_then(|cpu| cpu.cpu_usage.as_ref())
+        .and_then(|usage| usage.total_usage)
+        .unwrap_or(0);
+    Some(ContainerStats {
+        cpu_total_nanos,
+        memory_bytes,
+        memory_limit_bytes,
+    })
+}
+
+/// One frame of the logs endpoint with `timestamps`: `<RFC 3339 nanos> <message>`. `None`
+/// (skipped) for a frame without a readable timestamp.
+fn parse_log_frame(frame: bollard::container::LogOutput) -> Option<LogEntry> {
+    use bollard::container::LogOutput;
+    let (source, payload) = match frame {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            (LogSource::Stdout, message)
+        }
+        LogOutput::StdErr { message } => (LogSource::Stderr, message),
+        LogOutput::StdIn { .. } => return None,
+    };
+    let space = payload.iter().position(|b| *b == b' ')?;
+    let stamp = std::str::from_utf8(&payload[..space]).ok()?;
+    let timestamp_nanos = chrono::DateTime::parse_from_rfc3339(stamp)
+        .ok()?
+        .timestamp_nanos_opt()?;
+    Some(LogEntry {
+        timestamp_nanos,
+        source,
+        message: payload.slice(space + 1..),
+    })
 }
 
 fn map_error(error: BollardError, subject: Subject<'_>) -> RuntimeError {
@@ -527,6 +617,52 @@ impl ContainerRuntime for DockerRuntime {
             })
             .boxed()
     }
+
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError> {
+        // One reading without the engine's one-second wait for a previous CPU sample: the
+        // sampler derives rates from consecutive cumulative readings itself.
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut answers = self.docker.stats(id, Some(options));
+        let Some(answer) = answers.next().await else {
+            return Ok(None);
+        };
+        let stats = answer.map_err(|e| map_error(e, Subject::Container(id)))?;
+        Ok(stats_reading(&stats, self.machine_memory().await))
+    }
+
+    fn logs(&self, id: &str, since_seconds: i64) -> LogStream {
+        // The API takes whole seconds; callers skip what they already have within that second.
+        let since = i32::try_from(since_seconds.max(0)).unwrap_or(i32::MAX);
+        let options = LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since)
+            .build();
+        let container = id.to_string();
+        self.docker
+            .logs(id, Some(options))
+            .filter_map(move |item| {
+                let container = container.clone();
+                async move {
+                    match item {
+                        Ok(frame) => {
+                            let entry = parse_log_frame(frame);
+                            if entry.is_none() {
+                                tracing::debug!(container_id = %container, "skipping a log frame without a timestamp");
+                            }
+                            entry.map(Ok)
+                        }
+                        Err(error) => Some(Err(map_error(error, Subject::Container(&container)))),
+                    }
+                }
+            })
+            .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -605,6 +741,77 @@ mod tests {
         assert_eq!(check.retries, Some(3));
         assert_eq!(body.stop_timeout, Some(7));
         assert_eq!(body.hostname.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn memory_in_use_leaves_out_inactive_file_pages_like_docker_stats() {
+        use bollard::models::{
+            ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats, ContainerStatsResponse,
+        };
+        let response = |stats: &[(&str, u64)], limit: u64| ContainerStatsResponse {
+            cpu_stats: Some(ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(5_000_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            memory_stats: Some(ContainerMemoryStats {
+                usage: Some(100 << 20),
+                limit: Some(limit),
+                stats: Some(stats.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let machine = 8 << 30;
+        // cgroup v1: total_inactive_file.
+        let v1 = stats_reading(
+            &response(
+                &[("total_inactive_file", 30 << 20), ("inactive_file", 1)],
+                64 << 20,
+            ),
+            machine,
+        )
+        .expect("running");
+        assert_eq!(
+            v1,
+            ContainerStats {
+                cpu_total_nanos: 5_000_000,
+                memory_bytes: 70 << 20,
+                memory_limit_bytes: 64 << 20
+            }
+        );
+        // cgroup v2: inactive_file; no limit shows the host memory.
+        let v2 = stats_reading(&response(&[("inactive_file", 40 << 20)], machine), machine)
+            .expect("running");
+        assert_eq!((v2.memory_bytes, v2.memory_limit_bytes), (60 << 20, 0));
+        // A counter above the usage is ignored.
+        let odd =
+            stats_reading(&response(&[("inactive_file", 200 << 20)], 0), machine).expect("running");
+        assert_eq!(odd.memory_bytes, 100 << 20);
+        // A stopped container answers with empty memory stats.
+        let stopped = ContainerStatsResponse {
+            memory_stats: Some(ContainerMemoryStats::default()),
+            ..Default::default()
+        };
+        assert_eq!(stats_reading(&stopped, machine), None);
+    }
+
+    #[test]
+    fn log_frames_carry_their_timestamp() {
+        use bollard::container::LogOutput;
+        let entry = parse_log_frame(LogOutput::StdErr {
+            message: bytes::Bytes::from_static(b"2024-01-02T03:04:05.123456789Z hello world\n"),
+        })
+        .expect("parses");
+        assert_eq!(entry.source, LogSource::Stderr);
+        assert_eq!(entry.timestamp_nanos, 1_704_164_645_123_456_789);
+        assert_eq!(&entry.message[..], b"hello world\n");
+        assert!(parse_log_frame(LogOutput::StdOut {
+            message: bytes::Bytes::from_static(b"no timestamp here\n"),
+        })
+        .is_none());
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! containers a behaviour (ignore SIGTERM, exit at once, fail to create or start) by their ECS
 //! container name before the runner creates them.
 //!
+//! Tests also script what the stats and logs calls answer: [`FakeRuntime::set_stats`] for a
+//! container's resource usage, [`FakeRuntime::log`] to append a log entry (followers see it at
+//! once, as with Docker's `follow`).
+//!
 //! Time passes only inside `stop_container` for a container that ignores SIGTERM (a tokio
 //! sleep of the stop timeout), so tests on a paused tokio clock run instantly.
 
@@ -12,12 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::{
-    AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus,
-    ContainerSummary, EngineVersion, EventStream, HealthState, RuntimeError, RuntimeEvent,
-    RuntimeEventKind, VolumeSpec,
+    AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStats, ContainerStatus,
+    ContainerSummary, EngineVersion, EventStream, HealthState, LogEntry, LogSource, LogStream,
+    RuntimeError, RuntimeEvent, RuntimeEventKind, VolumeSpec,
 };
 use crate::labels;
 
@@ -52,6 +56,10 @@ pub struct FakeContainer {
     /// The timeouts of every stop request it received.
     pub stop_requests: Vec<Duration>,
     pub killed: bool,
+    /// What the stats call answers while it runs (zeros unless set).
+    pub stats: ContainerStats,
+    /// Every entry logged, in order.
+    pub logs: Vec<LogEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +74,9 @@ struct FakeState {
     next_id: u64,
     /// A fake wall clock for started/finished times, in seconds; bumps on every change.
     now: f64,
+    /// The timestamp of the latest log entry, nanoseconds.
+    log_clock: i64,
+    stats_calls: u64,
 }
 
 /// The in-memory engine. Cheap to clone; clones share state.
@@ -73,6 +84,8 @@ struct FakeState {
 pub struct FakeRuntime {
     state: Arc<Mutex<FakeState>>,
     events: broadcast::Sender<RuntimeEvent>,
+    /// Bumped on every log entry and container change: wakes log followers.
+    changes: watch::Sender<u64>,
 }
 
 impl Default for FakeRuntime {
@@ -87,9 +100,11 @@ impl FakeRuntime {
         Self {
             state: Arc::new(Mutex::new(FakeState {
                 now: 1_700_000_000.0,
+                log_clock: 1_700_000_000_000_000_000,
                 ..Default::default()
             })),
             events,
+            changes: watch::channel(0).0,
         }
     }
 
@@ -100,7 +115,12 @@ impl FakeRuntime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn changed(&self) {
+        self.changes.send_modify(|version| *version += 1);
+    }
+
     fn emit(&self, container: &FakeContainer, kind: RuntimeEventKind) {
+        self.changed();
         // No subscriber is fine: events only wake owners.
         let _ = self.events.send(RuntimeEvent {
             container_id: container.id.clone(),
@@ -201,6 +221,46 @@ impl FakeRuntime {
         self.emit(&snapshot, RuntimeEventKind::Die);
     }
 
+    /// What the stats call answers for the container while it runs.
+    pub fn set_stats(&self, id: &str, stats: ContainerStats) {
+        if let Some(container) = self.lock().containers.get_mut(id) {
+            container.stats = stats;
+        }
+    }
+
+    /// How many stats calls were answered.
+    pub fn stats_calls(&self) -> u64 {
+        self.lock().stats_calls
+    }
+
+    /// Appends a log entry stamped 1 µs after the previous one. `message` is taken as the
+    /// engine stores it: a line ends with `\n`, a part of a longer line does not.
+    pub fn log(&self, id: &str, source: LogSource, message: &str) {
+        let timestamp = {
+            let mut state = self.lock();
+            state.log_clock += 1_000;
+            state.log_clock
+        };
+        self.log_at(id, timestamp, source, message);
+    }
+
+    /// Appends a log entry with this timestamp (nanoseconds since the epoch).
+    pub fn log_at(&self, id: &str, timestamp_nanos: i64, source: LogSource, message: &str) {
+        {
+            let mut state = self.lock();
+            state.log_clock = state.log_clock.max(timestamp_nanos);
+            let Some(container) = state.containers.get_mut(id) else {
+                return;
+            };
+            container.logs.push(LogEntry {
+                timestamp_nanos,
+                source,
+                message: bytes::Bytes::copy_from_slice(message.as_bytes()),
+            });
+        }
+        self.changed();
+    }
+
     /// Sets the health check's status of a running container.
     pub fn set_health(&self, id: &str, health: HealthState) {
         let snapshot = {
@@ -286,6 +346,8 @@ impl ContainerRuntime for FakeRuntime {
                 start_count: 0,
                 stop_requests: Vec::new(),
                 killed: false,
+                stats: ContainerStats::default(),
+                logs: Vec::new(),
             },
         );
         Ok(id)
@@ -472,6 +534,77 @@ impl ContainerRuntime for FakeRuntime {
         })
         .boxed()
     }
+
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError> {
+        let mut state = self.lock();
+        state.stats_calls += 1;
+        let container = state
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NoSuchContainer { id: id.to_string() })?;
+        Ok(container.status.is_running().then_some(container.stats))
+    }
+
+    fn logs(&self, id: &str, since_seconds: i64) -> LogStream {
+        let follower = Follower {
+            runtime: self.clone(),
+            id: id.to_string(),
+            since_nanos: since_seconds.saturating_mul(1_000_000_000),
+            next: 0,
+            changes: self.changes.subscribe(),
+            done: false,
+        };
+        futures_util::stream::unfold(follower, |mut follower| async move {
+            if follower.done {
+                return None;
+            }
+            loop {
+                // Mark the current version seen before looking, so no change is missed.
+                follower.changes.borrow_and_update();
+                let step = {
+                    let state = follower.runtime.lock();
+                    match state.containers.get(&follower.id) {
+                        None => Err(RuntimeError::NoSuchContainer {
+                            id: follower.id.clone(),
+                        }),
+                        Some(container) => match container.logs.get(follower.next) {
+                            Some(entry) => Ok(Some(entry.clone())),
+                            None if container.status.is_running() => Ok(None),
+                            None => return None,
+                        },
+                    }
+                };
+                match step {
+                    Err(error) => {
+                        follower.done = true;
+                        return Some((Err(error), follower));
+                    }
+                    Ok(Some(entry)) => {
+                        follower.next += 1;
+                        if entry.timestamp_nanos >= follower.since_nanos {
+                            return Some((Ok(entry), follower));
+                        }
+                    }
+                    Ok(None) => {
+                        if follower.changes.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+/// A reader of one fake container's log, following it while it runs.
+struct Follower {
+    runtime: FakeRuntime,
+    id: String,
+    since_nanos: i64,
+    next: usize,
+    changes: watch::Receiver<u64>,
+    done: bool,
 }
 
 #[cfg(test)]

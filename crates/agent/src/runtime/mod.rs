@@ -1,6 +1,6 @@
 //! The one seam between the agent and a container engine: the [`ContainerRuntime`] trait with
-//! the engine-neutral types it speaks (container specs, inspected state, events), and the image
-//! pull behaviour that sits above it ([`ensure_image`]).
+//! the engine-neutral types it speaks (container specs, inspected state, events, resource
+//! usage, log entries), and the image pull behaviour that sits above it ([`ensure_image`]).
 //!
 //! Implementations: [`docker::DockerRuntime`] (the Docker Engine API through `bollard`) and
 //! [`fake::FakeRuntime`] (in memory, driven by tests). Callers are handed an
@@ -310,6 +310,37 @@ pub struct RuntimeEvent {
 
 pub type EventStream = BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
 
+/// One resource-usage reading of a running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContainerStats {
+    /// CPU time used since the container started, nanoseconds.
+    pub cpu_total_nanos: u64,
+    /// Memory in use: usage minus inactive file pages (cgroup v2 `inactive_file`, v1
+    /// `total_inactive_file`), as `docker stats` shows it.
+    pub memory_bytes: u64,
+    /// The memory limit, 0 when the container has none.
+    pub memory_limit_bytes: u64,
+}
+
+/// Which output stream a log entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    Stdout,
+    Stderr,
+}
+
+/// One entry of a container's log as the engine stored it: a line with its trailing newline,
+/// or a part of a longer line (the engine splits long lines; parts lack the newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// When the engine received it, nanoseconds since the epoch.
+    pub timestamp_nanos: i64,
+    pub source: LogSource,
+    pub message: bytes::Bytes,
+}
+
+pub type LogStream = BoxStream<'static, Result<LogEntry, RuntimeError>>;
+
 /// Errors from a container engine. Messages are the engine's own, so they can go into task and
 /// container `reason`s unchanged.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -383,6 +414,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Container events (start, die, health status, OOM, destroy) from now on. The stream ends
     /// or fails when the engine goes away; callers resubscribe.
     fn events(&self) -> EventStream;
+
+    /// One resource-usage reading, taken at once (no averaging wait). `None` when the
+    /// container is not running.
+    async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError>;
+
+    /// The container's stdout and stderr entries logged at or after `since_seconds` (0: from
+    /// the start), then, while it runs, new entries as they come. The stream ends once the
+    /// container is not running and every entry was delivered, or fails when the engine goes
+    /// away; callers resubscribe. Only the engine's local drivers (`json-file`, `local`) can be
+    /// read back.
+    fn logs(&self, id: &str, since_seconds: i64) -> LogStream;
 }
 
 /// ECS's image pull behaviours (`ECS_IMAGE_PULL_BEHAVIOR`).

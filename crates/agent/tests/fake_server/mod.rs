@@ -1,6 +1,7 @@
 //! A small in-process stand-in for the Wharf server, speaking exactly what the agent uses:
-//! ECS `CreateCluster` and `RegisterContainerInstance`, and the agent protocol's `Heartbeat`,
-//! `PollTasks` (a real long poll on a revision) and `ReportTaskState`. Every request's SigV4
+//! ECS `CreateCluster` and `RegisterContainerInstance`, the agent protocol's `Heartbeat`,
+//! `PollTasks` (a real long poll on a revision), `ReportTaskState` and `ReportTaskStats`, and
+//! CloudWatch Logs' `CreateLogGroup`, `CreateLogStream` and `PutLogEvents` (recorded only). Every request's SigV4
 //! signature is checked with the server's own verifier (`protocol::sigv4`), and the signing
 //! service must match the target.
 
@@ -247,6 +248,7 @@ async fn handle(
     let expected_service = match prefix {
         "AmazonEC2ContainerServiceV20141113" => "ecs",
         p if p == model::agent::TARGET_PREFIX => model::agent::SIGNING_NAME,
+        "Logs_20140328" => "logs",
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -401,6 +403,9 @@ async fn handle(
             if changed {
                 state.bump(&mut inner);
             }
+            json_response(StatusCode::OK, serde_json::json!({}))
+        }
+        "ReportTaskStats" | "CreateLogGroup" | "CreateLogStream" | "PutLogEvents" => {
             json_response(StatusCode::OK, serde_json::json!({}))
         }
         other => error(StatusCode::BAD_REQUEST, "UnknownOperationException", other),

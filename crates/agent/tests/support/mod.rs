@@ -1,5 +1,6 @@
 //! Shared fixtures of the agent's integration tests: tasks and definitions in ECS shapes, and a
-//! harness that runs a task engine on a runtime with a recording report sink.
+//! harness that runs a task engine on a runtime with a recording report sink and a recording
+//! CloudWatch Logs sink.
 
 #![allow(dead_code)]
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::runner::{EngineConfig, TaskEngine};
-use agent::testing::RecordingSink;
+use agent::testing::{RecordingLogSink, RecordingSink};
 use agent::ContainerRuntime;
 use model::agent::{AgentTask, ContainerStateReport, ReportTaskStateInput};
 use model::ecs::task::Task;
@@ -87,10 +88,12 @@ pub fn container_report<'a>(
         .unwrap_or_else(|| panic!("no container {name} in {report:#?}"))
 }
 
-/// A task engine over `runtime`, reporting into a [`RecordingSink`].
+/// A task engine over `runtime`, reporting into a [`RecordingSink`] and shipping awslogs
+/// containers' output into a [`RecordingLogSink`].
 pub struct Harness {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub sink: Arc<RecordingSink>,
+    pub logs: Arc<RecordingLogSink>,
     pub engine: TaskEngine,
     pub config: EngineConfig,
 }
@@ -98,30 +101,34 @@ pub struct Harness {
 impl Harness {
     pub fn start(runtime: Arc<dyn ContainerRuntime>, config: EngineConfig) -> Self {
         let sink = Arc::new(RecordingSink::default());
-        let engine = TaskEngine::start(
+        let logs = Arc::new(RecordingLogSink::default());
+        let engine = TaskEngine::start_with_log_sink(
             config.clone(),
             runtime.clone(),
             Arc::new(SystemClock),
             sink.clone(),
+            logs.clone(),
             CancellationToken::new(),
         );
         Self {
             runtime,
             sink,
+            logs,
             engine,
             config,
         }
     }
 
     /// Stops this engine (containers keep running) and starts a new one on the same runtime
-    /// and sink, as an agent restart does.
+    /// and sinks, as an agent restart does.
     pub async fn restart(self) -> Self {
         self.engine.shutdown().await;
-        let engine = TaskEngine::start(
+        let engine = TaskEngine::start_with_log_sink(
             self.config.clone(),
             self.runtime.clone(),
             Arc::new(SystemClock),
             self.sink.clone(),
+            self.logs.clone(),
             CancellationToken::new(),
         );
         Self { engine, ..self }
