@@ -220,7 +220,9 @@ async fn cpu_utilization_rises_an_alarm_fires_and_clears_and_every_protocol_read
     })?;
 
     // The same window through RPC v2 CBOR (the Rust SDK) and JSON 1.0 (boto3).
-    let end = now_seconds() / 60 * 60;
+    // Whole minutes that ended more than the publishing lag ago, so nothing is added to them
+    // between the two reads.
+    let end = (now_seconds() - 20) / 60 * 60;
     let start = end - 600;
     let cloudwatch = cloudwatch_client(wharf).await;
     let cbor = cloudwatch
@@ -254,7 +256,7 @@ async fn cpu_utilization_rises_an_alarm_fires_and_clears_and_every_protocol_read
             (
                 p.timestamp().map(|t| t.secs()).unwrap_or_default(),
                 format!("{:.6}", p.average().unwrap_or_default()),
-                format!("{}", p.sample_count().unwrap_or_default()),
+                format!("{:.1}", p.sample_count().unwrap_or_default()),
             )
         })
         .collect();
@@ -270,7 +272,7 @@ answer = cw.get_metric_statistics(
     StartTime=datetime.datetime.fromtimestamp({start}, datetime.timezone.utc),
     EndTime=datetime.datetime.fromtimestamp({end}, datetime.timezone.utc),
     Period=60, Statistics=["Average", "SampleCount"])
-print(json.dumps([[int(p["Timestamp"].timestamp()), "%.6f" % p["Average"], str(p["SampleCount"])] for p in answer["Datapoints"]]))
+print(json.dumps([[int(p["Timestamp"].timestamp()), "%.6f" % p["Average"], "%.1f" % p["SampleCount"]] for p in answer["Datapoints"]]))
 "#
     );
     let from_json = tokio::task::block_in_place(|| python_json(wharf, &script))?;
@@ -366,6 +368,7 @@ fn awslogs_lines_reach_cloudwatch_logs_exactly_once_across_an_agent_restart() ->
     let data = tempfile::tempdir()?;
     let agent_dir = tempfile::tempdir()?;
     let wharf = Wharf::start("server", data.path())?;
+    wharf.aws_json(&["ecs", "create-cluster", "--cluster-name", "default"])?;
     let mut extra = ExtraAgent::start(&wharf, agent_dir.path(), "us-east-1b")?;
     let instance_arn = extra.instance_arn.clone();
     let definition = json!({
