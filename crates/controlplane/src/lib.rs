@@ -5,6 +5,7 @@
 pub mod cloudwatch;
 pub mod controllers;
 pub mod credentials;
+pub mod ec2;
 pub mod ecs;
 pub mod logs;
 pub mod prometheus;

@@ -24,6 +24,7 @@ use crate::controllers::{
     ControllerSettings, Controllers, InstanceHealthSettings, ServiceSettings,
 };
 use crate::credentials::Credentials;
+use crate::ec2::{self, Ec2Context};
 use crate::ecs::{self, EcsContext};
 use crate::logs::{self, LogsContext};
 use crate::prometheus::Exporter;
@@ -53,6 +54,7 @@ struct App {
     ecs: Arc<EcsContext>,
     cloudwatch: Arc<CloudWatchContext>,
     logs: Arc<LogsContext>,
+    ec2: Arc<Ec2Context>,
     metrics: Arc<Exporter>,
 }
 
@@ -113,12 +115,22 @@ impl Server {
             token_key.as_bytes(),
         ));
         ecs.usage.attach_metrics(cloudwatch.metrics.clone());
+        let ec2 = Arc::new(Ec2Context::new(
+            ecs.store.clone(),
+            ecs.clock.clone(),
+            &config.region,
+            &config.account_id,
+        ));
+        ec2::ensure_defaults(&ec2)
+            .await
+            .map_err(std::io::Error::other)?;
         let app = Arc::new(App {
             credentials: config.credentials,
             clock,
             ecs: ecs.clone(),
             cloudwatch: cloudwatch.clone(),
             logs: logs.clone(),
+            ec2,
             metrics: exporter,
         });
         let router = Router::new()
@@ -299,6 +311,7 @@ async fn route(app: &App, request: Request) -> Response<Body> {
         })
         .await,
         "monitoring" => cloudwatch::serve(&app.cloudwatch, &request).await,
+        "ec2" => ec2::serve(&app.ec2, &request).await,
         "logs" => serve_json(&request, logs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
             logs::dispatch(&app.logs, op, input)
         })
@@ -313,7 +326,7 @@ async fn route(app: &App, request: Request) -> Response<Body> {
             &AwsError::sender(
                 "UnrecognizedServiceException",
                 format!(
-                    "Wharf does not serve the '{other}' service yet; it serves: ecs, monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents). Check the endpoint URL and the service you are calling."
+                    "Wharf does not serve the '{other}' service yet; it serves: ecs, ec2 (VPCs, subnets, security groups, network interfaces), monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents). Check the endpoint URL and the service you are calling."
                 ),
             ),
             json::CONTENT_TYPE_1_1,

@@ -59,6 +59,27 @@ pub struct PollTasksOutput {
 pub struct AgentTask {
     pub task: Task,
     pub task_definition: TaskDefinition,
+    /// For `awsvpc` tasks: the task's ENI and what its network must enforce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+}
+
+/// An awsvpc task's network, as the agent must build it: a namespace (the pause container) on
+/// the subnet's host network with the ENI's address, and the security groups' ingress rules.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskNetwork {
+    pub network_interface_id: String,
+    pub subnet_id: String,
+    /// e.g. `172.31.0.0/20`; the agent backs the subnet with a host network of this range.
+    pub subnet_cidr: String,
+    /// The subnet's gateway (its first host address), the host's side of the network.
+    pub gateway_ipv4_address: String,
+    pub private_ipv4_address: String,
+    pub mac_address: String,
+    /// Every security group of the ENI with its rules; ingress is enforced, egress is open
+    /// unless a group restricts it.
+    pub security_groups: Vec<crate::ec2::SecurityGroup>,
 }
 
 #[serde_with::skip_serializing_none]

@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod arn;
+pub mod ec2;
 pub mod ecs;
 pub mod validation;

@@ -141,6 +141,7 @@ async fn poll_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
                 answer.push(AgentTask {
                     task,
                     task_definition: definitions[&definition_arn].clone(),
+                    network: None,
                 });
             }
             let output = PollTasksOutput {
