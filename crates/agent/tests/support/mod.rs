@@ -69,6 +69,7 @@ pub fn agent_task(arn: &str, definition: TaskDefinition) -> AgentTask {
             ..Default::default()
         },
         task_definition: definition,
+        network: None,
     }
 }
 
