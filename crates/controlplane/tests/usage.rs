@@ -120,7 +120,8 @@ async fn reported_samples_become_task_usage() {
     assert!(run.failures().is_empty(), "{:?}", run.failures());
     let task_arn = run.tasks()[0].task_arn().unwrap().to_string();
 
-    let now = clock.now_millis() as f64 / 1000.0;
+    // Whole seconds, so the five one-second intervals cover exactly five seconds.
+    let now = (clock.now_millis() / 1000) as f64;
     // Half a core (512 units) on a task that reserved 256: 200 %.
     report(
         &server,
@@ -148,6 +149,51 @@ async fn reported_samples_become_task_usage() {
     assert_eq!(usage["cpuUnitsReserved"], 256.0);
     assert_eq!(usage["memoryMibUsed"], 128.0);
     assert_eq!(usage["memoryMibReserved"], 512.0);
+
+    // A container missing from one sample (its stats read failed) adds nothing, rather than
+    // its whole lifetime of CPU when it reappears.
+    let spiky = server
+        .ecs
+        .run_task()
+        .cluster("usage")
+        .task_definition("burner")
+        .group("service:spiky")
+        .send()
+        .await
+        .unwrap();
+    let spiky_arn = spiky.tasks()[0].task_arn().unwrap().to_string();
+    let container = |name: &str, cpu: u64| json!({"name": name, "cpuTotalNanos": cpu, "memoryBytes": 0, "memoryLimitBytes": 0});
+    let samples = json!([
+        {"timestamp": now - 3.0, "cpuTotalNanos": 101_000_000_000u64, "memoryBytes": 0,
+         "containers": [container("a", 1_000_000_000), container("b", 100_000_000_000)]},
+        {"timestamp": now - 2.0, "cpuTotalNanos": 1_250_000_000u64, "memoryBytes": 0,
+         "containers": [container("a", 1_250_000_000)]},
+        {"timestamp": now - 1.0, "cpuTotalNanos": 101_500_000_000u64, "memoryBytes": 0,
+         "containers": [container("a", 1_500_000_000), container("b", 100_000_000_000)]},
+    ]);
+    let answer = support::agent_call(
+        &server,
+        "ReportTaskStats",
+        json!({"cluster": "usage", "containerInstanceArn": instance,
+               "tasks": [{"taskArn": spiky_arn, "samples": samples}]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let stats = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "usage"}))
+        .await
+        .json();
+    let spiky_usage = stats["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["taskArn"] == spiky_arn.as_str())
+        .cloned()
+        .unwrap();
+    // Only container a's quarter core over the last second: 256 units.
+    assert!(
+        (spiky_usage["cpuUnitsUsed"].as_f64().unwrap() - 256.0).abs() < 1.0,
+        "{spiky_usage}"
+    );
 
     // Another cluster's view is empty; an unknown task's samples are ignored.
     let other = support::agent_call(&server, "DescribeTaskStats", json!({"cluster": "other"}))
@@ -218,8 +264,10 @@ async fn reported_samples_become_task_usage() {
     }
     let cluster_points = statistics(vec![dimension("ClusterName", "usage")]).await;
     assert!(!cluster_points.is_empty());
+    // Per second: 512 of 2048 units, plus the spiky task's 256 units in the two seconds
+    // it was sampled: (3 × 25 % + 2 × 37.5 %) ÷ 5 = 30 %.
     for point in &cluster_points {
-        assert!((point.average().unwrap() - 25.0).abs() < 0.5, "{point:?}");
+        assert!((point.average().unwrap() - 30.0).abs() < 0.5, "{point:?}");
     }
 
     // Samples fall out of the live view when they stop.

@@ -3,15 +3,19 @@
 //!
 //! Agents sample each running task about every second (cumulative CPU time, memory in use) and
 //! send batches every few seconds. The tracker turns consecutive samples of a task into CPU
-//! units used over that interval, and adds each interval into the second it ended in, per
-//! service and per cluster. Seconds are published once every agent had time to report them
-//! (`PUBLISH_LAG_SECONDS`), as high-resolution points:
+//! units used over that interval (per container, so a container missing from one sample cannot
+//! fake a burst), and spreads each interval over the seconds it covers, weighted by overlap, per
+//! service and per cluster: agents' ticks are not aligned to seconds, and crediting a whole
+//! interval to one second would double some seconds and empty others. Seconds are published
+//! once every agent had time to report them (`PUBLISH_LAG_SECONDS`), as high-resolution points:
 //!
 //! - `CPUUtilization` / `MemoryUtilization` with `ClusterName` + `ServiceName`: used ÷ reserved
 //!   by the service's tasks, in percent (as ECS computes them; above 100 % when tasks use more
-//!   CPU than they reserved, which ECS on EC2 allows).
+//!   CPU than they reserved, which ECS on EC2 allows). Each second is a statistic set whose
+//!   Average is that ratio and whose Minimum/Maximum are the least and most utilized task, as
+//!   ECS documents them; SampleCount is the number of tasks.
 //! - `CPUUtilization` / `MemoryUtilization` with `ClusterName`: used by all tasks ÷ registered
-//!   on the cluster's ACTIVE container instances.
+//!   on the cluster's ACTIVE and DRAINING container instances.
 //! - `CPUReservation` / `MemoryReservation` with `ClusterName`, once a minute: reserved by
 //!   tasks ÷ registered, from the instance records.
 //!
@@ -45,6 +49,12 @@ const LIVE_SECONDS: f64 = 30.0;
 /// Samples older than this are not added to any second (their second was published already,
 /// or they are from a clock far off).
 const MAX_SAMPLE_AGE_SECONDS: f64 = 3600.0;
+/// Samples further in the future than this come from a clock that is off; they are ignored
+/// rather than published with future timestamps (and kept in memory until then).
+const MAX_SAMPLE_SKEW_SECONDS: f64 = 5.0;
+/// How long an ARN that is not in the store is remembered as unknown, so an agent reporting a
+/// task the store forgot does not cost a store read per report.
+const UNKNOWN_TASK_SECONDS: f64 = 60.0;
 
 /// One task the tracker follows.
 #[derive(Debug, Clone)]
@@ -55,9 +65,12 @@ struct TrackedTask {
     instance_arn: Option<String>,
     cpu_reserved: f64,
     memory_reserved: f64,
-    /// The previous sample: (timestamp s, cumulative CPU ns).
-    previous: Option<(f64, u64)>,
+    /// The previous sample: its timestamp (s) and each container's cumulative CPU ns (a
+    /// container named `""` stands for the task's sum when the agent sent no containers).
+    previous: Option<(f64, HashMap<String, u64>)>,
     latest: Option<TaskUsage>,
+    /// When a report last mentioned the task (server time).
+    last_seen: f64,
 }
 
 /// Usage added up over one second for one service, or one cluster (`service: None`).
@@ -67,6 +80,19 @@ struct Usage {
     cpu_reserved: f64,
     memory_used: f64,
     memory_reserved: f64,
+    /// The tasks that contributed to the second.
+    tasks: f64,
+    /// The least and most utilized task (percent of its reservation), when it reserved any.
+    cpu_min: Option<f64>,
+    cpu_max: Option<f64>,
+    memory_min: Option<f64>,
+    memory_max: Option<f64>,
+}
+
+fn widen(range: (&mut Option<f64>, &mut Option<f64>), value: f64) {
+    let (min, max) = range;
+    *min = Some(min.map_or(value, |m| m.min(value)));
+    *max = Some(max.map_or(value, |m| m.max(value)));
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +104,8 @@ struct Inner {
     published_through: i64,
     /// The minute of the last reservation metrics per cluster.
     reservation_minute: HashMap<String, i64>,
+    /// ARNs not found in the store, until when they are not looked up again.
+    unknown: HashMap<String, f64>,
 }
 
 /// The tracker; one per server, shared by the agent service and the publishing controller.
@@ -103,6 +131,7 @@ pub async fn report_task_stats(ctx: &EcsContext, input: Value) -> Result<Value, 
     let input: ReportTaskStatsInput = ctx.parse(input)?;
     let cluster = cluster_name(Some(&input.cluster))?;
     let tracker = &ctx.usage;
+    let now = ctx.now();
     // Look up tasks seen for the first time outside the lock (a store read each).
     let unknown: Vec<String> = {
         let inner = tracker.lock();
@@ -110,23 +139,33 @@ pub async fn report_task_stats(ctx: &EcsContext, input: Value) -> Result<Value, 
             .tasks
             .iter()
             .filter(|t| !inner.tasks.contains_key(&t.task_arn))
+            .filter(|t| {
+                inner
+                    .unknown
+                    .get(&t.task_arn)
+                    .is_none_or(|until| now >= *until)
+            })
             .map(|t| t.task_arn.clone())
             .collect()
     };
     let mut found = Vec::new();
+    let mut missing = Vec::new();
     for arn in unknown {
         let id = arn.rsplit('/').next().unwrap_or(&arn).to_string();
-        if let Some((record, _)) = ctx
+        match ctx
             .get_json::<TaskRecord>(&keys::task(&cluster, &id))
             .await?
         {
-            found.push((arn, tracked(&cluster, &record)));
+            Some((record, _)) => found.push((arn, tracked(&cluster, &record, now))),
+            None => missing.push(arn),
         }
     }
-    let now = ctx.now();
     let mut inner = tracker.lock();
     for (arn, task) in found {
         inner.tasks.entry(arn).or_insert(task);
+    }
+    for arn in missing {
+        inner.unknown.insert(arn, now + UNKNOWN_TASK_SECONDS);
     }
     let published_through = inner.published_through;
     let Inner { tasks, pending, .. } = &mut *inner;
@@ -135,20 +174,40 @@ pub async fn report_task_stats(ctx: &EcsContext, input: Value) -> Result<Value, 
         let Some(task) = tasks.get_mut(&report.task_arn) else {
             continue;
         };
+        task.last_seen = now;
         for sample in report.samples {
+            if !sample.timestamp.is_finite() || sample.timestamp - now > MAX_SAMPLE_SKEW_SECONDS {
+                continue;
+            }
             let memory_mib = sample.memory_bytes as f64 / (1024.0 * 1024.0);
-            let Some((previous_time, previous_cpu)) = task.previous else {
-                task.previous = Some((sample.timestamp, sample.cpu_total_nanos));
+            let counters: HashMap<String, u64> = if sample.containers.is_empty() {
+                HashMap::from([(String::new(), sample.cpu_total_nanos)])
+            } else {
+                sample
+                    .containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.cpu_total_nanos))
+                    .collect()
+            };
+            let previous = task.previous.replace((sample.timestamp, counters.clone()));
+            let Some((previous_time, previous_counters)) = previous else {
                 continue;
             };
             if sample.timestamp <= previous_time {
+                task.previous = Some((previous_time, previous_counters));
                 continue;
             }
-            task.previous = Some((sample.timestamp, sample.cpu_total_nanos));
-            // A counter that went backwards means the containers restarted: start over.
-            let Some(cpu_nanos) = sample.cpu_total_nanos.checked_sub(previous_cpu) else {
-                continue;
-            };
+            // CPU used per container over the interval; a container missing from either
+            // sample, or whose counter went backwards (it restarted), adds nothing rather than
+            // its whole lifetime.
+            let cpu_nanos: u64 = counters
+                .iter()
+                .filter_map(|(name, now_cpu)| {
+                    previous_counters
+                        .get(name)
+                        .and_then(|before| now_cpu.checked_sub(*before))
+                })
+                .sum();
             let elapsed = sample.timestamp - previous_time;
             let cpu_units = cpu_nanos as f64 / (elapsed * 1e9) * 1024.0;
             task.latest = Some(TaskUsage {
@@ -161,34 +220,49 @@ pub async fn report_task_stats(ctx: &EcsContext, input: Value) -> Result<Value, 
                 memory_mib_used: memory_mib,
                 memory_mib_reserved: task.memory_reserved,
             });
-            let second = sample.timestamp.floor() as i64;
-            if second <= published_through || now - sample.timestamp > MAX_SAMPLE_AGE_SECONDS {
+            if now - sample.timestamp > MAX_SAMPLE_AGE_SECONDS {
                 continue;
             }
-            let usage = Usage {
-                cpu_used: cpu_units,
-                cpu_reserved: task.cpu_reserved,
-                memory_used: memory_mib,
-                memory_reserved: task.memory_reserved,
-            };
-            let per_second = pending.entry(second).or_default();
             let mut targets = vec![(task.cluster.clone(), None)];
             if let Some(service) = &task.service {
                 targets.push((task.cluster.clone(), Some(service.clone())));
             }
-            for target in targets {
-                let sum = per_second.entry(target).or_default();
-                sum.cpu_used += usage.cpu_used;
-                sum.cpu_reserved += usage.cpu_reserved;
-                sum.memory_used += usage.memory_used;
-                sum.memory_reserved += usage.memory_reserved;
+            // Spread the interval over the seconds it covers, weighted by overlap.
+            let mut second = previous_time.floor() as i64;
+            while (second as f64) < sample.timestamp {
+                let overlap =
+                    sample.timestamp.min((second + 1) as f64) - previous_time.max(second as f64);
+                if overlap > 0.0 && second > published_through {
+                    let per_second = pending.entry(second).or_default();
+                    for target in &targets {
+                        let sum = per_second.entry(target.clone()).or_default();
+                        sum.cpu_used += cpu_units * overlap;
+                        sum.cpu_reserved += task.cpu_reserved * overlap;
+                        sum.memory_used += memory_mib * overlap;
+                        sum.memory_reserved += task.memory_reserved * overlap;
+                        sum.tasks += overlap;
+                        if task.cpu_reserved > 0.0 {
+                            widen(
+                                (&mut sum.cpu_min, &mut sum.cpu_max),
+                                cpu_units / task.cpu_reserved * 100.0,
+                            );
+                        }
+                        if task.memory_reserved > 0.0 {
+                            widen(
+                                (&mut sum.memory_min, &mut sum.memory_max),
+                                memory_mib / task.memory_reserved * 100.0,
+                            );
+                        }
+                    }
+                }
+                second += 1;
             }
         }
     }
     Ok(json!({}))
 }
 
-fn tracked(cluster: &str, record: &TaskRecord) -> TrackedTask {
+fn tracked(cluster: &str, record: &TaskRecord, now: f64) -> TrackedTask {
     let group = record.task.group.clone();
     let service = group
         .as_deref()
@@ -203,6 +277,7 @@ fn tracked(cluster: &str, record: &TaskRecord) -> TrackedTask {
         memory_reserved: record.wharf_needs.memory as f64,
         previous: None,
         latest: None,
+        last_seen: now,
     }
 }
 
@@ -238,7 +313,11 @@ async fn capacity(ctx: &EcsContext, cluster: &str) -> Result<Capacity, EcsError>
         .await?;
     let mut capacity = Capacity::default();
     for (_, record) in instances {
-        if record.instance.status.as_deref() != Some("ACTIVE") {
+        // ECS counts DRAINING instances too: their tasks still run and use them.
+        if !matches!(
+            record.instance.status.as_deref(),
+            Some("ACTIVE" | "DRAINING")
+        ) {
             continue;
         }
         let amount = |resources: &Option<Vec<model::ecs::container_instance::Resource>>,
@@ -268,69 +347,97 @@ pub async fn publish(ctx: &EcsContext) -> Result<(), EcsError> {
     let now_ms = ctx.clock.now_millis();
     let now = now_ms as f64 / 1000.0;
     let through = now_ms.div_euclid(1000) - PUBLISH_LAG_SECONDS;
-    let (seconds, clusters_with_tasks) = {
+    // Which clusters need their capacity: read it before taking any second out of `pending`,
+    // so a failed store read loses nothing (the next tick publishes the same seconds).
+    let clusters: Vec<String> = {
         let mut inner = ctx.usage.lock();
-        inner.tasks.retain(|_, t| {
-            t.previous
-                .is_none_or(|(time, _)| now - time <= FORGET_AFTER_SECONDS)
-        });
-        let later = inner.pending.split_off(&(through + 1));
-        let ready = std::mem::replace(&mut inner.pending, later);
-        inner.published_through = inner.published_through.max(through);
-        let clusters: Vec<String> = {
-            let mut names: Vec<String> = inner.tasks.values().map(|t| t.cluster.clone()).collect();
-            names.sort();
-            names.dedup();
-            names
-        };
-        (ready, clusters)
+        inner
+            .tasks
+            .retain(|_, t| now - t.last_seen <= FORGET_AFTER_SECONDS);
+        inner.unknown.retain(|_, until| now < *until);
+        let mut names: Vec<String> = inner
+            .pending
+            .range(..=through)
+            .flat_map(|(_, m)| m.keys().map(|(c, _)| c.clone()))
+            .chain(inner.tasks.values().map(|t| t.cluster.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     };
     let Some(metrics) = ctx.usage.metrics.get().cloned() else {
+        let mut inner = ctx.usage.lock();
+        inner.pending = inner.pending.split_off(&(through + 1));
+        inner.published_through = inner.published_through.max(through);
         return Ok(());
     };
     let mut capacities: HashMap<String, Capacity> = HashMap::new();
-    let mut clusters: Vec<String> = seconds
-        .values()
-        .flat_map(|m| m.keys().map(|(c, _)| c.clone()))
-        .chain(clusters_with_tasks)
-        .collect();
-    clusters.sort();
-    clusters.dedup();
     for cluster in &clusters {
         capacities.insert(cluster.clone(), capacity(ctx, cluster).await?);
     }
+    let seconds = {
+        let mut inner = ctx.usage.lock();
+        let later = inner.pending.split_off(&(through + 1));
+        inner.published_through = inner.published_through.max(through);
+        std::mem::replace(&mut inner.pending, later)
+    };
     let mut samples = Vec::new();
     for (second, usages) in &seconds {
         let timestamp_ms = second * 1000;
         for ((cluster, service), usage) in usages {
             let mut dimensions = vec![("ClusterName".to_string(), cluster.clone())];
-            let (cpu_base, memory_base) = match service {
+            match service {
                 Some(service) => {
                     dimensions.push(("ServiceName".to_string(), service.clone()));
-                    (usage.cpu_reserved, usage.memory_reserved)
+                    // Average = the service's used ÷ reserved; Minimum/Maximum = its least
+                    // and most utilized task; SampleCount = its tasks.
+                    let count = usage.tasks.round().max(1.0);
+                    if let (true, Some(min), Some(max)) =
+                        (usage.cpu_reserved > 0.0, usage.cpu_min, usage.cpu_max)
+                    {
+                        let average = usage.cpu_used / usage.cpu_reserved * 100.0;
+                        samples.push(statistic_set(
+                            "CPUUtilization",
+                            &dimensions,
+                            timestamp_ms,
+                            (count, average, min, max),
+                        ));
+                    }
+                    if let (true, Some(min), Some(max)) = (
+                        usage.memory_reserved > 0.0,
+                        usage.memory_min,
+                        usage.memory_max,
+                    ) {
+                        let average = usage.memory_used / usage.memory_reserved * 100.0;
+                        samples.push(statistic_set(
+                            "MemoryUtilization",
+                            &dimensions,
+                            timestamp_ms,
+                            (count, average, min, max),
+                        ));
+                    }
                 }
                 None => {
                     let capacity = capacities.get(cluster).copied().unwrap_or_default();
-                    (capacity.cpu_registered, capacity.memory_registered)
+                    if capacity.cpu_registered > 0.0 {
+                        samples.push(percent(
+                            "CPUUtilization",
+                            &dimensions,
+                            timestamp_ms,
+                            usage.cpu_used / capacity.cpu_registered,
+                            Resolution::High,
+                        ));
+                    }
+                    if capacity.memory_registered > 0.0 {
+                        samples.push(percent(
+                            "MemoryUtilization",
+                            &dimensions,
+                            timestamp_ms,
+                            usage.memory_used / capacity.memory_registered,
+                            Resolution::High,
+                        ));
+                    }
                 }
-            };
-            if cpu_base > 0.0 {
-                samples.push(percent(
-                    "CPUUtilization",
-                    &dimensions,
-                    timestamp_ms,
-                    usage.cpu_used / cpu_base,
-                    Resolution::High,
-                ));
-            }
-            if memory_base > 0.0 {
-                samples.push(percent(
-                    "MemoryUtilization",
-                    &dimensions,
-                    timestamp_ms,
-                    usage.memory_used / memory_base,
-                    Resolution::High,
-                ));
             }
         }
     }
@@ -379,6 +486,30 @@ pub async fn publish(ctx: &EcsContext) -> Result<(), EcsError> {
             warn!(%error, "the metric writer panicked");
             Ok(())
         }
+    }
+}
+
+/// A high-resolution statistic set: `count` samples averaging `average`, within `min..=max`.
+fn statistic_set(
+    name: &str,
+    dimensions: &[(String, String)],
+    timestamp_ms: i64,
+    (count, average, min, max): (f64, f64, f64, f64),
+) -> Sample {
+    // The aggregate ratio can fall outside the per-task extremes only by rounding.
+    let min = min.min(average);
+    let max = max.max(average);
+    Sample {
+        key: MetricKey::new(NAMESPACE, name, dimensions.to_vec()),
+        point: Point {
+            timestamp_ms,
+            count,
+            sum: average * count,
+            min,
+            max,
+        },
+        unit: "Percent".to_string(),
+        resolution: Resolution::High,
     }
 }
 
