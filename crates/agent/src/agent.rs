@@ -36,10 +36,35 @@ use crate::backoff::Backoff;
 use crate::client::{AgentCredentials, ClientError, ServerClient, Service};
 use crate::host;
 use crate::identity::{Identity, IdentityError};
+use crate::metadata::{MetadataConfig, MetadataServer};
 use crate::reporter::ServerReporter;
 use crate::runner::{self, EngineConfig, TaskEngine};
 use crate::runtime::{ContainerRuntime, EngineVersion, ImagePullBehavior, RuntimeError};
 use crate::stats::{StatsConfig, StatsSampler};
+
+/// What kind of capacity the agent's instance is. A Fargate agent registers with the
+/// attribute `wharf.capacity-type=FARGATE`, so the control plane can place FARGATE tasks on
+/// it (EC2 agents say `EC2`). FARGATE tasks get their task size as container limits on any
+/// agent (see `runner::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CapacityType {
+    #[default]
+    Ec2,
+    Fargate,
+}
+
+impl CapacityType {
+    /// The attribute's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapacityType::Ec2 => "EC2",
+            CapacityType::Fargate => "FARGATE",
+        }
+    }
+}
+
+/// The attribute naming an instance's [`CapacityType`].
+pub const CAPACITY_TYPE_ATTRIBUTE: &str = "wharf.capacity-type";
 
 /// Everything an agent is configured with.
 #[derive(Debug, Clone)]
@@ -79,6 +104,8 @@ pub struct AgentConfig {
     /// Stop timeout of containers without `stopTimeout` (default 30 s).
     pub default_stop_timeout: Duration,
     pub image_pull_behavior: ImagePullBehavior,
+    /// EC2 (default) or Fargate capacity: registered as `wharf.capacity-type`.
+    pub capacity_type: CapacityType,
     /// Default `HEARTBEAT_INTERVAL_SECONDS`.
     pub heartbeat_interval: Duration,
     /// How long one PollTasks waits (default `MAX_POLL_WAIT_SECONDS`).
@@ -89,6 +116,12 @@ pub struct AgentConfig {
     /// How often the samples are sent with `ReportTaskStats` (default
     /// `STATS_REPORT_INTERVAL_SECONDS`).
     pub stats_report_interval: Duration,
+    /// Whether containers get the task metadata endpoint (`ECS_CONTAINER_METADATA_URI_V4`).
+    /// Default on.
+    pub task_metadata: bool,
+    /// The port the task metadata endpoint listens on at each network gateway; 0 (the
+    /// default) lets the OS pick one.
+    pub task_metadata_port: u16,
 }
 
 impl AgentConfig {
@@ -113,10 +146,13 @@ impl AgentConfig {
             task_cleanup_wait: runner::DEFAULT_TASK_CLEANUP_WAIT,
             default_stop_timeout: runner::DEFAULT_STOP_TIMEOUT,
             image_pull_behavior: ImagePullBehavior::Default,
+            capacity_type: CapacityType::Ec2,
             heartbeat_interval: Duration::from_secs(HEARTBEAT_INTERVAL_SECONDS),
             poll_wait: Duration::from_secs(MAX_POLL_WAIT_SECONDS),
             stats_sample_interval: Duration::from_secs(STATS_SAMPLE_INTERVAL_SECONDS),
             stats_report_interval: Duration::from_secs(STATS_REPORT_INTERVAL_SECONDS),
+            task_metadata: true,
+            task_metadata_port: 0,
         }
     }
 
@@ -126,13 +162,25 @@ impl AgentConfig {
             .unwrap_or_else(|| format!("{}a", self.region))
     }
 
-    fn engine_config(&self, container_instance_arn: &str) -> EngineConfig {
+    fn metadata_config(&self) -> MetadataConfig {
+        MetadataConfig {
+            port: self.task_metadata_port,
+            ..MetadataConfig::new(&self.cluster, &self.availability_zone())
+        }
+    }
+
+    fn engine_config(
+        &self,
+        container_instance_arn: &str,
+        metadata: Option<&MetadataServer>,
+    ) -> EngineConfig {
         EngineConfig {
             dynamic_ports: self.dynamic_ports.clone(),
             task_cleanup_wait: self.task_cleanup_wait,
             default_stop_timeout: self.default_stop_timeout,
             image_pull_behavior: self.image_pull_behavior,
             log_checkpoint_dir: Some(self.data_dir.join("logs")),
+            metadata: metadata.cloned(),
             ..EngineConfig::new(&self.cluster, container_instance_arn)
         }
     }
@@ -210,6 +258,29 @@ impl Agent {
         clock: Arc<dyn Clock>,
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
+        // The metadata endpoint outlives the task engines (their owners register with it) and
+        // is shut down after them, whichever way the agent ends.
+        let metadata = config.task_metadata.then(|| {
+            MetadataServer::new(
+                config.metadata_config(),
+                runtime.clone(),
+                cancel.child_token(),
+            )
+        });
+        let result = Self::run_engines(config, runtime, clock, cancel, metadata.as_ref()).await;
+        if let Some(metadata) = &metadata {
+            metadata.shutdown().await;
+        }
+        result
+    }
+
+    async fn run_engines(
+        config: AgentConfig,
+        runtime: Arc<dyn ContainerRuntime>,
+        clock: Arc<dyn Clock>,
+        cancel: CancellationToken,
+        metadata: Option<&MetadataServer>,
+    ) -> Result<(), AgentError> {
         let mut identity = Identity::load_or_create(&config.data_dir)?;
         let client = ServerClient::new(
             &config.server_url,
@@ -224,7 +295,7 @@ impl Agent {
         let mut adopted_engine = None;
         if let Some(arn) = &previous_arn {
             let engine = TaskEngine::start_with_log_sink(
-                config.engine_config(arn),
+                config.engine_config(arn, metadata),
                 runtime.clone(),
                 clock.clone(),
                 reporter.clone(),
@@ -289,7 +360,7 @@ impl Agent {
                     old.apply(Vec::new());
                 }
                 let engine = TaskEngine::start_with_log_sink(
-                    config.engine_config(&arn),
+                    config.engine_config(&arn, metadata),
                     runtime.clone(),
                     clock.clone(),
                     reporter.clone(),
@@ -419,6 +490,7 @@ fn registration_input(
         attribute("ecs.cpu-architecture", Some(host::cpu_architecture())),
         attribute("ecs.availability-zone", Some(&availability_zone)),
         attribute("ecs.instance-type", Some(&config.instance_type)),
+        attribute(CAPACITY_TYPE_ATTRIBUTE, Some(config.capacity_type.as_str())),
     ];
     attributes.extend(
         host::capability_attributes(&engine.api_version)
@@ -643,5 +715,24 @@ mod tests {
         ] {
             assert!(names.contains(&expected), "{expected} missing");
         }
+        let capacity = |input: &RegisterContainerInstanceInput| {
+            input
+                .attributes
+                .iter()
+                .find(|a| a.name == CAPACITY_TYPE_ATTRIBUTE)
+                .and_then(|a| a.value.clone())
+        };
+        assert_eq!(capacity(&input).as_deref(), Some("EC2"));
+        config.capacity_type = CapacityType::Fargate;
+        let fargate = registration_input(
+            &config,
+            &identity,
+            None,
+            &EngineVersion {
+                version: "20.10.24".into(),
+                api_version: "1.41".into(),
+            },
+        );
+        assert_eq!(capacity(&fargate).as_deref(), Some("FARGATE"));
     }
 }

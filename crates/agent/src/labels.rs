@@ -26,6 +26,19 @@ pub const AWSLOGS_STREAM: &str = "wharf.awslogs-stream";
 /// `true` when the log group is created if missing (`awslogs-create-group`).
 pub const AWSLOGS_CREATE_GROUP: &str = "wharf.awslogs-create-group";
 
+/// `true` on an awsvpc task's pause container (it also carries the task's labels, with the
+/// container name `~internal~ecs~pause`), so it is re-adopted with its task, never recreated.
+pub const PAUSE: &str = "wharf.pause";
+/// On the engine networks backing awsvpc subnets: the subnet's id.
+pub const SUBNET_ID: &str = "wharf.subnet-id";
+
+/// The container's task metadata endpoint token (the last segment of
+/// `ECS_CONTAINER_METADATA_URI_V4`), so a restarted agent serves the same URI.
+pub const METADATA_TOKEN: &str = "wharf.metadata-token";
+/// The `ip:port` the container's metadata URI points at, so a restarted agent listens there
+/// again.
+pub const METADATA_ENDPOINT: &str = "wharf.metadata-endpoint";
+
 /// Whether a label is one the agent owns (and so may not come from `dockerLabels`).
 pub fn is_reserved(name: &str) -> bool {
     matches!(
@@ -39,5 +52,8 @@ pub fn is_reserved(name: &str) -> bool {
             | AWSLOGS_GROUP
             | AWSLOGS_STREAM
             | AWSLOGS_CREATE_GROUP
+            | METADATA_TOKEN
+            | METADATA_ENDPOINT
+            | PAUSE
     )
 }

@@ -9,7 +9,8 @@
 //! - [`client`] and [`reporter`]: the signed JSON 1.1 client and report delivery;
 //! - [`stats`]: the resource usage sampler (`ReportTaskStats`);
 //! - [`logs`]: the awslogs driver: containers' output shipped to CloudWatch Logs;
-//! - [`labels`]: the container labels that make restarts a recovery.
+//! - [`labels`]: the container labels that make restarts a recovery;
+//! - [`network`]: awsvpc tasks' networks: subnet bridges, the pause container, security groups.
 //!
 //! Architecture invariant: the agent only reports observed state; desired state comes from
 //! the server alone. It acts only on containers labelled with its own container instance ARN.
@@ -21,6 +22,8 @@ pub mod host;
 pub mod identity;
 pub mod labels;
 pub mod logs;
+pub mod metadata;
+pub mod network;
 pub mod reporter;
 pub mod runner;
 pub mod runtime;
@@ -28,7 +31,7 @@ pub mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use agent::{Agent, AgentConfig, AgentError};
+pub use agent::{Agent, AgentConfig, AgentError, CapacityType};
 pub use client::AgentCredentials;
 pub use runtime::docker::DockerRuntime;
 pub use runtime::fake::FakeRuntime;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, ServerClient, Service};
 use crate::labels;
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, ContainerStats, RuntimeError};
 
 /// How long one engine call of a sampling round may take before its container is skipped.
 const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,6 +89,63 @@ pub enum ReportOutcome {
     Kept(usize),
     /// Refused by the server; the samples were dropped.
     Dropped(usize),
+}
+
+/// One container's reading in a sampling round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Running(ContainerStats),
+    /// Not running any more.
+    Stopped,
+    /// The engine failed to answer, or not in time.
+    Failed,
+}
+
+/// One sample per task from its containers' readings (task ARN, container name, reading).
+/// A task with a running container that could not be read gets no sample this round: its
+/// CPU total is cumulative, and a sum without that container would drop (the server takes
+/// that for a restart and starts over from the lower value) and then jump by the container's
+/// whole lifetime of CPU the next round, a spike of thousands of percent. A missing sample
+/// only leaves a gap, which the server bridges with the samples on either side.
+fn task_samples(
+    timestamp: f64,
+    readings: impl IntoIterator<Item = (String, String, Reading)>,
+) -> BTreeMap<String, TaskStatsSample> {
+    let mut per_task: BTreeMap<String, Option<Vec<ContainerStatsSample>>> = BTreeMap::new();
+    for (task_arn, name, reading) in readings {
+        match reading {
+            Reading::Running(stats) => {
+                if let Some(containers) =
+                    per_task.entry(task_arn).or_insert_with(|| Some(Vec::new()))
+                {
+                    containers.push(ContainerStatsSample {
+                        name,
+                        cpu_total_nanos: stats.cpu_total_nanos,
+                        memory_bytes: stats.memory_bytes,
+                        memory_limit_bytes: stats.memory_limit_bytes,
+                    });
+                }
+            }
+            Reading::Stopped => {}
+            Reading::Failed => {
+                per_task.insert(task_arn, None);
+            }
+        }
+    }
+    per_task
+        .into_iter()
+        .filter_map(|(task_arn, containers)| {
+            let mut containers = containers?;
+            containers.sort_by(|a, b| a.name.cmp(&b.name));
+            let sample = TaskStatsSample {
+                timestamp,
+                cpu_total_nanos: containers.iter().map(|c| c.cpu_total_nanos).sum(),
+                memory_bytes: containers.iter().map(|c| c.memory_bytes).sum(),
+                containers,
+            };
+            Some((task_arn, sample))
+        })
+        .collect()
 }
 
 /// Samples and reports the resource usage of this instance's tasks. Run
@@ -189,8 +246,8 @@ impl StatsSampler {
     }
 
     /// Reads every running container of this instance once and buffers one sample per task.
-    /// Returns how many tasks were sampled. Containers whose reading fails or times out are
-    /// left out of this round.
+    /// Returns how many tasks were sampled. A task with a container whose reading fails or
+    /// times out is left out of this round (see [`task_samples`]).
     pub async fn sample_once(&self) -> usize {
         let timestamp = self.clock.now_seconds_f64();
         let wanted = [(
@@ -214,6 +271,8 @@ impl StatsSampler {
         let targets: Vec<(String, String, String)> = listed
             .into_iter()
             .filter(|c| c.running)
+            // A task's pause container only holds its namespace: not part of its usage.
+            .filter(|c| !c.labels.contains_key(labels::PAUSE))
             .filter_map(|c| {
                 let task_arn = c.labels.get(labels::TASK_ARN)?.clone();
                 let name = c.labels.get(labels::CONTAINER_NAME)?.clone();
@@ -229,41 +288,27 @@ impl StatsSampler {
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        let mut per_task: BTreeMap<String, Vec<ContainerStatsSample>> = BTreeMap::new();
-        for (task_arn, name, id, reading) in readings {
-            let stats = match reading {
-                Ok(Ok(Some(stats))) => stats,
-                // Stopped since the listing: nothing to say about it.
-                Ok(Ok(None)) => continue,
+        let readings = readings.into_iter().map(|(task_arn, name, id, reading)| {
+            let reading = match reading {
+                Ok(Ok(Some(stats))) => Reading::Running(stats),
+                // Stopped (or removed) since the listing: its usage leaves the task's for good,
+                // which the server sees as a drop once, not as a spike later.
+                Ok(Ok(None)) | Ok(Err(RuntimeError::NoSuchContainer { .. })) => Reading::Stopped,
                 Ok(Err(error)) => {
                     tracing::debug!(container_id = %id, error = %error, "cannot read container statistics");
-                    continue;
+                    Reading::Failed
                 }
                 Err(_) => {
                     tracing::debug!(container_id = %id, "reading container statistics timed out");
-                    continue;
+                    Reading::Failed
                 }
             };
-            per_task
-                .entry(task_arn)
-                .or_default()
-                .push(ContainerStatsSample {
-                    name,
-                    cpu_total_nanos: stats.cpu_total_nanos,
-                    memory_bytes: stats.memory_bytes,
-                    memory_limit_bytes: stats.memory_limit_bytes,
-                });
-        }
+            (task_arn, name, reading)
+        });
+        let per_task = task_samples(timestamp, readings);
         let sampled = per_task.len();
         let mut buffer = self.lock();
-        for (task_arn, mut containers) in per_task {
-            containers.sort_by(|a, b| a.name.cmp(&b.name));
-            let sample = TaskStatsSample {
-                timestamp,
-                cpu_total_nanos: containers.iter().map(|c| c.cpu_total_nanos).sum(),
-                memory_bytes: containers.iter().map(|c| c.memory_bytes).sum(),
-                containers,
-            };
+        for (task_arn, sample) in per_task {
             let samples = buffer.entry(task_arn).or_default();
             samples.push_back(sample);
             while samples.len() > self.config.max_samples_per_task {
@@ -420,6 +465,59 @@ mod tests {
         // The exited container is not part of its task's sample.
         assert_eq!(batch.tasks[0].samples[0].containers.len(), 1);
         assert_eq!(sampler.report_once().await, ReportOutcome::Empty);
+    }
+
+    #[test]
+    fn a_task_with_an_unreadable_container_gets_no_sample_that_round() {
+        let reading = |task: &str, name: &str, reading: Reading| {
+            (task.to_string(), name.to_string(), reading)
+        };
+        let round = |web: Reading| {
+            task_samples(
+                1.0,
+                [
+                    reading("task-web", "web", web),
+                    reading("task-web", "sidecar", Reading::Running(stats(2_000, 20))),
+                    reading("task-db", "db", Reading::Running(stats(5_000, 50))),
+                    reading("task-db", "init", Reading::Stopped),
+                ],
+            )
+        };
+        let cpu = |samples: &BTreeMap<String, TaskStatsSample>, task: &str| {
+            samples.get(task).map(|s| s.cpu_total_nanos)
+        };
+        let before = round(Reading::Running(stats(700_000_000_000, 10)));
+        assert_eq!(cpu(&before, "task-web"), Some(700_000_002_000));
+        // Leaving the failed container out would make the task's CPU drop by its whole
+        // lifetime and jump back the next round; the task skips the round instead.
+        let failed = round(Reading::Failed);
+        assert_eq!(cpu(&failed, "task-web"), None);
+        assert_eq!(
+            cpu(&failed, "task-db"),
+            Some(5_000),
+            "other tasks are sampled"
+        );
+        let after = round(Reading::Running(stats(700_001_000_000, 10)));
+        assert_eq!(cpu(&after, "task-web"), Some(700_001_002_000));
+        // Each container keeps its own values; a stopped one is simply not part of the task.
+        let web = &after["task-web"];
+        let names: Vec<(&str, u64)> = web
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.cpu_total_nanos))
+            .collect();
+        assert_eq!(names, vec![("sidecar", 2_000), ("web", 700_001_000_000)]);
+        assert_eq!(web.memory_bytes, 30);
+        assert_eq!(after["task-db"].containers.len(), 1);
+        // The failure may come before the task's other readings.
+        let first = task_samples(
+            1.0,
+            [
+                reading("task-web", "web", Reading::Failed),
+                reading("task-web", "sidecar", Reading::Running(stats(2_000, 20))),
+            ],
+        );
+        assert!(first.is_empty());
     }
 
     #[tokio::test]

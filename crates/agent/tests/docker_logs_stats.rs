@@ -137,6 +137,84 @@ async fn awslogs_lines_are_shipped_once_across_an_agent_restart() {
 }
 
 #[tokio::test]
+async fn a_long_line_finished_after_an_agent_restart_is_shipped_once() {
+    trace();
+    ensure_test_image();
+    let arn = instance_arn(&format!("docker-logs-split-{}", std::process::id()));
+    let cleanup = DockerCleanup::new(&arn);
+    cleanup.clean();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = DockerRuntime::connect().await.expect("docker is running");
+    let config = EngineConfig {
+        task_cleanup_wait: Duration::from_secs(1),
+        resync_interval: Duration::from_secs(5),
+        log_checkpoint_dir: Some(dir.path().join("logs")),
+        ..EngineConfig::new(CLUSTER, &arn)
+    };
+    let harness = Harness::start(Arc::new(runtime), config);
+
+    // 20,000 bytes without a newline: the engine logs the first 16 KiB as a part at once and
+    // holds the rest. Stderr lines follow over seconds; the line ends only after the agent
+    // restarted, and the engine stamps its last part with the first part's time, seconds
+    // older than the stderr lines shipped before the restart.
+    let script = "head -c 20000 /dev/zero | tr '\\0' x; usleep 1200000; echo err 1 >&2; \
+                  usleep 1200000; echo err 2 >&2; usleep 9000000; echo; echo out after";
+    let mut app = busybox("app", script);
+    app.log_configuration = Some(LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: Some(BTreeMap::from([
+            ("awslogs-group".to_string(), "/ecs/docker-split".to_string()),
+            ("awslogs-stream-prefix".to_string(), "ecs".to_string()),
+            ("awslogs-create-group".to_string(), "true".to_string()),
+        ])),
+        secret_options: None,
+    });
+    let task_arn = task_arn(703);
+    let task = agent_task(&task_arn, definition("docker-split", vec![app]));
+    let stream = format!("ecs/app/{}", task_arn.rsplit('/').next().expect("task id"));
+    harness.engine.apply(vec![task.clone()]);
+    harness.wait_status(&task_arn, "RUNNING", WAIT).await;
+
+    let before = harness
+        .logs
+        .wait_for_messages("/ecs/docker-split", &stream, 3, WAIT)
+        .await;
+    assert_eq!(before[1..], ["err 1".to_string(), "err 2".to_string()]);
+    // Let the checkpoint after "err 2" reach the disk before the agent stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let harness = harness.restart().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(harness.engine.adopt().await.expect("adopts"), 1);
+    harness.engine.apply(vec![task]);
+    harness.wait_status(&task_arn, "STOPPED", WAIT).await;
+
+    harness
+        .logs
+        .wait_for_messages("/ecs/docker-split", &stream, 5, WAIT)
+        .await;
+    // Anything sent twice would come right behind.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let messages = harness.logs.messages("/ecs/docker-split", &stream);
+    let lengths: Vec<usize> = messages.iter().map(String::len).collect();
+    assert_eq!(
+        lengths,
+        vec![16 * 1024, 5, 5, 20_000 - 16 * 1024, 9],
+        "the line's two parts, each once: {:?}",
+        messages
+            .iter()
+            .map(|m| m.chars().take(12).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(messages[4], "out after");
+    assert!(messages[0]
+        .bytes()
+        .chain(messages[3].bytes())
+        .all(|b| b == b'x'));
+    assert!(harness.logs.violations().is_empty());
+    drop(cleanup);
+}
+
+#[tokio::test]
 async fn a_cpu_burning_container_shows_its_cpu_time_growing() {
     ensure_test_image();
     let arn = instance_arn(&format!("docker-stats-{}", std::process::id()));

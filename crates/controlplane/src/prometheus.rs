@@ -49,7 +49,13 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The services whose requests are counted by name; anything else is `unknown`.
-const SERVICES: [&str; 4] = ["ecs", "monitoring", "logs", model::agent::SIGNING_NAME];
+const SERVICES: [&str; 5] = [
+    "ecs",
+    "ec2",
+    "monitoring",
+    "logs",
+    model::agent::SIGNING_NAME,
+];
 
 /// At most this many distinct (service, operation) pairs are recorded; more are `other`. The
 /// operation comes from the request, so without a cap a client sending made-up operation names
@@ -162,27 +168,21 @@ impl Exporter {
         }
     }
 
-    /// Record one finished API request. `error_type` is the response's `x-amzn-ErrorType`: an
-    /// unknown operation is recorded as `unknown`, not under the name the client made up.
+    /// Record one finished API request. `operation` is the operation the service recognised,
+    /// `None` for a request refused before that (unsigned, badly signed, unknown operation,
+    /// unparsable): those are all recorded as `unknown`, never under a name the client wrote,
+    /// so clients that cannot even authenticate cannot take the operation slots.
     pub fn observe_request(
         &self,
         service: &str,
-        operation: &str,
+        operation: Option<&str>,
         status: u16,
-        error_type: Option<&str>,
         elapsed: Duration,
     ) {
         let service = known_service(service);
-        let unknown = service == "unknown"
-            || error_type.is_some_and(|t| {
-                t.starts_with("UnknownOperationException")
-                    || t.starts_with("InvalidAction")
-                    || t.starts_with("UnrecognizedServiceException")
-            });
-        let operation = if unknown {
-            "unknown".to_string()
-        } else {
-            self.bounded_operation(service, operation)
+        let operation = match operation {
+            Some(operation) if service != "unknown" => self.bounded_operation(service, operation),
+            _ => "unknown".to_string(),
         };
         self.requests
             .get_or_create(&RequestLabels {
@@ -347,6 +347,76 @@ pub fn operation_of(request: &protocol::Request) -> String {
         }
     }
     "unknown".to_string()
+}
+
+/// Error codes meaning the service did not recognise the operation (JSON's and Query's).
+const UNKNOWN_OPERATION_CODES: [&str; 3] = [
+    "UnknownOperationException",
+    "InvalidAction",
+    "MissingAction",
+];
+
+/// Largest error body read to find its code; error documents are a few hundred bytes.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// For a service that dispatches by itself (CloudWatch, EC2): `response` with the operation
+/// the service recognised in `request`, read from the answer. A success was dispatched; an
+/// error was, unless its code (`x-amzn-ErrorType`, or `<Code>` of a Query XML error, which
+/// has no such header) says the operation is unknown or cannot be read at all.
+pub async fn answered_operation(
+    request: &protocol::Request,
+    response: axum::response::Response,
+) -> (axum::response::Response, Option<String>) {
+    use axum::body::HttpBody;
+    let recognised = |code: &str| {
+        !code.is_empty()
+            && !UNKNOWN_OPERATION_CODES
+                .iter()
+                .any(|unknown| code.starts_with(unknown))
+    };
+    if response.status().as_u16() < 400 {
+        return (response, Some(operation_of(request)));
+    }
+    if let Some(code) = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+    {
+        let operation = recognised(code).then(|| operation_of(request));
+        return (response, operation);
+    }
+    let xml = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("xml"));
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= MAX_ERROR_BODY);
+    if !(xml && small) {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    // The body is in memory already (its exact size is known), so reading it cannot fail
+    // in practice; if it does, the answer is lost either way.
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY as usize)
+        .await
+        .unwrap_or_default();
+    let operation = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| {
+            let start = text.find("<Code>")? + "<Code>".len();
+            let end = start + text[start..].find("</Code>")?;
+            Some(&text[start..end])
+        })
+        .filter(|code| recognised(code))
+        .map(|_| operation_of(request));
+    (
+        axum::response::Response::from_parts(parts, axum::body::Body::from(bytes)),
+        operation,
+    )
 }
 
 /// Rewrite the crate's OpenMetrics text as Prometheus text format 0.0.4: a counter's `HELP` and
@@ -948,16 +1018,10 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Arc::new(SystemClock)));
         let exporter = Exporter::new(store);
         for i in 0..(MAX_OPERATIONS + 10) {
-            exporter.observe_request("ecs", &format!("Op{i}"), 200, None, Duration::ZERO);
+            exporter.observe_request("ecs", Some(&format!("Op{i}")), 200, Duration::ZERO);
         }
-        exporter.observe_request(
-            "ecs",
-            "Nope",
-            400,
-            Some("UnknownOperationException"),
-            Duration::ZERO,
-        );
-        exporter.observe_request("s3", "GetObject", 400, None, Duration::ZERO);
+        exporter.observe_request("ecs", None, 400, Duration::ZERO);
+        exporter.observe_request("s3", Some("GetObject"), 400, Duration::ZERO);
         assert_eq!(
             exporter
                 .requests
@@ -983,6 +1047,65 @@ mod tests {
             sanitize_operation("List\"Clusters}\n"),
             "ListClusters".to_string()
         );
+    }
+
+    /// CloudWatch and EC2 dispatch by themselves; their answer tells whether they knew the
+    /// operation, from the error header or, for Query errors, the XML body (kept intact).
+    #[tokio::test]
+    async fn answers_tell_whether_the_operation_was_recognised() {
+        let request = protocol::Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query: "Action=Forged&Version=2010-08-01".into(),
+            headers: vec![],
+            body: bytes::Bytes::new(),
+        };
+        let answer = |status: u16, headers: &[(&'static str, &'static str)], body: &str| {
+            let mut response =
+                axum::response::Response::new(axum::body::Body::from(body.to_string()));
+            *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(*name, axum::http::HeaderValue::from_static(value));
+            }
+            response
+        };
+        let xml = ("content-type", "text/xml");
+        let invalid_action = "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code>\
+                              <Message>no</Message></Error></ErrorResponse>";
+        let cases = [
+            (answer(200, &[xml], "<ok/>"), Some("Forged")),
+            (answer(400, &[xml], invalid_action), None),
+            (
+                answer(
+                    400,
+                    &[xml],
+                    "<ErrorResponse><Error><Code>InvalidParameterValue</Code></Error></ErrorResponse>",
+                ),
+                Some("Forged"),
+            ),
+            (
+                answer(400, &[("x-amzn-errortype", "UnknownOperationException")], "{}"),
+                None,
+            ),
+            (
+                answer(400, &[("x-amzn-errortype", "ValidationError")], "{}"),
+                Some("Forged"),
+            ),
+            // No code to read at all (an unimplemented service).
+            (answer(501, &[], ""), None),
+        ];
+        for (response, expected) in cases {
+            let (response, operation) = answered_operation(&request, response).await;
+            assert_eq!(operation.as_deref(), expected);
+            if response.status() == 400 && expected.is_none() {
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                assert!(!body.is_empty(), "the answer's body is kept");
+            }
+        }
     }
 
     fn labels(service: &str, operation: &str, status: &str) -> RequestLabels {

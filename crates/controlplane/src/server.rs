@@ -191,24 +191,20 @@ async fn handle(State(app): State<Arc<App>>, request: axum::extract::Request) ->
             // As `route` picks it; an unauthenticated request is counted under the service it
             // claims (only the four known names are labels, the rest is `unknown`).
             let service = sigv4::scope_service(&request).unwrap_or_default();
-            let operation = crate::prometheus::operation_of(&request);
             let _in_flight = app.metrics.start_request(&service);
-            (route(&app, request).await, service, operation)
+            let (response, operation) = route(&app, request).await;
+            (response, service, operation)
         }
         Err(error) => (
             json_error(&error, json::CONTENT_TYPE_1_1),
             String::new(),
-            String::new(),
+            None,
         ),
     };
     app.metrics.observe_request(
         &service,
-        &operation,
+        operation.as_deref(),
         response.status().as_u16(),
-        response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok()),
         started.elapsed(),
     );
     // A protocol that also writes the id into its body (Query's <RequestId>) sets the header
@@ -287,8 +283,11 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Authenticate, then hand the request to the service its credential scope names.
-async fn route(app: &App, request: Request) -> Response<Body> {
+/// Authenticate, then hand the request to the service its credential scope names. Also returns
+/// the operation when the service recognised it, for the request metrics: a request refused
+/// before that (unsigned, badly signed, unknown or unparsable) names no operation, so what a
+/// client writes in it cannot become a label.
+async fn route(app: &App, request: Request) -> (Response<Body>, Option<String>) {
     let service = sigv4::scope_service(&request);
     let style = ErrorStyle::Json;
     let now = app.clock.now_millis() / 1000;
@@ -302,16 +301,26 @@ async fn route(app: &App, request: Request) -> Response<Body> {
         Ok(identity) => identity,
         Err(error) => {
             debug!(%error, "request refused by sigv4");
-            return json_error(&error.to_aws_error(style), json::CONTENT_TYPE_1_1);
+            return (
+                json_error(&error.to_aws_error(style), json::CONTENT_TYPE_1_1),
+                None,
+            );
         }
     };
-    match service.as_deref().unwrap_or(identity.service.as_str()) {
+    let (response, operation) = match service.as_deref().unwrap_or(identity.service.as_str()) {
         "ecs" => serve_json(&request, ecs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
             ecs::dispatch(&app.ecs, op, input)
         })
         .await,
-        "monitoring" => cloudwatch::serve(&app.cloudwatch, &request).await,
-        "ec2" => ec2::serve(&app.ec2, &request).await,
+        // These dispatch internally: their answer tells whether they knew the operation.
+        "monitoring" => {
+            let response = cloudwatch::serve(&app.cloudwatch, &request).await;
+            return crate::prometheus::answered_operation(&request, response).await;
+        }
+        "ec2" => {
+            let response = ec2::serve(&app.ec2, &request).await;
+            return crate::prometheus::answered_operation(&request, response).await;
+        }
         "logs" => serve_json(&request, logs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
             logs::dispatch(&app.logs, op, input)
         })
@@ -322,7 +331,7 @@ async fn route(app: &App, request: Request) -> Response<Body> {
             })
             .await
         }
-        other => json_error(
+        other => (json_error(
             &AwsError::sender(
                 "UnrecognizedServiceException",
                 format!(
@@ -330,35 +339,47 @@ async fn route(app: &App, request: Request) -> Response<Body> {
                 ),
             ),
             json::CONTENT_TYPE_1_1,
-        ),
-    }
+        ), None),
+    };
+    (response, operation.map(str::to_string))
 }
 
 /// Serve one JSON 1.0/1.1 request: check the target prefix, parse the body, run the operation.
+/// The operation is returned when the service ran it (whatever the outcome).
 async fn serve_json<'a, F, Fut, E>(
     request: &'a Request,
     prefix: &str,
     content_type: &'static str,
     run: F,
-) -> Response<Body>
+) -> (Response<Body>, Option<&'a str>)
 where
     F: FnOnce(&'a str, serde_json::Value) -> Fut,
     Fut: std::future::Future<Output = Option<Result<serde_json::Value, E>>>,
     E: IntoAwsError,
 {
     let Some(target) = request.header("x-amz-target") else {
-        return json_error(&json::missing_target(), content_type);
+        return (json_error(&json::missing_target(), content_type), None);
     };
     let operation = match json::parse_target(target) {
         Some((p, op)) if p == prefix => op,
-        _ => return json_error(&json::unknown_operation(target), content_type),
+        _ => {
+            return (
+                json_error(&json::unknown_operation(target), content_type),
+                None,
+            )
+        }
     };
     let input = match json::parse_body(&request.body) {
         Ok(input) => input,
-        Err(error) => return json_error(&error, content_type),
+        Err(error) => return (json_error(&error, content_type), None),
     };
-    match run(operation, input).await {
-        None => json_error(&json::unknown_operation(target), content_type),
+    let response = match run(operation, input).await {
+        None => {
+            return (
+                json_error(&json::unknown_operation(target), content_type),
+                None,
+            )
+        }
         Some(Ok(output)) => {
             let body = serde_json::to_vec(&output).unwrap_or_default();
             let mut response = Response::new(Body::from(Bytes::from(body)));
@@ -374,7 +395,8 @@ where
             }
             json_error(&error, content_type)
         }
-    }
+    };
+    (response, Some(operation))
 }
 
 /// How a service's error family becomes a wire error.

@@ -813,7 +813,15 @@ async fn alarm_goes_from_insufficient_data_to_alarm_to_ok_with_history() {
     assert!(alarm.alarm_configuration_updated_timestamp().is_some());
 
     put_value(&cw, "CPU", minute + 10_000, 92.5).await;
+    // The minute [0, 1) ended a second ago: too recent to judge (datapoints arrive late).
     clock.set_millis(minute + 61_000);
+    settle().await;
+    assert_eq!(
+        alarm_state(&cw, "cpu-high").await.state_reason(),
+        Some("Unchecked: Initial alarm creation")
+    );
+    // Fifteen seconds after it ended, it is judged.
+    clock.set_millis(minute + 76_000);
     let alarm = wait_for_state(&cw, "cpu-high", StateValue::Alarm).await;
     let date = {
         let c = protocol::shape::Civil::from_millis(minute);
@@ -835,11 +843,11 @@ async fn alarm_goes_from_insufficient_data_to_alarm_to_ok_with_history() {
     assert_eq!(data["recentDatapoints"], json!([92.5]));
     assert_eq!(
         alarm.state_transitioned_timestamp(),
-        Some(&ts(minute + 61_000))
+        Some(&ts(minute + 76_000))
     );
 
     put_value(&cw, "CPU", minute + 70_000, 12.0).await;
-    clock.set_millis(minute + 121_000);
+    clock.set_millis(minute + 136_000);
     let alarm = wait_for_state(&cw, "cpu-high", StateValue::Ok).await;
     assert!(
         alarm
@@ -910,7 +918,8 @@ async fn alarm_goes_from_insufficient_data_to_alarm_to_ok_with_history() {
     assert_eq!(states.get("cpu-high").map(String::as_str), Some("OK"));
     assert!(!states.contains_key("nope"));
 
-    // SetAlarmState holds until the next evaluation.
+    // SetAlarmState is re-evaluated within seconds, at the same clock: the alarm returns to
+    // the state its data says, with both changes in its history.
     cw.set_alarm_state()
         .alarm_name("cpu-high")
         .state_value(StateValue::Alarm)
@@ -919,15 +928,47 @@ async fn alarm_goes_from_insufficient_data_to_alarm_to_ok_with_history() {
         .send()
         .await
         .expect("SetAlarmState");
-    settle().await;
-    let alarm = alarm_state(&cw, "cpu-high").await;
-    assert_eq!(
-        (alarm.state_value(), alarm.state_reason()),
-        (Some(&StateValue::Alarm), Some("testing"))
+    let alarm = wait_for_state(&cw, "cpu-high", StateValue::Ok).await;
+    assert!(
+        alarm.state_reason().unwrap_or("").contains("[12.0 ("),
+        "{alarm:?}"
     );
-    clock.set_millis(minute + 181_000);
-    // The minute [2, 3) has no data and `missing` is the default: INSUFFICIENT_DATA.
-    wait_for_state(&cw, "cpu-high", StateValue::InsufficientData).await;
+    let history = cw
+        .describe_alarm_history()
+        .alarm_name("cpu-high")
+        .history_item_type(HistoryItemType::StateUpdate)
+        .send()
+        .await
+        .expect("DescribeAlarmHistory");
+    let summaries: Vec<&str> = history
+        .alarm_history_items()
+        .iter()
+        .filter_map(|i| i.history_summary())
+        .take(2)
+        .collect();
+    assert_eq!(
+        summaries,
+        vec![
+            "Alarm updated from ALARM to OK",
+            "Alarm updated from OK to ALARM"
+        ]
+    );
+
+    // Minutes without data: while the newest real datapoint is in the evaluation range (three
+    // periods for one evaluation period) it is judged, and the alarm stays OK…
+    clock.set_millis(minute + 256_000);
+    settle().await;
+    assert_eq!(
+        alarm_state(&cw, "cpu-high").await.state_value(),
+        Some(&StateValue::Ok)
+    );
+    // …then `missing`, the default, makes it INSUFFICIENT_DATA.
+    clock.set_millis(minute + 316_000);
+    let alarm = wait_for_state(&cw, "cpu-high", StateValue::InsufficientData).await;
+    assert_eq!(
+        alarm.state_reason(),
+        Some("Insufficient Data: 1 datapoint was unknown.")
+    );
     server.server.shutdown().await;
 }
 
@@ -972,13 +1013,12 @@ async fn m_of_n_and_every_treat_missing_data_mode() {
         .await
         .expect("alarm");
 
-    // Busy: 60, 10, 70 in three consecutive minutes.
+    // Busy: 60, 10, 70 in three consecutive minutes, all judged at once (PutMetricData takes
+    // timestamps up to two hours ahead).
     put_value(&cw, "Busy", minute + 5_000, 60.0).await;
-    clock.set_millis(minute + 65_000);
     put_value(&cw, "Busy", minute + 65_000, 10.0).await;
-    clock.set_millis(minute + 125_000);
     put_value(&cw, "Busy", minute + 125_000, 70.0).await;
-    clock.set_millis(minute + 181_000);
+    clock.set_millis(minute + 196_000);
 
     let two = wait_for_state(&cw, "two-of-three", StateValue::Alarm).await;
     assert!(
@@ -1022,7 +1062,7 @@ async fn m_of_n_and_every_treat_missing_data_mode() {
         .send()
         .await
         .expect("SetAlarmState");
-    clock.set_millis(minute + 245_000);
+    clock.set_millis(minute + 256_000);
     settle().await;
     settle().await;
     assert_eq!(
@@ -1075,7 +1115,7 @@ async fn metric_math_alarm_and_alarm_management() {
         .expect("math alarm");
     put_value(&cw, "Errors", minute + 5_000, 3.0).await;
     put_value(&cw, "Requests", minute + 5_000, 20.0).await;
-    clock.set_millis(minute + 61_000);
+    clock.set_millis(minute + 76_000);
     let alarm = wait_for_state(&cw, "error-rate", StateValue::Alarm).await;
     assert!(
         alarm.state_reason().unwrap_or("").contains("[15.0 ("),
@@ -1287,6 +1327,177 @@ async fn metric_math_alarm_and_alarm_management() {
     let response = json_call(&server, "DescribeAlarms", json!({"AlarmNames": ["q"]})).await;
     assert_eq!(response.json()["MetricAlarms"][0]["Threshold"], 1.0);
     assert_eq!(response.json()["MetricAlarms"][0]["Dimensions"], json!([]));
+    server.server.shutdown().await;
+}
+
+/// Put one high-resolution `value` per second of `[from_s, to_s)` after `minute`.
+async fn put_seconds(
+    cw: &aws_sdk_cloudwatch::Client,
+    metric: &str,
+    minute: i64,
+    (from_s, to_s): (i64, i64),
+    value: f64,
+) {
+    let mut request = cw.put_metric_data().namespace("Wharf/Alarms");
+    for second in from_s..to_s {
+        request = request.metric_data(
+            MetricDatum::builder()
+                .metric_name(metric)
+                .timestamp(ts(minute + second * 1000))
+                .storage_resolution(1)
+                .value(value)
+                .build(),
+        );
+    }
+    request.send().await.expect("PutMetricData");
+}
+
+/// Datapoints that arrive late, as Wharf's own AWS/ECS metrics do (each second is published
+/// about 11 s after it ended): a 10 s alarm judges the newest period that ended at least 15 s
+/// ago, not the empty one that just ended, so it neither sits in INSUFFICIENT_DATA nor (with
+/// `breaching`) alarms on data that is merely on its way. Period 20 is valid too.
+#[tokio::test]
+async fn high_resolution_alarms_wait_for_late_datapoints() {
+    let (clock, minute) = manual_clock();
+    let server = support::start_with(clock.clone(), Default::default()).await;
+    let cw = cloudwatch_client(&server).await;
+    let alarm = |name: &str, metric: &str, period: i32, missing: Option<&str>| {
+        let mut request = cw
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("Wharf/Alarms")
+            .metric_name(metric)
+            .statistic(Statistic::Average)
+            .period(period)
+            .evaluation_periods(1)
+            .threshold(50.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+        if let Some(mode) = missing {
+            request = request.treat_missing_data(mode);
+        }
+        request.send()
+    };
+    alarm("hot-10", "Hot", 10, None).await.expect("alarm");
+    alarm("hot-20", "Hot", 20, None).await.expect("period 20");
+    alarm("cool-breaching", "Cool", 10, Some("breaching"))
+        .await
+        .expect("alarm");
+
+    // At 0:41 the seconds up to 0:30 have arrived; [0:30, 0:40) is still on its way.
+    put_seconds(&cw, "Hot", minute, (0, 30), 90.0).await;
+    put_seconds(&cw, "Cool", minute, (0, 30), 10.0).await;
+    clock.set_millis(minute + 41_000);
+    let hot = wait_for_state(&cw, "hot-10", StateValue::Alarm).await;
+    let data: Value =
+        serde_json::from_str(hot.state_reason_data().expect("reason data")).expect("json");
+    // [0:10, 0:20): the newest period that ended 15 s ago.
+    assert_eq!(
+        data["evaluatedDatapoints"][0]["timestamp"],
+        json!(controlplane::cloudwatch::alarms::json_date(minute + 10_000))
+    );
+    wait_for_state(&cw, "hot-20", StateValue::Alarm).await;
+    wait_for_state(&cw, "cool-breaching", StateValue::Ok).await;
+
+    // Publishing goes on with the same lag: nothing flaps.
+    for step in 1..=3 {
+        put_seconds(&cw, "Hot", minute, (20 + step * 10, 30 + step * 10), 90.0).await;
+        put_seconds(&cw, "Cool", minute, (20 + step * 10, 30 + step * 10), 10.0).await;
+        clock.set_millis(minute + 41_000 + step * 10_000);
+        settle().await;
+    }
+    for (name, state) in [
+        ("hot-10", StateValue::Alarm),
+        ("hot-20", StateValue::Alarm),
+        ("cool-breaching", StateValue::Ok),
+    ] {
+        assert_eq!(
+            alarm_state(&cw, name).await.state_value(),
+            Some(&state),
+            "{name}"
+        );
+        let history = cw
+            .describe_alarm_history()
+            .alarm_name(name)
+            .history_item_type(HistoryItemType::StateUpdate)
+            .send()
+            .await
+            .expect("history");
+        assert_eq!(
+            history.alarm_history_items().len(),
+            1,
+            "{name}: {history:?}"
+        );
+    }
+
+    // GetMetricStatistics takes period 20 as well.
+    let stats = cw
+        .get_metric_statistics()
+        .namespace("Wharf/Alarms")
+        .metric_name("Hot")
+        .start_time(ts(minute))
+        .end_time(ts(minute + 40_000))
+        .period(20)
+        .statistics(Statistic::SampleCount)
+        .send()
+        .await
+        .expect("Period 20");
+    let mut counts: Vec<(i64, f64)> = stats
+        .datapoints()
+        .iter()
+        .map(|d| {
+            (
+                d.timestamp().expect("timestamp").to_millis().expect("ms") - minute,
+                d.sample_count().unwrap_or_default(),
+            )
+        })
+        .collect();
+    counts.sort_by_key(|(t, _)| *t);
+    assert_eq!(counts, vec![(0, 20.0), (20_000, 20.0)]);
+    server.server.shutdown().await;
+}
+
+/// Hostile numbers are refused by the codecs, not overflowed by the handlers.
+#[tokio::test]
+async fn out_of_range_numbers_are_refused() {
+    let server = support::start().await;
+    for (operation, input) in [
+        (
+            "GetMetricStatistics",
+            json!({"Namespace": "N", "MetricName": "M", "StartTime": 0, "EndTime": 1e300,
+                   "Period": 60, "Statistics": ["Sum"]}),
+        ),
+        (
+            "GetMetricStatistics",
+            json!({"Namespace": "N", "MetricName": "M", "StartTime": 0, "EndTime": 60,
+                   "Period": 9_223_372_036_854_775_807i64, "Statistics": ["Sum"]}),
+        ),
+        (
+            "GetMetricData",
+            json!({"StartTime": -1e300, "EndTime": 60, "MetricDataQueries": [
+                {"Id": "m1", "MetricStat": {"Metric": {"Namespace": "N", "MetricName": "M"},
+                 "Period": 4_294_967_296i64, "Stat": "Sum"}}]}),
+        ),
+    ] {
+        let response = json_call(&server, operation, input).await;
+        assert_eq!(response.status, 400, "{operation}: {}", response.body);
+    }
+    // In range but absurd: a clean answer, never a panic.
+    let response = json_call(
+        &server,
+        "GetMetricData",
+        json!({"StartTime": -62_000_000_000.0, "EndTime": 253_000_000_000.0, "MetricDataQueries": [
+            {"Id": "m1", "MetricStat": {"Metric": {"Namespace": "N", "MetricName": "M"},
+             "Period": 2_147_483_640, "Stat": "Sum"}},
+            {"Id": "e1", "Expression": "FILL(m1, 0) * 2"}]}),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let response = query_call(
+        &server,
+        "Action=GetMetricStatistics&Version=2010-08-01&Namespace=N&MetricName=M&StartTime=0&EndTime=1e300&Period=60&Statistics.member.1=Sum",
+    )
+    .await;
+    assert_eq!(response.status, 400, "{}", response.body);
     server.server.shutdown().await;
 }
 

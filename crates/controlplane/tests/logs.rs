@@ -1156,3 +1156,183 @@ async fn concurrent_writers_to_one_stream_all_land() {
         .all(|w| w[0].timestamp() <= w[1].timestamp()));
     server.server.shutdown().await;
 }
+
+/// `?` opens a term group (AWS's reading, and what the CDK's anyTermGroup writes); more than
+/// one `...` is refused; column names take AWS's `[a-zA-Z0-9_-]+`.
+#[tokio::test]
+async fn filter_patterns_follow_aws_term_groups_and_column_rules() {
+    let server = support::start().await;
+    let logs = client(&server).await;
+    group_with_stream(&logs, "app", "s").await;
+    let t = now() - HOUR;
+    let lines = [
+        "ERROR in MainThread",
+        "WARN Deadlock found",
+        "ERROR Deadlock found",
+        "WARN in MainThread",
+        "ERROR MainThread DEBUG",
+    ];
+    put(
+        &logs,
+        "app",
+        "s",
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| event(t + i as i64, m))
+            .collect(),
+    )
+    .await;
+    let filter = |pattern: &str| {
+        logs.filter_log_events()
+            .log_group_name("app")
+            .filter_pattern(pattern)
+            .send()
+    };
+    let messages =
+        |out: aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsOutput| {
+            out.events()
+                .iter()
+                .filter_map(|e| e.message().map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+    // (ERROR and MainThread) or (WARN and Deadlock); "all plain terms and any `?` term" would
+    // have matched none of these, as none holds both MainThread and Deadlock.
+    let grouped = filter(r#"?"ERROR" "MainThread" ?"WARN" "Deadlock""#)
+        .await
+        .expect("groups");
+    assert_eq!(
+        messages(grouped),
+        [
+            "ERROR in MainThread",
+            "WARN Deadlock found",
+            "ERROR MainThread DEBUG"
+        ]
+    );
+    let excluded = filter(r#"?"ERROR" "MainThread" ?"WARN" "Deadlock" -DEBUG"#)
+        .await
+        .expect("groups with an exclusion");
+    assert_eq!(
+        messages(excluded),
+        ["ERROR in MainThread", "WARN Deadlock found"]
+    );
+
+    let twice = filter("[..., level, ...]").await.expect_err("two ellipses");
+    assert_eq!(code(&twice), "InvalidParameterException");
+    assert_eq!(message(&twice), "Invalid filter pattern");
+    let columns = filter("[log-level = WARN, 2nd, ...]")
+        .await
+        .expect("AWS column names");
+    assert_eq!(
+        messages(columns),
+        ["WARN Deadlock found", "WARN in MainThread"]
+    );
+    server.server.shutdown().await;
+}
+
+/// GetLogEvents stops at 1 MB of events while reading (always at least one event), from
+/// whichever end the read starts, and paging still reaches every event.
+#[tokio::test]
+async fn get_log_events_pages_large_events_by_size() {
+    let server = support::start().await;
+    let logs = client(&server).await;
+    group_with_stream(&logs, "big", "s").await;
+    let t = now() - HOUR;
+    let body = "x".repeat(600_000);
+    for i in 0..3 {
+        put(&logs, "big", "s", vec![event(t + i, &format!("{i}{body}"))]).await;
+    }
+    let first_chars =
+        |out: &aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput| {
+            out.events()
+                .iter()
+                .filter_map(|e| e.message().and_then(|m| m.chars().next()))
+                .collect::<String>()
+        };
+    let head = logs
+        .get_log_events()
+        .log_group_name("big")
+        .log_stream_name("s")
+        .start_from_head(true)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(first_chars(&head), "0");
+    let tail = logs
+        .get_log_events()
+        .log_group_name("big")
+        .log_stream_name("s")
+        .send()
+        .await
+        .expect("tail");
+    assert_eq!(first_chars(&tail), "2");
+    let pages: Vec<_> = logs
+        .get_log_events()
+        .log_group_name("big")
+        .log_stream_name("s")
+        .start_from_head(true)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("pages");
+    let all: String = pages.iter().map(first_chars).collect();
+    assert_eq!(all, "012");
+    server.server.shutdown().await;
+}
+
+/// DeleteLogGroup answers once the group and its streams are gone; the events follow in
+/// batches, and never show up in a group or stream re-created under the same names.
+#[tokio::test]
+async fn a_recreated_group_starts_empty_while_the_old_events_are_purged() {
+    let server = support::start().await;
+    let logs = client(&server).await;
+    group_with_stream(&logs, "g", "s").await;
+    let t = now() - HOUR;
+    for batch in 0..3 {
+        put(
+            &logs,
+            "g",
+            "s",
+            (0..5_000)
+                .map(|i| event(t + i, &format!("old {batch} {i}")))
+                .collect(),
+        )
+        .await;
+    }
+    logs.delete_log_group()
+        .log_group_name("g")
+        .send()
+        .await
+        .expect("delete");
+    let gone = logs
+        .describe_log_streams()
+        .log_group_name("g")
+        .send()
+        .await
+        .expect_err("group gone");
+    assert_eq!(code(&gone), "ResourceNotFoundException");
+    group_with_stream(&logs, "g", "s").await;
+    put(&logs, "g", "s", vec![event(t, "new")]).await;
+    let events = logs
+        .get_log_events()
+        .log_group_name("g")
+        .log_stream_name("s")
+        .start_from_head(true)
+        .send()
+        .await
+        .expect("read");
+    let messages: Vec<_> = events.events().iter().filter_map(|e| e.message()).collect();
+    assert_eq!(messages, ["new"]);
+    let found = logs
+        .filter_log_events()
+        .log_group_name("g")
+        .filter_pattern("old")
+        .send()
+        .await
+        .expect("filter");
+    assert!(found.events().is_empty());
+    let group = logs.describe_log_groups().send().await.expect("groups");
+    assert_eq!(group.log_groups()[0].stored_bytes(), Some(3));
+    server.server.shutdown().await;
+}

@@ -465,3 +465,120 @@ print(json.dumps(families))
         assert_eq!(families["wharf_process_cpu_seconds"][0], "counter");
     }
 }
+
+/// Requests refused before their service recognised an operation (bad or missing signature,
+/// unparsable body, unknown Query action) are counted under `unknown`: the names clients wrote
+/// in them never become series, so a client that cannot even sign cannot fill the operation
+/// slots and push real operations into `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_do_not_create_operation_series() {
+    let server = support::start().await;
+    let host = server.server.local_addr().to_string();
+    for i in 0..20 {
+        let target = format!("AmazonEC2ContainerServiceV20141113.Forged{i}");
+        // Claims the ecs scope with a made-up key and signature.
+        let forged = support::raw_post(
+            &server,
+            &[
+                ("host".to_string(), host.clone()),
+                (
+                    "authorization".to_string(),
+                    format!(
+                        "AWS4-HMAC-SHA256 Credential=AKIDFORGED{i}/20250101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature={}",
+                        "0".repeat(64)
+                    ),
+                ),
+                (
+                    "content-type".to_string(),
+                    "application/x-amz-json-1.1".to_string(),
+                ),
+                ("x-amz-target".to_string(), target.clone()),
+            ],
+            b"{}",
+        )
+        .await;
+        assert_eq!(forged.status / 100, 4, "{forged:?}");
+        // A known key with the wrong secret.
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let wrong = support::signed_request(&server, "ecs", &headers, b"{}", Some("wrong")).await;
+        assert_eq!(
+            wrong.header("x-amzn-errortype"),
+            Some("InvalidSignatureException"),
+            "{wrong:?}"
+        );
+        // Properly signed, but the body is not JSON.
+        let garbled = support::signed_request(&server, "ecs", &headers, b"{not json", None).await;
+        assert_eq!(garbled.status, 400, "{garbled:?}");
+        // A Query action CloudWatch does not have: the code is only in the XML body.
+        let query = support::signed_request(
+            &server,
+            "monitoring",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("Action=Forged{i}&Version=2010-08-01").as_bytes(),
+            None,
+        )
+        .await;
+        assert_eq!(query.status, 400, "{query:?}");
+        assert!(
+            query.body.contains("<Code>InvalidAction</Code>"),
+            "{query:?}"
+        );
+    }
+    // A real Query action is still counted by name, and so is a real one that fails.
+    let listed = support::signed_request(
+        &server,
+        "monitoring",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"Action=ListMetrics&Version=2010-08-01",
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let invalid = support::signed_request(
+        &server,
+        "monitoring",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"Action=GetMetricStatistics&Version=2010-08-01",
+        None,
+    )
+    .await;
+    assert_eq!(invalid.status, 400, "{invalid:?}");
+
+    let text = get(&server, "/metrics", None).await.body;
+    let operations: std::collections::BTreeSet<String> = samples(&text)
+        .get("wharf_api_requests_total")
+        .into_iter()
+        .flatten()
+        .filter_map(|(labels, _)| labels.get("operation").cloned())
+        .collect();
+    assert_eq!(
+        operations,
+        ["GetMetricStatistics", "ListMetrics", "unknown"]
+            .map(String::from)
+            .into(),
+        "{text}"
+    );
+    // 20 forged + 20 wrong secret + 20 garbled for ecs; 20 unknown actions for monitoring.
+    assert_eq!(
+        value(
+            &text,
+            "wharf_api_requests_total",
+            &[("service", "ecs"), ("operation", "unknown")]
+        ),
+        60.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "wharf_api_requests_total",
+            &[("service", "monitoring"), ("operation", "unknown")]
+        ),
+        20.0,
+        "{text}"
+    );
+    server.server.shutdown().await;
+}

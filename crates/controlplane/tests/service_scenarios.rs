@@ -922,7 +922,9 @@ async fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back() {
         .await;
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
     use store::clock::Clock;
-    let now = cluster.clock.now_millis() / 1000;
+    // Two minutes back, in a finished period, so the evaluator also finds the alarm breaching
+    // and keeps it in ALARM whatever SetAlarmState said.
+    let now = cluster.clock.now_millis() / 1000 - 120;
     cloudwatch
         .put_metric_data()
         .namespace("App")

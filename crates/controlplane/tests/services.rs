@@ -318,12 +318,12 @@ async fn validation_follows_ecs() {
                 .desired_count(1)
                 .launch_type(aws_sdk_ecs::types::LaunchType::Fargate),
             "InvalidParameterException",
-            "Launch type FARGATE is not available in Wharf yet",
+            "Task definition does not support launch_type FARGATE.",
         ),
         (
             create().task_definition("vpc").desired_count(1),
             "InvalidParameterException",
-            "networkMode awsvpc",
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
         ),
         (
             create().desired_count(1).network_configuration(

@@ -18,9 +18,9 @@
 //! `epoch`, `mem`, a reader connection. `epoch` makes a query's view of memory and SQLite one
 //! snapshot: a checkpoint or compaction commits and updates memory under `epoch.write()`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -187,9 +187,16 @@ impl Index {
     }
 }
 
+/// How one batch's commit ended.
+type Outcome = Arc<OnceLock<Result<(), MetricStoreError>>>;
+
 /// A batch waiting for the committer.
 struct Pending {
-    seq: u64,
+    /// Set by whichever caller commits the batch, before it releases the writer lock. Each
+    /// batch has its own so that its caller learns the result however many other groups
+    /// commit (or fail) before it gets the lock back; a shared log of recent failures could
+    /// forget it and report a lost batch as stored.
+    outcome: Outcome,
     record: Vec<u8>,
     /// `(lane, series, point)`.
     points: Vec<(u32, u32, Point)>,
@@ -199,17 +206,12 @@ struct Pending {
 
 #[derive(Default)]
 struct Queue {
-    next_seq: u64,
     items: Vec<Pending>,
 }
 
 /// What only the committer touches.
 struct Writer {
     conn: Connection,
-    /// Every batch with a sequence number up to this one has been answered.
-    committed: u64,
-    /// Recent failed groups `(first seq, last seq, error)`, for their waiting callers.
-    failures: VecDeque<(u64, u64, String)>,
     /// Group commits so far (each one transaction, one fsync).
     commits: u64,
     log_bytes: usize,
@@ -337,8 +339,6 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         let mut writer = Writer {
             conn,
-            committed: 0,
-            failures: VecDeque::new(),
             commits: 0,
             log_bytes: 0,
             persisted_series: Vec::new(),
@@ -353,10 +353,7 @@ impl Engine {
             location,
             logged,
             index: RwLock::new(index),
-            queue: Mutex::new(Queue {
-                next_seq: 1,
-                items: Vec::new(),
-            }),
+            queue: Mutex::new(Queue::default()),
             writer: Mutex::new(writer),
             epoch: RwLock::new(()),
             mem: Mutex::new(mem),
@@ -501,7 +498,7 @@ impl Engine {
             rec.finish_into(&mut record);
         }
         Pending {
-            seq: 0,
+            outcome: Arc::new(OnceLock::new()),
             record,
             points,
             series_defs,
@@ -511,48 +508,62 @@ impl Engine {
 
     /// Group commit: queue the batch, then either find it committed by another caller or
     /// commit everything queued.
-    fn commit(&self, mut pending: Pending) -> Result<(), MetricStoreError> {
-        let seq = {
-            let mut q = lock(&self.queue);
-            let seq = q.next_seq;
-            q.next_seq += 1;
-            pending.seq = seq;
-            q.items.push(pending);
-            seq
-        };
+    fn commit(&self, pending: Pending) -> Result<(), MetricStoreError> {
+        let outcome = self.enqueue(pending);
         let mut w = lock(&self.writer);
-        if w.committed < seq {
-            // Our batch is still queued: nobody drained the queue since we pushed, since every
-            // drain happens under the writer lock and advances `committed` past what it took.
-            let items = std::mem::take(&mut lock(&self.queue).items);
-            let (first, last) = (items[0].seq, items[items.len() - 1].seq);
-            match self.log(&w, &items) {
-                Ok(bytes) => {
-                    w.log_bytes += bytes;
-                    w.commits += 1;
-                    self.apply(&items);
-                    w.committed = last;
-                    if self.checkpoint_due(&w) {
-                        // The batches are durable in the log already; a failed checkpoint is
-                        // retried by the next one.
-                        if let Err(e) = self.checkpoint(&mut w, false) {
-                            tracing::warn!(error = %e, "metrics checkpoint failed");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, batches = items.len(), "metrics commit failed");
-                    w.failures.push_back((first, last, e.to_string()));
-                    if w.failures.len() > 64 {
-                        w.failures.pop_front();
-                    }
-                    w.committed = last;
-                }
-            }
+        if outcome.get().is_none() {
+            // Our batch is still queued: every drain happens under the writer lock and answers
+            // each batch it took before releasing it.
+            self.commit_queued(&mut w);
         }
-        match w.failures.iter().find(|(a, b, _)| (*a..=*b).contains(&seq)) {
-            Some((_, _, e)) => Err(MetricStoreError::Io(e.clone())),
-            None => Ok(()),
+        drop(w);
+        match outcome.get() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(e.clone()),
+            // The caller that took our batch panicked before answering it: it may be in the
+            // log (and come back at the next start) but was not made visible.
+            None => Err(MetricStoreError::Io(
+                "a metrics commit was interrupted; the batch may not have been stored".into(),
+            )),
+        }
+    }
+
+    /// Queues a batch for the next group commit; the result is its outcome slot.
+    fn enqueue(&self, pending: Pending) -> Outcome {
+        let outcome = pending.outcome.clone();
+        lock(&self.queue).items.push(pending);
+        outcome
+    }
+
+    /// Logs and applies every queued batch as one group and answers each of them. Called with
+    /// the writer lock held.
+    fn commit_queued(&self, w: &mut Writer) {
+        let items = std::mem::take(&mut lock(&self.queue).items);
+        if items.is_empty() {
+            return;
+        }
+        let result = match self.log(w, &items) {
+            Ok(bytes) => {
+                w.log_bytes += bytes;
+                w.commits += 1;
+                self.apply(&items);
+                if self.checkpoint_due(w) {
+                    // The batches are durable in the log already; a failed checkpoint is
+                    // retried by the next one.
+                    if let Err(e) = self.checkpoint(w, false) {
+                        tracing::warn!(error = %e, "metrics checkpoint failed");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batches = items.len(), "metrics commit failed");
+                Err(e)
+            }
+        };
+        for item in &items {
+            // Only this drain holds the batch, so the slot is empty.
+            let _ = item.outcome.set(result.clone());
         }
     }
 
@@ -1329,5 +1340,41 @@ mod tests {
         }
         assert_eq!(lock(&engine.writer).commits, before + 1);
         assert_eq!(engine.list_metrics(None, None, &[], None).len(), 4);
+    }
+
+    /// A caller whose group failed learns it even when many more groups fail before it gets
+    /// the writer lock back (a bounded log of recent failures once forgot it: `put` then
+    /// returned `Ok` for data neither logged nor applied).
+    #[test]
+    fn a_failed_commit_is_reported_however_many_groups_fail_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(Location::file_in(dir.path()).unwrap()).unwrap());
+        let sample = |i: i64| Sample {
+            key: MetricKey::new("N", format!("m{i}"), vec![]),
+            point: Point::value(1_000 * i, 1.0),
+            unit: "Count".into(),
+            resolution: Resolution::High,
+        };
+        let mut w = lock(&engine.writer);
+        // Every commit fails from now on: the log's table is gone.
+        w.conn.execute_batch("DROP TABLE wal").unwrap();
+        let waiter = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.put(vec![sample(0)]))
+        };
+        while lock(&engine.queue).items.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // The waiter's group fails, then many others do, all before the waiter gets the lock.
+        engine.commit_queued(&mut w);
+        for i in 1..=200 {
+            let outcome = engine.enqueue(engine.prepare(&[sample(i)]));
+            engine.commit_queued(&mut w);
+            assert!(matches!(outcome.get(), Some(Err(_))), "{outcome:?}");
+        }
+        drop(w);
+        let result = waiter.join().unwrap();
+        assert!(result.is_err(), "{result:?}");
+        assert!(engine.list_metrics(None, None, &[], None).is_empty());
     }
 }

@@ -123,7 +123,7 @@ pub struct DimensionFilter {
     pub value: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetricStoreError {
     #[error("metric store I/O failed: {0}")]
     Io(String),

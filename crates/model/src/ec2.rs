@@ -12,6 +12,8 @@
 //! | `ec2/security-group/<sg-id>` | [`SecurityGroup`] |
 //! | `ec2/network-interface/<eni-id>` | [`NetworkInterface`] |
 //! | `ec2/ip/<subnet-id>/<ipv4>` | the ENI id holding that address (created only if absent, so two tasks never get one address) |
+//! | `ec2/default-vpc` | the default VPC's id (created once, with the VPC, so several servers starting together make one) |
+//! | `ec2/vpc-attributes/<vpc-id>` | [`VpcAttributes`], once ModifyVpcAttribute has changed them |
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +35,25 @@ pub fn network_interface_key(id: &str) -> String {
 pub const NETWORK_INTERFACE_PREFIX: &str = "ec2/network-interface/";
 pub fn ip_key(subnet_id: &str, ip: &str) -> String {
     format!("ec2/ip/{subnet_id}/{ip}")
+}
+
+/// Holds the default VPC's id; its existence means the defaults were created (even if the
+/// default VPC was deleted since, as AWS lets users do).
+pub const DEFAULT_VPC_KEY: &str = "ec2/default-vpc";
+pub fn vpc_attributes_key(vpc_id: &str) -> String {
+    format!("ec2/vpc-attributes/{vpc_id}")
+}
+pub const VPC_ATTRIBUTES_PREFIX: &str = "ec2/vpc-attributes/";
+
+/// A VPC's DNS attributes (DescribeVpcAttribute / ModifyVpcAttribute). Absent until modified:
+/// then DNS support is on, and DNS hostnames are on only in the default VPC, as in AWS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcAttributes {
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+    #[serde(default)]
+    pub enable_network_address_usage_metrics: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

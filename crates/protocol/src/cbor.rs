@@ -10,7 +10,10 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::shape::{as_f64, double_value, integer_value, Shape, ShapeError, ShapeTable, MAX_DEPTH};
+use crate::shape::{
+    as_f64, checked_timestamp, double_value, in_range, integer_value, Shape, ShapeError,
+    ShapeTable, MAX_DEPTH,
+};
 use crate::AwsError;
 
 pub const CONTENT_TYPE: &str = "application/cbor";
@@ -352,6 +355,11 @@ fn canonical(
         .get(name)
         .ok_or_else(|| ShapeError(format!("unknown shape {name}")))?;
     let wrong = |what: &str| ShapeError(format!("Expected {what} for {name}"));
+    let timestamp = |seconds: f64| {
+        checked_timestamp(seconds)
+            .map(double_value)
+            .ok_or_else(|| wrong("a timestamp between the years 0 and 9999"))
+    };
     match (shape, value) {
         (_, Value::Null | Value::Undefined) => Ok(Json::Null),
         (Shape::Structure(members), Value::Map(entries)) => {
@@ -388,19 +396,20 @@ fn canonical(
             ))
         }
         (Shape::Boolean, Value::Bool(b)) => Ok(Json::Bool(b)),
-        (Shape::Integer | Shape::Long, Value::Integer(i)) => i64::try_from(i)
-            .map(Json::from)
-            .map_err(|_| wrong("a 64-bit integer")),
+        (Shape::Integer | Shape::Long, Value::Integer(i)) => {
+            let i = i64::try_from(i).map_err(|_| wrong("a 64-bit integer"))?;
+            in_range(shape, i).map(Json::from)
+        }
         (Shape::Double, Value::Float(f)) => Ok(double_value(f)),
         // Lenient: an integer where a double is expected is still a number.
         (Shape::Double, Value::Integer(i)) => Ok(double_value(i as f64)),
         (Shape::Timestamp, Value::Tag(TAG_EPOCH, inner)) => match *inner {
-            Value::Integer(i) => Ok(double_value(i as f64)),
-            Value::Float(f) if f.is_finite() => Ok(double_value(f)),
+            Value::Integer(i) => timestamp(i as f64),
+            Value::Float(f) => timestamp(f),
             _ => Err(wrong("epoch seconds in tag 1")),
         },
-        (Shape::Timestamp, Value::Integer(i)) => Ok(double_value(i as f64)),
-        (Shape::Timestamp, Value::Float(f)) if f.is_finite() => Ok(double_value(f)),
+        (Shape::Timestamp, Value::Integer(i)) => timestamp(i as f64),
+        (Shape::Timestamp, Value::Float(f)) => timestamp(f),
         (Shape::Structure(_) | Shape::Map(..), _) => Err(wrong("a map")),
         (Shape::List(_), _) => Err(wrong("an array")),
         (Shape::String, _) => Err(wrong("a text string")),
@@ -602,6 +611,41 @@ mod tests {
             ),
         ]);
         assert_eq!(decode(&encode(&value)), Ok(value));
+    }
+
+    #[test]
+    fn integers_and_timestamps_are_range_checked() {
+        let input = |member: &str, v: Value| {
+            to_canonical(
+                &TEST_SHAPES,
+                "Input",
+                &encode(&Value::Map(vec![(Value::Text(member.into()), v)])),
+            )
+        };
+        assert!(input("Period", Value::Integer(i128::from(i32::MAX))).is_ok());
+        assert!(input("Period", Value::Integer(i128::from(i32::MAX) + 1)).is_err());
+        assert!(input("Period", Value::Integer(i128::from(i32::MIN) - 1)).is_err());
+        assert_eq!(
+            input("Total", Value::Integer(1 << 40)).unwrap()["Total"],
+            json!(1i64 << 40)
+        );
+        for bad in [
+            Value::Tag(1, Box::new(Value::Float(1e300))),
+            Value::Tag(1, Box::new(Value::Integer(i128::from(i64::MAX)))),
+            Value::Tag(1, Box::new(Value::Float(f64::NAN))),
+            Value::Float(-1e300),
+            Value::Integer(1 << 62),
+        ] {
+            assert!(input("Start", bad.clone()).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            input(
+                "Start",
+                Value::Tag(1, Box::new(Value::Integer(1_700_000_000)))
+            )
+            .unwrap()["Start"],
+            json!(1_700_000_000.0)
+        );
     }
 
     #[test]

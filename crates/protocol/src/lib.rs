@@ -7,6 +7,7 @@
 //! No I/O and no clock: the caller passes the current time in.
 
 pub mod cbor;
+pub mod ec2query;
 pub mod error;
 pub mod json;
 pub mod pagination;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as Json};
 
 use crate::shape::{
-    double_value, parse_timestamp, special_double, Shape, ShapeError, ShapeTable, MAX_DEPTH,
+    double_value, in_range, parse_timestamp, special_double, Shape, ShapeError, ShapeTable,
+    MAX_DEPTH,
 };
 
 pub const CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
@@ -177,7 +178,11 @@ fn canonical(
             None => return Ok(None),
         },
         Shape::Integer | Shape::Long => match scalar() {
-            Some(s) => Json::from(s.trim().parse::<i64>().map_err(|_| invalid("an integer"))?),
+            Some(s) => {
+                let i = s.trim().parse::<i64>().map_err(|_| invalid("an integer"))?;
+                // The model's Integer is 32 bits; handlers rely on that.
+                Json::from(in_range(shape, i).map_err(|_| invalid("a 32-bit integer"))?)
+            }
             None => return Ok(None),
         },
         Shape::Double => match scalar() {
@@ -268,5 +273,22 @@ mod tests {
         .unwrap_err();
         assert!(err.0.contains("Flag"), "{err}");
         assert!(to_canonical(&TEST_SHAPES, "Input", &parse(b"Start=noon").params).is_err());
+    }
+
+    #[test]
+    fn integers_and_timestamps_are_range_checked() {
+        let canonical = |form: &[u8]| to_canonical(&TEST_SHAPES, "Input", &parse(form).params);
+        let err = canonical(b"Period=2147483648").unwrap_err();
+        assert_eq!(
+            err.0,
+            "Value (2147483648) for parameter Period is invalid. Expected a 32-bit integer."
+        );
+        assert_eq!(
+            canonical(b"Period=2147483647&Total=9000000000").unwrap(),
+            json!({"Period": 2_147_483_647, "Total": 9_000_000_000i64})
+        );
+        assert!(canonical(b"Start=1e300").is_err());
+        assert!(canonical(b"Start=-1e12").is_err());
+        assert!(canonical(b"Start=1700000000").is_ok());
     }
 }

@@ -119,14 +119,20 @@ fn normalize(
         (Shape::String, v @ Value::String(_)) => Ok(v),
         (Shape::Blob, v @ Value::String(_)) => Ok(v),
         (Shape::Boolean, v @ Value::Bool(_)) => Ok(v),
-        (Shape::Integer | Shape::Long, Value::Number(n)) => integer_value(&n)
-            .map(Value::from)
-            .ok_or_else(|| ShapeError(format!("Expected an integer for {name}, found {n}"))),
+        (Shape::Integer | Shape::Long, Value::Number(n)) => {
+            let i = integer_value(&n)
+                .ok_or_else(|| ShapeError(format!("Expected an integer for {name}, found {n}")))?;
+            in_range(shape, i).map(Value::from)
+        }
         (Shape::Double, Value::Number(n)) => Ok(double_value(n.as_f64().unwrap_or(0.0))),
         (Shape::Double, Value::String(s)) => special_double(&s)
             .map(double_value)
             .ok_or_else(|| ShapeError(format!("Expected a number for {name}, found a string"))),
-        (Shape::Timestamp, Value::Number(n)) => Ok(double_value(n.as_f64().unwrap_or(0.0))),
+        (Shape::Timestamp, Value::Number(n)) => n
+            .as_f64()
+            .and_then(checked_timestamp)
+            .map(double_value)
+            .ok_or_else(|| ShapeError(format!("Invalid timestamp for {name}: {n}"))),
         (Shape::Timestamp, Value::String(s)) => parse_timestamp(&s)
             .map(double_value)
             .ok_or_else(|| ShapeError(format!("Invalid timestamp for {name}: {s}"))),
@@ -154,6 +160,32 @@ fn mismatch(shape: Shape, found: &Value) -> String {
         Shape::Timestamp => "a timestamp",
     };
     format!("Expected {expected}, found {found} value")
+}
+
+/// An integer member's value checked against its shape's width: the model's `Integer` is 32
+/// bits (`Long` is 64), and handlers multiply such values (`Period * 1000`), so a value that
+/// fits no `int` must not get past the codec.
+pub(crate) fn in_range(shape: Shape, i: i64) -> Result<i64, ShapeError> {
+    if shape == Shape::Integer && i32::try_from(i).is_err() {
+        // Jackson's wording, which AWS's JSON services answer with.
+        return Err(ShapeError(format!(
+            "Numeric value ({i}) out of range of int"
+        )));
+    }
+    Ok(i)
+}
+
+/// The instants the codecs accept, in epoch seconds: years 0000 to 9999, what ISO 8601's
+/// four-digit years can name. Anything outside is a hostile or broken client; refusing it here
+/// keeps handlers' millisecond arithmetic (`seconds * 1000`, period alignment) far from `i64`
+/// overflow.
+pub const MIN_TIMESTAMP_SECONDS: f64 = -62_167_219_200.0;
+pub const MAX_TIMESTAMP_SECONDS: f64 = 253_402_300_799.999;
+
+/// `seconds` if it is a finite instant within [`MIN_TIMESTAMP_SECONDS`, `MAX_TIMESTAMP_SECONDS`].
+pub fn checked_timestamp(seconds: f64) -> Option<f64> {
+    (seconds.is_finite() && (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds))
+        .then_some(seconds)
 }
 
 /// An integer from a JSON number that holds one exactly (`5` or `5.0`).
@@ -275,9 +307,13 @@ pub fn format_iso8601(seconds: f64) -> String {
 /// `±hh:mm` offset; a missing zone is UTC; a bare date is midnight) or epoch seconds, into
 /// epoch seconds.
 pub fn parse_timestamp(text: &str) -> Option<f64> {
+    parse_timestamp_unchecked(text).and_then(checked_timestamp)
+}
+
+fn parse_timestamp_unchecked(text: &str) -> Option<f64> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return seconds.is_finite().then_some(seconds);
+        return checked_timestamp(seconds);
     }
     let bytes = text.as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -370,9 +406,11 @@ pub(crate) mod tests {
                 ("Stats", "Strs"),
                 ("Flag", "Bool"),
                 ("Value", "Double"),
+                ("Total", "Long"),
             ]),
         ),
         ("Int", Shape::Integer),
+        ("Long", Shape::Long),
         (
             "Output",
             Shape::Structure(&[
@@ -423,6 +461,53 @@ pub(crate) mod tests {
         assert_eq!(err.0, "Start of structure or map found where not expected.");
         let err = normalize_json(&TEST_SHAPES, "Input", json!({"Stats": "x"})).unwrap_err();
         assert!(err.0.contains("list"), "{err}");
+    }
+
+    #[test]
+    fn integers_are_range_checked_by_width() {
+        let input = |v: Value| normalize_json(&TEST_SHAPES, "Input", v);
+        assert_eq!(
+            input(json!({"Period": 2_147_483_647})).unwrap()["Period"],
+            json!(2_147_483_647)
+        );
+        assert_eq!(
+            input(json!({"Period": -2_147_483_648})).unwrap()["Period"],
+            json!(-2_147_483_648i64)
+        );
+        for bad in [2_147_483_648i64, -2_147_483_649, i64::MAX] {
+            let err = input(json!({ "Period": bad })).unwrap_err();
+            assert!(err.0.contains("out of range of int"), "{err}");
+        }
+        // A Long keeps its 64 bits.
+        assert_eq!(
+            input(json!({"Total": 9_000_000_000i64})).unwrap()["Total"],
+            json!(9_000_000_000i64)
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_years_0_to_9999_are_refused() {
+        let input = |v: Value| normalize_json(&TEST_SHAPES, "Input", v);
+        for bad in [
+            json!(1e300),
+            json!(-1e300),
+            json!("1e300"),
+            json!(3.0e11),
+            json!(-6.3e10),
+        ] {
+            assert!(input(json!({ "Start": bad })).is_err(), "{bad}");
+        }
+        assert_eq!(parse_timestamp("1e300"), None);
+        assert_eq!(
+            parse_timestamp("9999-12-31T23:59:59Z"),
+            Some(253_402_300_799.0)
+        );
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00Z"),
+            Some(MIN_TIMESTAMP_SECONDS)
+        );
+        assert!(input(json!({"Start": 253_402_300_799.0})).is_ok());
+        assert!(input(json!({"Start": -1.5})).is_ok());
     }
 
     #[test]

@@ -131,8 +131,19 @@ struct AgentArgs {
     /// Secret for --access-key-id.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_access_key: String,
+    /// The kind of capacity this instance provides: ec2, or fargate (registered as the
+    /// attribute wharf.capacity-type=FARGATE).
+    #[arg(long, env = "WHARF_AGENT_CAPACITY_TYPE", value_enum, default_value_t = CapacityType::Ec2)]
+    capacity_type: CapacityType,
     #[command(flatten)]
     tuning: AgentTuning,
+}
+
+/// `wharf agent --capacity-type`'s values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CapacityType {
+    Ec2,
+    Fargate,
 }
 
 /// `ECS_IMAGE_PULL_BEHAVIOR`'s values.
@@ -278,7 +289,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         access_key_id: args.access_key_id.clone(),
         secret_access_key: args.secret_access_key.clone(),
     };
-    let config = agent_config(
+    let mut config = agent_config(
         &args.server,
         &args.cluster,
         args.data_dir.clone(),
@@ -286,6 +297,10 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         credentials,
         &args.tuning,
     );
+    config.capacity_type = match args.capacity_type {
+        CapacityType::Ec2 => agent::CapacityType::Ec2,
+        CapacityType::Fargate => agent::CapacityType::Fargate,
+    };
     let cancel = CancellationToken::new();
     let mut agent = tokio::spawn(agent::Agent::run(
         config,
@@ -364,28 +379,38 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
         &args.data_dir,
     );
     let cancel = CancellationToken::new();
-    let mut local = None;
+    // The local agents: one offering EC2 capacity (a container instance) and one offering
+    // Fargate capacity (hidden from the container-instance APIs), on the same Docker engine;
+    // each manages only the containers it labelled.
+    let mut local: tokio::task::JoinSet<Result<(), agent::AgentError>> =
+        tokio::task::JoinSet::new();
     if let Some(tuning) = local_agent {
         match docker().await {
             Ok(runtime) => {
-                let config = agent_config(
-                    &server.endpoint(),
-                    "default",
-                    args.data_dir.join("agent"),
-                    &args.region,
-                    agent::AgentCredentials {
-                        access_key_id: credentials.access_key_id.clone(),
-                        secret_access_key: credentials.secret_access_key.clone(),
-                    },
-                    &tuning,
-                );
-                say!("local agent: registering this machine's Docker engine in cluster default");
-                local = Some(tokio::spawn(agent::Agent::run(
-                    config,
-                    runtime,
-                    Arc::new(SystemClock),
-                    cancel.clone(),
-                )));
+                for (directory, capacity_type) in [
+                    ("agent", agent::CapacityType::Ec2),
+                    ("agent-fargate", agent::CapacityType::Fargate),
+                ] {
+                    let mut config = agent_config(
+                        &server.endpoint(),
+                        "default",
+                        args.data_dir.join(directory),
+                        &args.region,
+                        agent::AgentCredentials {
+                            access_key_id: credentials.access_key_id.clone(),
+                            secret_access_key: credentials.secret_access_key.clone(),
+                        },
+                        &tuning,
+                    );
+                    config.capacity_type = capacity_type;
+                    local.spawn(agent::Agent::run(
+                        config,
+                        runtime.clone(),
+                        Arc::new(SystemClock),
+                        cancel.clone(),
+                    ));
+                }
+                say!("local agents: this machine's Docker engine offers EC2 and Fargate capacity in cluster default");
             }
             Err(error) => {
                 warn_operator!("warning: no local agent, tasks cannot run here: {error:#}")
@@ -393,26 +418,27 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
         }
     }
     let agent_stopped = async {
-        match local.as_mut() {
-            Some(handle) => handle.await,
-            None => std::future::pending().await,
+        if local.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        if let Some(result) = local.join_next().await {
+            report_agent_exit(result);
         }
     };
     tokio::select! {
         _ = shutdown_signal() => {}
-        // The agent only returns by itself when it cannot start (it retries everything else);
+        // An agent only returns by itself when it cannot start (it retries everything else);
         // the API keeps serving so what it says can be inspected.
-        result = agent_stopped => {
-            report_agent_exit(result);
-            local = None;
+        _ = agent_stopped => {
             shutdown_signal().await;
         }
     }
     info!("shutting down");
-    // The agent first (its containers keep running and are re-adopted next time), then the API.
+    // The agents first (their containers keep running and are re-adopted next time), then
+    // the API.
     cancel.cancel();
-    if let Some(handle) = local {
-        report_agent_exit(handle.await);
+    while let Some(result) = local.join_next().await {
+        report_agent_exit(result);
     }
     server.shutdown().await;
     Ok(())

@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, Task};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 /// Where the server is and how to sign for it: the usual AWS variables, or the server's own
 /// data directory.
@@ -81,11 +83,57 @@ impl Connection {
     }
 }
 
-/// An SDK error in words that say what to do next.
-fn explain<E, R>(error: SdkError<E, R>, what: &str, endpoint: &str) -> anyhow::Error
+/// An error that may go away by itself (the server is restarting, unreachable for a moment or
+/// overloaded): a follow loop reports it and tries again instead of ending.
+#[derive(Debug)]
+struct Transient(String);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Transient {}
+
+fn is_transient(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Transient>().is_some()
+}
+
+/// Whether trying `error`'s request again later may succeed. The SDK has already retried it a
+/// few times within a second or two; a server restart takes longer than that.
+fn sdk_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(failure) => {
+            failure.raw().status().is_server_error()
+                || matches!(
+                    error.code(),
+                    Some("ThrottlingException" | "Throttling" | "ServiceUnavailable")
+                )
+        }
+        _ => false,
+    }
+}
+
+/// An SDK error in words that say what to do next; a [`Transient`] one when retrying may help.
+fn explain<E>(error: SdkError<E, HttpResponse>, what: &str, endpoint: &str) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let transient = sdk_transient(&error);
+    let explained = describe_error(error, what, endpoint);
+    if transient {
+        Transient(explained.to_string()).into()
+    } else {
+        explained
+    }
+}
+
+fn describe_error<E>(error: SdkError<E, HttpResponse>, what: &str, endpoint: &str) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if matches!(
         error,
@@ -144,7 +192,26 @@ pub fn parse_since(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs(number * seconds))
+    // Checked: a number this large is a typo, not a wrap-around to a short window.
+    let seconds = number
+        .checked_mul(seconds)
+        .ok_or_else(|| format!("'{text}' is too long ago; give at most a few years"))?;
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Cancelled at the first Ctrl-C. One listener for the whole command, started before the first
+/// request: a Ctrl-C that arrives while a request is under way is kept until the loop looks,
+/// where a fresh `ctrl_c()` per wait would miss it (tokio only reports signals that arrive
+/// while a listener exists).
+fn interrupted() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    token
 }
 
 #[derive(Args, Debug)]
@@ -219,8 +286,13 @@ struct LogsRun {
     args: LogsArgs,
     ecs: aws_sdk_ecs::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
-    /// Task ARNs already looked at.
-    tasks: HashSet<String>,
+    /// Ids of tasks not worth describing again: every wanted container has its source (or
+    /// cannot have one), or the task stopped or is gone. A task whose container's stream is
+    /// not known yet (no stream prefix and no container id so far) is described at every poll
+    /// until it is.
+    done: HashSet<String>,
+    /// Notes already printed, so a task described again does not repeat them.
+    notes: HashSet<String>,
     /// Container definitions' log configuration by task definition ARN.
     definitions: HashMap<String, aws_sdk_ecs::types::TaskDefinition>,
     /// By (group, stream).
@@ -230,9 +302,12 @@ struct LogsRun {
 
 /// `wharf logs`.
 pub async fn logs(args: LogsArgs) -> Result<()> {
+    let interrupted = interrupted();
     let config = args.connection.sdk_config().await?;
     let start_time = args.since.map(|since| {
-        chrono::Utc::now().timestamp_millis() - since.as_millis().min(i64::MAX as u128) as i64
+        let since = since.as_millis().min(i64::MAX as u128) as i64;
+        // Before 1970 is the same as from the beginning (and the API refuses negative times).
+        (chrono::Utc::now().timestamp_millis() - since).max(0)
     });
     let ecs = aws_sdk_ecs::Client::new(&config);
     check_cluster(&ecs, &args.connection.endpoint, &args.cluster).await?;
@@ -240,18 +315,20 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
         ecs,
         logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         args,
-        tasks: HashSet::new(),
+        done: HashSet::new(),
+        notes: HashSet::new(),
         definitions: HashMap::new(),
         sources: BTreeMap::new(),
         start_time,
     };
     let mut first = true;
+    // The error being retried, printed once rather than at every attempt.
+    let mut failing: Option<String> = None;
     loop {
-        if first || run.args.service.is_some() {
-            run.discover_tasks(first).await?;
-        }
-        first = false;
-        let lines = run.poll().await?;
+        let (lines, result) = tokio::select! {
+            _ = interrupted.cancelled() => return Ok(()),
+            step = run.step(first) => step,
+        };
         let mut out = std::io::stdout().lock();
         for line in &lines {
             // A closed pipe (`wharf logs | head`) ends the command quietly.
@@ -261,12 +338,29 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
         }
         let _ = out.flush();
         drop(out);
+        match result {
+            Ok(()) => {
+                first = false;
+                if failing.take().is_some() {
+                    eprintln!("wharf logs: connected again; following");
+                }
+            }
+            // Following rides out a server restart, as `wharf top` does.
+            Err(error) if run.args.follow && is_transient(&error) => {
+                let message = error.to_string();
+                if failing.as_deref() != Some(message.as_str()) {
+                    eprintln!("wharf logs: {message}\n(retrying every second; Ctrl-C to quit)");
+                }
+                failing = Some(message);
+            }
+            Err(error) => return Err(error),
+        }
         if !run.args.follow {
             break;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupted.cancelled() => return Ok(()),
         }
     }
     for source in run.sources.values().filter(|s| !s.seen) {
@@ -278,9 +372,26 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Print `text` as a note unless it was printed already.
+fn note(notes: &mut HashSet<String>, text: String) {
+    if notes.insert(text.clone()) {
+        eprintln!("note: {text}");
+    }
+}
+
 impl LogsRun {
     fn endpoint(&self) -> &str {
         &self.args.connection.endpoint
+    }
+
+    /// One poll: find new tasks (a service's, or ones whose streams were not known yet), then
+    /// read every source. The lines read before an error are returned with it: their streams'
+    /// tokens have moved past them, so dropping them would lose them.
+    async fn step(&mut self, first: bool) -> (Vec<Line>, Result<()>) {
+        if let Err(error) = self.discover_tasks(first).await {
+            return (Vec::new(), Err(error));
+        }
+        self.poll().await
     }
 
     /// Find the task (or the service's tasks) and add a source per container with awslogs.
@@ -327,7 +438,7 @@ impl LogsRun {
         };
         let new: Vec<String> = arns
             .into_iter()
-            .filter(|a| !self.tasks.contains(a) && !self.tasks.contains(task_id(a)))
+            .filter(|a| !self.done.contains(task_id(a)))
             .collect();
         for chunk in new.chunks(100) {
             let described = self
@@ -338,23 +449,34 @@ impl LogsRun {
                 .send()
                 .await
                 .map_err(|e| explain(e, "DescribeTasks", self.endpoint()))?;
-            if let (Some(given), Some(failure)) = (&self.args.task, described.failures().first()) {
+            if let (Some(given), Some(failure), true) =
+                (&self.args.task, described.failures().first(), first)
+            {
                 bail!(
                     "task {given} is not in cluster {cluster} ({}); list its tasks with `aws ecs list-tasks --cluster {cluster}`",
                     failure.reason().unwrap_or("MISSING")
                 );
             }
-            for task in described.tasks() {
-                self.add_task(task).await?;
+            // Gone since it was listed (or since the last poll): it will not come back.
+            for failure in described.failures() {
+                if let Some(arn) = failure.arn() {
+                    self.done.insert(task_id(arn).to_string());
+                }
             }
-            self.tasks.extend(chunk.iter().cloned());
+            for task in described.tasks() {
+                if self.add_task(task).await? {
+                    self.done
+                        .insert(task_id(task.task_arn().unwrap_or_default()).to_string());
+                }
+            }
         }
         Ok(())
     }
 
-    async fn add_task(&mut self, task: &Task) -> Result<()> {
+    /// Add a source per wanted container with awslogs. Returns whether the task is complete:
+    /// every such container has its source, or the task stopped and never will.
+    async fn add_task(&mut self, task: &Task) -> Result<bool> {
         let arn = task.task_arn().unwrap_or_default().to_string();
-        self.tasks.insert(arn.clone());
         let id = task_id(&arn).to_string();
         let definition_arn = task.task_definition_arn().unwrap_or_default().to_string();
         if !self.definitions.contains_key(&definition_arn) {
@@ -388,6 +510,7 @@ impl LogsRun {
                 );
             }
         }
+        let mut complete = true;
         for container in containers {
             let name = container.name().unwrap_or_default();
             if self
@@ -416,11 +539,11 @@ impl LogsRun {
             let options = configuration.and_then(|c| c.options());
             let group = options.and_then(|o| o.get("awslogs-group"));
             let (Some("awslogs"), Some(group)) = (driver.as_deref(), group) else {
-                eprintln!(
-                    "note: {label} does not use the awslogs log driver ({}), so its logs are only on its host: {}",
+                note(&mut self.notes, format!(
+                    "{label} does not use the awslogs log driver ({}), so its logs are only on its host: {}",
                     driver.as_deref().map(|d| format!("logDriver {d}")).unwrap_or_else(|| "no logConfiguration".to_string()),
                     on_host()
-                );
+                ));
                 continue;
             };
             // ECS names the stream `<prefix>/<container>/<task id>`; without a prefix Docker's
@@ -430,9 +553,11 @@ impl LogsRun {
                 None => match &runtime_id {
                     Some(runtime_id) => runtime_id.clone(),
                     None => {
-                        eprintln!(
-                            "note: {label} has no awslogs-stream-prefix and has not started yet, so its stream (named after its container id) is not known yet"
-                        );
+                        note(&mut self.notes, format!(
+                            "{label} has no awslogs-stream-prefix and has not started yet, so its stream (named after its container id) is not known yet"
+                        ));
+                        // Described again at the next poll, when it may have started.
+                        complete = false;
                         continue;
                     }
                 },
@@ -447,17 +572,18 @@ impl LogsRun {
                     seen: false,
                 });
         }
-        Ok(())
+        Ok(complete || task.last_status() == Some("STOPPED"))
     }
 
     /// Every source's events since the last poll, in time order. Each stream is read with
     /// GetLogEvents and its forward token, not FilterLogEvents from the last timestamp seen:
     /// the token also returns events that arrived late with older timestamps (agents ship
     /// logs in batches), where a timestamp cursor would skip them.
-    async fn poll(&mut self) -> Result<Vec<Line>> {
+    async fn poll(&mut self) -> (Vec<Line>, Result<()>) {
         let mut lines = Vec::new();
+        let mut result = Ok(());
         let endpoint = self.args.connection.endpoint.clone();
-        for source in self.sources.values_mut() {
+        'sources: for source in self.sources.values_mut() {
             // Bounded so a stream written faster than it is read cannot hold the loop forever.
             for _ in 0..100 {
                 let answer = self
@@ -481,11 +607,12 @@ impl LogsRun {
                         break;
                     }
                     Err(error) => {
-                        return Err(explain(
+                        result = Err(explain(
                             error,
                             &format!("GetLogEvents of {}", source.stream),
                             &endpoint,
-                        ))
+                        ));
+                        break 'sources;
                     }
                 };
                 source.seen = true;
@@ -508,7 +635,7 @@ impl LogsRun {
         }
         // Stable: lines of one stream with the same timestamp keep their order.
         lines.sort_by_key(|l| l.timestamp);
-        Ok(lines)
+        (lines, result)
     }
 }
 
@@ -529,6 +656,7 @@ pub struct TopArgs {
 
 /// `wharf top`.
 pub async fn top(args: TopArgs) -> Result<()> {
+    let interrupted = interrupted();
     let credentials = args.connection.credentials()?;
     let client = agent::client::ServerClient::new(
         &args.connection.endpoint,
@@ -547,14 +675,15 @@ pub async fn top(args: TopArgs) -> Result<()> {
         cluster: Some(args.cluster.clone()),
     };
     loop {
-        let answer = client
-            .call::<_, model::agent::DescribeTaskStatsOutput>(
+        let answer = tokio::select! {
+            _ = interrupted.cancelled() => return Ok(()),
+            answer = client.call::<_, model::agent::DescribeTaskStatsOutput>(
                 agent::client::Service::Agent,
                 "DescribeTaskStats",
                 &input,
                 Duration::from_secs(10),
-            )
-            .await;
+            ) => answer,
+        };
         let now = chrono::Utc::now();
         let frame = match answer {
             Ok(output) => render_top(&args.cluster, &output.tasks, now, !args.once),
@@ -587,7 +716,7 @@ pub async fn top(args: TopArgs) -> Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.interval.max(1))) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupted.cancelled() => return Ok(()),
         }
     }
 }
@@ -770,6 +899,13 @@ mod tests {
         assert_eq!(parse_since("1d"), Ok(Duration::from_secs(86_400)));
         assert!(parse_since("10 minutes").is_err());
         assert!(parse_since("m").is_err());
+        // Overflowing seconds are refused, not wrapped around to a short window.
+        assert_eq!(
+            parse_since("213503982334602d"),
+            Err("'213503982334602d' is too long ago; give at most a few years".to_string())
+        );
+        assert!(parse_since("213503982334601d").is_ok());
+        assert!(parse_since("99999999999999999999").is_err());
     }
 
     #[test]

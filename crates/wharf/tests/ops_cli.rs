@@ -48,8 +48,21 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
+/// The agent protocol's client, signed with the server's keys (talking to `endpoint`).
+fn agent_client(wharf: &Wharf, endpoint: &str) -> Result<agent::client::ServerClient> {
+    Ok(agent::client::ServerClient::new(
+        endpoint,
+        agent::AgentCredentials {
+            access_key_id: wharf.access_key_id.clone(),
+            secret_access_key: wharf.secret_access_key.clone(),
+        },
+        &wharf.region,
+    )?)
+}
+
 /// Register a container instance in `CLUSTER` and heartbeat for it, so tasks can be placed.
-async fn fake_agent(wharf: &Wharf, ecs: &aws_sdk_ecs::Client) -> Result<()> {
+/// Returns its ARN.
+async fn fake_agent(wharf: &Wharf, ecs: &aws_sdk_ecs::Client) -> Result<String> {
     let resource = |name: &str, value: i32| {
         Resource::builder()
             .name(name)
@@ -69,15 +82,7 @@ async fn fake_agent(wharf: &Wharf, ecs: &aws_sdk_ecs::Client) -> Result<()> {
         .and_then(|i| i.container_instance_arn())
         .context("no container instance ARN")?
         .to_string();
-    let client = agent::client::ServerClient::new(
-        &wharf.endpoint,
-        agent::AgentCredentials {
-            access_key_id: wharf.access_key_id.clone(),
-            secret_access_key: wharf.secret_access_key.clone(),
-        },
-        &wharf.region,
-    )?;
-    let _: serde_json::Value = client
+    let _: serde_json::Value = agent_client(wharf, &wharf.endpoint)?
         .call(
             agent::client::Service::Agent,
             "Heartbeat",
@@ -85,7 +90,7 @@ async fn fake_agent(wharf: &Wharf, ecs: &aws_sdk_ecs::Client) -> Result<()> {
             Duration::from_secs(10),
         )
         .await?;
-    Ok(())
+    Ok(arn)
 }
 
 async fn logs_client(wharf: &Wharf) -> aws_sdk_cloudwatchlogs::Client {
@@ -493,4 +498,239 @@ async fn top_once_prints_its_table_or_what_to_do() -> Result<()> {
         text(&output.stderr)
     );
     Ok(())
+}
+
+/// A TCP proxy in front of the server that the test can cut and restore, as a server restart
+/// (or a network blip) would look to a client.
+struct Proxy {
+    endpoint: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Result<Proxy> {
+        use std::sync::atomic::Ordering;
+        let target = target
+            .strip_prefix("http://")
+            .context("an http endpoint")?
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accepting, tracked) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    // Down: hang up at once, before any answer.
+                    continue;
+                }
+                let target = target.clone();
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().unwrap().push(handle);
+            }
+        });
+        Ok(Proxy {
+            endpoint,
+            up,
+            connections,
+        })
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            // Cut the pooled connections too, or the client would not notice.
+            for connection in self.connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+    }
+}
+
+/// Lines a child process writes, read as they come.
+struct Lines {
+    receiver: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn read(from: impl std::io::Read + Send + 'static) -> Lines {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                let _ = sender.send(line);
+            }
+        });
+        Lines {
+            receiver,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait (up to `seconds`) for a line containing `text`.
+    fn wait_for(&mut self, text: &str, seconds: u64) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => bail!("never printed {text:?}; printed: {:#?}", self.seen),
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, text: &str) -> usize {
+        self.seen.extend(self.receiver.try_iter());
+        self.seen.iter().filter(|l| l.contains(text)).count()
+    }
+}
+
+/// `wharf logs --follow --service`: a task whose stream was not known when first seen (no
+/// stream prefix, not started) is looked at again until it is; a server outage is reported and
+/// ridden out, not the end of the command; Ctrl-C ends it even while a request is retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_finds_late_streams_survives_outages_and_stops_on_ctrl_c() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let wharf = Wharf::start("server", data.path())?;
+    let ecs = wharf.ecs_client().await;
+    ecs.create_cluster().cluster_name(CLUSTER).send().await?;
+    fake_agent(&wharf, &ecs).await?;
+    ecs.register_task_definition()
+        .family("late")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image("wharf-test/busybox:latest")
+                .memory(64)
+                // No stream prefix: Docker names the stream after the container id, which a
+                // task has only once it started.
+                .log_configuration(
+                    LogConfiguration::builder()
+                        .log_driver(LogDriver::Awslogs)
+                        .options("awslogs-group", GROUP)
+                        .options("awslogs-region", &wharf.region)
+                        .build()?,
+                )
+                .build(),
+        )
+        .send()
+        .await?;
+    ecs.create_service()
+        .cluster(CLUSTER)
+        .service_name("late")
+        .task_definition("late")
+        .desired_count(1)
+        .send()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let task_arn = loop {
+        let listed = ecs
+            .list_tasks()
+            .cluster(CLUSTER)
+            .service_name("late")
+            .send()
+            .await?;
+        if let Some(arn) = listed.task_arns().first() {
+            break arn.clone();
+        }
+        ensure!(Instant::now() < deadline, "the service started no task");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let logs = logs_client(&wharf).await;
+    logs.create_log_group()
+        .log_group_name(GROUP)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("CreateLogGroup: {e:?}"))?;
+
+    let proxy = Proxy::start(&wharf.endpoint).await?;
+    let mut child = wharf_command(
+        &wharf,
+        &[
+            "logs",
+            "--cluster",
+            CLUSTER,
+            "--service",
+            "late",
+            "--container",
+            "web",
+            "--follow",
+        ],
+    )
+    .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    let mut stdout = Lines::read(child.stdout.take().context("stdout")?);
+    let mut stderr = Lines::read(child.stderr.take().context("stderr")?);
+    let outcome = async {
+        stderr.wait_for("has not started yet", 15)?;
+        // The task starts: its container gets an id, and its stream that name.
+        let runtime_id = "c0ffee0123456789abcdef";
+        let report = serde_json::json!({
+            "cluster": CLUSTER,
+            "taskArn": task_arn,
+            "lastStatus": "RUNNING",
+            "containers": [{"name": "web", "lastStatus": "RUNNING", "runtimeId": runtime_id}],
+        });
+        let _: serde_json::Value = agent_client(&wharf, &wharf.endpoint)?
+            .call(
+                agent::client::Service::Agent,
+                "ReportTaskState",
+                &report,
+                Duration::from_secs(10),
+            )
+            .await?;
+        put(&logs, runtime_id, &[(now_millis(), "started late")]).await?;
+        stdout.wait_for("| started late", 15)?;
+        // Noted once, not at every poll that described the task again.
+        ensure!(
+            stderr.count("has not started yet") == 1,
+            "{:#?}",
+            stderr.seen
+        );
+
+        // An outage longer than the SDK's own retries: reported, then ridden out.
+        proxy.set_up(false);
+        stderr.wait_for("retrying every second", 30)?;
+        put(&logs, runtime_id, &[(now_millis(), "during the outage")]).await?;
+        proxy.set_up(true);
+        stdout.wait_for("| during the outage", 20)?;
+        stderr.wait_for("connected again", 5)?;
+        ensure!(child.try_wait()?.is_none(), "wharf logs -f ended");
+
+        // Ctrl-C while requests fail and are being retried ends the command at once.
+        proxy.set_up(false);
+        stderr.wait_for("retrying every second", 30)?;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()?;
+        ensure!(killed.success(), "kill -INT failed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "wharf logs -f did not stop on Ctrl-C"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        ensure!(status.success(), "{status:?}: {:#?}", stderr.seen);
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
 }

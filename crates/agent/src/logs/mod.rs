@@ -11,9 +11,9 @@
 //! - [`shipper`]: the loop per container.
 //!
 //! Nothing is lost across an agent restart: the lines stay in the engine's file and the
-//! checkpoint (the engine timestamp of the last shipped entry and how many entries carried
-//! exactly that timestamp) says where to resume. A batch in flight when the agent stops may be
-//! sent twice.
+//! checkpoint (a `since` for the engine and how many of the entries it then returns were
+//! shipped: a position in the file, as the engine's timestamps are not in file order) says
+//! where to resume. A batch in flight when the agent stops may be sent twice.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{split_line, Batch, Line, LineAssembler, LogEvent, ResumeFilter};
+use super::batch::{split_line, Batch, Line, LineAssembler, LogEvent, PositionTracker, Read};
 use super::checkpoint::{Checkpoint, CheckpointStore};
 use super::{LogDestination, LogSink};
 use crate::backoff::Backoff;
@@ -221,9 +221,9 @@ impl Shipper {
     async fn follow(&mut self) -> Followed {
         let mut entries = self
             .runtime
-            .logs(&self.container_id, self.checkpoint.since_seconds());
-        let mut filter = ResumeFilter::new(self.checkpoint);
-        let mut lines = LineAssembler::new(self.checkpoint);
+            .logs(&self.container_id, self.checkpoint.since_seconds);
+        let mut tracker = PositionTracker::new(self.checkpoint);
+        let mut lines = LineAssembler::new();
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
         let cancel = self.cancel.clone();
@@ -233,7 +233,7 @@ impl Shipper {
                 _ = cancel.cancelled() => return Followed::Cancelled,
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
                     deadline = None;
-                    match self.flush(&mut batch).await {
+                    match self.flush(&mut batch, &mut tracker).await {
                         Flushed::Done => continue,
                         Flushed::Failed => return Followed::Failed,
                         Flushed::Cancelled => return Followed::Cancelled,
@@ -243,12 +243,16 @@ impl Shipper {
             };
             let outcome = match item {
                 Some(Ok(entry)) => {
-                    if filter.already_shipped(entry.timestamp_nanos) {
-                        continue;
+                    match tracker.read(&entry) {
+                        Read::Shipped => continue,
+                        Read::New => {}
+                        Read::LogMoved => {
+                            tracing::warn!(container_id = %self.container_id, checkpoint = ?self.checkpoint, "the engine's log no longer starts where the checkpoint counted from (its files were rotated?); shipping it all, some lines may be sent twice");
+                        }
                     }
                     let mut outcome = Flushed::Done;
-                    for line in lines.push(&entry) {
-                        outcome = self.add_line(&mut batch, line).await;
+                    for line in lines.push(&entry, tracker.position()) {
+                        outcome = self.add_line(&mut batch, &mut tracker, line).await;
                         if !matches!(outcome, Flushed::Done) {
                             break;
                         }
@@ -258,7 +262,7 @@ impl Shipper {
                 Some(Err(error)) => {
                     tracing::debug!(container_id = %self.container_id, error = %error, "container log stream failed");
                     // Deliver what is complete; the rest is read again from the checkpoint.
-                    return match self.flush(&mut batch).await {
+                    return match self.flush(&mut batch, &mut tracker).await {
                         Flushed::Cancelled => Followed::Cancelled,
                         // Removed: there is nothing more to read, ever.
                         Flushed::Done if matches!(error, RuntimeError::NoSuchContainer { .. }) => {
@@ -270,10 +274,10 @@ impl Shipper {
                 None => {
                     let mut outcome = Flushed::Done;
                     if let Some(line) = lines.finish() {
-                        outcome = self.add_line(&mut batch, line).await;
+                        outcome = self.add_line(&mut batch, &mut tracker, line).await;
                     }
                     if matches!(outcome, Flushed::Done) {
-                        outcome = self.flush(&mut batch).await;
+                        outcome = self.flush(&mut batch, &mut tracker).await;
                     }
                     return match outcome {
                         Flushed::Done => Followed::Ended,
@@ -294,7 +298,12 @@ impl Shipper {
     }
 
     /// Adds a line's events, flushing first when they would not fit.
-    async fn add_line(&mut self, batch: &mut Batch, line: Line) -> Flushed {
+    async fn add_line(
+        &mut self,
+        batch: &mut Batch,
+        tracker: &mut PositionTracker,
+        line: Line,
+    ) -> Flushed {
         let timestamp = line.timestamp_nanos.div_euclid(1_000_000);
         let events: Vec<LogEvent> = split_line(&line.text)
             .into_iter()
@@ -302,14 +311,14 @@ impl Shipper {
             .collect();
         // A line goes into one batch whenever it can, so a checkpoint never falls inside it.
         if !batch.fits(&events) {
-            let flushed = self.flush(batch).await;
+            let flushed = self.flush(batch, tracker).await;
             if !matches!(flushed, Flushed::Done) {
                 return flushed;
             }
         }
         for event in events {
             if !batch.fits(std::slice::from_ref(&event)) {
-                let flushed = self.flush(batch).await;
+                let flushed = self.flush(batch, tracker).await;
                 if !matches!(flushed, Flushed::Done) {
                     return flushed;
                 }
@@ -321,7 +330,7 @@ impl Shipper {
     }
 
     /// Delivers the batch and moves the checkpoint past it.
-    async fn flush(&mut self, batch: &mut Batch) -> Flushed {
+    async fn flush(&mut self, batch: &mut Batch, tracker: &mut PositionTracker) -> Flushed {
         let (events, cursor) = batch.take();
         if !events.is_empty() {
             match self.deliver(&events).await {
@@ -338,8 +347,9 @@ impl Shipper {
             self.backoff.reset();
         }
         if let Some(cursor) = cursor {
-            self.checkpoint = cursor;
-            if let Err(error) = self.checkpoints.save(&self.container_id, cursor).await {
+            let checkpoint = tracker.checkpoint_at(cursor);
+            self.checkpoint = checkpoint;
+            if let Err(error) = self.checkpoints.save(&self.container_id, checkpoint).await {
                 // Shipping goes on; a restart before the next save may send lines again.
                 tracing::warn!(container_id = %self.container_id, error = %error, "cannot save log checkpoint");
             }
@@ -464,11 +474,14 @@ mod tests {
         let events = sink.events(GROUP, STREAM);
         let logged = fake.container(&id).expect("exists").logs;
         assert_eq!(events[0].timestamp, logged[0].timestamp_nanos / 1_000_000);
+        // All four entries, counted from the second a skew allowance before the newest.
         assert_eq!(
             checkpoints.load(&id).await,
             Checkpoint {
-                timestamp_nanos: logged[3].timestamp_nanos,
-                entries: 1
+                since_seconds: (logged[3].timestamp_nanos - 1_000_000_000)
+                    .div_euclid(1_000_000_000),
+                entries: 4,
+                first_nanos: logged[0].timestamp_nanos,
             }
         );
         assert!(sink.violations().is_empty(), "{:?}", sink.violations());
@@ -505,6 +518,63 @@ mod tests {
         let third = ship(&fake, &id, &sink, &checkpoints);
         assert_eq!(third.handle.await.expect("ends"), ShipperExit::Finished);
         assert_eq!(sink.messages(GROUP, STREAM).len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restarts_lose_no_line_stamped_out_of_order_and_repeat_none() {
+        // The fake engine drops entries older than `since`, as Docker 20.10 does.
+        let fake = FakeRuntime::new();
+        let id = running(&fake).await;
+        let sink = Arc::new(RecordingLogSink::default());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoints = CheckpointStore::in_dir(dir.path().join("logs"));
+        let second = 1_000_000_000;
+        let t0 = 1_800_000_000 * second + 900_000_000;
+        // A long stdout line's first part, then stderr lines seconds later, while the rest
+        // of the stdout line (stamped with its first part's time) is still to come.
+        fake.log_at(&id, t0, LogSource::Stdout, "long-1 ");
+        fake.log_at(&id, t0 + 2 * second, LogSource::Stderr, "err 1\n");
+        fake.log_at(&id, t0 + 3 * second, LogSource::Stderr, "err 2\n");
+        let restart = |sink: &Arc<RecordingLogSink>| ship(&fake, &id, sink, &checkpoints);
+        let first = restart(&sink);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        first.cancel.cancel();
+        assert_eq!(first.handle.await.expect("ends"), ShipperExit::Cancelled);
+        assert_eq!(
+            sink.messages(GROUP, STREAM),
+            vec!["long-1 ", "err 1", "err 2"]
+        );
+
+        // The line ends while no shipper runs; stdout is stamped behind stderr once more.
+        fake.log_at(&id, t0, LogSource::Stdout, "long-2\n");
+        fake.log_at(&id, t0 + 3 * second + 5, LogSource::Stderr, "err 3\n");
+        fake.log_at(&id, t0 + 3 * second + 1, LogSource::Stdout, "out 1\n");
+        let second_run = restart(&sink);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        second_run.cancel.cancel();
+        second_run.handle.await.expect("ends");
+        let third = restart(&sink);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        fake.log_at(&id, t0 + 9 * second, LogSource::Stdout, "out 2\n");
+        fake.exit(&id, 0);
+        assert_eq!(third.handle.await.expect("ends"), ShipperExit::Finished);
+        let mut messages = sink.messages(GROUP, STREAM);
+        messages.sort();
+        assert_eq!(
+            messages,
+            vec!["err 1", "err 2", "err 3", "long-1 ", "long-2", "out 1", "out 2"]
+        );
+        // With the log shipped, `since` moved past everything but the skew allowance before
+        // the newest entry, which is all it still counts.
+        assert_eq!(
+            checkpoints.load(&id).await,
+            Checkpoint {
+                since_seconds: 1_800_000_008,
+                entries: 1,
+                first_nanos: t0 + 9 * second,
+            }
+        );
+        assert!(sink.violations().is_empty(), "{:?}", sink.violations());
     }
 
     #[tokio::test(start_paused = true)]

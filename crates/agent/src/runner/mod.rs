@@ -18,6 +18,11 @@
 //! [`TaskEngine::start_with_log_sink`] gives every started awslogs container a shipper, owned
 //! by the task's owner, which waits for it to finish before it removes the container.
 //!
+//! awsvpc tasks (see [`crate::network`]): the owner creates the task's pause container on its
+//! subnet's network before the task's containers, which join its namespace, keeps the
+//! security groups loaded there (re-applied when the server's answer changes them), and
+//! stops and removes it after them. It carries the task's labels, so it is re-adopted too.
+//!
 //! What is persisted: only the log shippers' checkpoints (`log_checkpoint_dir`). After a
 //! restart the containers' labels and the server's next answer rebuild every owner.
 
@@ -42,6 +47,7 @@ use crate::reporter::ReportSink;
 use crate::runtime::{ContainerRuntime, ImagePullBehavior, RuntimeError};
 
 pub mod dependencies;
+pub mod limits;
 mod owner;
 pub mod ports;
 pub mod spec;
@@ -74,6 +80,9 @@ pub struct EngineConfig {
     /// Where log shippers keep their checkpoints; `None` keeps them in memory (a new process
     /// then ships awslogs containers' logs from the start again).
     pub log_checkpoint_dir: Option<PathBuf>,
+    /// The task metadata endpoint containers are given (`ECS_CONTAINER_METADATA_URI_V4`);
+    /// `None` creates them without one.
+    pub metadata: Option<crate::metadata::MetadataServer>,
 }
 
 impl EngineConfig {
@@ -87,6 +96,7 @@ impl EngineConfig {
             image_pull_behavior: ImagePullBehavior::Default,
             resync_interval: Duration::from_secs(30),
             log_checkpoint_dir: None,
+            metadata: None,
         }
     }
 }
@@ -132,6 +142,8 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     reports: Arc<dyn ReportSink>,
     ports: ports::PortAllocator,
+    /// The pause image of awsvpc tasks, imported by the first task that needs it.
+    pause_image: crate::network::pause::PauseImage,
     owners: Mutex<BTreeMap<String, OwnerHandle>>,
     /// Tasks whose owner finished (stopped and cleaned up) while the server still lists them
     /// (its STOPPED report may still be on its way): never start them again.
@@ -256,6 +268,7 @@ impl TaskEngine {
     ) -> Self {
         let shared = Arc::new(Shared {
             ports: ports::PortAllocator::new(config.dynamic_ports.clone()),
+            pause_image: crate::network::pause::PauseImage::new(),
             config,
             logs,
             runtime,

@@ -14,6 +14,12 @@
 //! Once STOPPED, the owner waits the cleanup delay, removes the containers and task-scoped
 //! volumes, and ends.
 //!
+//! An awsvpc task also has a pause container, which the owner keeps apart from the task's
+//! containers (it is never reported): created and started before them, its namespace given
+//! the security groups (and re-given them whenever the desired task brings different ones),
+//! stopped after them and removed with them. If it exits while the task runs, the task's
+//! network is gone and the task stops.
+//!
 //! The owner also owns the log shippers of its awslogs containers (one per container, started
 //! once the container has started, on the engine's tracker): before removing the containers it
 //! waits for them to deliver everything the containers logged.
@@ -31,6 +37,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::dependencies::{resolve, stoppable, ContainerPhase, Resolution};
+use super::limits;
 use super::spec::{self, SpecContext, VolumePlan};
 use super::state::{
     build_report, network_bindings, KnownContainer, ReportInputs, StopDecision, TaskStatus,
@@ -40,7 +47,44 @@ use super::state::{
 use super::{Desired, Shared};
 use crate::labels;
 use crate::logs::{LogDestination, Shipper, ShipperExit};
+use crate::network::{self, PAUSE_CONTAINER_NAME};
 use crate::runtime::{ensure_image, NetworkMode, Protocol, RuntimeError};
+
+/// How soon a security group change that failed to load is tried again.
+const FIREWALL_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+/// The pause program exits on SIGTERM at once; this only bounds a stuck engine.
+const PAUSE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An awsvpc task's pause container, as its owner knows it.
+#[derive(Debug, Clone)]
+struct PauseContainer {
+    id: String,
+    /// Its PID while it runs (from the latest inspect).
+    pid: Option<i64>,
+    /// It ran and exited: the task's namespace is gone.
+    exited: bool,
+    /// The ruleset this process loaded into its namespace.
+    applied: Option<String>,
+    /// A failed load is retried from then on.
+    retry_at: Option<Instant>,
+}
+
+impl PauseContainer {
+    fn new(id: String) -> Self {
+        Self {
+            id,
+            pid: None,
+            exited: false,
+            applied: None,
+            retry_at: None,
+        }
+    }
+}
+
+/// A task network failure reason, in ECS's words for what fails before containers run.
+fn network_failure(what: &str, error: impl std::fmt::Display) -> String {
+    format!("ResourceInitializationError: {what}: {error}")
+}
 
 /// What the loop does after a reconcile step.
 enum Step {
@@ -76,6 +120,8 @@ pub(crate) struct TaskOwner {
     last_report: Option<ReportTaskStateInput>,
     /// Container id → its log shipper.
     shippers: BTreeMap<String, JoinHandle<ShipperExit>>,
+    /// awsvpc: the pause container holding the task's network namespace.
+    pause: Option<PauseContainer>,
 }
 
 impl TaskOwner {
@@ -86,6 +132,14 @@ impl TaskOwner {
         wake: Arc<Notify>,
         adopted: Vec<(String, String)>,
     ) -> Self {
+        // The pause container is re-adopted with its task, apart from the task's containers.
+        let (pause, adopted): (Vec<_>, Vec<_>) = adopted
+            .into_iter()
+            .partition(|(name, _)| name == PAUSE_CONTAINER_NAME);
+        let pause = pause
+            .into_iter()
+            .next()
+            .map(|(_, id)| PauseContainer::new(id));
         let containers = adopted
             .into_iter()
             .map(|(name, id)| {
@@ -112,6 +166,7 @@ impl TaskOwner {
             task_volumes: BTreeSet::new(),
             last_report: None,
             shippers: BTreeMap::new(),
+            pause,
         }
     }
 
@@ -123,8 +178,13 @@ impl TaskOwner {
             self.absorb_desired();
             self.observe().await;
             self.start_log_shippers();
-            let step = self.reconcile().await;
+            let mut step = self.reconcile().await;
+            if let Step::Wait(deadline) = step {
+                let retry = self.sync_security_groups().await;
+                step = Step::Wait(min_deadline(deadline, retry));
+            }
             self.report();
+            self.publish_metadata();
             match step {
                 Step::Again => continue,
                 Step::Stopped => {
@@ -210,6 +270,25 @@ impl TaskOwner {
     /// Inspects every container that may still change.
     async fn observe(&mut self) {
         let runtime = self.shared.runtime.clone();
+        if let Some(pause) = self.pause.as_mut().filter(|p| !p.exited) {
+            match runtime.inspect_container(&pause.id).await {
+                Ok(info) => {
+                    pause.pid = info.pid;
+                    if info.status.is_stopped() {
+                        tracing::warn!(task_arn = %self.task_arn, exit_code = ?info.exit_code, "pause container exited");
+                        pause.exited = true;
+                        pause.pid = None;
+                    }
+                }
+                Err(RuntimeError::NoSuchContainer { .. }) => {
+                    pause.exited = true;
+                    pause.pid = None;
+                }
+                Err(error) => {
+                    tracing::warn!(task_arn = %self.task_arn, error = %error, "cannot inspect the pause container");
+                }
+            }
+        }
         let network_mode = self
             .task
             .as_ref()
@@ -238,6 +317,9 @@ impl TaskOwner {
             container.image_digest = info.image_id.clone().or(container.image_digest.take());
             if container.log_destination.is_none() {
                 container.log_destination = LogDestination::from_labels(&info.labels);
+            }
+            if let Some(metadata) = &self.shared.config.metadata {
+                metadata.observed(&self.task_arn, &container.name, &info.labels);
             }
             if info.health.is_some() {
                 container.health = info.health;
@@ -302,6 +384,11 @@ impl TaskOwner {
                     Some(STOP_CODE_ESSENTIAL_CONTAINER_EXITED),
                     Some(ESSENTIAL_CONTAINER_EXITED_REASON.to_string()),
                 );
+            } else if self.prepared && self.pause.as_ref().is_some_and(|p| p.exited) {
+                self.decide_stop(
+                    Some(STOP_CODE_ESSENTIAL_CONTAINER_EXITED),
+                    Some("Task network namespace exited: the pause container stopped".to_string()),
+                );
             }
         }
         if self.stop.is_some() {
@@ -324,7 +411,14 @@ impl TaskOwner {
             self.fail_to_start(error.to_string());
             return Step::Again;
         }
-        let network_mode = spec::network_mode(definition).unwrap_or_default();
+        let task_limits = match limits::task_limits(&task.task, definition) {
+            Ok(task_limits) => task_limits,
+            Err(error) => {
+                self.fail_to_start(format!("CannotCreateContainerError: {error}"));
+                return Step::Again;
+            }
+        };
+        let mut network_mode = spec::network_mode(definition).unwrap_or_default();
         let definitions = self.definitions();
 
         // Pull every image a container still to be created needs, once.
@@ -378,6 +472,22 @@ impl TaskOwner {
         }
         self.advance(TaskStatus::Activating);
 
+        if spec::is_awsvpc(definition) {
+            let cancel = self.shared.cancel.clone();
+            let set_up = tokio::select! {
+                set_up = self.set_up_task_network(&task) => set_up,
+                _ = cancel.cancelled() => return Step::Again,
+            };
+            match set_up {
+                Ok(pause_id) => network_mode = NetworkMode::Container(pause_id),
+                Err(reason) => {
+                    tracing::warn!(task_arn = %self.task_arn, reason = %reason, "task network setup failed");
+                    self.fail_to_start(reason);
+                    return Step::Again;
+                }
+            }
+        }
+
         let owner_labels = self.owner_labels(&task);
         let mut volumes: BTreeMap<String, VolumePlan> = BTreeMap::new();
         for volume in definition.volumes.iter().flatten() {
@@ -425,7 +535,7 @@ impl TaskOwner {
                 .entry(name.clone())
                 .or_insert_with(|| KnownContainer::new(&name));
             known.host_ports.extend(allocated.iter().copied());
-            let container_spec = match built {
+            let mut container_spec = match built {
                 Ok(container_spec) => {
                     known.log_destination = LogDestination::from_labels(&container_spec.labels);
                     container_spec
@@ -437,6 +547,9 @@ impl TaskOwner {
                     return Step::Again;
                 }
             };
+            if let Some(container_limits) = task_limits.get(&name) {
+                limits::apply(&mut container_spec, container_limits);
+            }
             if network_mode == NetworkMode::Host {
                 // Host mode: the container's ports are the host's.
                 known.bindings = d
@@ -456,6 +569,12 @@ impl TaskOwner {
                     })
                     .collect();
             }
+            let container_spec = crate::metadata::attach_to_spec(
+                self.shared.config.metadata.as_ref(),
+                container_spec,
+                task.network.as_ref(),
+            )
+            .await;
             match self.shared.runtime.create_container(&container_spec).await {
                 Ok(id) => {
                     tracing::info!(task_arn = %self.task_arn, container = %name, runtime_id = %id, "container created");
@@ -481,6 +600,149 @@ impl TaskOwner {
         }
         self.prepared = true;
         Step::Again
+    }
+
+    /// awsvpc: the subnet's network, the pause container on it with the ENI's address (created
+    /// unless re-adopted, started unless running), and the security groups in its namespace.
+    /// Returns the pause container's id; the error is the task's stop reason.
+    async fn set_up_task_network(&mut self, task: &AgentTask) -> Result<String, String> {
+        let Some(task_network) = task.network.clone() else {
+            return Err(network_failure(
+                "cannot set up the task's network",
+                "the awsvpc task has no network interface",
+            ));
+        };
+        let runtime = self.shared.runtime.clone();
+        self.shared
+            .pause_image
+            .ensure(&*runtime)
+            .await
+            .map_err(|e| network_failure("cannot import the pause image", e))?;
+        let network_spec = network::subnet_network(&task_network);
+        runtime.ensure_network(&network_spec).await.map_err(|e| {
+            network_failure(
+                &format!(
+                    "cannot create network {} for subnet {} ({})",
+                    network_spec.name, task_network.subnet_id, task_network.subnet_cidr
+                ),
+                e,
+            )
+        })?;
+        let id = match &self.pause {
+            Some(pause) => pause.id.clone(),
+            None => {
+                let pause_spec = network::pause_container_spec(
+                    &task.task,
+                    &task.task_definition,
+                    &task_network,
+                    &self.owner_labels(task),
+                );
+                let id = match runtime.create_container(&pause_spec).await {
+                    Ok(id) => id,
+                    // Created before a crash: adopt it, never duplicate it.
+                    Err(RuntimeError::Conflict { message }) => self
+                        .find_existing(PAUSE_CONTAINER_NAME)
+                        .await
+                        .ok_or_else(|| {
+                            network_failure("cannot create the pause container", message)
+                        })?,
+                    Err(error) => {
+                        return Err(network_failure("cannot create the pause container", error))
+                    }
+                };
+                tracing::info!(task_arn = %self.task_arn, runtime_id = %id, address = %task_network.private_ipv4_address, "pause container created");
+                self.pause = Some(PauseContainer::new(id.clone()));
+                id
+            }
+        };
+        let inspect_failed = |e| network_failure("cannot inspect the pause container", e);
+        let mut info = runtime
+            .inspect_container(&id)
+            .await
+            .map_err(inspect_failed)?;
+        if !info.status.is_running() {
+            if self.containers.values().any(|c| c.started) {
+                return Err(network_failure(
+                    "cannot set up the task's network",
+                    "the pause container exited while the task's containers ran",
+                ));
+            }
+            runtime
+                .start_container(&id)
+                .await
+                .map_err(|e| network_failure("cannot start the pause container", e))?;
+            info = runtime
+                .inspect_container(&id)
+                .await
+                .map_err(inspect_failed)?;
+        }
+        let Some(pid) = info.pid.filter(|_| info.status.is_running()) else {
+            return Err(network_failure(
+                "cannot set up the task's network",
+                "the pause container is not running",
+            ));
+        };
+        let enforcer = runtime.network_enforcer();
+        // Engines before API 1.44 ignore the endpoint's MAC address: set it in the namespace.
+        let wanted_mac = task_network.mac_address.to_ascii_lowercase();
+        let actual_mac = info
+            .networks
+            .get(&network_spec.name)
+            .and_then(|n| n.mac_address.clone())
+            .map(|m| m.to_ascii_lowercase());
+        if !wanted_mac.is_empty() && actual_mac.as_deref() != Some(wanted_mac.as_str()) {
+            if let Err(error) = enforcer
+                .set_mac_address(pid, network::TASK_INTERFACE, &wanted_mac)
+                .await
+            {
+                tracing::warn!(task_arn = %self.task_arn, error = %error, mac_address = %wanted_mac, "cannot give the task its ENI's MAC address; it keeps the engine's");
+            }
+        }
+        let ruleset = network::task_ruleset(&task_network);
+        enforcer
+            .restore_filter(pid, &ruleset)
+            .await
+            .map_err(|e| network_failure("cannot enforce the task's security groups", e))?;
+        tracing::info!(task_arn = %self.task_arn, pid, groups = task_network.security_groups.len(), "security groups loaded");
+        if let Some(pause) = self.pause.as_mut() {
+            pause.pid = Some(pid);
+            pause.applied = Some(ruleset);
+            pause.retry_at = None;
+        }
+        Ok(id)
+    }
+
+    /// Loads the security groups of the latest desired task into the running task's namespace
+    /// when they differ from what was loaded. Returns when to try again after a failure.
+    async fn sync_security_groups(&mut self) -> Option<Instant> {
+        if !self.prepared || self.stop.is_some() {
+            return None;
+        }
+        let task_network = self.task.as_ref()?.network.as_ref()?;
+        let pause = self.pause.as_mut()?;
+        let pid = pause.pid?;
+        let ruleset = network::task_ruleset(task_network);
+        if pause.applied.as_ref() == Some(&ruleset) {
+            return None;
+        }
+        if let Some(at) = pause.retry_at.filter(|at| Instant::now() < *at) {
+            return Some(at);
+        }
+        let enforcer = self.shared.runtime.network_enforcer();
+        match enforcer.restore_filter(pid, &ruleset).await {
+            Ok(()) => {
+                tracing::info!(task_arn = %self.task_arn, pid, "security groups changed; rules reloaded");
+                pause.applied = Some(ruleset);
+                pause.retry_at = None;
+                None
+            }
+            Err(error) => {
+                tracing::warn!(task_arn = %self.task_arn, error = %error, "cannot reload the security groups; retrying");
+                let at = Instant::now() + FIREWALL_RETRY;
+                pause.retry_at = Some(at);
+                Some(at)
+            }
+        }
     }
 
     /// Gives every started awslogs container its shipper (once; a shipper that finished is
@@ -786,6 +1048,22 @@ impl TaskOwner {
                 }
             }
         }
+        if let Some(pause) = self.pause.as_mut().filter(|p| !p.exited) {
+            // Last: the task's containers needed its network until they stopped.
+            let stopped = tokio::select! {
+                stopped = self.shared.runtime.stop_container(&pause.id, PAUSE_STOP_TIMEOUT) => stopped,
+                _ = self.shared.cancel.cancelled() => return Step::Wait(None),
+            };
+            match stopped {
+                Ok(()) | Err(RuntimeError::NoSuchContainer { .. }) => {
+                    pause.exited = true;
+                    pause.pid = None;
+                }
+                Err(error) => {
+                    tracing::warn!(task_arn = %self.task_arn, error = %error, "cannot stop the pause container");
+                }
+            }
+        }
         self.advance(TaskStatus::Deprovisioning);
         for container in self.containers.values_mut() {
             for (protocol, port) in container.host_ports.drain(..) {
@@ -861,6 +1139,11 @@ impl TaskOwner {
                 }
             }
         }
+        if let Some(pause) = &self.pause {
+            if let Err(error) = runtime.remove_container(&pause.id).await {
+                tracing::warn!(task_arn = %self.task_arn, error = %error, "cannot remove the pause container");
+            }
+        }
         if let Some(task) = &self.task {
             // Also the ones a previous agent process created (this one may not have).
             let owner_labels = self.owner_labels(task);
@@ -879,6 +1162,48 @@ impl TaskOwner {
         }
         tracing::info!(task_arn = %self.task_arn, "task cleaned up");
         self.shared.forget(&self.task_arn);
+        if let Some(metadata) = &self.shared.config.metadata {
+            metadata.forget_task(&self.task_arn);
+        }
+    }
+}
+
+impl TaskOwner {
+    /// Hands the task metadata endpoint what this owner knows now (a re-adopted task only
+    /// once the server said what it is).
+    fn publish_metadata(&self) {
+        let (Some(metadata), Some(task)) = (&self.shared.config.metadata, &self.task) else {
+            return;
+        };
+        let definitions = self.definitions();
+        let order = |name: &str| {
+            definitions
+                .iter()
+                .position(|d| d.name.as_deref() == Some(name))
+                .unwrap_or(usize::MAX)
+        };
+        let mut containers: Vec<_> = self
+            .containers
+            .values()
+            .map(|c| crate::metadata::ContainerSnapshot {
+                name: c.name.clone(),
+                runtime_id: c.runtime_id.clone(),
+                phase: c.phase,
+                exit_code: c.exit_code,
+                has_health_check: c.has_health_check,
+                health: c.health,
+                bindings: c.bindings.clone(),
+            })
+            .collect();
+        containers.sort_by_key(|c| order(&c.name));
+        metadata.publish(crate::metadata::TaskSnapshot {
+            task: task.clone(),
+            status: self.status,
+            pull_started_at: self.pull_started_at,
+            pull_stopped_at: self.pull_stopped_at,
+            execution_stopped_at: self.execution_stopped_at,
+            containers,
+        });
     }
 }
 

@@ -41,6 +41,11 @@ pub enum SpecError {
     InvalidPortMapping { container: String, detail: String },
     #[error("container {container}: {message}")]
     LogConfiguration { container: String, message: String },
+    #[error("container {container}: {parameter} is not supported in the awsvpc network mode")]
+    NotWithAwsvpc {
+        container: String,
+        parameter: &'static str,
+    },
     #[error("container {container}: {source}")]
     Ports {
         container: String,
@@ -49,7 +54,18 @@ pub enum SpecError {
     },
 }
 
-/// The network mode of a task definition (`bridge` when unset, as on EC2).
+/// ECS's network mode in which each task has its own address (an ENI): see
+/// [`crate::network`].
+pub const AWSVPC: &str = "awsvpc";
+
+/// Whether the task definition uses the awsvpc network mode.
+pub fn is_awsvpc(definition: &TaskDefinition) -> bool {
+    definition.network_mode.as_deref() == Some(AWSVPC)
+}
+
+/// The network mode of a task definition (`bridge` when unset, as on EC2). An awsvpc task's
+/// containers join its pause container's namespace, which the owner creates: this refuses
+/// `awsvpc` (check [`is_awsvpc`] first).
 pub fn network_mode(definition: &TaskDefinition) -> Result<NetworkMode, SpecError> {
     match definition.network_mode.as_deref().unwrap_or("bridge") {
         "bridge" => Ok(NetworkMode::Bridge),
@@ -64,7 +80,10 @@ pub fn network_mode(definition: &TaskDefinition) -> Result<NetworkMode, SpecErro
 /// Refuses, with a clear reason, what the agent would otherwise silently run wrongly.
 pub fn check_supported(definition: &TaskDefinition) -> Result<(), SpecError> {
     let unsupported = |feature: String| Err(SpecError::Unsupported { feature });
-    network_mode(definition)?;
+    let awsvpc = is_awsvpc(definition);
+    if !awsvpc {
+        network_mode(definition)?;
+    }
     if definition.proxy_configuration.is_some() {
         return unsupported("proxyConfiguration".into());
     }
@@ -104,6 +123,40 @@ pub fn check_supported(definition: &TaskDefinition) -> Result<(), SpecError> {
         }
         if container.links.as_ref().is_some_and(|l| !l.is_empty()) {
             return unsupported(feature("links"));
+        }
+        if awsvpc {
+            // The containers share the pause container's namespace, whose name and resolver
+            // are the task's: the engine refuses these per container (as ECS does).
+            let conflicting = [
+                (container.hostname.is_some(), "hostname"),
+                (
+                    container
+                        .dns_servers
+                        .as_ref()
+                        .is_some_and(|l| !l.is_empty()),
+                    "dnsServers",
+                ),
+                (
+                    container
+                        .dns_search_domains
+                        .as_ref()
+                        .is_some_and(|l| !l.is_empty()),
+                    "dnsSearchDomains",
+                ),
+                (
+                    container
+                        .extra_hosts
+                        .as_ref()
+                        .is_some_and(|l| !l.is_empty()),
+                    "extraHosts",
+                ),
+            ];
+            if let Some((_, parameter)) = conflicting.iter().find(|(present, _)| *present) {
+                return Err(SpecError::NotWithAwsvpc {
+                    container: name.to_string(),
+                    parameter,
+                });
+            }
         }
         if container.restart_policy.as_ref().is_some_and(|p| p.enabled) {
             return unsupported(feature("restartPolicy"));
@@ -880,11 +933,27 @@ mod tests {
     #[test]
     fn unsupported_features_are_refused_by_name() {
         let (_, mut definition, _) = fixture();
-        definition.network_mode = Some("awsvpc".into());
+        definition.network_mode = Some("nat".into());
         assert_eq!(
             check_supported(&definition).map_err(|e| e.to_string()),
-            Err("network mode awsvpc is not supported by this agent yet".to_string())
+            Err("network mode nat is not supported by this agent yet".to_string())
         );
+        // awsvpc runs, without what the task's shared namespace decides.
+        definition.network_mode = Some(AWSVPC.into());
+        assert_eq!(
+            check_supported(&definition).map_err(|e| e.to_string()),
+            Err("container app: hostname is not supported in the awsvpc network mode".to_string())
+        );
+        if let Some(container) = definition
+            .container_definitions
+            .as_mut()
+            .and_then(|c| c.first_mut())
+        {
+            container.hostname = None;
+            container.dns_servers = None;
+            container.extra_hosts = None;
+        }
+        assert_eq!(check_supported(&definition), Ok(()));
         let (_, definition, _) = fixture();
         assert_eq!(check_supported(&definition), Ok(()));
     }

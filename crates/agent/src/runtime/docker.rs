@@ -3,6 +3,10 @@
 //! The client negotiates the API version down to what the engine speaks (Debian's 20.10 engine
 //! speaks 1.41), so one agent build works against old and new engines. Nothing here decides
 //! anything about tasks; it only translates specs and answers.
+//!
+//! Its [`NetworkEnforcer`] is [`IptablesEnforcer`] unless replaced
+//! ([`DockerRuntime::with_enforcer`]): the engine's containers' namespaces are reached through
+//! their PIDs on this host.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,8 +14,9 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EventMessageTypeEnum, HealthConfig,
-    HealthStatusEnum, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings,
+    EventMessageTypeEnum, HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam,
+    IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -21,13 +26,16 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
+use super::details::{self, ContainerDetails, ContainerMount, ContainerNetwork, HealthDetail};
 use super::{
     AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStats, ContainerStatus,
     ContainerSummary, EngineVersion, EventStream, HealthState, LogEntry, LogSource, LogStream,
     Protocol, RuntimeError, RuntimeEvent, RuntimeEventKind, VolumeSpec,
 };
+use super::{NetworkAttachment, NetworkSpec};
+use crate::network::{IptablesEnforcer, NetworkEnforcer};
 
 /// Requests wait this long for the engine's answer, except stops, which wait for the stop
 /// timeout on top of it (the engine answers a stop only once the container is gone).
@@ -40,6 +48,10 @@ pub struct DockerRuntime {
     /// The host memory as the engine sees it (`MemTotal` of `docker info`), read once: the
     /// engine reports it as the limit of containers that have none.
     machine_memory: Arc<OnceCell<u64>>,
+    enforcer: Arc<dyn NetworkEnforcer>,
+    /// Serialises network creation: engines before API 1.44 do not refuse a second network of
+    /// the same name, so two tasks of one subnet must not create it at once.
+    network_creation: Arc<Mutex<()>>,
 }
 
 /// What a 404 refers to, so it maps to the right "no such …" error.
@@ -48,6 +60,7 @@ enum Subject<'a> {
     Container(&'a str),
     Image(&'a str),
     Volume(&'a str),
+    Network,
     Engine,
 }
 
@@ -75,7 +88,62 @@ impl DockerRuntime {
         Ok(Self {
             docker,
             machine_memory: Arc::new(OnceCell::new()),
+            enforcer: Arc::new(IptablesEnforcer),
+            network_creation: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Uses another enforcer for the containers' namespaces (for tests without iptables).
+    pub fn with_enforcer(mut self, enforcer: Arc<dyn NetworkEnforcer>) -> Self {
+        self.enforcer = enforcer;
+        self
+    }
+
+    async fn network_exists(&self, name: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(error) => Err(map_error(error, Subject::Network)),
+        }
+    }
+
+    /// Remove the networks labelled with a Wharf subnet whose range is `subnet` and that no
+    /// container is attached to; how many were removed.
+    async fn remove_unused_networks_with_range(&self, subnet: &str) -> Result<usize, RuntimeError> {
+        let filters = HashMap::from([("label", vec![crate::labels::SUBNET_ID])]);
+        let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| map_error(e, Subject::Network))?;
+        let mut removed = 0;
+        for network in networks {
+            let same_range = network
+                .ipam
+                .as_ref()
+                .and_then(|ipam| ipam.config.as_ref())
+                .is_some_and(|configs| configs.iter().any(|c| c.subnet.as_deref() == Some(subnet)));
+            let Some(name) = network.name.filter(|_| same_range) else {
+                continue;
+            };
+            let in_use = match self.docker.inspect_network(&name, None).await {
+                Ok(inspected) => inspected.containers.is_some_and(|c| !c.is_empty()),
+                Err(_) => true,
+            };
+            if in_use {
+                continue;
+            }
+            if self.docker.remove_network(&name).await.is_ok() {
+                tracing::info!(network = %name, subnet, "removed an unused network with the same range");
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The engine's view of the host memory; 0 (never a limit) if it cannot tell.
@@ -174,7 +242,7 @@ fn map_error(error: BollardError, subject: Subject<'_>) -> RuntimeError {
             Subject::Volume(name) => RuntimeError::NoSuchVolume {
                 name: name.to_string(),
             },
-            Subject::Engine => RuntimeError::Engine {
+            Subject::Network | Subject::Engine => RuntimeError::Engine {
                 status: 404,
                 message,
             },
@@ -260,8 +328,25 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         start_period: check.start_period.map(nanos),
         start_interval: None,
     });
+    let networking_config = spec.endpoint.as_ref().map(|endpoint| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            endpoint.network.clone(),
+            EndpointSettings {
+                ipam_config: endpoint
+                    .ipv4_address
+                    .as_ref()
+                    .map(|address| EndpointIpamConfig {
+                        ipv4_address: Some(address.clone()),
+                        ..Default::default()
+                    }),
+                mac_address: endpoint.mac_address.clone(),
+                ..Default::default()
+            },
+        )])),
+    });
     let host_config = HostConfig {
         cpu_shares: spec.cpu_shares,
+        nano_cpus: spec.nano_cpus,
         memory: spec.memory_limit_bytes,
         memory_reservation: spec.memory_reservation_bytes,
         memory_swap: spec.memory_swap_bytes,
@@ -318,8 +403,96 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         tty: spec.tty.then_some(true),
         open_stdin: spec.open_stdin.then_some(true),
         host_config: Some(host_config),
+        networking_config,
         ..Default::default()
     }
+}
+
+/// The metadata endpoint's view of an inspect answer.
+fn container_details(
+    id: &str,
+    inspected: bollard::models::ContainerInspectResponse,
+) -> ContainerDetails {
+    let state = inspected.state.unwrap_or_default();
+    let health = state.health.as_ref().and_then(|health| {
+        let status = match health.status {
+            Some(HealthStatusEnum::STARTING) => HealthState::Starting,
+            Some(HealthStatusEnum::HEALTHY) => HealthState::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => HealthState::Unhealthy,
+            _ => return None,
+        };
+        let log = health.log.clone().unwrap_or_default();
+        let runs: Vec<_> = log
+            .iter()
+            .map(|r| (details::engine_time(r.start.as_deref()), r.exit_code))
+            .collect();
+        let latest = log.last();
+        Some(HealthDetail {
+            status,
+            since: details::health_since(status, &runs),
+            exit_code: latest.and_then(|r| r.exit_code),
+            output: latest.and_then(|r| r.output.clone()),
+        })
+    });
+    let mut networks: Vec<ContainerNetwork> = inspected
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, endpoint)| ContainerNetwork {
+            name,
+            ipv4_address: endpoint.ip_address.filter(|ip| !ip.is_empty()),
+        })
+        .collect();
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+    let config = inspected.config.unwrap_or_default();
+    ContainerDetails {
+        id: inspected.id.unwrap_or_else(|| id.to_string()),
+        name: inspected
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        image_id: inspected.image,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        created_at: details::engine_time(inspected.created.as_deref()),
+        started_at: details::engine_time(state.started_at.as_deref()),
+        finished_at: details::engine_time(state.finished_at.as_deref()),
+        running: container_status(state.status).is_running(),
+        networks,
+        mounts: inspected
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mount| ContainerMount {
+                name: mount.name.filter(|n| !n.is_empty()),
+                source: mount.source.filter(|s| !s.is_empty()),
+                destination: mount.destination.unwrap_or_default(),
+            })
+            .collect(),
+        restart_count: inspected.restart_count.unwrap_or(0),
+        health,
+    }
+}
+
+/// A network's gateway: IPAM's, else the first address of its subnet, which is where Docker
+/// puts the gateway when IPAM names none (the default `bridge` on a pre-existing `docker0`
+/// reports only its subnet).
+fn network_gateway(network: &bollard::models::NetworkInspect) -> Option<std::net::IpAddr> {
+    let configs = network.ipam.as_ref()?.config.as_ref()?;
+    // IPv6 ranges hold colons; the first IPv4 range is the one containers reach the host on.
+    let ipv4 = configs
+        .iter()
+        .find(|c| c.subnet.as_deref().is_some_and(|s| !s.contains(':')))?;
+    if let Some(gateway) = ipv4.gateway.as_deref().and_then(|g| g.parse().ok()) {
+        return Some(gateway);
+    }
+    let (address, _prefix) = ipv4.subnet.as_deref()?.split_once('/')?;
+    let base: std::net::Ipv4Addr = address.parse().ok()?;
+    Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+        u32::from(base).checked_add(1)?,
+    )))
 }
 
 fn container_status(status: Option<ContainerStateStatusEnum>) -> ContainerStatus {
@@ -462,10 +635,20 @@ impl ContainerRuntime for DockerRuntime {
                 _ => None,
             });
         let mut ports = Vec::new();
-        let port_map = inspected
-            .network_settings
-            .and_then(|settings| settings.ports)
-            .unwrap_or_default();
+        let settings = inspected.network_settings.unwrap_or_default();
+        let networks: BTreeMap<String, NetworkAttachment> = settings
+            .networks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, endpoint)| {
+                let attachment = NetworkAttachment {
+                    ipv4_address: endpoint.ip_address.filter(|a| !a.is_empty()),
+                    mac_address: endpoint.mac_address.filter(|a| !a.is_empty()),
+                };
+                (name, attachment)
+            })
+            .collect();
+        let port_map = settings.ports.unwrap_or_default();
         for (key, bindings) in port_map {
             let Some((port, protocol)) = key.split_once('/') else {
                 continue;
@@ -516,6 +699,9 @@ impl ContainerRuntime for DockerRuntime {
             finished_at: parse_time(state.finished_at.as_deref()),
             ports,
             image_id: inspected.image,
+            // The engine says 0 for a container that is not running.
+            pid: state.pid.filter(|pid| *pid > 0),
+            networks,
         })
     }
 
@@ -591,6 +777,97 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        let _creating = self.network_creation.lock().await;
+        if self.network_exists(&spec.name).await? {
+            return Ok(());
+        }
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".to_string()),
+            ipam: Some(Ipam {
+                driver: Some("default".to_string()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(spec.subnet.clone()),
+                    gateway: Some(spec.gateway.clone()),
+                    ..Default::default()
+                }]),
+                options: None,
+            }),
+            options: Some(to_hash_map(&spec.options)),
+            labels: Some(to_hash_map(&spec.labels)),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(created) => {
+                tracing::info!(network = %spec.name, subnet = %spec.subnet, id = %created.id, "created network");
+                Ok(())
+            }
+            Err(error) => {
+                // Another agent on this engine may have created it meanwhile ("already
+                // exists", or its range now overlapping ours): then it is there to use.
+                if self.network_exists(&spec.name).await? {
+                    return Ok(());
+                }
+                // A network Wharf made for another subnet with the same range (a previous
+                // server's default VPC, after its data directory was removed) is left behind
+                // once its tasks are gone; remove it if nothing uses it, then try once more.
+                if self.remove_unused_networks_with_range(&spec.subnet).await? > 0 {
+                    if let Ok(created) = self
+                        .docker
+                        .create_network(NetworkCreateRequest {
+                            name: spec.name.clone(),
+                            driver: Some("bridge".to_string()),
+                            ipam: Some(Ipam {
+                                driver: Some("default".to_string()),
+                                config: Some(vec![IpamConfig {
+                                    subnet: Some(spec.subnet.clone()),
+                                    gateway: Some(spec.gateway.clone()),
+                                    ..Default::default()
+                                }]),
+                                options: None,
+                            }),
+                            options: Some(to_hash_map(&spec.options)),
+                            labels: Some(to_hash_map(&spec.labels)),
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        tracing::info!(network = %spec.name, subnet = %spec.subnet, id = %created.id, "created network after removing an unused one with its range");
+                        return Ok(());
+                    }
+                }
+                Err(map_error(error, Subject::Network))
+            }
+        }
+    }
+
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: bytes::Bytes,
+        changes: &[String],
+    ) -> Result<(), RuntimeError> {
+        let (repository, tag) = super::split_image_reference(reference);
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(&repository)
+            .tag(&tag)
+            .changes(changes.to_vec())
+            .build();
+        let mut progress =
+            self.docker
+                .create_image(Some(options), Some(bollard::body_full(rootfs_tar)), None);
+        while let Some(item) = progress.next().await {
+            item.map_err(|e| map_error(e, Subject::Image(reference)))?;
+        }
+        Ok(())
+    }
+
+    fn network_enforcer(&self) -> Arc<dyn NetworkEnforcer> {
+        self.enforcer.clone()
+    }
+
     fn events(&self) -> EventStream {
         let filters: HashMap<String, Vec<String>> = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
@@ -631,6 +908,50 @@ impl ContainerRuntime for DockerRuntime {
         };
         let stats = answer.map_err(|e| map_error(e, Subject::Container(id)))?;
         Ok(stats_reading(&stats, self.machine_memory().await))
+    }
+
+    async fn inspect_details(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| map_error(e, Subject::Container(id)))?;
+        Ok(container_details(id, inspected))
+    }
+
+    async fn stats_document(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        // Not one-shot: the engine waits for a second CPU reading so `precpu_stats` is filled
+        // and readers can compute a CPU percentage from one document, as on ECS.
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut answers = self.docker.stats(id, Some(options));
+        let Some(answer) = answers.next().await else {
+            return Ok(None);
+        };
+        let stats = answer.map_err(|e| map_error(e, Subject::Container(id)))?;
+        // A stopped container answers with empty memory statistics.
+        if stats.memory_stats.as_ref().and_then(|m| m.usage).is_none() {
+            return Ok(None);
+        }
+        serde_json::to_value(&stats)
+            .map(Some)
+            .map_err(|error| RuntimeError::Protocol {
+                message: error.to_string(),
+            })
+    }
+
+    async fn network_gateway(
+        &self,
+        network: &str,
+    ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        let inspected = self
+            .docker
+            .inspect_network(network, None)
+            .await
+            .map_err(|e| map_error(e, Subject::Engine))?;
+        Ok(network_gateway(&inspected))
     }
 
     fn logs(&self, id: &str, since_seconds: i64) -> LogStream {
@@ -822,5 +1143,35 @@ mod tests {
             Some(1_704_164_645.5)
         );
         assert_eq!(parse_time(Some("garbage")), None);
+    }
+
+    #[test]
+    fn a_network_gateway_falls_back_to_the_first_address_of_its_subnet() {
+        use bollard::models::{Ipam, IpamConfig, NetworkInspect};
+        let network = |configs: Vec<IpamConfig>| NetworkInspect {
+            ipam: Some(Ipam {
+                config: Some(configs),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let range = |subnet: &str, gateway: Option<&str>| IpamConfig {
+            subnet: Some(subnet.into()),
+            gateway: gateway.map(str::to_string),
+            ..Default::default()
+        };
+        // The default bridge on a pre-existing docker0 names only its subnet.
+        assert_eq!(
+            network_gateway(&network(vec![range("172.17.0.0/16", None)])),
+            Some("172.17.0.1".parse().expect("an address"))
+        );
+        assert_eq!(
+            network_gateway(&network(vec![
+                range("fd00::/64", Some("fd00::1")),
+                range("10.213.0.0/24", Some("10.213.0.254")),
+            ])),
+            Some("10.213.0.254".parse().expect("an address"))
+        );
+        assert_eq!(network_gateway(&NetworkInspect::default()), None);
     }
 }

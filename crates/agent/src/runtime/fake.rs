@@ -8,6 +8,10 @@
 //! container's resource usage, [`FakeRuntime::log`] to append a log entry (followers see it at
 //! once, as with Docker's `follow`).
 //!
+//! awsvpc: networks are recorded ([`FakeRuntime::networks`]), imports make images present
+//! ([`FakeRuntime::imports`]), running containers have a made-up PID, and the enforcer is a
+//! [`FakeEnforcer`] ([`FakeRuntime::enforcer`]) that records the rulesets loaded.
+//!
 //! Time passes only inside `stop_container` for a container that ignores SIGTERM (a tokio
 //! sleep of the stop timeout), so tests on a paused tokio clock run instantly.
 
@@ -18,12 +22,15 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 
+use super::details::{ContainerDetails, ContainerMount, ContainerNetwork, HealthDetail};
 use super::{
     AssignedPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStats, ContainerStatus,
     ContainerSummary, EngineVersion, EventStream, HealthState, LogEntry, LogSource, LogStream,
     RuntimeError, RuntimeEvent, RuntimeEventKind, VolumeSpec,
 };
+use super::{NetworkAttachment, NetworkMode, NetworkSpec};
 use crate::labels;
+use crate::network::{FakeEnforcer, NetworkEnforcer};
 
 /// How a fake container behaves, keyed by its ECS container name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -60,6 +67,8 @@ pub struct FakeContainer {
     pub stats: ContainerStats,
     /// Every entry logged, in order.
     pub logs: Vec<LogEntry>,
+    /// When it was created, on the fake wall clock.
+    pub created_at: f64,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +86,11 @@ struct FakeState {
     /// The timestamp of the latest log entry, nanoseconds.
     log_clock: i64,
     stats_calls: u64,
+    networks: BTreeMap<String, NetworkSpec>,
+    /// Images imported, in order.
+    imports: Vec<String>,
+    /// Network name → gateway, for [`ContainerRuntime::network_gateway`].
+    gateways: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// The in-memory engine. Cheap to clone; clones share state.
@@ -86,6 +100,7 @@ pub struct FakeRuntime {
     events: broadcast::Sender<RuntimeEvent>,
     /// Bumped on every log entry and container change: wakes log followers.
     changes: watch::Sender<u64>,
+    enforcer: FakeEnforcer,
 }
 
 impl Default for FakeRuntime {
@@ -105,6 +120,7 @@ impl FakeRuntime {
             })),
             events,
             changes: watch::channel(0).0,
+            enforcer: FakeEnforcer::default(),
         }
     }
 
@@ -127,6 +143,28 @@ impl FakeRuntime {
             kind,
             labels: container.spec.labels.clone(),
         });
+    }
+
+    /// The enforcer this engine's containers' namespaces are changed through.
+    pub fn enforcer(&self) -> FakeEnforcer {
+        self.enforcer.clone()
+    }
+
+    /// Every network created, by name.
+    pub fn networks(&self) -> Vec<NetworkSpec> {
+        self.lock().networks.values().cloned().collect()
+    }
+
+    /// Every image imported, in order.
+    pub fn imports(&self) -> Vec<String> {
+        self.lock().imports.clone()
+    }
+
+    /// The made-up PID of a running container (what inspect answers).
+    pub fn pid(&self, id: &str) -> Option<i64> {
+        let state = self.lock();
+        let container = state.containers.get(id)?;
+        fake_pid(container)
     }
 
     /// Makes an image present locally.
@@ -226,6 +264,13 @@ impl FakeRuntime {
         if let Some(container) = self.lock().containers.get_mut(id) {
             container.stats = stats;
         }
+    }
+
+    /// The gateway [`ContainerRuntime::network_gateway`] answers for `network`. Without one,
+    /// `bridge` answers 127.0.0.1 (so metadata tests on the fake bind loopback only) and other
+    /// networks are missing.
+    pub fn set_network_gateway(&self, network: &str, gateway: std::net::IpAddr) {
+        self.lock().gateways.insert(network.to_string(), gateway);
     }
 
     /// How many stats calls were answered.
@@ -332,6 +377,7 @@ impl ContainerRuntime for FakeRuntime {
         }
         state.next_id += 1;
         let id = format!("fake{:060}", state.next_id);
+        let created_at = state.now;
         state.containers.insert(
             id.clone(),
             FakeContainer {
@@ -348,6 +394,7 @@ impl ContainerRuntime for FakeRuntime {
                 killed: false,
                 stats: ContainerStats::default(),
                 logs: Vec::new(),
+                created_at,
             },
         );
         Ok(id)
@@ -475,6 +522,8 @@ impl ContainerRuntime for FakeRuntime {
                 Vec::new()
             },
             image_id: Some(format!("sha256:fake-{}", container.spec.image)),
+            pid: fake_pid(container),
+            networks: fake_networks(container),
         })
     }
 
@@ -517,6 +566,30 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        self.lock()
+            .networks
+            .entry(spec.name.clone())
+            .or_insert_with(|| spec.clone());
+        Ok(())
+    }
+
+    async fn import_image(
+        &self,
+        reference: &str,
+        _rootfs_tar: bytes::Bytes,
+        _changes: &[String],
+    ) -> Result<(), RuntimeError> {
+        let mut state = self.lock();
+        state.imports.push(reference.to_string());
+        state.images.insert(reference.to_string());
+        Ok(())
+    }
+
+    fn network_enforcer(&self) -> std::sync::Arc<dyn NetworkEnforcer> {
+        std::sync::Arc::new(self.enforcer.clone())
+    }
+
     fn events(&self) -> EventStream {
         let receiver = self.events.subscribe();
         futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -543,6 +616,44 @@ impl ContainerRuntime for FakeRuntime {
             .get(id)
             .ok_or_else(|| RuntimeError::NoSuchContainer { id: id.to_string() })?;
         Ok(container.status.is_running().then_some(container.stats))
+    }
+
+    async fn inspect_details(&self, id: &str) -> Result<ContainerDetails, RuntimeError> {
+        let state = self.lock();
+        let container = state
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NoSuchContainer { id: id.to_string() })?;
+        Ok(fake_details(container))
+    }
+
+    async fn stats_document(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        let state = self.lock();
+        let container = state
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NoSuchContainer { id: id.to_string() })?;
+        Ok(container
+            .status
+            .is_running()
+            .then(|| fake_stats_document(container, state.now)))
+    }
+
+    async fn network_gateway(
+        &self,
+        network: &str,
+    ) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        let state = self.lock();
+        match state.gateways.get(network) {
+            Some(gateway) => Ok(Some(*gateway)),
+            None if network == "bridge" => {
+                Ok(Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
+            }
+            None => Err(RuntimeError::Engine {
+                status: 404,
+                message: format!("network {network} not found"),
+            }),
+        }
     }
 
     fn logs(&self, id: &str, since_seconds: i64) -> LogStream {
@@ -594,6 +705,127 @@ impl ContainerRuntime for FakeRuntime {
             }
         })
         .boxed()
+    }
+}
+
+fn fake_time(seconds: f64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis((seconds * 1000.0) as i64)
+}
+
+/// What the fake engine's inspect tells: bridge containers get an address derived from their
+/// id, host containers none.
+fn fake_details(container: &FakeContainer) -> ContainerDetails {
+    let spec = &container.spec;
+    let number: u64 = container.id.trim_start_matches("fake").parse().unwrap_or(0);
+    let network = match &spec.network_mode {
+        super::NetworkMode::Bridge => Some(ContainerNetwork {
+            name: "bridge".to_string(),
+            ipv4_address: container
+                .status
+                .is_running()
+                .then(|| format!("172.17.{}.{}", number / 250, number % 250 + 2)),
+        }),
+        super::NetworkMode::Host => Some(ContainerNetwork {
+            name: "host".to_string(),
+            ipv4_address: None,
+        }),
+        _ => None,
+    };
+    ContainerDetails {
+        id: container.id.clone(),
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        image_id: Some(format!("sha256:fake-{}", spec.image)),
+        labels: spec.labels.clone(),
+        created_at: fake_time(container.created_at),
+        started_at: container.started_at.and_then(fake_time),
+        finished_at: container.finished_at.and_then(fake_time),
+        running: container.status.is_running(),
+        networks: network.into_iter().collect(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|mount| match &mount.source {
+                super::MountSource::HostPath(path) => ContainerMount {
+                    name: None,
+                    source: Some(path.clone()),
+                    destination: mount.target.clone(),
+                },
+                super::MountSource::Volume(name) => ContainerMount {
+                    name: Some(name.clone()),
+                    source: Some(format!("/var/lib/docker/volumes/{name}/_data")),
+                    destination: mount.target.clone(),
+                },
+            })
+            .collect(),
+        restart_count: 0,
+        health: container.health.map(|status| HealthDetail {
+            status,
+            since: container.started_at.and_then(fake_time),
+            exit_code: Some(i64::from(status == HealthState::Unhealthy)),
+            output: None,
+        }),
+    }
+}
+
+/// A Docker-shaped stats document (the members readers use) from the scripted reading.
+fn fake_stats_document(container: &FakeContainer, now: f64) -> serde_json::Value {
+    let stamp = |t: f64| {
+        fake_time(t)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            .unwrap_or_default()
+    };
+    let stats = container.stats;
+    serde_json::json!({
+        "read": stamp(now),
+        "preread": stamp(now - 1.0),
+        "name": format!("/{}", container.spec.name),
+        "id": container.id,
+        "num_procs": 0,
+        "pids_stats": {"current": 1},
+        "blkio_stats": {"io_service_bytes_recursive": [], "io_serviced_recursive": []},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": stats.cpu_total_nanos, "usage_in_kernelmode": 0, "usage_in_usermode": stats.cpu_total_nanos},
+            "system_cpu_usage": 0,
+            "online_cpus": 1,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        },
+        "precpu_stats": {
+            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        },
+        "memory_stats": {
+            "usage": stats.memory_bytes,
+            "limit": stats.memory_limit_bytes,
+            "stats": {"inactive_file": 0},
+        },
+        "networks": {
+            "eth0": {"rx_bytes": 0, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
+                     "tx_bytes": 0, "tx_packets": 0, "tx_errors": 0, "tx_dropped": 0},
+        },
+    })
+}
+
+/// A running container's PID: 100000 plus the number in its id.
+fn fake_pid(container: &FakeContainer) -> Option<i64> {
+    if !container.status.is_running() {
+        return None;
+    }
+    let number: i64 = container.id.trim_start_matches("fake").parse().ok()?;
+    Some(100_000 + number)
+}
+
+/// A container on a named network has the address its endpoint asked for.
+fn fake_networks(container: &FakeContainer) -> BTreeMap<String, NetworkAttachment> {
+    match (&container.spec.network_mode, &container.spec.endpoint) {
+        (NetworkMode::Network(name), endpoint) => BTreeMap::from([(
+            name.clone(),
+            NetworkAttachment {
+                ipv4_address: endpoint.as_ref().and_then(|e| e.ipv4_address.clone()),
+                mac_address: endpoint.as_ref().and_then(|e| e.mac_address.clone()),
+            },
+        )]),
+        _ => BTreeMap::new(),
     }
 }
 

@@ -8,14 +8,24 @@
 //!
 //! This module does not know about ECS: task definitions are translated into [`ContainerSpec`]s
 //! by the runner (`runner::spec`).
+//!
+//! For awsvpc tasks the engine also backs subnets with networks ([`NetworkSpec`]), imports the
+//! locally built pause image ([`ContainerRuntime::import_image`]), and hands out the
+//! [`NetworkEnforcer`] that reaches its containers' network namespaces.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::network::NetworkEnforcer;
 
 use futures_util::stream::BoxStream;
 
+pub mod details;
 pub mod docker;
 pub mod fake;
+
+pub use details::{ContainerDetails, ContainerMount, ContainerNetwork, HealthDetail};
 
 /// How a container attaches to the network.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,8 +37,12 @@ pub enum NetworkMode {
     Host,
     /// A loopback interface only.
     None,
-    /// Another container's network namespace (`container:<id>`), as awsvpc tasks will use.
+    /// Another container's network namespace (`container:<id>`): an awsvpc task's containers
+    /// join its pause container's.
     Container(String),
+    /// A user-defined network by name (an awsvpc task's pause container on its subnet's
+    /// network; the address is in [`ContainerSpec::endpoint`]).
+    Network(String),
 }
 
 impl NetworkMode {
@@ -39,6 +53,7 @@ impl NetworkMode {
             NetworkMode::Host => "host".to_string(),
             NetworkMode::None => "none".to_string(),
             NetworkMode::Container(id) => format!("container:{id}"),
+            NetworkMode::Network(name) => name.clone(),
         }
     }
 }
@@ -141,6 +156,29 @@ pub struct HealthCheckSpec {
     pub start_period: Option<Duration>,
 }
 
+/// A container's fixed place on a user-defined network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointSpec {
+    pub network: String,
+    pub ipv4_address: Option<String>,
+    /// Honoured by engines speaking API 1.44 or later; older ones assign their own (the runner
+    /// then sets it inside the namespace).
+    pub mac_address: Option<String>,
+}
+
+/// A bridge network to create when missing (an awsvpc subnet on this host).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// The range, e.g. `10.213.0.0/24`.
+    pub subnet: String,
+    /// The host's address on it.
+    pub gateway: String,
+    pub labels: BTreeMap<String, String>,
+    /// Driver options (`com.docker.network.bridge.*`).
+    pub options: BTreeMap<String, String>,
+}
+
 /// Everything needed to create one container. Built by the runner from a container
 /// definition; the runtime maps it member by member.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -156,6 +194,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub cpu_shares: Option<i64>,
+    /// A hard CPU limit in billionths of a CPU (Fargate's task-level cpu).
+    pub nano_cpus: Option<i64>,
     pub memory_limit_bytes: Option<i64>,
     pub memory_reservation_bytes: Option<i64>,
     /// Memory plus swap, bytes (`linuxParameters.maxSwap`).
@@ -167,6 +207,8 @@ pub struct ContainerSpec {
     /// Run an init process as PID 1 (`initProcessEnabled`).
     pub init: bool,
     pub network_mode: NetworkMode,
+    /// With [`NetworkMode::Network`]: the address to take on it.
+    pub endpoint: Option<EndpointSpec>,
     /// Disable networking altogether (`disableNetworking`).
     pub network_disabled: bool,
     pub port_bindings: Vec<PortBindingSpec>,
@@ -241,6 +283,13 @@ pub struct AssignedPort {
     pub host_port: u16,
 }
 
+/// A container's address on one network, as the engine assigned it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkAttachment {
+    pub ipv4_address: Option<String>,
+    pub mac_address: Option<String>,
+}
+
 /// What inspecting a container tells.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerInfo {
@@ -261,6 +310,10 @@ pub struct ContainerInfo {
     pub ports: Vec<AssignedPort>,
     /// The image the container runs, as the engine identifies it (`sha256:…`).
     pub image_id: Option<String>,
+    /// The host PID of its process while it runs (its namespaces are reached through it).
+    pub pid: Option<i64>,
+    /// Network name → its address there.
+    pub networks: BTreeMap<String, NetworkAttachment>,
 }
 
 /// One entry of a container listing.
@@ -411,6 +464,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes a named volume. Removing a missing volume succeeds.
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
 
+    /// Creates the network unless one of that name exists (which is then used as it is, even
+    /// if created by another agent or by hand). Safe to call concurrently.
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+
+    /// Imports a root file system (an uncompressed tar) as the image `reference`, applying
+    /// Dockerfile `changes` such as `CMD ["/pause"]` (`docker import`).
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: bytes::Bytes,
+        changes: &[String],
+    ) -> Result<(), RuntimeError>;
+
+    /// What enforces security groups inside this engine's containers' network namespaces
+    /// (iptables through nsenter for Docker on this host; a recorder for the fake).
+    fn network_enforcer(&self) -> Arc<dyn NetworkEnforcer>;
+
     /// Container events (start, die, health status, OOM, destroy) from now on. The stream ends
     /// or fails when the engine goes away; callers resubscribe.
     fn events(&self) -> EventStream;
@@ -418,6 +488,21 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// One resource-usage reading, taken at once (no averaging wait). `None` when the
     /// container is not running.
     async fn stats(&self, id: &str) -> Result<Option<ContainerStats>, RuntimeError>;
+
+    /// Everything an inspect tells about a container, for the task metadata endpoint.
+    async fn inspect_details(&self, id: &str) -> Result<ContainerDetails, RuntimeError>;
+
+    /// The container's statistics as the engine's own JSON document (Docker's stats answer
+    /// with `stream=false`: CPU, memory, block I/O, networks, with the previous CPU reading).
+    /// `None` when the container is not running.
+    async fn stats_document(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError>;
+
+    /// The gateway address of a network (the host's side of it), `None` when the engine
+    /// reports none. A missing network is [`RuntimeError::Engine`] with status 404.
+    async fn network_gateway(
+        &self,
+        network: &str,
+    ) -> Result<Option<std::net::IpAddr>, RuntimeError>;
 
     /// The container's stdout and stderr entries logged at or after `since_seconds` (0: from
     /// the start), then, while it runs, new entries as they come. The stream ends once the

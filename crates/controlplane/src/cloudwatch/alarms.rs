@@ -575,12 +575,12 @@ fn definition(request: &Value, now_ms: i64) -> Result<AlarmRecord> {
     Ok(record)
 }
 
-/// Alarm periods are 10, 30 or a multiple of 60 seconds, and the evaluation range is at most a
-/// day (seven days for periods of an hour or more).
+/// Alarm periods are 10, 20, 30 or a multiple of 60 seconds, and the evaluation range is at
+/// most a day (seven days for periods of an hour or more).
 fn check_alarm_period(period: i64, evaluation_periods: i64, parameter: &str) -> Result<()> {
-    if !(period == 10 || period == 30 || (period >= 60 && period % 60 == 0)) {
+    if !(matches!(period, 10 | 20 | 30) || (period >= 60 && period % 60 == 0)) {
         return Err(CloudWatchError::InvalidParameterValue(format!(
-            "The parameter {parameter} must be 10, 30 or a multiple of 60." // guessed
+            "The parameter {parameter} must be 10, 20, 30 or a multiple of 60." // guessed
         )));
     }
     let limit = if period >= 3600 { 7 * 86_400 } else { 86_400 };
@@ -818,26 +818,42 @@ pub async fn delete_alarms(ctx: &CloudWatchContext, request: &Value) -> Result<(
     let names = alarm_names(request)?;
     let now = ctx.now_ms();
     for name in names {
-        let Some((alarm, revision)) = load(ctx.store.as_ref(), &name).await? else {
-            continue;
+        delete_alarm(ctx, &name, now).await?;
+    }
+    Ok(())
+}
+
+/// Delete one alarm with its `ConfigurationUpdate` history item, re-reading it when a
+/// concurrent write (the evaluator's transition, SetAlarmState) got there first: the history
+/// item must describe the alarm as deleted, and the client must never be told of a delete that
+/// did not happen.
+async fn delete_alarm(ctx: &CloudWatchContext, name: &str, now: i64) -> Result<()> {
+    let store = ctx.store.as_ref();
+    for _ in 0..RETRIES {
+        let Some((alarm, revision)) = load(store, name).await? else {
+            // Already gone (DeleteAlarms ignores unknown names).
+            return Ok(());
         };
         let item = HistoryItem {
-            alarm_name: name.clone(),
+            alarm_name: name.to_string(),
             timestamp_ms: now,
             item_type: "ConfigurationUpdate".into(),
             summary: format!("Alarm \"{name}\" deleted"),
             data: json!({"version": "1.0", "type": "Delete", "deletedAlarm": history_alarm(&alarm, ctx)}).to_string(),
         };
-        let key = alarm_key(&name);
-        ctx.store
+        let key = alarm_key(name);
+        let response = store
             .txn(Txn {
                 compares: vec![unchanged(&key, revision)],
                 success: vec![Op::Delete { key }, history_op(&item, 0)],
                 failure: vec![],
             })
             .await?;
+        if response.succeeded {
+            return Ok(());
+        }
     }
-    Ok(())
+    Err(conflict())
 }
 
 pub async fn set_alarm_state(ctx: &CloudWatchContext, request: &Value) -> Result<()> {
@@ -1161,6 +1177,8 @@ mod tests {
         };
         assert!(with(json!({"Period": 45})).is_err());
         assert!(with(json!({"Period": 10})).is_ok());
+        assert!(with(json!({"Period": 20})).is_ok());
+        assert!(with(json!({"Period": 15})).is_err());
         assert!(with(json!({"DatapointsToAlarm": 4})).is_err());
         assert!(
             with(json!({"ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"}))
@@ -1186,6 +1204,117 @@ mod tests {
         let mut both = math.clone();
         both["MetricName"] = json!("B");
         assert!(definition(&both, 1).is_err());
+    }
+
+    /// A store where another writer touches every alarm just before each of the first
+    /// `interfere` transactions on it, so their compare-and-swap fails.
+    struct Contended {
+        inner: store::MemoryStore,
+        interfere: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Contended {
+        async fn get(&self, key: &str) -> std::result::Result<Option<store::KeyValue>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn range(
+            &self,
+            prefix: &str,
+            options: RangeOptions,
+        ) -> std::result::Result<store::RangeResponse, StoreError> {
+            self.inner.range(prefix, options).await
+        }
+        async fn txn(&self, txn: Txn) -> std::result::Result<store::TxnResponse, StoreError> {
+            use std::sync::atomic::Ordering;
+            let on_alarm = txn
+                .compares
+                .iter()
+                .find(|c| c.key.starts_with(ALARM_PREFIX));
+            if let Some(compare) = on_alarm {
+                let left = self.interfere.load(Ordering::SeqCst);
+                if left > 0 {
+                    self.interfere.store(left - 1, Ordering::SeqCst);
+                    if let Some(kv) = self.inner.get(&compare.key).await? {
+                        self.inner.put(&compare.key, kv.value).await?;
+                    }
+                }
+            }
+            self.inner.txn(txn).await
+        }
+        async fn watch(
+            &self,
+            prefix: &str,
+            from: store::Revision,
+        ) -> std::result::Result<store::Watch, StoreError> {
+            self.inner.watch(prefix, from).await
+        }
+        async fn lease_grant(&self, ttl: i64) -> std::result::Result<store::LeaseId, StoreError> {
+            self.inner.lease_grant(ttl).await
+        }
+        async fn lease_keep_alive(
+            &self,
+            lease: store::LeaseId,
+        ) -> std::result::Result<(), StoreError> {
+            self.inner.lease_keep_alive(lease).await
+        }
+        async fn lease_revoke(&self, lease: store::LeaseId) -> std::result::Result<(), StoreError> {
+            self.inner.lease_revoke(lease).await
+        }
+        async fn revision(&self) -> std::result::Result<store::Revision, StoreError> {
+            self.inner.revision().await
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_alarms_retries_concurrent_writes_and_reports_a_conflict() {
+        use std::sync::Arc;
+        let clock: Arc<dyn store::clock::Clock> = Arc::new(store::clock::ManualClock::new(1000));
+        let contended = Arc::new(Contended {
+            inner: store::MemoryStore::new(clock.clone()),
+            interfere: 0.into(),
+        });
+        let ctx = CloudWatchContext::new(
+            contended.clone(),
+            clock,
+            Arc::new(metricstore::MetricStore::in_memory()),
+            "us-east-1",
+            "123456789012",
+        );
+        let alarm = |name: &str| {
+            json!({
+                "AlarmName": name, "MetricName": "CPU", "Namespace": "App", "Statistic": "Average",
+                "Period": 60, "EvaluationPeriods": 1, "Threshold": 80.0,
+                "ComparisonOperator": "GreaterThanThreshold",
+            })
+        };
+        put_metric_alarm(&ctx, &alarm("a")).await.expect("created");
+        put_metric_alarm(&ctx, &alarm("b")).await.expect("created");
+        // A few lost races: the delete is retried and happens.
+        contended
+            .interfere
+            .store(3, std::sync::atomic::Ordering::SeqCst);
+        delete_alarms(&ctx, &json!({"AlarmNames": ["a"]}))
+            .await
+            .expect("deleted after retries");
+        assert!(load(ctx.store.as_ref(), "a").await.unwrap().is_none());
+        let history = describe_alarm_history(&ctx, &json!({"AlarmName": "a"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            history["AlarmHistoryItems"][0]["HistorySummary"],
+            "Alarm \"a\" deleted"
+        );
+        assert_eq!(history["AlarmHistoryItems"].as_array().unwrap().len(), 2);
+        // Losing every race is a conflict, not a silent success.
+        contended
+            .interfere
+            .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+        let err = delete_alarms(&ctx, &json!({"AlarmNames": ["b"]}))
+            .await
+            .expect_err("conflict");
+        assert!(matches!(err, CloudWatchError::Conflict(_)), "{err:?}");
+        assert!(load(ctx.store.as_ref(), "b").await.unwrap().is_some());
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! The alarm evaluator: every alarm is evaluated once a minute, on the minute (every 10 seconds
-//! when its period is shorter than a minute) over its last `EvaluationPeriods` complete periods, with
-//! CloudWatch's rules for `DatapointsToAlarm` (M of N) and `TreatMissingData`, and moved to its
-//! new state with AWS's reason texts, history items and (recorded, undelivered) actions.
+//! The alarm evaluator: every alarm is evaluated once a minute (every 10 seconds when its period
+//! is shorter than a minute), `EVALUATION_DELAY_MS` after the boundary, and again within a
+//! second of any change to its configuration or state (SetAlarmState). As CloudWatch does, it
+//! reads an *evaluation range* wider than `EvaluationPeriods` (`evaluation_range`), ending at
+//! the newest period that ended at least `EVALUATION_DELAY_MS` ago, and judges the newest N real
+//! datapoints in it; only when fewer than N exist are the missing ones filled per
+//! `TreatMissingData` ("Configuring how CloudWatch alarms treat missing data"). Then
+//! CloudWatch's rules for `DatapointsToAlarm` (M of N) apply, and the alarm moves to its new
+//! state with AWS's reason texts, history items and (recorded, undelivered) actions.
 //!
 //! Level-triggered: each pass reads every alarm from the store and writes only state changes,
 //! with a compare-and-swap, so a restarted server (or a second replica) carries on without
@@ -16,7 +21,7 @@
 //! needs all of them breaching (`missing`; `ignore` keeps its state then), any non-breaching
 //! point means OK.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +36,14 @@ use super::{metric_data, metrics, CloudWatchContext};
 
 /// How often the loop looks for due alarms (tokio time).
 const TICK: Duration = Duration::from_millis(500);
+
+/// A period is judged only once it ended at least this long ago. Datapoints arrive late:
+/// Wharf's own `AWS/ECS` metrics are published about 11 s after each second ends (the agents'
+/// 5 s report interval plus 5 s, `ecs::usage::PUBLISH_LAG_SECONDS`, plus the 1 s publish tick),
+/// and clients batch PutMetricData. Judging a period sooner would see it empty or partial
+/// (INSUFFICIENT_DATA forever for a 10 s period, or ALARM for `breaching`). CloudWatch too
+/// evaluates with a delay.
+pub const EVALUATION_DELAY_MS: i64 = 15_000;
 const COMPACT_EVERY_MS: i64 = 10 * 60 * 1000;
 const PRUNE_HISTORY_EVERY_MS: i64 = 60 * 60 * 1000;
 
@@ -86,9 +99,45 @@ fn reason_date(ms: i64) -> String {
     )
 }
 
-/// Decide an alarm's state from its evaluation range (`slots`, oldest first). `None`: keep the
-/// current state (`ignore` without enough data).
+/// The fewest samples a period needs for its percentile to be judged when
+/// `EvaluateLowSampleCountPercentile` is `ignore`: 10/(1-p) for p in [0.5, 1), 10/p below 0.5
+/// ("Percentile-based alarms and low data samples"); p0 and p100 (min and max) need no more
+/// than one.
+fn significant_samples(percentile: f64) -> f64 {
+    let p = percentile / 100.0;
+    if p <= 0.0 || p >= 1.0 {
+        1.0
+    } else if p >= 0.5 {
+        10.0 / (1.0 - p)
+    } else {
+        10.0 / p
+    }
+}
+
+/// True when the alarm ignores low-sample percentiles and one of `slots` has too few samples.
+fn too_few_samples(alarm: &AlarmRecord, slots: &[Slot]) -> bool {
+    if alarm.evaluate_low_sample_count_percentile.as_deref() != Some("ignore") {
+        return false;
+    }
+    let Some(Ok(Statistic::Percentile(p))) =
+        alarm.extended_statistic.as_deref().map(Statistic::parse)
+    else {
+        return false;
+    };
+    let needed = significant_samples(p);
+    slots
+        .iter()
+        .any(|(_, v)| v.is_some_and(|(_, count)| count < needed))
+}
+
+/// Decide an alarm's state from the datapoints it judges (`slots`, oldest first, N of them,
+/// `None` for a missing datapoint). `None`: keep the current state (`ignore` without enough
+/// data, or a percentile over too few samples with `EvaluateLowSampleCountPercentile=ignore`:
+/// "the alarm state does not change during periods with too few data points").
 pub fn decide(alarm: &AlarmRecord, slots: &[Slot], now_ms: i64) -> Option<Outcome> {
+    if too_few_samples(alarm, slots) {
+        return None;
+    }
     let threshold = alarm.threshold.unwrap_or_default();
     let op = alarm.comparison_operator.as_str();
     let n = slots.len();
@@ -241,13 +290,31 @@ fn reason_data(
     Value::Object(data).to_string()
 }
 
-/// The evaluation range of `alarm` at `now_ms`: its last `EvaluationPeriods` complete periods.
+/// How many periods the evaluator reads for an alarm judging `n` of them: as many again, at
+/// least two more. CloudWatch reads "a higher number of data points than the number specified
+/// as Evaluation Periods" without saying how many; this is Wharf's choice. A metric that stops
+/// reporting thus keeps its last verdict for that long before `TreatMissingData` applies.
+pub fn evaluation_range(n: i64) -> i64 {
+    n.saturating_add(n.max(2))
+}
+
+/// The datapoints `alarm` judges at `now_ms`: the newest `EvaluationPeriods` real datapoints
+/// of its evaluation range (which ends at the newest period that ended at least
+/// `EVALUATION_DELAY_MS` ago); when fewer exist, all of them and, for the shortfall, missing
+/// datapoints at the newest empty periods (CloudWatch "uses missing data points only as few
+/// times as possible"). Oldest first.
 pub async fn slots(ctx: &CloudWatchContext, alarm: &AlarmRecord, now_ms: i64) -> Result<Vec<Slot>> {
-    let period_ms = alarm.evaluation_period().max(1) * 1000;
-    let n = alarm.evaluation_periods.max(1);
-    let end = now_ms.div_euclid(period_ms) * period_ms;
-    let start = end - n * period_ms;
-    let mut values: HashMap<i64, (f64, f64)> = HashMap::new();
+    // Validation bounds both (periods to i32 seconds, Period × EvaluationPeriods to 7 days);
+    // saturating all the same, as a stored record could predate a rule.
+    let period_ms = alarm.evaluation_period().clamp(1, i64::from(i32::MAX)) * 1000;
+    let n = alarm.evaluation_periods.clamp(1, i64::from(i32::MAX));
+    let periods = evaluation_range(n);
+    let end = now_ms
+        .saturating_sub(EVALUATION_DELAY_MS)
+        .div_euclid(period_ms)
+        .saturating_mul(period_ms);
+    let start = end.saturating_sub(periods.saturating_mul(period_ms));
+    let mut values: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
     if alarm.metrics.is_some() {
         let queries = alarm.queries()?;
         let results = metric_data::run(ctx, &queries, start, end).await?;
@@ -271,39 +338,66 @@ pub async fn slots(ctx: &CloudWatchContext, alarm: &AlarmRecord, now_ms: i64) ->
         let buckets =
             metrics::query(ctx, key, start, end, period_ms / 1000, alarm.unit.clone()).await?;
         for bucket in &buckets {
-            // A percentile over too few samples: `ignore` treats the period as missing.
-            if matches!(stat, Statistic::Percentile(_))
-                && alarm.evaluate_low_sample_count_percentile.as_deref() == Some("ignore")
-                && bucket.count < 10.0
-            {
-                continue;
-            }
             if let Some(v) = metrics::compute(&stat, bucket) {
                 values.insert(bucket.timestamp_ms, (v, bucket.count));
             }
         }
     }
-    Ok((0..n)
-        .map(|i| {
-            let t = start + i * period_ms;
-            (t, values.get(&t).copied())
-        })
-        .collect())
+    values.retain(|t, _| (start..end).contains(t));
+    Ok(judged(values, start, end, period_ms, n))
 }
 
-/// Evaluate one alarm now and apply a state change, if any. True when the state changed.
+/// Pick the datapoints to judge out of the real ones of `[start, end)` (see [`slots`]).
+fn judged(
+    values: BTreeMap<i64, (f64, f64)>,
+    start: i64,
+    end: i64,
+    period_ms: i64,
+    n: i64,
+) -> Vec<Slot> {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    let mut out: Vec<Slot> = values
+        .iter()
+        .rev()
+        .take(n)
+        .map(|(t, v)| (*t, Some(*v)))
+        .collect();
+    // The shortfall: the newest periods without data.
+    let mut t = end - period_ms;
+    while out.len() < n && t >= start {
+        if !values.contains_key(&t) {
+            out.push((t, None));
+        }
+        t -= period_ms;
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+/// How one evaluation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluated {
+    /// The alarm keeps its state (nothing written).
+    Unchanged,
+    /// The new state was written, at this time (the record's `state_updated_ms`).
+    Changed(i64, &'static str),
+    /// Someone else wrote the alarm meanwhile: nothing was written, evaluate again.
+    Raced,
+}
+
+/// Evaluate one alarm now and apply a state change, if any.
 pub async fn evaluate_one(
     ctx: &CloudWatchContext,
     alarm: AlarmRecord,
     revision: i64,
-) -> Result<bool> {
+) -> Result<Evaluated> {
     let now = ctx.now_ms();
     let slots = slots(ctx, &alarm, now).await?;
     let Some(outcome) = decide(&alarm, &slots, now) else {
-        return Ok(false);
+        return Ok(Evaluated::Unchanged);
     };
     if outcome.state == alarm.state_value {
-        return Ok(false);
+        return Ok(Evaluated::Unchanged);
     }
     let name = alarm.name.clone();
     let changed = alarms::transition(
@@ -318,16 +412,55 @@ pub async fn evaluate_one(
         },
     )
     .await?;
-    if changed {
-        debug!(alarm = %name, state = outcome.state, "alarm state changed");
+    if !changed {
+        return Ok(Evaluated::Raced);
     }
-    Ok(changed)
+    debug!(alarm = %name, state = outcome.state, "alarm state changed");
+    Ok(Evaluated::Changed(now, outcome.state))
 }
 
-/// When each alarm was last evaluated (clock ms) and at which configuration.
+/// What the schedule remembers of an alarm's last evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Evaluation {
+    /// When (clock ms).
+    at: i64,
+    /// The alarm's `configuration_updated_ms`, and `state_updated_ms` with `state_value`, then:
+    /// a change to either (PutMetricAlarm, SetAlarmState) makes it due at once. The state value
+    /// counts too, as two writes may share a millisecond.
+    configuration: i64,
+    state: (i64, String),
+}
+
+/// When each alarm was last evaluated.
 #[derive(Debug, Default)]
 struct Schedule {
-    last: HashMap<String, (i64, i64)>,
+    last: HashMap<String, Evaluation>,
+}
+
+impl Schedule {
+    /// Whether `alarm` is due at `now`: never evaluated, changed since, or a new interval
+    /// began. Intervals are aligned to the clock, `EVALUATION_DELAY_MS` after each minute (each
+    /// 10 s for periods under a minute), so a period is judged as soon as it may be.
+    fn due(&self, alarm: &AlarmRecord, now: i64) -> bool {
+        let interval_ms = if alarm.evaluation_period() < 60 {
+            10_000
+        } else {
+            60_000
+        };
+        let slot = |t: i64| {
+            t.saturating_sub(EVALUATION_DELAY_MS)
+                .div_euclid(interval_ms)
+        };
+        match self.last.get(&alarm.name) {
+            Some(last) => {
+                last.configuration != alarm.configuration_updated_ms
+                    || last.state.0 != alarm.state_updated_ms
+                    || last.state.1 != alarm.state_value
+                    || slot(now) != slot(last.at)
+            }
+            None => true,
+        }
+    }
 }
 
 /// One pass: evaluate every alarm that is due.
@@ -338,31 +471,25 @@ async fn pass(ctx: &CloudWatchContext, schedule: &mut Schedule) -> Result<()> {
         .last
         .retain(|name, _| all.iter().any(|(a, _)| &a.name == name));
     for (alarm, revision) in all {
-        let interval_ms = if alarm.evaluation_period() < 60 {
-            10_000
-        } else {
-            60_000
-        };
-        let due = match schedule.last.get(&alarm.name) {
-            // A new or reconfigured alarm is evaluated at once; others once per interval,
-            // aligned to the clock (each minute, or each 10 s), so a period is evaluated as
-            // soon as it completes.
-            Some((at, config)) => {
-                *config != alarm.configuration_updated_ms
-                    || now.div_euclid(interval_ms) != at.div_euclid(interval_ms)
-            }
-            None => true,
-        };
-        if !due {
+        if !schedule.due(&alarm, now) {
             continue;
         }
-        schedule
-            .last
-            .insert(alarm.name.clone(), (now, alarm.configuration_updated_ms));
+        let mut evaluation = Evaluation {
+            at: now,
+            configuration: alarm.configuration_updated_ms,
+            state: (alarm.state_updated_ms, alarm.state_value.clone()),
+        };
         let name = alarm.name.clone();
-        if let Err(error) = evaluate_one(ctx, alarm, revision).await {
-            warn!(alarm = %name, %error, "alarm evaluation failed");
+        match evaluate_one(ctx, alarm, revision).await {
+            // Lost a compare-and-swap: not an attempt; the next pass re-reads and retries.
+            Ok(Evaluated::Raced) => continue,
+            // Our own write is no reason to evaluate again.
+            Ok(Evaluated::Changed(at, state)) => evaluation.state = (at, state.to_string()),
+            Ok(Evaluated::Unchanged) => {}
+            // A failure (a storage error) keeps the state; retried next interval.
+            Err(error) => warn!(alarm = %name, %error, "alarm evaluation failed"),
         }
+        schedule.last.insert(name, evaluation);
     }
     Ok(())
 }
@@ -529,6 +656,146 @@ mod tests {
         );
         let reason = decide(&alarm(3, 3, None), &slots(&none), T).unwrap().reason;
         assert_eq!(reason, "Insufficient Data: 3 datapoints were unknown.");
+    }
+
+    #[test]
+    fn the_newest_n_real_datapoints_are_judged() {
+        let p = 60_000;
+        let values = |points: &[(i64, f64)]| -> BTreeMap<i64, (f64, f64)> {
+            points.iter().map(|(t, v)| (t * p, (*v, 1.0))).collect()
+        };
+        // Range [0, 6) of a 3-period alarm, data at 0, 2, 3 and 5: the newest three.
+        let got = judged(
+            values(&[(0, 1.0), (2, 2.0), (3, 3.0), (5, 5.0)]),
+            0,
+            6 * p,
+            p,
+            3,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (2 * p, Some((2.0, 1.0))),
+                (3 * p, Some((3.0, 1.0))),
+                (5 * p, Some((5.0, 1.0)))
+            ]
+        );
+        // Fewer than N: every real one, and the shortfall at the newest empty periods.
+        let got = judged(values(&[(1, 1.0)]), 0, 6 * p, p, 3);
+        assert_eq!(
+            got,
+            vec![(p, Some((1.0, 1.0))), (4 * p, None), (5 * p, None)]
+        );
+        assert_eq!(judged(BTreeMap::new(), 0, 2 * p, p, 3).len(), 2);
+        assert_eq!(evaluation_range(1), 3);
+        assert_eq!(evaluation_range(5), 10);
+    }
+
+    #[test]
+    fn low_sample_percentiles_keep_the_state_with_ignore() {
+        let mut a = alarm(1, 1, None);
+        a.statistic = None;
+        a.extended_statistic = Some("p99".into());
+        a.evaluate_low_sample_count_percentile = Some("ignore".into());
+        // p99 needs 10 / (1 - 0.99) = 1000 samples.
+        let few = vec![(T, Some((95.0, 999.0)))];
+        let enough = vec![(T, Some((95.0, 1000.0)))];
+        assert_eq!(decide(&a, &few, T), None);
+        assert_eq!(decide(&a, &enough, T).map(|o| o.state), Some(ALARM));
+        // Also when the period is one of several judged.
+        let mixed = vec![(T, Some((95.0, 5000.0))), (T + 60_000, Some((95.0, 3.0)))];
+        let mut two = a.clone();
+        two.evaluation_periods = 2;
+        assert_eq!(decide(&two, &mixed, T), None);
+        // `evaluate` judges whatever the count.
+        a.evaluate_low_sample_count_percentile = Some("evaluate".into());
+        assert_eq!(decide(&a, &few, T).map(|o| o.state), Some(ALARM));
+        assert_eq!(significant_samples(10.0), 100.0);
+        assert_eq!(significant_samples(50.0), 20.0);
+        assert_eq!(significant_samples(100.0), 1.0);
+    }
+
+    #[test]
+    fn schedule_waits_for_the_delay_and_follows_state_changes() {
+        let mut schedule = Schedule::default();
+        let mut a = alarm(1, 1, None);
+        a.state_updated_ms = T;
+        assert!(schedule.due(&a, T));
+        schedule.last.insert(
+            a.name.clone(),
+            Evaluation {
+                at: T + EVALUATION_DELAY_MS,
+                configuration: 0,
+                state: (T, INSUFFICIENT_DATA.to_string()),
+            },
+        );
+        // The next minute's evaluation comes EVALUATION_DELAY_MS after the minute.
+        assert!(!schedule.due(&a, T + 60_000));
+        assert!(!schedule.due(&a, T + 60_000 + EVALUATION_DELAY_MS - 1));
+        assert!(schedule.due(&a, T + 60_000 + EVALUATION_DELAY_MS));
+        // SetAlarmState makes it due at once: a new state_updated, or a new state set within
+        // the same millisecond.
+        let mut set = a.clone();
+        set.state_updated_ms = T + 20_000;
+        assert!(schedule.due(&set, T + 20_500));
+        let mut set = a.clone();
+        set.state_value = ALARM.into();
+        assert!(schedule.due(&set, T + 20_500));
+    }
+
+    #[tokio::test]
+    async fn a_storage_error_keeps_the_state() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(metricstore::MetricStore::open(dir.path()).unwrap());
+        let clock = Arc::new(store::clock::ManualClock::new(T));
+        let ctx = CloudWatchContext::new(
+            Arc::new(store::MemoryStore::new(clock.clone())),
+            clock.clone(),
+            metrics.clone(),
+            "us-east-1",
+            "123456789012",
+        );
+        // With `breaching`, a metric that reads as empty would go to ALARM.
+        let request = json!({
+            "AlarmName": "a", "MetricName": "CPU", "Namespace": "App", "Statistic": "Average",
+            "Period": 60, "EvaluationPeriods": 1, "Threshold": 80.0,
+            "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "breaching",
+        });
+        alarms::put_metric_alarm(&ctx, &request).await.unwrap();
+        metrics
+            .put(vec![metricstore::Sample {
+                key: MetricKey::new("App", "CPU", vec![]),
+                point: metricstore::Point::value(T - 120_000, 1.0),
+                unit: "None".into(),
+                resolution: metricstore::Resolution::Standard,
+            }])
+            .unwrap();
+        let (alarm, revision) = alarms::load(ctx.store.as_ref(), "a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            evaluate_one(&ctx, alarm.clone(), revision).await.unwrap(),
+            Evaluated::Changed(T, OK)
+        );
+        // The disk fails: the evaluation fails and the state stays OK.
+        rusqlite::Connection::open(dir.path().join("metrics/metrics.db"))
+            .unwrap()
+            .execute_batch("DROP TABLE chunks")
+            .unwrap();
+        clock.set_millis(T + 60_000);
+        let (alarm, revision) = alarms::load(ctx.store.as_ref(), "a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(alarm.state_value, OK);
+        assert!(evaluate_one(&ctx, alarm, revision).await.is_err());
+        let (alarm, _) = alarms::load(ctx.store.as_ref(), "a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(alarm.state_value, OK);
     }
 
     #[test]

@@ -26,9 +26,19 @@ pub fn bool(input: &Value, member: &str) -> Option<bool> {
     input.get(member).and_then(Value::as_bool)
 }
 
-/// A timestamp member in milliseconds since the epoch.
+/// A timestamp member in milliseconds since the epoch. The codecs refuse instants outside
+/// years 0 to 9999; clamping again here keeps every handler's arithmetic on these values
+/// (`div_euclid(period) * period`, `± two weeks`) far from `i64` overflow whatever the caller.
 pub fn time_ms(input: &Value, member: &str) -> Option<i64> {
-    double(input, member).map(|s| (s * 1000.0).round() as i64)
+    let seconds = double(input, member)?;
+    if seconds.is_nan() {
+        return None;
+    }
+    let seconds = seconds.clamp(
+        protocol::shape::MIN_TIMESTAMP_SECONDS,
+        protocol::shape::MAX_TIMESTAMP_SECONDS,
+    );
+    Some((seconds * 1000.0).round() as i64)
 }
 
 pub fn list<'a>(input: &'a Value, member: &str) -> &'a [Value] {

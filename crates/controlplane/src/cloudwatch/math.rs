@@ -28,6 +28,13 @@ pub enum MathValue {
 #[error("{0}")]
 pub struct MathError(pub String);
 
+/// How deeply parentheses, function calls and arrays may nest in one expression. Parsing and
+/// evaluating recurse once per level (a few stack frames each), so a bound is what keeps a
+/// hostile `((((…` or `ABS(ABS(…` from overflowing the stack and aborting the server; chains
+/// of operators (`a+0+0+…`, `----a`) do not nest and are not limited by it. Wharf's limit: AWS
+/// documents none, and 2048 characters allow far deeper input than anyone writes.
+pub const MAX_NESTING: usize = 32;
+
 /// What an expression can see.
 pub trait MathContext {
     /// The value of another query, by id (`None`: no such id).
@@ -36,6 +43,9 @@ pub trait MathContext {
     fn metrics(&mut self) -> Result<Vec<Series>, MathError>;
     /// The period grid of the request (every period start in the time range), for `FILL`.
     fn grid(&self) -> Vec<i64>;
+    /// Account for `points` new datapoints the expression is about to hold in memory (copies
+    /// of other queries' series, `FILL` output); an error stops the evaluation.
+    fn charge(&mut self, points: usize) -> Result<(), MathError>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,9 +54,48 @@ enum Expr {
     Text(String),
     Ident(String),
     Neg(Box<Expr>),
-    Binary(char, Box<Expr>, Box<Expr>),
+    /// Left-associative operators of one precedence: `first op1 e1 op2 e2 …`, kept flat so a
+    /// long chain costs no recursion.
+    Chain(Box<Expr>, Vec<(char, Expr)>),
     Call(String, Vec<Expr>),
     Array(Vec<Expr>),
+}
+
+/// A parsed expression and how deeply it nests (1 for a plain `a + b`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    expr: Expr,
+    nesting: usize,
+}
+
+impl Parsed {
+    /// The deepest nesting of parentheses, calls and arrays, plus one.
+    pub fn nesting(&self) -> usize {
+        self.nesting
+    }
+
+    /// The ids the expression refers to (to order evaluation and detect cycles).
+    pub fn references(&self) -> Vec<String> {
+        fn walk(expr: &Expr, out: &mut Vec<String>) {
+            match expr {
+                Expr::Ident(id) if !is_keyword(id) => out.push(id.clone()),
+                Expr::Neg(e) => walk(e, out),
+                Expr::Chain(first, rest) => {
+                    walk(first, out);
+                    rest.iter().for_each(|(_, e)| walk(e, out));
+                }
+                Expr::Call(_, args) | Expr::Array(args) => args.iter().for_each(|a| walk(a, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.expr, &mut out);
+        out
+    }
+
+    pub fn evaluate(&self, ctx: &mut dyn MathContext) -> Result<MathValue, MathError> {
+        eval(&self.expr, ctx)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +166,8 @@ fn tokenize(source: &str) -> Result<Vec<Token>, MathError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// The deepest `depth` reached.
+    deepest: usize,
 }
 
 impl Parser {
@@ -141,47 +192,55 @@ impl Parser {
         }
     }
 
+    /// `depth`: how many parentheses, calls and arrays enclose this expression. Every
+    /// recursion of the parser goes through here, so this one check bounds it.
     fn expr(&mut self, depth: usize) -> Result<Expr, MathError> {
-        if depth > 64 {
-            return Err(MathError("Expression is nested too deeply.".into()));
+        if depth >= MAX_NESTING {
+            return Err(MathError("Expression is nested too deeply.".into())); // guessed
         }
-        let mut left = self.term(depth)?;
-        loop {
-            let op = if self.eat('+') {
-                '+'
-            } else if self.eat('-') {
-                '-'
-            } else {
-                return Ok(left);
-            };
-            let right = self.term(depth)?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right));
-        }
+        self.deepest = self.deepest.max(depth);
+        self.chain(depth, &['+', '-'], Self::term)
     }
 
     fn term(&mut self, depth: usize) -> Result<Expr, MathError> {
-        let mut left = self.unary(depth)?;
-        loop {
-            let op = if self.eat('*') {
-                '*'
-            } else if self.eat('/') {
-                '/'
-            } else {
-                return Ok(left);
-            };
-            let right = self.unary(depth)?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right));
-        }
+        self.chain(depth, &['*', '/'], Self::unary)
     }
 
+    /// `operand (op operand)*`, flat.
+    fn chain(
+        &mut self,
+        depth: usize,
+        ops: &[char],
+        operand: fn(&mut Self, usize) -> Result<Expr, MathError>,
+    ) -> Result<Expr, MathError> {
+        let first = operand(self, depth)?;
+        let mut rest = Vec::new();
+        while let Some(op) = ops.iter().copied().find(|op| self.eat(*op)) {
+            rest.push((op, operand(self, depth)?));
+        }
+        Ok(if rest.is_empty() {
+            first
+        } else {
+            Expr::Chain(Box::new(first), rest)
+        })
+    }
+
+    /// Signs in front of a primary, counted rather than recursed into: `- - -x` is `-x`.
     fn unary(&mut self, depth: usize) -> Result<Expr, MathError> {
-        if self.eat('-') {
-            return Ok(Expr::Neg(Box::new(self.unary(depth + 1)?)));
+        let mut negative = false;
+        loop {
+            if self.eat('-') {
+                negative = !negative;
+            } else if !self.eat('+') {
+                break;
+            }
         }
-        if self.eat('+') {
-            return self.unary(depth + 1);
-        }
-        self.primary(depth)
+        let inner = self.primary(depth)?;
+        Ok(if negative {
+            Expr::Neg(Box::new(inner))
+        } else {
+            inner
+        })
     }
 
     fn list(&mut self, close: char, depth: usize) -> Result<Vec<Expr>, MathError> {
@@ -228,10 +287,12 @@ impl Parser {
     }
 }
 
-fn parse(source: &str) -> Result<Expr, MathError> {
+/// Parse `source`.
+pub fn parse(source: &str) -> Result<Parsed, MathError> {
     let mut parser = Parser {
         tokens: tokenize(source)?,
         pos: 0,
+        deepest: 0,
     };
     let expr = parser.expr(0)?;
     if parser.pos != parser.tokens.len() {
@@ -239,36 +300,23 @@ fn parse(source: &str) -> Result<Expr, MathError> {
             "Unexpected input after the end of the expression.".into(),
         ));
     }
-    Ok(expr)
-}
-
-/// The ids an expression refers to (to order evaluation and detect cycles).
-pub fn references(source: &str) -> Result<Vec<String>, MathError> {
-    fn walk(expr: &Expr, out: &mut Vec<String>) {
-        match expr {
-            Expr::Ident(id) if !is_keyword(id) => out.push(id.clone()),
-            Expr::Neg(e) => walk(e, out),
-            Expr::Binary(_, a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            Expr::Call(_, args) | Expr::Array(args) => args.iter().for_each(|a| walk(a, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(&parse(source)?, &mut out);
-    Ok(out)
+    Ok(Parsed {
+        expr,
+        nesting: parser.deepest + 1,
+    })
 }
 
 fn is_keyword(id: &str) -> bool {
     matches!(id.to_ascii_uppercase().as_str(), "REPEAT" | "LINEAR")
 }
 
-/// Evaluate `source`.
-pub fn evaluate(source: &str, ctx: &mut dyn MathContext) -> Result<MathValue, MathError> {
-    let expr = parse(source)?;
-    eval(&expr, ctx)
+/// The datapoints a value holds.
+pub fn point_count(value: &MathValue) -> usize {
+    match value {
+        MathValue::Scalar(_) => 0,
+        MathValue::Series(s) => s.points.len(),
+        MathValue::Array(list) => list.iter().map(|s| s.points.len()).sum(),
+    }
 }
 
 fn eval(expr: &Expr, ctx: &mut dyn MathContext) -> Result<MathValue, MathError> {
@@ -277,13 +325,21 @@ fn eval(expr: &Expr, ctx: &mut dyn MathContext) -> Result<MathValue, MathError> 
         Expr::Text(_) => Err(MathError(
             "A string is only valid as a function argument.".into(),
         )),
-        Expr::Ident(id) => ctx
-            .resolve(id)?
-            .ok_or_else(|| MathError(format!("Unrecognized identifier {id}."))),
+        Expr::Ident(id) => {
+            let value = ctx
+                .resolve(id)?
+                .ok_or_else(|| MathError(format!("Unrecognized identifier {id}.")))?;
+            // Each reference is a copy: `[e1, e1, e1, …]` multiplies memory.
+            ctx.charge(point_count(&value))?;
+            Ok(value)
+        }
         Expr::Neg(inner) => Ok(map(eval(inner, ctx)?, |v| -v)),
-        Expr::Binary(op, a, b) => {
-            let (a, b) = (eval(a, ctx)?, eval(b, ctx)?);
-            binary(*op, a, b)
+        Expr::Chain(first, rest) => {
+            let mut value = eval(first, ctx)?;
+            for (op, operand) in rest {
+                value = binary(*op, value, eval(operand, ctx)?)?;
+            }
+            Ok(value)
         }
         Expr::Array(items) => {
             let mut out = Vec::new();
@@ -401,6 +457,7 @@ fn call(name: &str, args: &[Expr], ctx: &mut dyn MathContext) -> Result<MathValu
                 _ => return Err(MathError("METRICS takes an optional string filter.".into())),
             };
             let all = ctx.metrics()?;
+            ctx.charge(all.iter().map(|s| s.points.len()).sum())?;
             Ok(MathValue::Array(
                 all.into_iter()
                     .filter(|s| filter.as_ref().is_none_or(|f| s.label.contains(f.as_str())))
@@ -489,11 +546,19 @@ fn call(name: &str, args: &[Expr], ctx: &mut dyn MathContext) -> Result<MathValu
                     }
                 },
             };
+            // A filled series holds up to a point per period of the grid; account for each
+            // before building it.
+            let mut filled = |s: &Series| -> Result<Series, MathError> {
+                ctx.charge(grid.len().max(s.points.len()))?;
+                Ok(fill(s, &how))
+            };
             Ok(match target {
-                MathValue::Series(s) => MathValue::Series(fill(&s, &how)),
-                MathValue::Array(list) => {
-                    MathValue::Array(list.iter().map(|s| fill(s, &how)).collect())
-                }
+                MathValue::Series(s) => MathValue::Series(filled(&s)?),
+                MathValue::Array(list) => MathValue::Array(
+                    list.iter()
+                        .map(&mut filled)
+                        .collect::<Result<_, MathError>>()?,
+                ),
                 scalar => scalar,
             })
         }
@@ -510,6 +575,14 @@ enum Fill {
 mod tests {
     use super::*;
 
+    fn evaluate(source: &str, ctx: &mut dyn MathContext) -> Result<MathValue, MathError> {
+        parse(source)?.evaluate(ctx)
+    }
+
+    fn references(source: &str) -> Result<Vec<String>, MathError> {
+        Ok(parse(source)?.references())
+    }
+
     struct Ctx(BTreeMap<String, Series>);
 
     impl MathContext for Ctx {
@@ -521,6 +594,9 @@ mod tests {
         }
         fn grid(&self) -> Vec<i64> {
             vec![0, 60, 120]
+        }
+        fn charge(&mut self, _points: usize) -> Result<(), MathError> {
+            Ok(())
         }
     }
 
@@ -620,6 +696,71 @@ mod tests {
         assert!(evaluate("m1 $ 2", &mut ctx()).is_err());
         assert!(evaluate(&"(".repeat(1000), &mut ctx()).is_err());
         assert!(evaluate("METRICS() + METRICS()", &mut ctx()).is_err());
+    }
+
+    #[test]
+    fn long_operator_chains_do_not_recurse() {
+        // 10,000 terms: flat, so no stack depth however long.
+        let sum = format!("m1{}", " + 0".repeat(10_000));
+        assert_eq!(
+            points(evaluate(&sum, &mut ctx()).unwrap()),
+            vec![(0, 1.0), (60, 2.0), (120, 3.0)]
+        );
+        let product = format!("m1{}", " * 1 / 1".repeat(5_000));
+        assert_eq!(points(evaluate(&product, &mut ctx()).unwrap()).len(), 3);
+        // Sign chains collapse: an odd count negates.
+        let odd = format!("{}m1", "-".repeat(100_001));
+        assert_eq!(
+            points(evaluate(&odd, &mut ctx()).unwrap()),
+            vec![(0, -1.0), (60, -2.0), (120, -3.0)]
+        );
+        let even = format!("{}m1", "- +".repeat(100_000));
+        assert_eq!(points(evaluate(&even, &mut ctx()).unwrap())[0], (0, 1.0));
+        assert_eq!(
+            references(&format!("m1{}", " + m2".repeat(3))).unwrap(),
+            vec!["m1", "m2", "m2", "m2"]
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested =
+            |open: &str, close: &str, n: usize| format!("{}m1{}", open.repeat(n), close.repeat(n));
+        for (open, close) in [
+            ("(", ")"),
+            ("ABS(", ")"),
+            ("[", "]"),
+            ("-(", ")"),
+            ("FILL(", ", 0)"),
+        ] {
+            let deepest = nested(open, close, MAX_NESTING - 1);
+            let parsed = parse(&deepest).unwrap_or_else(|e| panic!("{deepest}: {e}"));
+            assert_eq!(parsed.nesting(), MAX_NESTING);
+            let err = parse(&nested(open, close, MAX_NESTING)).unwrap_err();
+            assert_eq!(err.0, "Expression is nested too deeply.");
+            // Unbalanced and huge: refused without recursing 100,000 deep.
+            assert!(parse(&open.repeat(100_000)).is_err());
+        }
+        assert_eq!(parse("m1 + m2").unwrap().nesting(), 1);
+        assert_eq!(parse("SUM([m1, (m2)])").unwrap().nesting(), 4);
+    }
+
+    #[test]
+    fn the_deepest_expression_evaluates_on_a_small_stack() {
+        // Debug builds use far more stack per frame than release ones; 1 MiB (half a tokio
+        // worker's stack) must be plenty for the deepest expression the parser accepts.
+        let levels = (MAX_NESTING - 1) / 3;
+        let deepest = format!(
+            "{}m1{}",
+            "FILL(ABS(-[".repeat(levels),
+            "]), 0)".repeat(levels)
+        );
+        assert_eq!(parse(&deepest).unwrap().nesting(), 3 * levels + 1);
+        let handle = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || evaluate(&deepest, &mut ctx()).map(|v| matches!(v, MathValue::Array(_))))
+            .unwrap();
+        assert_eq!(handle.join().unwrap(), Ok(true));
     }
 
     #[test]

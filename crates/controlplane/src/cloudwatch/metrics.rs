@@ -219,18 +219,23 @@ pub fn compute(stat: &Statistic, bucket: &Bucket) -> Option<f64> {
     stat.compute(bucket)
 }
 
-/// Check a period the way GetMetricStatistics/GetMetricData do: at least 1, and 1, 5, 10, 30
-/// or a multiple of 60.
+/// Check a period the way GetMetricStatistics/GetMetricData do: 1, 5, 10, 20, 30 or a
+/// multiple of 60 (the model's `Period` documentation lists these), and at most what fits in
+/// the model's 32-bit `Integer`.
 pub fn check_period(period: i64, parameter: &str) -> Result<()> {
-    if period < 1 || !(matches!(period, 1 | 5 | 10 | 30) || period % 60 == 0) {
+    if period < 1
+        || period > i64::from(i32::MAX)
+        || !(matches!(period, 1 | 5 | 10 | 20 | 30) || period % 60 == 0)
+    {
         return Err(CloudWatchError::InvalidParameterValue(format!(
-            "The parameter {parameter} must be a multiple of 60, or 1, 5, 10 or 30 for high-resolution metrics." // guessed
+            "The parameter {parameter} must be a multiple of 60, or 1, 5, 10, 20 or 30 for high-resolution metrics." // guessed
         )));
     }
     Ok(())
 }
 
-/// Run a blocking store query off the async threads.
+/// Run a blocking store query off the async threads. A storage failure is an error, never
+/// "no data": an alarm must not judge a disk error as missing (or breaching) data.
 pub async fn query(
     ctx: &CloudWatchContext,
     key: MetricKey,
@@ -241,10 +246,11 @@ pub async fn query(
 ) -> Result<Vec<Bucket>> {
     let metrics = ctx.metrics.clone();
     tokio::task::spawn_blocking(move || {
-        metrics.query(&key, start_ms, end_ms, period, unit.as_deref())
+        metrics.try_query(&key, start_ms, end_ms, period, unit.as_deref())
     })
     .await
-    .map_err(|e| CloudWatchError::Internal(e.to_string()))
+    .map_err(|e| CloudWatchError::Internal(e.to_string()))?
+    .map_err(|e| CloudWatchError::Internal(format!("metric query failed: {e}")))
 }
 
 pub async fn get_metric_statistics(ctx: &CloudWatchContext, request: &Value) -> Result<Value> {
@@ -295,9 +301,14 @@ pub async fn get_metric_statistics(ctx: &CloudWatchContext, request: &Value) -> 
             "The parameter StartTime must be less than the parameter EndTime.".into(), // guessed
         ));
     }
-    let period_ms = period * 1000;
-    let aligned_start = start.div_euclid(period_ms) * period_ms;
-    let requested = (end - aligned_start + period_ms - 1) / period_ms;
+    // `check_period` bounds the period and the codecs the times, so none of this overflows;
+    // saturating all the same, as these are client values.
+    let period_ms = period.saturating_mul(1000);
+    let aligned_start = start.div_euclid(period_ms).saturating_mul(period_ms);
+    let requested = end
+        .saturating_sub(aligned_start)
+        .saturating_add(period_ms - 1)
+        / period_ms;
     if requested > MAX_DATAPOINTS {
         return Err(CloudWatchError::InvalidParameterCombination(format!(
             "You have requested up to {} datapoints, which exceeds the limit of {}. You may reduce the datapoints requested by increasing Period, or decreasing the time range.",
@@ -443,10 +454,10 @@ mod tests {
 
     #[test]
     fn periods_follow_cloudwatch_rules() {
-        for ok in [1, 5, 10, 30, 60, 120, 3600] {
+        for ok in [1, 5, 10, 20, 30, 60, 120, 3600] {
             assert!(check_period(ok, "Period").is_ok(), "{ok}");
         }
-        for bad in [0, 2, 45, 90, -60] {
+        for bad in [0, 2, 15, 45, 90, -60, 60 * (1 << 40)] {
             assert!(check_period(bad, "Period").is_err(), "{bad}");
         }
     }

@@ -3,8 +3,10 @@
 //! long-poll through which an agent watches its tasks' desired state, and the reports through
 //! which it sends observed state back. Observed state only ever moves forward.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
+
+use model::ec2::{self, NetworkInterface};
 
 use model::agent::{
     AgentTask, HeartbeatInput, PollTasksInput, PollTasksOutput, ReportTaskStateInput,
@@ -15,6 +17,7 @@ use model::ecs::task_definition::TaskDefinition;
 use serde_json::{json, Value};
 use store::{Op, StoreError, Txn};
 
+use super::awsvpc::NetworkView;
 use super::cluster_state::InstanceRecord;
 use super::clusters::{active_cluster, cluster_name};
 use super::tasks::{put_task, resolve_task_definition, TaskRecord};
@@ -115,33 +118,46 @@ async fn poll_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
     let prefix = keys::task_cluster_prefix(&cluster);
     let wait = Duration::from_secs(input.wait_seconds.min(MAX_POLL_WAIT_SECONDS));
     let deadline = tokio::time::Instant::now() + wait;
+    // Set when a security group or ENI that shapes one of this instance's task networks
+    // changed since the agent's last answer: the networks must be sent again.
+    let mut networks_changed = false;
     loop {
         let range = ctx.store.range(&prefix, Default::default()).await?;
-        let mut changed = input.since_revision == 0;
-        let mut tasks = Vec::new();
+        let mut changed = input.since_revision == 0 || networks_changed;
+        let mut tasks: Vec<TaskRecord> = Vec::new();
         for kv in &range.kvs {
-            let task: Task = decode(kv)?;
-            if task.container_instance_arn.as_deref() != Some(arn.as_str()) {
+            let task: TaskRecord = decode(kv)?;
+            if task.task.container_instance_arn.as_deref() != Some(arn.as_str()) {
                 continue;
             }
             changed |= kv.mod_revision > input.since_revision;
-            if relevant(&task) {
+            if relevant(&task.task) {
                 tasks.push(task);
             }
         }
+        let awsvpc = tasks.iter().any(|t| t.wharf_eni.is_some());
+        let view = if awsvpc {
+            Some(NetworkView::load(ctx).await?)
+        } else {
+            None
+        };
         if changed || tokio::time::Instant::now() >= deadline {
             let mut definitions: HashMap<String, TaskDefinition> = HashMap::new();
             let mut answer = Vec::new();
             for task in tasks {
-                let definition_arn = task.task_definition_arn.clone().unwrap_or_default();
+                let definition_arn = task.task.task_definition_arn.clone().unwrap_or_default();
                 if !definitions.contains_key(&definition_arn) {
                     let definition = resolve_task_definition(ctx, &definition_arn).await?;
                     definitions.insert(definition_arn.clone(), definition);
                 }
+                let network = match (&task.wharf_eni, &view) {
+                    (Some(eni), Some(view)) => Some(view.task_network(ctx, eni).await?),
+                    _ => None,
+                };
                 answer.push(AgentTask {
-                    task,
+                    task: task.task,
                     task_definition: definitions[&definition_arn].clone(),
-                    network: None,
+                    network,
                 });
             }
             let output = PollTasksOutput {
@@ -150,33 +166,113 @@ async fn poll_tasks(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
             };
             return Ok(super::to_value(&output));
         }
-        // Nothing new: wait for a change to one of this instance's tasks, or the deadline.
+        // Nothing new: wait for a change to one of this instance's tasks, or (for awsvpc
+        // tasks) to their security groups or the ENIs their rules refer to, or the deadline.
         let mut watch = ctx.store.watch(&prefix, range.revision).await?;
+        let mut network_watch = match &view {
+            // From the agent's last answer, so a change made since then is not missed.
+            Some(_) => Some(
+                ctx.store
+                    .watch("ec2/", input.since_revision.min(range.revision))
+                    .await?,
+            ),
+            None => None,
+        };
+        let (ours, referenced) = match &view {
+            Some(view) => {
+                let ours = network_groups(ctx, &tasks).await?;
+                let referenced = view.referenced_groups(&ours);
+                (ours, referenced)
+            }
+            None => Default::default(),
+        };
         let woke = tokio::time::timeout_at(deadline, async {
-            while let Some(batch) = watch.events.recv().await {
-                let Ok(events) = batch else { return };
-                let ours = events.iter().any(|event| {
-                    serde_json::from_slice::<Task>(&event.kv.value)
-                        .ok()
-                        .or_else(|| {
-                            event
-                                .prev
-                                .as_ref()
-                                .and_then(|p| serde_json::from_slice::<Task>(&p.value).ok())
-                        })
-                        .is_some_and(|t| t.container_instance_arn.as_deref() == Some(arn.as_str()))
-                });
-                if ours {
-                    return;
+            loop {
+                tokio::select! {
+                    batch = watch.events.recv() => {
+                        let Some(Ok(events)) = batch else { return false };
+                        let ours = events.iter().any(|event| {
+                            serde_json::from_slice::<Task>(&event.kv.value)
+                                .ok()
+                                .or_else(|| {
+                                    event
+                                        .prev
+                                        .as_ref()
+                                        .and_then(|p| serde_json::from_slice::<Task>(&p.value).ok())
+                                })
+                                .is_some_and(|t| t.container_instance_arn.as_deref() == Some(arn.as_str()))
+                        });
+                        if ours {
+                            return false;
+                        }
+                    }
+                    batch = async {
+                        match network_watch.as_mut() {
+                            Some(w) => w.events.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        // A compacted or closed watch may have missed something: resend.
+                        let Some(Ok(events)) = batch else { return true };
+                        if events.iter().any(|e| shapes_networks(e, &ours, &referenced)) {
+                            return true;
+                        }
+                    }
                 }
             }
         })
         .await;
-        if woke.is_err() {
+        match woke {
+            Ok(true) => networks_changed = true,
+            Ok(false) => {}
             // Deadline: answer with the unchanged set so the agent resyncs.
-            continue;
+            Err(_) => continue,
         }
     }
+}
+
+/// The security groups of the ENIs of `tasks`.
+async fn network_groups(
+    ctx: &EcsContext,
+    tasks: &[TaskRecord],
+) -> Result<BTreeSet<String>, EcsError> {
+    let mut groups = BTreeSet::new();
+    for eni in tasks.iter().filter_map(|t| t.wharf_eni.as_ref()) {
+        if let Some((record, _)) = ctx
+            .get_json::<NetworkInterface>(&ec2::network_interface_key(&eni.network_interface_id))
+            .await?
+        {
+            groups.extend(record.groups.into_iter().map(|g| g.group_id));
+        }
+    }
+    Ok(groups)
+}
+
+/// Whether a store event under `ec2/` changes the networks of tasks whose ENIs are in the
+/// groups `ours`: one of those groups changed, or an ENI joined or left a group their rules
+/// refer to (`referenced`), which changes the addresses the rules resolve to.
+fn shapes_networks(
+    event: &store::Event,
+    ours: &BTreeSet<String>,
+    referenced: &BTreeSet<String>,
+) -> bool {
+    let key = event.kv.key.as_str();
+    if let Some(id) = key.strip_prefix(ec2::SECURITY_GROUP_PREFIX) {
+        return ours.contains(id);
+    }
+    if key.starts_with(ec2::NETWORK_INTERFACE_PREFIX) {
+        let groups_of = |value: &[u8]| -> Vec<String> {
+            serde_json::from_slice::<NetworkInterface>(value)
+                .map(|eni| eni.groups.into_iter().map(|g| g.group_id).collect())
+                .unwrap_or_default()
+        };
+        let mut groups = groups_of(&event.kv.value);
+        if let Some(prev) = &event.prev {
+            groups.extend(groups_of(&prev.value));
+        }
+        return groups.iter().any(|g| referenced.contains(g));
+    }
+    false
 }
 
 async fn report_task_state(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {

@@ -29,6 +29,27 @@ pub struct InstanceRecord {
     pub wharf_disconnected_at: Option<f64>,
 }
 
+/// The attribute a container instance carries when it is Wharf's Fargate capacity rather than
+/// an EC2 container instance (sent by agents started with the Fargate role, value `FARGATE`).
+/// Such instances are hidden from the API and take only Fargate tasks.
+pub const CAPACITY_TYPE_ATTRIBUTE: &str = "wharf.capacity-type";
+
+impl InstanceRecord {
+    /// Whether this instance is Fargate capacity (see `CAPACITY_TYPE_ATTRIBUTE`).
+    pub fn is_fargate_capacity(&self) -> bool {
+        is_fargate_capacity(&self.instance)
+    }
+}
+
+/// Whether a container instance is Fargate capacity.
+pub fn is_fargate_capacity(instance: &ContainerInstance) -> bool {
+    instance
+        .attributes
+        .iter()
+        .flatten()
+        .any(|a| a.name == CAPACITY_TYPE_ATTRIBUTE && a.value.as_deref() == Some("FARGATE"))
+}
+
 pub struct StoredInstance {
     pub record: InstanceRecord,
     pub mod_revision: Revision,

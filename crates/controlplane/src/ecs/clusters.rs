@@ -162,7 +162,7 @@ fn with_default_settings(mut settings: Vec<ClusterSetting>) -> Vec<ClusterSettin
 
 /// Capacity providers arrive in a later issue; until then only the built-in Fargate ones may be
 /// named, and the strategy must name providers associated with the cluster.
-fn validate_capacity_providers(
+pub(crate) fn validate_capacity_providers(
     providers: &[String],
     strategy: &[CapacityProviderStrategyItem],
 ) -> Result<(), EcsError> {
@@ -256,7 +256,17 @@ async fn counts(ctx: &EcsContext, name: &str) -> Result<Counts, EcsError> {
         .range_json::<Value>(&keys::container_instance_cluster_prefix(name))
         .await?
     {
-        if matches!(field(&instance, "status").as_str(), "ACTIVE" | "DRAINING") {
+        // Fargate capacity is managed by "AWS", not registered to the cluster.
+        let fargate = instance
+            .get("attributes")
+            .and_then(Value::as_array)
+            .is_some_and(|attributes| {
+                attributes.iter().any(|a| {
+                    field(a, "name") == super::cluster_state::CAPACITY_TYPE_ATTRIBUTE
+                        && field(a, "value") == "FARGATE"
+                })
+            });
+        if !fargate && matches!(field(&instance, "status").as_str(), "ACTIVE" | "DRAINING") {
             counts.registered_instances += 1;
         }
     }

@@ -2,6 +2,11 @@
 //! DescribeContainerInstances, ListContainerInstances, DeregisterContainerInstance and
 //! UpdateContainerInstancesState.
 //!
+//! Agents started with the Fargate role register Fargate capacity (attribute
+//! `wharf.capacity-type` = `FARGATE`): it is registered like any instance, so Fargate tasks are
+//! placed and routed the same way, but it is not the cluster's: Describe answers MISSING,
+//! List leaves it out, and its state cannot be changed through the API.
+//!
 //! The record holds registered and remaining resources (placement reserves and releases
 //! them in the same transaction that writes a task); `agentConnected` and the task counts are
 //! observed and computed when the instance is rendered.
@@ -209,7 +214,11 @@ pub async fn describe_container_instances(
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for given in &input.container_instances {
-        match state.instance(given) {
+        // Fargate capacity is managed: not a container instance of the cluster's.
+        match state
+            .instance(given)
+            .filter(|s| !s.record.is_fargate_capacity())
+        {
             Some(stored) => {
                 let mut rendered = state.render_instance(stored);
                 if include.iter().any(|i| i == "TAGS") {
@@ -279,7 +288,7 @@ pub async fn list_container_instances(ctx: &EcsContext, input: Value) -> Result<
             Some(s) => s == status,
             None => status == "ACTIVE" || status == "DRAINING",
         };
-        if !wanted {
+        if !wanted || stored.record.is_fargate_capacity() {
             continue;
         }
         if let Some(filter) = &filter {
@@ -420,7 +429,10 @@ pub async fn update_container_instances_state(
         let mut failures = Vec::new();
         for given in &input.container_instances {
             match state.instance(given) {
-                Some(stored) if stored.record.instance.status.as_deref() != Some("INACTIVE") => {
+                Some(stored)
+                    if stored.record.instance.status.as_deref() != Some("INACTIVE")
+                        && !stored.record.is_fargate_capacity() =>
+                {
                     let mut record = stored.record.clone();
                     if record.instance.status.as_deref() != Some(input.status.as_str()) {
                         record.instance.status = Some(input.status.clone());

@@ -49,6 +49,9 @@ pub enum EcsError {
     /// The request conflicts with the resource's state (`ConflictException`).
     #[error("{0}")]
     ResourceConflict(String),
+    /// A Fargate platform version that does not exist (`PlatformUnknownException`).
+    #[error("{0}")]
+    PlatformUnknown(String),
 }
 
 impl From<Problem> for EcsError {
@@ -105,6 +108,7 @@ impl EcsError {
                 AwsError::sender("NamespaceNotFoundException", message)
             }
             EcsError::ResourceConflict(_) => AwsError::sender("ConflictException", message),
+            EcsError::PlatformUnknown(_) => AwsError::sender("PlatformUnknownException", message),
         }
     }
 }

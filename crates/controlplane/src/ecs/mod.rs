@@ -8,6 +8,7 @@
 mod account_settings;
 pub mod agent_service;
 mod attributes;
+pub mod awsvpc;
 pub mod cluster_state;
 mod clusters;
 mod container_instances;
@@ -50,6 +51,8 @@ pub struct EcsContext {
     pub placers: placer::Placers,
     /// Task resource usage from agents (`ReportTaskStats`), published as `AWS/ECS` metrics.
     pub usage: Arc<usage::UsageTracker>,
+    /// Addresses awsvpc placements of this server are committing (see `awsvpc`).
+    pub ip_claims: awsvpc::IpClaims,
 }
 
 impl EcsContext {
@@ -69,6 +72,7 @@ impl EcsContext {
             tokens: TokenCodec::new(token_key),
             placers: Default::default(),
             usage: Default::default(),
+            ip_claims: Default::default(),
         }
     }
 

@@ -179,11 +179,13 @@ impl Placer {
         Ok(())
     }
 
-    /// Plan `request` on the speculative scheduler (reloading it first if stale).
+    /// Plan `request` on the speculative scheduler (reloading it first if stale), for EC2
+    /// container instances or (`fargate`) Fargate capacity.
     pub async fn plan(
         &self,
         ctx: &EcsContext,
         request: &PlacementRequest,
+        fargate: bool,
     ) -> Result<Planned, EcsError> {
         let mut planner = self.planner.lock().await;
         if planner.is_none() || self.stale.swap(false, Ordering::SeqCst) {
@@ -214,19 +216,27 @@ impl Placer {
         let planner = planner
             .as_mut()
             .ok_or_else(|| EcsError::Conflict("placement is reloading; retry.".to_string()))?;
-        if !planner
-            .records
-            .iter()
-            .any(|r| r.instance.status.as_deref() == Some("ACTIVE"))
-        {
+        // EC2 launches see only EC2 container instances, Fargate launches only Fargate
+        // capacity (the request's constraints keep them apart; this keeps the other kind out
+        // of the answer).
+        if !planner.records.iter().any(|r| {
+            r.instance.status.as_deref() == Some("ACTIVE") && r.is_fargate_capacity() == fargate
+        }) {
             return Err(EcsError::InvalidParameter(
                 "No Container Instances were found in your cluster.".to_string(),
             ));
         }
         let plan = planner.scheduler.place(request)?;
+        let hidden: std::collections::HashSet<&str> = planner
+            .records
+            .iter()
+            .filter(|r| r.is_fargate_capacity() != fargate)
+            .filter_map(|r| r.instance.container_instance_arn.as_deref())
+            .collect();
         let failures = plan
             .failures(planner.scheduler.container_instances())
             .into_iter()
+            .filter(|f| !hidden.contains(f.arn.as_str()))
             .map(|f| model::ecs::task::Failure {
                 arn: Some(f.arn),
                 reason: Some(f.reason.to_string()),

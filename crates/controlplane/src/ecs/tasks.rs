@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{Compare, CompareOp, CompareTarget, Op, Txn};
 
-use super::cluster_state::{ClusterState, InstanceRecord};
+use model::ecs::cluster::{CapacityProviderStrategyItem, Cluster};
+use model::ecs::service::NetworkConfiguration;
+
+use super::awsvpc::{self, EniAllocation, ResolvedNetwork};
+use super::cluster_state::{ClusterState, InstanceRecord, CAPACITY_TYPE_ATTRIBUTE};
 use super::clusters::active_cluster;
 use super::placement::{self, PlacementInput, TaskNeeds};
 use super::{decode, encode, keys, paging, tags, task_definitions, EcsContext, EcsError};
@@ -34,6 +38,198 @@ pub struct TaskRecord {
     /// True once the reservation has been given back (the task reached STOPPED).
     #[serde(default)]
     pub wharf_released: bool,
+    /// The ENI of an awsvpc task, released (with its address) when the task is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wharf_eni: Option<EniAllocation>,
+}
+
+/// The `memberOf` expression that keeps a launch on its kind of capacity.
+fn capacity_expression(fargate: bool) -> String {
+    if fargate {
+        format!("attribute:{CAPACITY_TYPE_ATTRIBUTE} == FARGATE")
+    } else {
+        format!(
+            "attribute:{CAPACITY_TYPE_ATTRIBUTE} !exists or attribute:{CAPACITY_TYPE_ATTRIBUTE} != FARGATE"
+        )
+    }
+}
+
+/// ECS's RunTask failure reason when Fargate has no room for a task.
+pub const FARGATE_CAPACITY_UNAVAILABLE: &str =
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
+/// The task as the API shows it: a Fargate task runs on managed capacity, so its container
+/// instance (kept internally to route it to an agent) is not shown.
+pub fn render_task(mut task: Task) -> Task {
+    if task.launch_type.as_deref() == Some("FARGATE") {
+        task.container_instance_arn = None;
+    }
+    task
+}
+
+/// How a launch is placed: EC2 container instances, or Fargate capacity (with the capacity
+/// provider that chose it, when a strategy did).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capacity {
+    pub fargate: bool,
+    pub capacity_provider_name: Option<String>,
+}
+
+/// Resolve `launchType` / `capacityProviderStrategy` (or the cluster's default strategy) to
+/// the capacity a launch uses, with ECS's messages.
+pub fn resolve_capacity(
+    cluster: &Cluster,
+    launch_type: Option<&str>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> Result<Capacity, EcsError> {
+    let strategy = strategy.filter(|s| !s.is_empty());
+    if launch_type.is_some() && strategy.is_some() {
+        return Err(EcsError::InvalidParameter(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.".to_string(),
+        ));
+    }
+    match launch_type {
+        Some("EC2") => return Ok(Capacity::default()),
+        Some("FARGATE") => {
+            return Ok(Capacity {
+                fargate: true,
+                capacity_provider_name: None,
+            })
+        }
+        Some(other @ ("EXTERNAL" | "MANAGED_INSTANCES")) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "Launch type {other} is not available in Wharf yet; use EC2 or FARGATE."
+            )))
+        }
+        Some(other) => {
+            return Err(EcsError::InvalidParameter(format!(
+                "Invalid launchType '{other}'. Valid values are: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES."
+            )))
+        }
+        None => {}
+    }
+    let providers = cluster.capacity_providers.clone().unwrap_or_default();
+    let strategy: Vec<CapacityProviderStrategyItem> = match strategy {
+        Some(given) => {
+            super::clusters::validate_capacity_providers(&providers, given)?;
+            given.to_vec()
+        }
+        // Neither given: the cluster's default strategy, else the EC2 launch type (as ECS).
+        None => cluster
+            .default_capacity_provider_strategy
+            .clone()
+            .unwrap_or_default(),
+    };
+    // Wharf's Fargate capacity backs FARGATE and FARGATE_SPOT alike; the provider with a base
+    // (else the heaviest weight) names the tasks (docs/compat.md).
+    let chosen = strategy
+        .iter()
+        .find(|i| i.base.unwrap_or(0) > 0)
+        .or_else(|| {
+            strategy.iter().reduce(|best, i| {
+                if i.weight.unwrap_or(0) > best.weight.unwrap_or(0) {
+                    i
+                } else {
+                    best
+                }
+            })
+        });
+    Ok(match chosen {
+        Some(item) => Capacity {
+            fargate: true,
+            capacity_provider_name: Some(item.capacity_provider.clone()),
+        },
+        None => Capacity::default(),
+    })
+}
+
+/// What a Fargate launch adds to its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FargateLaunch {
+    pub capacity_provider_name: Option<String>,
+    /// What the task reports (`LATEST` resolves to 1.4.0).
+    pub platform_version: String,
+    pub ephemeral_storage_gib: i32,
+}
+
+/// Platform versions Wharf's Fargate runs.
+const FARGATE_PLATFORM_VERSIONS: &[&str] = &["LATEST", "1.4.0"];
+
+/// Check a launch's platform version for its capacity; the version tasks report.
+pub fn check_platform_version(fargate: bool, given: Option<&str>) -> Result<String, EcsError> {
+    match (fargate, given) {
+        (false, None) => Ok(String::new()),
+        (false, Some(_)) => Err(EcsError::InvalidParameter(
+            "The platform version must be null when specifying an EC2 launch type.".to_string(),
+        )),
+        (true, None) => Ok("1.4.0".to_string()),
+        (true, Some(v)) if FARGATE_PLATFORM_VERSIONS.contains(&v) => Ok("1.4.0".to_string()),
+        // guessed wording (ECS answers PlatformUnknownException).
+        (true, Some(v)) => Err(EcsError::PlatformUnknown(format!(
+            "The specified platform version {v} does not exist. Wharf's Fargate runs LATEST (1.4.0)."
+        ))),
+    }
+}
+
+/// Check that `definition` (with `overrides`) can run on Fargate: compatible, and a Fargate
+/// task size; returns the ephemeral storage the task gets.
+pub fn check_fargate(
+    definition: &TaskDefinition,
+    overrides: &TaskOverride,
+) -> Result<i32, EcsError> {
+    let compatible = definition
+        .compatibilities
+        .iter()
+        .flatten()
+        .any(|c| c == "FARGATE");
+    if !compatible {
+        return Err(EcsError::InvalidParameter(
+            "Task definition does not support launch_type FARGATE.".to_string(),
+        ));
+    }
+    let needs = placement::task_needs(definition, Some(overrides));
+    if !model::ecs::task_definition::fargate_size_is_valid(needs.cpu, needs.memory) {
+        // The message RegisterTaskDefinition gives for the same sizes.
+        return Err(EcsError::InvalidParameter(format!(
+            "No Fargate configuration exists for given values: {} CPU, {} memory. See the Amazon ECS documentation for the valid values.",
+            needs.cpu, needs.memory
+        )));
+    }
+    let storage = overrides
+        .ephemeral_storage
+        .as_ref()
+        .and_then(|s| s.get("sizeInGiB"))
+        .and_then(Value::as_i64)
+        .map(|s| s as i32)
+        .or(definition.ephemeral_storage.as_ref().map(|s| s.size_in_gib))
+        .unwrap_or(20);
+    Ok(storage)
+}
+
+/// `overrides.ephemeralStorage`: 21–200 GiB, Fargate only.
+fn check_ephemeral_storage_override(
+    overrides: &TaskOverride,
+    fargate: bool,
+) -> Result<(), EcsError> {
+    let Some(storage) = &overrides.ephemeral_storage else {
+        return Ok(());
+    };
+    if !fargate {
+        // guessed wording.
+        return Err(EcsError::InvalidParameter(
+            "The ephemeralStorage override is only supported for tasks using the Fargate launch type."
+                .to_string(),
+        ));
+    }
+    let size = storage.get("sizeInGiB").and_then(Value::as_i64);
+    if !size.is_some_and(|s| (21..=200).contains(&s)) {
+        // The message RegisterTaskDefinition gives for the same sizes.
+        return Err(EcsError::InvalidParameter(
+            "Invalid 'ephemeralStorage' setting for task. sizeInGiB must be between 21 and 200."
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Resolve `family`, `family:revision` or an ARN to a stored definition. A bare family means its
@@ -128,6 +324,7 @@ pub async fn put_task(
 ) -> Result<bool, EcsError> {
     let key = keys::task(cluster, id);
     let releasing = !record.wharf_released && record.task.last_status.as_deref() == Some("STOPPED");
+    awsvpc::advance_attachments(&mut record.task);
     let instance = match record.task.container_instance_arn.as_deref() {
         Some(arn) if releasing => {
             let instance_id = arn.rsplit('/').next().unwrap_or(arn);
@@ -143,6 +340,12 @@ pub async fn put_task(
     {
         compares.push(compare);
         ops.push(op);
+    }
+    if releasing {
+        // The ENI and its address go with the task, in the same transaction.
+        if let Some(eni) = &record.wharf_eni {
+            ops.extend(awsvpc::release_ops(eni));
+        }
     }
     ops.push(Op::Put {
         key,
@@ -171,8 +374,8 @@ struct RunTaskInput {
     overrides: Option<TaskOverride>,
     tags: Option<Vec<Tag>>,
     launch_type: Option<String>,
-    capacity_provider_strategy: Option<Vec<Value>>,
-    network_configuration: Option<Value>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    network_configuration: Option<NetworkConfiguration>,
     placement_constraints: Option<Vec<WireConstraint>>,
     placement_strategy: Option<Vec<WireStrategy>>,
     platform_version: Option<String>,
@@ -196,7 +399,7 @@ struct StartTaskInput {
     started_by: Option<String>,
     overrides: Option<TaskOverride>,
     tags: Option<Vec<Tag>>,
-    network_configuration: Option<Value>,
+    network_configuration: Option<NetworkConfiguration>,
     // The wire spells it `enableECSManagedTags`, which camelCase renaming would not produce.
     #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
@@ -268,6 +471,10 @@ pub struct LaunchRequest {
     pub overrides: TaskOverride,
     pub tags: Vec<Tag>,
     pub enable_execute_command: bool,
+    /// awsvpc tasks: where their ENIs go.
+    pub network: Option<ResolvedNetwork>,
+    /// Fargate tasks: placed only on Fargate capacity.
+    pub fargate: Option<FargateLaunch>,
 }
 
 fn check_overrides(definition: &TaskDefinition, overrides: &TaskOverride) -> Result<(), EcsError> {
@@ -321,17 +528,12 @@ async fn launch_request(
     tags: Option<Vec<Tag>>,
     propagate_tags: Option<&str>,
     managed_tags: bool,
-) -> Result<LaunchRequest, EcsError> {
-    let (cluster, _) = active_cluster(ctx, cluster).await?;
-    let cluster = cluster.cluster_name.unwrap_or_default();
+) -> Result<(LaunchRequest, Cluster), EcsError> {
+    let (cluster_record, _) = active_cluster(ctx, cluster).await?;
+    let cluster = cluster_record.cluster_name.clone().unwrap_or_default();
     let definition = resolve_task_definition(ctx, task_definition).await?;
     if definition.status.as_deref() != Some("ACTIVE") {
         return Err(EcsError::Client("TaskDefinition is inactive".to_string()));
-    }
-    if definition.network_mode.as_deref() == Some("awsvpc") {
-        return Err(EcsError::InvalidParameter(
-            "Task definitions with networkMode awsvpc need awsvpc networking, which Wharf does not run yet; use bridge, host or none.".to_string(),
-        ));
     }
     let mut overrides = overrides.unwrap_or_default();
     check_overrides(&definition, &overrides)?;
@@ -369,17 +571,48 @@ async fn launch_request(
             value: Some(cluster.clone()),
         });
     }
-    Ok(LaunchRequest {
-        cluster,
-        definition,
-        constraints: Vec::new(),
-        strategies: PlacementStrategy::service_default(),
-        group: None,
-        started_by: None,
-        overrides,
-        tags,
-        enable_execute_command: false,
-    })
+    Ok((
+        LaunchRequest {
+            cluster,
+            definition,
+            constraints: Vec::new(),
+            strategies: PlacementStrategy::service_default(),
+            group: None,
+            started_by: None,
+            overrides,
+            tags,
+            enable_execute_command: false,
+            network: None,
+            fargate: None,
+        },
+        cluster_record,
+    ))
+}
+
+/// Settle how a launch runs: its capacity (Fargate or EC2, with the Fargate checks), its
+/// awsvpc network. Everything is checked before anything is written.
+pub async fn settle_capacity_and_network(
+    ctx: &EcsContext,
+    request: &mut LaunchRequest,
+    capacity: &Capacity,
+    platform_version: Option<&str>,
+    network: Option<&NetworkConfiguration>,
+) -> Result<(), EcsError> {
+    let platform = check_platform_version(capacity.fargate, platform_version)?;
+    check_ephemeral_storage_override(&request.overrides, capacity.fargate)?;
+    request.fargate = if capacity.fargate {
+        let storage = check_fargate(&request.definition, &request.overrides)?;
+        Some(FargateLaunch {
+            capacity_provider_name: capacity.capacity_provider_name.clone(),
+            platform_version: platform,
+            ephemeral_storage_gib: storage,
+        })
+    } else {
+        None
+    };
+    request.network =
+        awsvpc::resolve_network(ctx, &request.definition, network, capacity.fargate).await?;
+    Ok(())
 }
 
 fn validate_group_and_started_by(
@@ -490,7 +723,28 @@ fn new_task(
             ),
             health_status: Some("UNKNOWN".to_string()),
             last_status: Some("PROVISIONING".to_string()),
-            launch_type: Some("EC2".to_string()),
+            launch_type: Some(
+                if request.fargate.is_some() {
+                    "FARGATE"
+                } else {
+                    "EC2"
+                }
+                .to_string(),
+            ),
+            capacity_provider_name: request
+                .fargate
+                .as_ref()
+                .and_then(|f| f.capacity_provider_name.clone()),
+            platform_version: request.fargate.as_ref().map(|f| f.platform_version.clone()),
+            platform_family: request.fargate.as_ref().map(|_| "Linux".to_string()),
+            ephemeral_storage: request
+                .fargate
+                .as_ref()
+                .map(|f| json!({ "sizeInGiB": f.ephemeral_storage_gib })),
+            fargate_ephemeral_storage: request
+                .fargate
+                .as_ref()
+                .map(|f| json!({ "sizeInGiB": f.ephemeral_storage_gib })),
             memory: Some(needs.memory.to_string()),
             overrides: Some(request.overrides.clone()),
             started_by: request.started_by.clone(),
@@ -502,6 +756,7 @@ fn new_task(
         },
         wharf_needs: needs.clone(),
         wharf_released: false,
+        wharf_eni: None,
     }
 }
 
@@ -533,6 +788,8 @@ impl LaunchRequest {
             },
             tags,
             enable_execute_command: false,
+            network: None,
+            fargate: None,
         }
     }
 }
@@ -577,7 +834,7 @@ async fn tasks_of_token(
     let mut tasks = Vec::new();
     for arn in arns {
         if let Some((record, _, _)) = read_task(ctx, cluster, &arn).await? {
-            tasks.push(record.task);
+            tasks.push(render_task(record.task));
         }
     }
     Ok(Some(tasks))
@@ -593,22 +850,47 @@ async fn launch_placed(
     client_token: Option<&str>,
 ) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
     let placer = ctx.placers.get(&ctx.store, &request.cluster);
-    let placement_request = placement::placement_request(input, rand::random());
+    let fargate = request.fargate.is_some();
+    let mut placement_request = placement::placement_request(input, rand::random());
     placement_request.validate()?;
+    // Keep the launch on its kind of capacity (checked after the user's constraints, so the
+    // limit on their number is AWS's).
+    placement_request
+        .task_definition_constraints
+        .push(PlacementConstraint::MemberOf(capacity_expression(fargate)));
     for _ in 0..64 {
         if let Some(token) = client_token {
             if let Some(tasks) = tasks_of_token(ctx, &request.cluster, token).await? {
                 return Ok((tasks, vec![]));
             }
         }
-        let planned = placer.plan(ctx, &placement_request).await?;
-        let tasks: Vec<TaskRecord> = planned
+        let planned = match placer.plan(ctx, &placement_request, fargate).await {
+            Ok(planned) => planned,
+            Err(EcsError::InvalidParameter(message))
+                if fargate && message == scheduler::plan::NO_CONTAINER_INSTANCES_MESSAGE =>
+            {
+                return Ok((vec![], vec![fargate_capacity_failure()]));
+            }
+            Err(error) => return Err(error),
+        };
+        let mut tasks: Vec<TaskRecord> = planned
             .records
             .iter()
             .map(|r| new_task(ctx, request, r, needs))
             .collect();
         let mut ops = Vec::new();
         let mut compares = Vec::new();
+        let _claims = match attach_enis(ctx, request, &planned.records, &mut tasks).await {
+            Ok((claims, eni_ops, eni_compares)) => {
+                ops.extend(eni_ops);
+                compares.extend(eni_compares);
+                claims
+            }
+            Err(error) => {
+                placer.forget(&planned).await;
+                return Err(error);
+            }
+        };
         if !request.tags.is_empty() {
             for task in &tasks {
                 ops.push(tags::put_tags_op(
@@ -630,16 +912,21 @@ async fn launch_placed(
                 lease: None,
             });
         }
+        let failures = if fargate && !planned.failures.is_empty() {
+            vec![fargate_capacity_failure()]
+        } else {
+            planned.failures.clone()
+        };
         if tasks.is_empty() && ops.is_empty() {
-            return Ok((vec![], planned.failures));
+            return Ok((vec![], failures));
         }
         if placer.commit(ctx, &planned, &tasks, ops, compares).await? {
             for task in &tasks {
                 tracing::debug!(cluster = %request.cluster, task = task.task.task_arn.as_deref().unwrap_or(""), "task placed");
             }
             return Ok((
-                tasks.into_iter().map(|t| t.task).collect(),
-                planned.failures,
+                tasks.into_iter().map(|t| render_task(t.task)).collect(),
+                failures,
             ));
         }
         placer.forget(&planned).await;
@@ -647,6 +934,47 @@ async fn launch_placed(
     Err(EcsError::Conflict(
         "Too many concurrent placements on this cluster; retry.".to_string(),
     ))
+}
+
+/// ECS's answer for a Fargate task there is no room for.
+fn fargate_capacity_failure() -> Failure {
+    Failure {
+        arn: None,
+        reason: Some(FARGATE_CAPACITY_UNAVAILABLE.to_string()),
+        detail: None,
+    }
+}
+
+/// Give each awsvpc task (`tasks[i]` placed on `instances[i]`) its ENI: the ops and compares
+/// to commit with the tasks, and the address claims to hold until the commit is done.
+async fn attach_enis(
+    ctx: &EcsContext,
+    request: &LaunchRequest,
+    instances: &[InstanceRecord],
+    tasks: &mut [TaskRecord],
+) -> Result<(Vec<awsvpc::IpClaim>, Vec<Op>, Vec<Compare>), EcsError> {
+    let (mut claims, mut ops, mut compares) = (Vec::new(), Vec::new(), Vec::new());
+    let Some(network) = &request.network else {
+        return Ok((claims, ops, compares));
+    };
+    let mut used = awsvpc::UsedAddresses::default();
+    for (instance, task) in instances.iter().zip(tasks.iter_mut()) {
+        let zone = instance
+            .instance
+            .attributes
+            .iter()
+            .flatten()
+            .find(|a| a.name == "ecs.availability-zone")
+            .and_then(|a| a.value.clone());
+        let arn = task.task.task_arn.clone().unwrap_or_default();
+        let allocated = awsvpc::allocate(ctx, network, zone.as_deref(), &arn, &mut used).await?;
+        awsvpc::apply_to_task(&mut task.task, &allocated, &ctx.scope.region);
+        task.wharf_eni = Some(allocated.allocation.clone());
+        ops.extend(allocated.ops);
+        compares.extend(allocated.compares);
+        claims.push(allocated.claim);
+    }
+    Ok((claims, ops, compares))
 }
 
 /// Place `count` tasks (on `only` instances if given, one each) and commit the plan with a
@@ -742,6 +1070,8 @@ pub async fn launch(
                     let index = state.instances.iter().position(|i| {
                         i.record.wharf_id == given.rsplit('/').next().unwrap_or(given)
                             && i.record.instance.status.as_deref() != Some("INACTIVE")
+                            // Fargate capacity is not a container instance one can name.
+                            && !i.record.is_fargate_capacity()
                     });
                     match index {
                         None => failures.push(Failure {
@@ -787,9 +1117,20 @@ pub async fn launch(
                 lease: None,
             });
         }
+        let mut records: Vec<TaskRecord> = chosen
+            .iter()
+            .map(|&index| new_task(ctx, request, &state.instances[index].record, &needs))
+            .collect();
+        let placed_on: Vec<InstanceRecord> = chosen
+            .iter()
+            .map(|&index| state.instances[index].record.clone())
+            .collect();
+        let (_claims, eni_ops, eni_compares) =
+            attach_enis(ctx, request, &placed_on, &mut records).await?;
+        ops.extend(eni_ops);
+        compares.extend(eni_compares);
         let mut tasks = Vec::new();
-        for &index in &chosen {
-            let record = new_task(ctx, request, &state.instances[index].record, &needs);
+        for record in records {
             let arn = record.task.task_arn.clone().unwrap_or_default();
             let id = arn.rsplit('/').next().unwrap_or("").to_string();
             ops.push(Op::Put {
@@ -798,7 +1139,7 @@ pub async fn launch(
                 lease: None,
             });
             ops.push(tags::put_tags_op(&arn, &request.tags));
-            tasks.push(record.task);
+            tasks.push(render_task(record.task));
         }
         if let Some(token) = client_token {
             let key = keys::client_token(&request.cluster, token);
@@ -846,47 +1187,7 @@ pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError>
             "count must be between 1 and 10.".to_string(),
         ));
     }
-    match input.launch_type.as_deref() {
-        None | Some("EC2") => {}
-        Some("FARGATE" | "EXTERNAL" | "MANAGED_INSTANCES") => {
-            return Err(EcsError::InvalidParameter(format!(
-                "Launch type {} is not available in Wharf yet; use EC2.",
-                input.launch_type.as_deref().unwrap_or("")
-            )))
-        }
-        Some(other) => {
-            return Err(EcsError::InvalidParameter(format!(
-                "Invalid launchType '{other}'. Valid values are: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES."
-            )))
-        }
-    }
-    if input.launch_type.is_some()
-        && input
-            .capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-    {
-        return Err(EcsError::InvalidParameter(
-            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.".to_string(),
-        ));
-    }
-    if input
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(EcsError::InvalidParameter(
-            "Capacity provider strategies are not available in Wharf yet; use launchType EC2."
-                .to_string(),
-        ));
-    }
-    if input.network_configuration.is_some() {
-        return Err(EcsError::InvalidParameter(
-            "Network Configuration is not valid for the given networkMode of this task definition."
-                .to_string(),
-        ));
-    }
-    if input.platform_version.is_some() {
+    if input.launch_type.as_deref() == Some("EC2") && input.platform_version.is_some() {
         return Err(EcsError::InvalidParameter(
             "The platform version must be null when specifying an EC2 launch type.".to_string(),
         ));
@@ -899,7 +1200,7 @@ pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError>
             ));
         }
     }
-    let mut request = launch_request(
+    let (mut request, cluster) = launch_request(
         ctx,
         input.cluster.as_deref(),
         &input.task_definition,
@@ -907,6 +1208,19 @@ pub async fn run_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError>
         input.tags,
         input.propagate_tags.as_deref(),
         input.enable_ecs_managed_tags,
+    )
+    .await?;
+    let capacity = resolve_capacity(
+        &cluster,
+        input.launch_type.as_deref(),
+        input.capacity_provider_strategy.as_deref(),
+    )?;
+    settle_capacity_and_network(
+        ctx,
+        &mut request,
+        &capacity,
+        input.platform_version.as_deref(),
+        input.network_configuration.as_ref(),
     )
     .await?;
     request.group = input.group;
@@ -933,15 +1247,9 @@ pub async fn start_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsErro
             "containerInstances must contain between 1 and 10 container instances.".to_string(),
         ));
     }
-    if input.network_configuration.is_some() {
-        return Err(EcsError::InvalidParameter(
-            "Network Configuration is not valid for the given networkMode of this task definition."
-                .to_string(),
-        ));
-    }
     validate_group_and_started_by(input.group.as_deref(), input.started_by.as_deref())?;
     let _ = &input.reference_id;
-    let mut request = launch_request(
+    let (mut request, _) = launch_request(
         ctx,
         input.cluster.as_deref(),
         &input.task_definition,
@@ -949,6 +1257,15 @@ pub async fn start_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsErro
         input.tags,
         input.propagate_tags.as_deref(),
         input.enable_ecs_managed_tags,
+    )
+    .await?;
+    // StartTask places on named container instances: always the EC2 launch type.
+    settle_capacity_and_network(
+        ctx,
+        &mut request,
+        &Capacity::default(),
+        None,
+        input.network_configuration.as_ref(),
     )
     .await?;
     request.group = input.group;
@@ -1001,11 +1318,11 @@ pub async fn stop_task(ctx: &EcsContext, input: Value) -> Result<Value, EcsError
                 })?;
         let reason = input.reason.as_deref().unwrap_or("Task stopped by user");
         if !request_stop(&mut record.task, reason, "UserInitiated", ctx.now()) {
-            return Ok(json!({ "task": record.task }));
+            return Ok(json!({ "task": render_task(record.task) }));
         }
         let key = keys::task(&cluster, &id);
         if put_if_unchanged(ctx, &key, revision, &record).await? {
-            return Ok(json!({ "task": record.task }));
+            return Ok(json!({ "task": render_task(record.task) }));
         }
     }
     Err(EcsError::Conflict(
@@ -1053,7 +1370,7 @@ pub async fn describe_tasks(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 } else {
                     task.tags = None;
                 }
-                tasks.push(task);
+                tasks.push(render_task(task));
             }
             None => failures.push(Failure {
                 arn: Some(if given.starts_with("arn:") {

@@ -12,14 +12,14 @@ use super::error::{LogsError, Problems};
 use super::pattern::FilterPattern;
 use super::store::{
     Cursor, EventRecord, GroupQuery, GroupRecord, StreamAfter, StreamOrder, StreamRecord,
-    StreamSelection,
+    StreamSelection, EVENT_OVERHEAD,
 };
 use super::LogsContext;
 
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
-/// PutLogEvents: a batch's size counts every message's UTF-8 bytes plus this much per event.
-const EVENT_OVERHEAD: usize = 26;
+/// PutLogEvents' cap on a batch: every message's UTF-8 bytes plus `EVENT_OVERHEAD` per event
+/// (the store sizes the pages of GetLogEvents and FilterLogEvents the same way).
 const MAX_BATCH_BYTES: usize = 1_048_576;
 const MAX_BATCH_EVENTS: usize = 10_000;
 /// GetLogEvents and FilterLogEvents answer at most this many bytes of events per page.
@@ -462,6 +462,14 @@ pub async fn delete_log_group(ctx: &Arc<LogsContext>, input: Value) -> Result<Va
     let input = Input::new(input)?;
     let name = group_name_only(&input)?;
     ctx.blocking(move |store| store.delete_group(&name)).await?;
+    // The group and its streams are gone; its events go in the background, in batches, as AWS
+    // also deletes them after answering. A failure is retried by the next retention sweep.
+    let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = store.purge_deleted() {
+            tracing::warn!(%error, "purging a deleted log group's events failed");
+        }
+    });
     Ok(json!({}))
 }
 
@@ -1085,32 +1093,6 @@ pub async fn put_log_events(ctx: &Arc<LogsContext>, input: Value) -> Result<Valu
     Ok(out)
 }
 
-/// Keep the events of a page (ascending) that fit in `MAX_PAGE_BYTES`, from the front when
-/// reading forward and from the back when reading backward (the end nearest the cursor).
-fn fit_page(mut events: Vec<EventRecord>, forward: bool) -> Vec<EventRecord> {
-    let mut bytes = 0usize;
-    let mut keep = 0usize;
-    let sizes: Vec<usize> = events.iter().map(|e| e.message.len() + 26).collect();
-    let order: Box<dyn Iterator<Item = &usize>> = if forward {
-        Box::new(sizes.iter())
-    } else {
-        Box::new(sizes.iter().rev())
-    };
-    for size in order {
-        if keep > 0 && bytes + size > MAX_PAGE_BYTES {
-            break;
-        }
-        bytes += size;
-        keep += 1;
-    }
-    if forward {
-        events.truncate(keep);
-        events
-    } else {
-        events.split_off(events.len() - keep)
-    }
-}
-
 fn time_range(input: &Input, p: &mut Problems) -> Result<(Option<i64>, Option<i64>), LogsError> {
     let start = input.int("startTime")?;
     let end = input.int("endTime")?;
@@ -1146,12 +1128,21 @@ pub async fn get_log_events(ctx: &Arc<LogsContext>, input: Value) -> Result<Valu
     let (group, stream) = (group.unwrap_or_default(), stream.unwrap_or_default());
     let limit = limit.unwrap_or(MAX_BATCH_EVENTS as i64) as usize;
     let (start, end) = (start.unwrap_or(0), end.unwrap_or(i64::MAX));
+    // The store stops at MAX_PAGE_BYTES while reading, keeping the end nearest the cursor.
     let events = ctx
         .blocking(move |store| {
-            store.stream_events(&group, &stream, start, end, forward, cursor, limit)
+            store.stream_events(
+                &group,
+                &stream,
+                start,
+                end,
+                forward,
+                cursor,
+                limit,
+                MAX_PAGE_BYTES,
+            )
         })
         .await?;
-    let events = fit_page(events, forward);
     let (next_forward, next_backward) = match (events.first(), events.last()) {
         (Some(first), Some(last)) => (
             stream_token(true, (last.timestamp, last.seq)),
@@ -1305,24 +1296,6 @@ mod tests {
         assert_eq!(parse_filter_token("A12"), None);
         assert_eq!(unhex(&hex("a/b#c")).as_deref(), Some("a/b#c"));
         assert_eq!(unhex("zz"), None);
-    }
-
-    #[test]
-    fn pages_keep_the_end_nearest_the_cursor() {
-        let big = "x".repeat(600_000);
-        let events: Vec<EventRecord> = (0..3)
-            .map(|i| EventRecord {
-                seq: i,
-                timestamp: i,
-                ingestion_time: i,
-                message: big.clone(),
-                stream_name: String::new(),
-            })
-            .collect();
-        let forward = fit_page(events.clone(), true);
-        assert_eq!(forward.iter().map(|e| e.seq).collect::<Vec<_>>(), [0]);
-        let backward = fit_page(events, false);
-        assert_eq!(backward.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
     }
 
     #[test]

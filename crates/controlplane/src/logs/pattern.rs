@@ -4,13 +4,14 @@
 //! Supported, following AWS's "Filter pattern syntax" guide:
 //! - the empty pattern (everything matches);
 //! - unstructured terms: `ERROR Exception` (all must appear, case-sensitive substrings),
-//!   `"exact phrase"`, `?ERROR ?WARN` (any of), `-DEBUG` (must not appear);
+//!   `"exact phrase"`, `?ERROR ?WARN` (any of), `-DEBUG` (must not appear), and term groups
+//!   `?ERROR MainThread ?WARN Deadlock` ((ERROR and MainThread) or (WARN and Deadlock));
 //! - a standalone regular expression `%…%`;
 //! - JSON patterns `{ $.a.b[0] = "x*" && ($.n > 5 || $.ok IS TRUE) }` with `=`, `!=`, `<`,
 //!   `<=`, `>`, `>=`, string wildcards `*`, regex values `%…%`, `IS NULL`, `IS TRUE`,
 //!   `IS FALSE`, `NOT EXISTS`, `&&`, `||` and parentheses;
 //! - space-delimited patterns `[ip, user, ..., status = 4*, bytes > 1000]`, where a message's
-//!   fields are split on spaces and `"…"` / `[…]` group a field.
+//!   fields are split on spaces and `"…"` / `[…]` group a field; `...` at most once.
 //!
 //! AWS's own messages for bad patterns are mostly "Invalid filter pattern"; the few more
 //! specific ones it is known to send are reproduced.
@@ -29,9 +30,10 @@ fn invalid() -> PatternError {
 #[derive(Debug, Clone)]
 pub enum FilterPattern {
     All,
+    /// Unstructured terms: the event matches when every term of at least one group appears
+    /// (no groups: any event) and no `none` term does.
     Terms {
-        all: Vec<String>,
-        any: Vec<String>,
+        groups: Vec<Vec<String>>,
         none: Vec<String>,
     },
     Regex(Regex),
@@ -77,20 +79,19 @@ impl FilterPattern {
     pub fn matches(&self, message: &str) -> bool {
         match self {
             FilterPattern::All => true,
-            FilterPattern::Terms { all, any, none } => {
-                all.iter().all(|t| message.contains(t.as_str()))
-                    && (any.is_empty() || any.iter().any(|t| message.contains(t.as_str())))
-                    && !none.iter().any(|t| message.contains(t.as_str()))
+            FilterPattern::Terms { groups, none } => {
+                !none.iter().any(|t| message.contains(t.as_str()))
+                    && (groups.is_empty()
+                        || groups
+                            .iter()
+                            .any(|g| g.iter().all(|t| message.contains(t.as_str()))))
             }
             FilterPattern::Regex(re) => re.is_match(message),
             FilterPattern::Json(expr) => match serde_json::from_str::<serde_json::Value>(message) {
                 Ok(doc) => expr.eval(&doc),
                 Err(_) => false,
             },
-            FilterPattern::Delimited(fields) => {
-                let words = split_fields(message);
-                match_fields(fields, &words)
-            }
+            FilterPattern::Delimited(fields) => match_fields(fields, &split_fields(message)),
         }
     }
 }
@@ -110,8 +111,14 @@ fn regex_value(body: &str) -> Result<Regex, PatternError> {
 
 // ---- unstructured terms ----
 
+/// AWS's term groups (what the CDK's `anyTermGroup` renders): each `?` term opens a new group
+/// and the plain terms after it join that group, so `?ERROR MainThread ?WARN Deadlock` is
+/// (ERROR and MainThread) or (WARN and Deadlock). Plain terms before the first `?` form a group
+/// of their own (guessed: AWS documents only patterns that start with `?` or have none).
+/// `-` terms exclude an event whatever group they sit in.
 fn parse_terms(text: &str) -> Result<FilterPattern, PatternError> {
-    let (mut all, mut any, mut none) = (Vec::new(), Vec::new(), Vec::new());
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut none = Vec::new();
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -144,12 +151,15 @@ fn parse_terms(text: &str) -> Result<FilterPattern, PatternError> {
             word
         };
         match kind {
-            '?' => any.push(term),
+            '?' => groups.push(vec![term]),
             '-' => none.push(term),
-            _ => all.push(term),
+            _ => match groups.last_mut() {
+                Some(group) => group.push(term),
+                None => groups.push(vec![term]),
+            },
         }
     }
-    Ok(FilterPattern::Terms { all, any, none })
+    Ok(FilterPattern::Terms { groups, none })
 }
 
 /// A `"…"` string starting at `chars[start]`, with `\"` and `\\` escapes; returns the text and
@@ -574,6 +584,11 @@ fn parse_delimited(body: &str) -> Result<Vec<Field>, PatternError> {
     for part in parts {
         let part = part.trim();
         if part == "..." {
+            // AWS allows one `...`; more would also make matching a search over every way of
+            // splitting the words between them.
+            if fields.iter().any(|f| matches!(f, Field::Ellipsis)) {
+                return Err(invalid());
+            }
             fields.push(Field::Ellipsis);
             continue;
         }
@@ -591,8 +606,10 @@ fn parse_slot(text: &str) -> Result<Field, PatternError> {
     let mut alternatives: Vec<Vec<(Op, Value)>> = vec![Vec::new()];
     loop {
         if let Some(Token::Word(w)) = tokens.get(pos) {
-            let valid_name = w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && w.chars().next().is_some_and(|c| !c.is_ascii_digit());
+            // AWS's column names: ^[a-zA-Z0-9_-]+$ (leading digits and hyphens included).
+            let valid_name = w
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid_name || name.as_deref().is_some_and(|n| n != w) {
                 return Err(invalid());
             }
@@ -680,16 +697,25 @@ fn slot_matches(conditions: &[Vec<(Op, Value)>], word: &str) -> bool {
         })
 }
 
+/// Match fields against words without backtracking: the parser allows at most one `...`, so
+/// the slots before it take the first words, the slots after it the last words, and `...` the
+/// rest. The work per event is one comparison per slot, whatever the pattern.
 fn match_fields(fields: &[Field], words: &[&str]) -> bool {
-    match fields.split_first() {
-        None => words.is_empty(),
-        Some((Field::Ellipsis, rest)) => {
-            (0..=words.len()).any(|skip| match_fields(rest, &words[skip..]))
+    let slots = |fields: &[Field], words: &[&str]| {
+        fields.iter().zip(words).all(|(field, word)| match field {
+            Field::Slot { conditions, .. } => slot_matches(conditions, word),
+            // Unreachable with one ellipsis; refusing keeps a bad parse from matching.
+            Field::Ellipsis => false,
+        })
+    };
+    match fields.iter().position(|f| matches!(f, Field::Ellipsis)) {
+        None => fields.len() == words.len() && slots(fields, words),
+        Some(at) => {
+            let (head, tail) = (&fields[..at], &fields[at + 1..]);
+            words.len() >= head.len() + tail.len()
+                && slots(head, &words[..head.len()])
+                && slots(tail, &words[words.len() - tail.len()..])
         }
-        Some((Field::Slot { conditions, .. }, rest)) => match words.split_first() {
-            Some((word, more)) => slot_matches(conditions, word) && match_fields(rest, more),
-            None => false,
-        },
     }
 }
 
@@ -734,6 +760,33 @@ mod tests {
         assert!(!m("ERROR -timeout", "ERROR timeout"));
         assert!(!m("-\"disk full\"", "ERROR disk full"));
         assert!(m("?\"disk full\" ?oops", "ERROR disk full"));
+    }
+
+    #[test]
+    fn question_marks_start_term_groups() {
+        // AWS (and the CDK's anyTermGroup): (ERROR and MainThread) or (WARN and Deadlock).
+        let p = r#"?"ERROR" "MainThread" ?"WARN" "Deadlock""#;
+        // The cases that tell this reading from "all plain terms, and any `?` term": there,
+        // these two would fail for lacking Deadlock and MainThread respectively.
+        assert!(m(p, "ERROR in MainThread"));
+        assert!(m(p, "WARN Deadlock detected"));
+        // Neither reading matches a term from each group without its partner.
+        assert!(!m(p, "ERROR Deadlock"));
+        assert!(!m(p, "WARN in MainThread"));
+        assert!(!m(p, "MainThread Deadlock"));
+        assert!(m(p, "ERROR MainThread Deadlock"));
+        // Exclusions still apply to every group, wherever they are written.
+        let q = "?ERROR MainThread -DEBUG ?WARN Deadlock";
+        assert!(m(q, "WARN Deadlock"));
+        assert!(!m(q, "WARN Deadlock DEBUG"));
+        assert!(!m(q, "DEBUG ERROR MainThread"));
+        // Plain terms before the first `?` are a group of their own.
+        assert!(m("fatal ?WARN Deadlock", "fatal"));
+        assert!(m("fatal ?WARN Deadlock", "WARN Deadlock"));
+        assert!(!m("fatal ?WARN Deadlock", "WARN"));
+        // Only exclusions: everything else matches.
+        assert!(m("-DEBUG", "INFO"));
+        assert!(!m("-DEBUG", "DEBUG x"));
     }
 
     #[test]
@@ -839,6 +892,42 @@ mod tests {
         );
         assert_eq!(refused("[ip, , user]"), "Invalid filter pattern");
         assert_eq!(refused("[a = 1 && b = 2]"), "Invalid filter pattern");
+    }
+
+    #[test]
+    fn at_most_one_ellipsis_and_linear_matching() {
+        for bad in ["[..., a, ...]", "[..., ...]", "[a, ..., b, ..., c, ..., d]"] {
+            assert_eq!(refused(bad), "Invalid filter pattern", "{bad}");
+        }
+        // The shape that used to take exponential time, now with the one `...` AWS allows,
+        // over a long message whose last field fails the condition: nothing to backtrack.
+        let words: Vec<String> = (0..10_000).map(|i| format!("w{i}")).collect();
+        let message = words.join(" ");
+        let started = std::time::Instant::now();
+        let p = FilterPattern::parse("[a, b, ..., c, d = nope]").unwrap();
+        for _ in 0..100 {
+            assert!(!p.matches(&message));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(m("[a = w0, b, ..., c = w9998, d = w9999]", &message));
+        assert!(m("[a, ..., b]", "x y"));
+        assert!(!m("[a, ..., b, c]", "x y"));
+        assert!(m("[..., a]", "x"));
+        assert!(m("[...]", ""));
+        assert!(m("[a, b, ...]", "x y"));
+        assert!(!m("[a = y, ...]", "x y"));
+    }
+
+    #[test]
+    fn column_names_follow_aws() {
+        // ^[a-zA-Z0-9_-]+$: hyphens and leading digits are fine.
+        assert!(m("[remote-addr, 1st, status_code = 404]", "1.2.3.4 x 404"));
+        assert!(m("[a-b = x* && a-b != xz, ...]", "xy 2"));
+        assert!(!m("[a-b = x* && a-b != xy, ...]", "xy 2"));
+        assert!(m("[2xx, ...]", "200"));
+        for bad in ["[a.b]", "[a/b]", "[a b]", "[a = 1 && b = 2]"] {
+            assert_eq!(refused(bad), "Invalid filter pattern", "{bad}");
+        }
     }
 
     #[test]

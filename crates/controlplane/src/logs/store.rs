@@ -13,9 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::error::LogsError;
@@ -44,7 +46,9 @@ CREATE TABLE IF NOT EXISTS log_streams (
     name TEXT NOT NULL,
     creation_time INTEGER NOT NULL,
     first_event_ts INTEGER,
-    last_event_ts INTEGER,
+    -- -1 until the stream has events: NOT NULL so DescribeLogStreams by LastEventTime orders
+    -- and pages on the index below instead of sorting every stream by coalesce(...).
+    last_event_ts INTEGER NOT NULL DEFAULT -1,
     last_ingestion_time INTEGER,
     stored_bytes INTEGER NOT NULL DEFAULT 0,
     last_seq INTEGER NOT NULL DEFAULT 0,
@@ -64,7 +68,38 @@ CREATE TABLE IF NOT EXISTS log_events (
 CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (stream_id, timestamp, seq);
 -- FilterLogEvents and the retention sweep: a whole group by time.
 CREATE INDEX IF NOT EXISTS log_events_by_group ON log_events (group_id, timestamp, seq);
+-- Deleted groups whose events are still being deleted (in batches, after the group and its
+-- streams are gone). `max_stream_id` is the largest stream id when the group was deleted: new
+-- groups and streams take ids above every purge's, so the leftover events (which name the old
+-- group and stream ids) can never surface in a new group or stream.
+CREATE TABLE IF NOT EXISTS log_purges (
+    group_id INTEGER PRIMARY KEY,
+    max_stream_id INTEGER NOT NULL
+);
 ";
+
+/// Bring a database made by an earlier version up to `SCHEMA`'s conventions. `CREATE TABLE IF
+/// NOT EXISTS` leaves an existing table's columns alone, so `last_event_ts` there is still
+/// nullable: give its NULLs the -1 new databases use (writes always set it explicitly).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             UPDATE log_streams SET last_event_ts = -1 WHERE last_event_ts IS NULL;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+/// Events deleted per transaction by the retention sweep and group purges: small enough that
+/// the writer lock is never held long, so PutLogEvents keeps flowing.
+const DELETE_BATCH: i64 = 5_000;
+
+/// Bytes a returned event counts toward a page's size cap, as AWS counts them.
+pub const EVENT_OVERHEAD: usize = 26;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupRecord {
@@ -150,6 +185,8 @@ pub struct LogStore {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: Option<PathBuf>,
+    /// A `purge_deleted` is running: a second one would only compete for the writer lock.
+    purging: AtomicBool,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -185,10 +222,12 @@ impl LogStore {
         let conn = Connection::open(&path)?;
         configure(&conn, true)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(LogStore {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path: Some(path),
+            purging: AtomicBool::new(false),
         })
     }
 
@@ -196,10 +235,12 @@ impl LogStore {
         let conn = Connection::open_in_memory()?;
         configure(&conn, false)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(LogStore {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path: None,
+            purging: AtomicBool::new(false),
         })
     }
 
@@ -265,10 +306,14 @@ impl LogStore {
                     "Resource limit exceeded.".to_string(),
                 ));
             }
+            // An explicit id above every pending purge's (see `log_purges`): SQLite would
+            // otherwise reuse a just-deleted group's id.
             tx.execute(
-                "INSERT INTO log_groups (name, creation_time, retention_days, log_group_class,
+                "INSERT INTO log_groups (id, name, creation_time, retention_days, log_group_class,
                     kms_key_id, deletion_protection, tags, stored_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                 VALUES (max(coalesce((SELECT max(id) FROM log_groups), 0),
+                             coalesce((SELECT max(group_id) FROM log_purges), 0)) + 1,
+                         ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
                 params![
                     group.name,
                     group.creation_time,
@@ -314,6 +359,10 @@ impl LogStore {
         })
     }
 
+    /// Delete a group and its streams at once; its events are left for `purge_deleted`, which
+    /// removes them in batches. Deleting millions of events in this one transaction would hold
+    /// the writer lock long enough for every PutLogEvents to time out (and agents to re-send,
+    /// duplicating events).
     pub fn delete_group(&self, name: &str) -> Result<(), LogsError> {
         self.write(|tx| {
             let (id, group) = group_row(tx, name)?.ok_or_else(LogsError::group_not_found)?;
@@ -323,11 +372,69 @@ impl LogStore {
                     "Log group deletion protection is enabled. Disable deletion protection before deleting the log group.".to_string(),
                 ));
             }
-            tx.execute("DELETE FROM log_events WHERE group_id = ?1", [id])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO log_purges (group_id, max_stream_id)
+                 VALUES (?1, coalesce((SELECT max(id) FROM log_streams), 0))",
+                [id],
+            )?;
             tx.execute("DELETE FROM log_streams WHERE group_id = ?1", [id])?;
             tx.execute("DELETE FROM log_groups WHERE id = ?1", [id])?;
             Ok(())
         })
+    }
+
+    /// Delete the events of deleted groups, `DELETE_BATCH` per transaction, until none are
+    /// pending; a purge survives a restart (its `log_purges` row goes with its last batch).
+    /// Returns how many events went; 0 at once if another purge is running (a group deleted
+    /// just as that one finishes waits for the next retention sweep).
+    pub fn purge_deleted(&self) -> Result<u64, LogsError> {
+        struct Running<'a>(&'a AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        if self.purging.swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let _running = Running(&self.purging);
+        let mut total = 0u64;
+        loop {
+            let pending: Vec<i64> = self.read(|conn| {
+                let mut stmt = conn.prepare_cached("SELECT group_id FROM log_purges")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })?;
+            if pending.is_empty() {
+                return Ok(total);
+            }
+            for group_id in pending {
+                total += self.purge_group(group_id)?;
+            }
+        }
+    }
+
+    /// One deleted group's events, a batch per transaction; the last batch drops its purge row.
+    fn purge_group(&self, group_id: i64) -> Result<u64, LogsError> {
+        let mut total = 0u64;
+        loop {
+            let deleted = self.write(|tx| {
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM log_events WHERE seq IN (
+                            SELECT seq FROM log_events WHERE group_id = ?1 LIMIT ?2)",
+                    )?
+                    .execute(params![group_id, DELETE_BATCH])?;
+                if (deleted as i64) < DELETE_BATCH {
+                    tx.execute("DELETE FROM log_purges WHERE group_id = ?1", [group_id])?;
+                }
+                Ok(deleted)
+            })?;
+            total += deleted as u64;
+            if (deleted as i64) < DELETE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Groups in ASCII name order.
@@ -385,8 +492,13 @@ impl LogStore {
                     "The specified log stream already exists".to_string(),
                 ));
             }
+            // An explicit id above every pending purge's (see `log_purges`), and -1 for "no
+            // events" even in a database whose column still defaults to NULL.
             tx.execute(
-                "INSERT INTO log_streams (group_id, name, creation_time) VALUES (?1, ?2, ?3)",
+                "INSERT INTO log_streams (id, group_id, name, creation_time, last_event_ts)
+                 VALUES (max(coalesce((SELECT max(id) FROM log_streams), 0),
+                             coalesce((SELECT max(max_stream_id) FROM log_purges), 0)) + 1,
+                         ?1, ?2, ?3, -1)",
                 params![group_id, stream, now],
             )?;
             Ok(())
@@ -429,29 +541,7 @@ impl LogStore {
     ) -> Result<Vec<StreamRecord>, LogsError> {
         self.read(|conn| {
             let (group_id, _) = group_row(conn, group)?.ok_or_else(LogsError::group_not_found)?;
-            // Streams without events sort as if their last event were at -1 (before all).
-            let (cmp, order_by) = match (order, descending) {
-                (StreamOrder::Name, false) => ("name > ?3", "name ASC"),
-                (StreamOrder::Name, true) => ("name < ?3", "name DESC"),
-                (StreamOrder::LastEventTime, false) => (
-                    "(coalesce(last_event_ts, -1), name) > (?4, ?3)",
-                    "coalesce(last_event_ts, -1) ASC, name ASC",
-                ),
-                (StreamOrder::LastEventTime, true) => (
-                    "(coalesce(last_event_ts, -1), name) < (?4, ?3)",
-                    "coalesce(last_event_ts, -1) DESC, name DESC",
-                ),
-            };
-            let sql = format!(
-                "SELECT id, name, creation_time, first_event_ts, last_event_ts,
-                        last_ingestion_time, stored_bytes, last_seq
-                 FROM log_streams
-                 WHERE group_id = ?1
-                   AND (?2 IS NULL OR substr(name, 1, length(?2)) = ?2)
-                   AND (?3 IS NULL OR {cmp})
-                 ORDER BY {order_by}
-                 LIMIT ?5"
-            );
+            let sql = list_streams_sql(order, descending, after.is_some());
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![
@@ -523,8 +613,12 @@ impl LogStore {
     }
 
     /// Up to `limit` events of one stream within `[start, end)`, either the first ones after
-    /// `after` (forward) or the last ones at or before `before` (backward). Always returned in
-    /// ascending order.
+    /// `cursor` (forward) or the last ones at or before it (backward), stopping before the
+    /// events' size (message bytes plus `EVENT_OVERHEAD` each) would pass `max_bytes`; always
+    /// at least one event when any remains. Returned in ascending order.
+    ///
+    /// The cap is applied while reading: a page of `limit` (up to 10,000) large messages read
+    /// first and trimmed afterwards could allocate gigabytes for a 1 MB answer.
     #[allow(clippy::too_many_arguments)]
     pub fn stream_events(
         &self,
@@ -535,6 +629,7 @@ impl LogStore {
         forward: bool,
         cursor: Cursor,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<EventRecord>, LogsError> {
         self.read(|conn| {
             let (group_id, _) = group_row(conn, group)?.ok_or_else(LogsError::group_not_found)?;
@@ -552,19 +647,34 @@ impl LogStore {
                  ORDER BY timestamp DESC, seq DESC LIMIT ?6"
             };
             let mut stmt = conn.prepare_cached(sql)?;
-            let rows = stmt.query_map(
-                params![stream_id, start, end, cursor.0, cursor.1, limit as i64],
-                |r| {
-                    Ok(EventRecord {
-                        seq: r.get(0)?,
-                        timestamp: r.get(1)?,
-                        ingestion_time: r.get(2)?,
-                        message: r.get(3)?,
-                        stream_name: stream.to_string(),
-                    })
-                },
-            )?;
-            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+            let mut rows = stmt.query(params![
+                stream_id,
+                start,
+                end,
+                cursor.0,
+                cursor.1,
+                limit as i64
+            ])?;
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next()? {
+                // Size the message from SQLite's buffer before copying it out.
+                let size = match row.get_ref(3)? {
+                    ValueRef::Text(text) | ValueRef::Blob(text) => text.len(),
+                    _ => 0,
+                } + EVENT_OVERHEAD;
+                if !out.is_empty() && bytes + size > max_bytes {
+                    break;
+                }
+                bytes += size;
+                out.push(EventRecord {
+                    seq: row.get(0)?,
+                    timestamp: row.get(1)?,
+                    ingestion_time: row.get(2)?,
+                    message: row.get(3)?,
+                    stream_name: stream.to_string(),
+                });
+            }
             if !forward {
                 out.reverse();
             }
@@ -651,7 +761,7 @@ impl LogStore {
                     break;
                 }
                 let message: String = row.get(3)?;
-                let event_bytes = message.len() + 26;
+                let event_bytes = message.len() + EVENT_OVERHEAD;
                 if keep(&message) {
                     if !matched.is_empty() && bytes + event_bytes > max_bytes {
                         exhausted = false;
@@ -683,7 +793,11 @@ impl LogStore {
     /// batches, each its own transaction, so writers are never blocked for long. Returns how
     /// many events were deleted.
     pub fn sweep(&self, now: i64) -> Result<u64, LogsError> {
-        const BATCH: i64 = 5_000;
+        const BATCH: i64 = DELETE_BATCH;
+        // Finish group deletions a restart interrupted (a no-op when none are pending).
+        if let Err(error) = self.purge_deleted() {
+            tracing::warn!(%error, "purging deleted log groups failed");
+        }
         let groups: Vec<(i64, i64)> = self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, retention_days FROM log_groups WHERE retention_days IS NOT NULL",
@@ -761,13 +875,15 @@ fn read_group(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, GroupRecord)> {
 }
 
 fn read_stream(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StreamRecord)> {
+    // Event timestamps are never negative, so -1 is "no events".
+    let last_event_ts: Option<i64> = r.get(4)?;
     Ok((
         r.get(0)?,
         StreamRecord {
             name: r.get(1)?,
             creation_time: r.get(2)?,
             first_event_ts: r.get(3)?,
-            last_event_ts: r.get(4)?,
+            last_event_ts: last_event_ts.filter(|ts| *ts >= 0),
             last_ingestion_time: r.get(5)?,
             stored_bytes: r.get(6)?,
             last_seq: r.get(7)?,
@@ -799,6 +915,37 @@ fn stream_row(
         )?
         .query_row(params![group_id, name], read_stream)
         .optional()?)
+}
+
+/// DescribeLogStreams' query. Streams without events have `last_event_ts` -1 (before all), so
+/// both orders are plain column orders that the `(group_id, name)` and
+/// `log_streams_by_last_event` indexes serve, and the continuation point is a separate query
+/// (not `?3 IS NULL OR …`) so that SQLite can seek to it instead of scanning from the start.
+fn list_streams_sql(order: StreamOrder, descending: bool, after: bool) -> String {
+    let (cmp, order_by) = match (order, descending) {
+        (StreamOrder::Name, false) => ("name > ?3", "name ASC"),
+        (StreamOrder::Name, true) => ("name < ?3", "name DESC"),
+        (StreamOrder::LastEventTime, false) => (
+            "(last_event_ts, name) > (?4, ?3)",
+            "last_event_ts ASC, name ASC",
+        ),
+        (StreamOrder::LastEventTime, true) => (
+            "(last_event_ts, name) < (?4, ?3)",
+            "last_event_ts DESC, name DESC",
+        ),
+    };
+    // ?3 and ?4 are bound either way: with numbered parameters, SQLite counts up to ?5.
+    let cmp = if after { cmp } else { "1" };
+    format!(
+        "SELECT id, name, creation_time, first_event_ts, last_event_ts,
+                last_ingestion_time, stored_bytes, last_seq
+         FROM log_streams
+         WHERE group_id = ?1
+           AND (?2 IS NULL OR substr(name, 1, length(?2)) = ?2)
+           AND {cmp}
+         ORDER BY {order_by}
+         LIMIT ?5"
+    )
 }
 
 fn stream_ids(
@@ -902,12 +1049,21 @@ mod tests {
             .put_events("g", "s", &events(&[(15, "c")]), 101)
             .unwrap();
         let all = store
-            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10)
+            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
             .unwrap();
         let messages: Vec<_> = all.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["a", "c", "b"]);
         let tail = store
-            .stream_events("g", "s", 0, i64::MAX, false, (i64::MAX, i64::MAX), 2)
+            .stream_events(
+                "g",
+                "s",
+                0,
+                i64::MAX,
+                false,
+                (i64::MAX, i64::MAX),
+                2,
+                1 << 20,
+            )
             .unwrap();
         let messages: Vec<_> = tail.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["c", "b"]);
@@ -1043,12 +1199,12 @@ mod tests {
         }
         assert_eq!(store.sweep(2 * day + 1).unwrap(), 1);
         let left = store
-            .stream_events("short", "s", 0, i64::MAX, true, (0, 0), 10)
+            .stream_events("short", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
             .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(store.get_group("short").unwrap().stored_bytes, 3);
         let untouched = store
-            .stream_events("kept", "s", 0, i64::MAX, true, (0, 0), 10)
+            .stream_events("kept", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
             .unwrap();
         assert_eq!(untouched.len(), 2);
     }
@@ -1066,7 +1222,7 @@ mod tests {
         }
         let store = LogStore::open(dir.path()).unwrap();
         let got = store
-            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10)
+            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
             .unwrap();
         assert_eq!(got[0].message, "kept");
         // Sequence numbers keep growing after a reopen.
@@ -1074,6 +1230,213 @@ mod tests {
             .put_events("g", "s", &events(&[(3, "more")]), 4)
             .unwrap();
         assert!(last > got[0].seq);
+    }
+
+    fn event_count(store: &LogStore) -> i64 {
+        let conn = store.writer.lock().unwrap();
+        conn.query_row("SELECT count(*) FROM log_events", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn stream_pages_stop_at_the_byte_cap_while_reading() {
+        let store = LogStore::in_memory().unwrap();
+        store.create_group(&group("g")).unwrap();
+        store.create_stream("g", "s", 0).unwrap();
+        let big = "x".repeat(600_000);
+        for t in 0..3 {
+            store
+                .put_events("g", "s", &[(t, format!("{t}{big}"))], 0)
+                .unwrap();
+        }
+        let cap = 1_048_576;
+        let seqs = |forward, cursor, limit, cap| {
+            store
+                .stream_events("g", "s", 0, i64::MAX, forward, cursor, limit, cap)
+                .unwrap()
+                .iter()
+                .map(|e| e.timestamp)
+                .collect::<Vec<_>>()
+        };
+        // A 10,000-event limit no longer means 10,000 messages read: the page stops at the
+        // cap, keeping the end nearest the cursor.
+        assert_eq!(seqs(true, (0, 0), 10_000, cap), [0]);
+        assert_eq!(seqs(false, (i64::MAX, i64::MAX), 10_000, cap), [2]);
+        // At least one event even when it alone is over the cap.
+        assert_eq!(seqs(true, (0, 0), 10_000, 10), [0]);
+        // Small events: the limit still counts.
+        assert_eq!(seqs(true, (0, 0), 2, usize::MAX).len(), 2);
+        // The cap counts each event's overhead too.
+        store.create_stream("g", "small", 0).unwrap();
+        store
+            .put_events("g", "small", &events(&[(1, "ab"), (2, "cd")]), 0)
+            .unwrap();
+        let page = store
+            .stream_events(
+                "g",
+                "small",
+                0,
+                i64::MAX,
+                true,
+                (0, 0),
+                10,
+                2 * (2 + 26) - 1,
+            )
+            .unwrap();
+        assert_eq!(page.len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_groups_events_go_in_batches_and_never_resurface() {
+        let store = LogStore::in_memory().unwrap();
+        store.create_group(&group("g")).unwrap();
+        store.create_stream("g", "s", 0).unwrap();
+        let many: Vec<(i64, String)> = (0..DELETE_BATCH + 7)
+            .map(|i| (i, format!("m{i}")))
+            .collect();
+        store.put_events("g", "s", &many, 0).unwrap();
+        store.delete_group("g").unwrap();
+        // The group and stream are gone at once; the events wait for the purge, outside the
+        // transaction that removed the group (which writers would otherwise queue behind).
+        assert!(matches!(
+            store.get_group("g"),
+            Err(LogsError::ResourceNotFound(_))
+        ));
+        assert_eq!(event_count(&store), DELETE_BATCH + 7);
+        // A group and stream made meanwhile, with the same names, get fresh ids: SQLite would
+        // hand the deleted (highest) ids out again, showing the old events in the new stream.
+        store.create_group(&group("g")).unwrap();
+        store.create_stream("g", "s", 0).unwrap();
+        let leaked = store
+            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
+            .unwrap();
+        assert!(leaked.is_empty());
+        let scan = store
+            .scan_group(
+                "g",
+                &StreamSelection::All,
+                0,
+                i64::MAX,
+                true,
+                None,
+                100,
+                100,
+                1 << 20,
+                &|_| true,
+            )
+            .unwrap();
+        assert!(scan.matched.is_empty());
+        store
+            .put_events("g", "s", &events(&[(1, "new")]), 0)
+            .unwrap();
+        assert_eq!(store.purge_deleted().unwrap(), DELETE_BATCH as u64 + 7);
+        assert_eq!(event_count(&store), 1);
+        assert_eq!(store.purge_deleted().unwrap(), 0);
+        let kept = store
+            .stream_events("g", "s", 0, i64::MAX, true, (0, 0), 10, 1 << 20)
+            .unwrap();
+        assert_eq!(kept[0].message, "new");
+    }
+
+    #[test]
+    fn an_interrupted_purge_finishes_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.create_group(&group("g")).unwrap();
+            store.create_stream("g", "s", 0).unwrap();
+            store.put_events("g", "s", &events(&[(1, "m")]), 0).unwrap();
+            // Deleted, but the process "dies" before purging.
+            store.delete_group("g").unwrap();
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        assert_eq!(event_count(&store), 1);
+        store.create_group(&group("h")).unwrap();
+        // The retention sweep picks the purge up.
+        store.sweep(0).unwrap();
+        assert_eq!(event_count(&store), 0);
+    }
+
+    #[test]
+    fn stream_listings_page_on_an_index() {
+        let store = LogStore::in_memory().unwrap();
+        let conn = store.writer.lock().unwrap();
+        for order in [StreamOrder::Name, StreamOrder::LastEventTime] {
+            for descending in [false, true] {
+                for after in [false, true] {
+                    let sql = list_streams_sql(order, descending, after);
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                    let plan: Vec<String> = stmt
+                        .query_map(params![1, None::<String>, "n", 5, 10], |r| r.get(3))
+                        .unwrap()
+                        .collect::<Result<_, _>>()
+                        .unwrap();
+                    let plan = plan.join("; ");
+                    let case = format!("{order:?} descending={descending} after={after}: {plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "sorts: {case}");
+                    if order == StreamOrder::LastEventTime {
+                        assert!(plan.contains("log_streams_by_last_event"), "{case}");
+                        if after {
+                            // Seeks to the continuation point rather than scanning up to it.
+                            assert!(plan.contains("last_event_ts"), "{case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_older_database_gets_its_null_last_event_times_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The earlier schema: a nullable last_event_ts, NULL for streams without events.
+            let conn = Connection::open(dir.path().join("logs.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE log_groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                    creation_time INTEGER NOT NULL, retention_days INTEGER,
+                    log_group_class TEXT NOT NULL, kms_key_id TEXT,
+                    deletion_protection INTEGER NOT NULL DEFAULT 0,
+                    tags TEXT NOT NULL DEFAULT '{}', stored_bytes INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE log_streams (id INTEGER PRIMARY KEY, group_id INTEGER NOT NULL,
+                    name TEXT NOT NULL, creation_time INTEGER NOT NULL, first_event_ts INTEGER,
+                    last_event_ts INTEGER, last_ingestion_time INTEGER,
+                    stored_bytes INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (group_id, name));
+                 INSERT INTO log_groups (id, name, creation_time, log_group_class)
+                    VALUES (1, 'g', 0, 'STANDARD');
+                 INSERT INTO log_streams (group_id, name, creation_time, last_event_ts)
+                    VALUES (1, 'idle', 0, NULL), (1, 'busy', 0, 7);",
+            )
+            .unwrap();
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        store.create_stream("g", "new", 0).unwrap();
+        let listed: Vec<_> = store
+            .list_streams("g", StreamOrder::LastEventTime, false, None, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.last_event_ts, s.name))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (None, "idle".to_string()),
+                (None, "new".to_string()),
+                (Some(7), "busy".to_string())
+            ]
+        );
+        let nulls: i64 = store
+            .writer
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM log_streams WHERE last_event_ts IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(nulls, 0);
     }
 
     #[test]

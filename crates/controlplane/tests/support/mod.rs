@@ -347,3 +347,18 @@ pub async fn cloudwatch_client(server: &TestServer) -> aws_sdk_cloudwatch::Clien
         .await;
     aws_sdk_cloudwatch::Client::new(&config)
 }
+
+/// A signed EC2 Query request (`Action=…&Version=2016-11-15&…`, the form `form`).
+pub async fn ec2_query(server: &TestServer, form: &str) -> RawResponse {
+    signed_request(
+        server,
+        "ec2",
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
+        form.as_bytes(),
+        None,
+    )
+    .await
+}

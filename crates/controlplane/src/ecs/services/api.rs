@@ -15,9 +15,13 @@ use serde_json::{json, Value};
 
 use super::history::start_deployment;
 use super::{read_service, render, service_tasks, write_service, RevisionConfig, ServiceRecord};
+use crate::ecs::awsvpc;
 use crate::ecs::clusters::active_cluster;
-use crate::ecs::tasks::resolve_task_definition;
+use crate::ecs::tasks::{
+    check_fargate, check_platform_version, resolve_capacity, resolve_task_definition,
+};
 use crate::ecs::{keys, paging, tags, EcsContext, EcsError};
+use model::ecs::task::TaskOverride;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,7 +62,6 @@ struct CreateServiceInput {
 fn refuse_unsupported(
     load_balancers: Option<&[LoadBalancer]>,
     service_registries: Option<&[ServiceRegistry]>,
-    capacity_provider_strategy: Option<&[CapacityProviderStrategyItem]>,
     service_connect: Option<&Value>,
     volume_configurations: Option<&[Value]>,
     vpc_lattice: Option<&[Value]>,
@@ -75,9 +78,6 @@ fn refuse_unsupported(
     if service_registries.is_some_and(|l| !l.is_empty()) {
         return not_yet("Service discovery registries (serviceRegistries)");
     }
-    if capacity_provider_strategy.is_some_and(|l| !l.is_empty()) {
-        return not_yet("Capacity provider strategies (capacityProviderStrategy)");
-    }
     if service_connect.is_some_and(|c| c.get("enabled").and_then(Value::as_bool) == Some(true)) {
         return not_yet("Service Connect configurations (serviceConnectConfiguration)");
     }
@@ -91,20 +91,6 @@ fn refuse_unsupported(
         return not_yet("Gateway connectors (gatewayConnectors)");
     }
     Ok(())
-}
-
-fn check_launch_type(launch_type: Option<&str>) -> Result<(), EcsError> {
-    match launch_type {
-        None | Some("EC2") => Ok(()),
-        Some(other @ ("FARGATE" | "EXTERNAL" | "MANAGED_INSTANCES")) => Err(
-            EcsError::InvalidParameter(format!(
-                "Launch type {other} is not available in Wharf yet; use EC2."
-            )),
-        ),
-        Some(other) => Err(EcsError::InvalidParameter(format!(
-            "Invalid launchType '{other}'. Valid values are: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES."
-        ))),
-    }
 }
 
 fn check_propagate_tags(value: Option<&str>) -> Result<(), EcsError> {
@@ -171,28 +157,23 @@ fn check_deployment_configuration(
     Ok(())
 }
 
-/// Resolve the task definition a deployment runs and check it can run here.
+/// Resolve the task definition a deployment runs and check it can run here: on Fargate when
+/// `fargate`, with a network configuration that fits its network mode.
 async fn deployable_definition(
     ctx: &EcsContext,
     given: &str,
     network_configuration: Option<&NetworkConfiguration>,
     require_active: bool,
+    fargate: bool,
 ) -> Result<TaskDefinition, EcsError> {
     let definition = resolve_task_definition(ctx, given).await?;
     if require_active && definition.status.as_deref() != Some("ACTIVE") {
         return Err(EcsError::Client("TaskDefinition is inactive".to_string()));
     }
-    if definition.network_mode.as_deref() == Some("awsvpc") {
-        return Err(EcsError::InvalidParameter(
-            "Task definitions with networkMode awsvpc need awsvpc networking, which Wharf does not run yet; use bridge, host or none.".to_string(),
-        ));
+    if fargate {
+        check_fargate(&definition, &TaskOverride::default())?;
     }
-    if network_configuration.is_some_and(|n| n.awsvpc_configuration.is_some()) {
-        return Err(EcsError::InvalidParameter(
-            "Network Configuration is not valid for the given networkMode of this task definition."
-                .to_string(),
-        ));
-    }
+    awsvpc::resolve_network(ctx, &definition, network_configuration, fargate).await?;
     Ok(definition)
 }
 
@@ -291,14 +272,12 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
     refuse_unsupported(
         input.load_balancers.as_deref(),
         input.service_registries.as_deref(),
-        input.capacity_provider_strategy.as_deref(),
         input.service_connect_configuration.as_ref(),
         input.volume_configurations.as_deref(),
         input.vpc_lattice_configurations.as_deref(),
         input.gateway_connectors.as_deref(),
     )?;
-    check_launch_type(input.launch_type.as_deref())?;
-    if input.platform_version.is_some() {
+    if input.launch_type.as_deref() == Some("EC2") && input.platform_version.is_some() {
         return Err(EcsError::InvalidParameter(
             "The platform version must be null when specifying an EC2 launch type.".to_string(),
         ));
@@ -353,11 +332,36 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
     })?;
     let (cluster_record, _) = active_cluster(ctx, input.cluster.as_deref()).await?;
     let cluster = cluster_record.cluster_name.clone().unwrap_or_default();
+    let capacity = resolve_capacity(
+        &cluster_record,
+        input.launch_type.as_deref(),
+        input.capacity_provider_strategy.as_deref(),
+    )?;
+    check_platform_version(capacity.fargate, input.platform_version.as_deref())?;
+    if capacity.fargate && daemon {
+        // guessed wording; ECS refuses DAEMON services on Fargate.
+        return Err(EcsError::InvalidParameter(
+            "The daemon scheduling strategy is not supported with the FARGATE launch type."
+                .to_string(),
+        ));
+    }
+    // A strategy given, or the cluster's default one when neither is given, is the service's.
+    let strategy = match (&input.launch_type, &input.capacity_provider_strategy) {
+        (None, Some(given)) if !given.is_empty() => Some(given.clone()),
+        (None, _) if capacity.fargate => cluster_record.default_capacity_provider_strategy.clone(),
+        _ => None,
+    };
+    let launch_type = match (&strategy, capacity.fargate) {
+        (Some(_), _) => None,
+        (None, true) => Some("FARGATE".to_string()),
+        (None, false) => Some("EC2".to_string()),
+    };
     let definition = deployable_definition(
         ctx,
         &task_definition,
         input.network_configuration.as_ref(),
         true,
+        capacity.fargate,
     )
     .await?;
     let constraints = input.placement_constraints.clone().unwrap_or_default();
@@ -400,7 +404,15 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 service_registries: Some(vec![]),
                 status: Some(ACTIVE.to_string()),
                 desired_count: Some(desired),
-                launch_type: Some("EC2".to_string()),
+                launch_type: launch_type.clone(),
+                capacity_provider_strategy: strategy.clone(),
+                platform_version: capacity.fargate.then(|| {
+                    input
+                        .platform_version
+                        .clone()
+                        .unwrap_or_else(|| "LATEST".to_string())
+                }),
+                platform_family: capacity.fargate.then(|| "Linux".to_string()),
                 deployment_configuration: Some(with_defaults(configuration.clone(), daemon)),
                 role_arn: input.role.clone(),
                 events: Some(vec![]),
@@ -494,17 +506,11 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
     refuse_unsupported(
         input.load_balancers.as_deref(),
         input.service_registries.as_deref(),
-        input.capacity_provider_strategy.as_deref(),
         input.service_connect_configuration.as_ref(),
         input.volume_configurations.as_deref(),
         input.vpc_lattice_configurations.as_deref(),
         input.gateway_connectors.as_deref(),
     )?;
-    if input.platform_version.is_some() {
-        return Err(EcsError::InvalidParameter(
-            "The platform version must be null when specifying an EC2 launch type.".to_string(),
-        ));
-    }
     if input
         .deployment_controller
         .as_ref()
@@ -528,6 +534,43 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
             .ok_or(EcsError::ServiceNotFound)?;
         if record.status() != ACTIVE {
             return Err(EcsError::ServiceNotActive);
+        }
+        let fargate = record.service.launch_type.as_deref() == Some("FARGATE")
+            || record
+                .service
+                .capacity_provider_strategy
+                .as_ref()
+                .is_some_and(|s| !s.is_empty());
+        check_platform_version(fargate, input.platform_version.as_deref())?;
+        // A Fargate service may move between FARGATE and FARGATE_SPOT, or change its platform
+        // version; either starts a new deployment, as in ECS.
+        let mut capacity_changed = false;
+        if let Some(strategy) = input
+            .capacity_provider_strategy
+            .as_ref()
+            .filter(|s| !s.is_empty())
+        {
+            if !fargate {
+                return Err(EcsError::InvalidParameter(
+                    "Moving a service from the EC2 launch type to a capacity provider strategy is not available in Wharf yet.".to_string(),
+                ));
+            }
+            let providers = cluster_record
+                .capacity_providers
+                .clone()
+                .unwrap_or_default();
+            crate::ecs::clusters::validate_capacity_providers(&providers, strategy)?;
+            if record.service.capacity_provider_strategy.as_ref() != Some(strategy) {
+                record.service.capacity_provider_strategy = Some(strategy.clone());
+                record.service.launch_type = None;
+                capacity_changed = true;
+            }
+        }
+        if let Some(version) = input.platform_version.as_ref() {
+            if record.service.platform_version.as_ref() != Some(version) {
+                record.service.platform_version = Some(version.clone());
+                capacity_changed = true;
+            }
         }
         let daemon = record.is_daemon();
         if daemon && input.desired_count.is_some() {
@@ -639,6 +682,7 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 .unwrap_or(&current.task_definition),
             network.as_ref(),
             input.task_definition.is_some(),
+            fargate,
         )
         .await?;
         let next = RevisionConfig {
@@ -659,7 +703,7 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
             &next.placement_strategy,
         )?;
         let now = ctx.now();
-        if next != current || input.force_new_deployment {
+        if next != current || input.force_new_deployment || capacity_changed {
             let id = start_deployment(&mut record, &ctx.scope, &cluster, next, &definition, now);
             tracing::info!(cluster, service = record.name(), deployment = %id, "deployment started");
         } else {
@@ -937,10 +981,9 @@ mod tests {
             None,
             None,
             None,
-            None,
         )
         .unwrap_err();
         assert!(error.to_string().contains("not available in Wharf yet"));
-        assert!(refuse_unsupported(Some(&[]), None, None, None, None, None, None).is_ok());
+        assert!(refuse_unsupported(Some(&[]), None, None, None, None, None).is_ok());
     }
 }

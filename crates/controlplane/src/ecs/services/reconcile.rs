@@ -33,8 +33,8 @@ use super::rollout::{
 use super::{group_of, has_health_check, write_service, ServiceRecord};
 use crate::ecs::cluster_state::{ClusterState, InstanceRecord};
 use crate::ecs::tasks::{
-    force_stopped, launch, put_task, resolve_task_definition, stop_task_by_id, LaunchRequest,
-    TaskRecord,
+    force_stopped, launch, put_task, resolve_task_definition, settle_capacity_and_network,
+    stop_task_by_id, Capacity, LaunchRequest, TaskRecord,
 };
 use crate::ecs::{keys, placement, tags, EcsContext, EcsError};
 
@@ -384,10 +384,21 @@ pub async fn reconcile(
                 strategies,
             );
             request.enable_execute_command = record.service.enable_execute_command.unwrap_or(false);
-            let result = if record.is_daemon() {
-                launch(ctx, &request, 0, Some(&decision.launch_on), None).await
-            } else {
-                launch(ctx, &request, wanted, None, None).await
+            let capacity = service_capacity(&record.service);
+            let settled = settle_capacity_and_network(
+                ctx,
+                &mut request,
+                &capacity,
+                record.service.platform_version.as_deref(),
+                primary.deployment.network_configuration.as_ref(),
+            )
+            .await;
+            let result = match settled {
+                Err(error) => Err(error),
+                Ok(()) if record.is_daemon() => {
+                    launch(ctx, &request, 0, Some(&decision.launch_on), None).await
+                }
+                Ok(()) => launch(ctx, &request, wanted, None, None).await,
             };
             match result {
                 Ok((launched, failures)) => {
@@ -661,6 +672,40 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
 
 /// DAEMON: ACTIVE instances where the service's and the definition's constraints hold, with
 /// whether their agent is connected.
+/// The capacity a service's tasks use: FARGATE by launch type or capacity provider strategy
+/// (the provider with a base, else the heaviest weight, names its tasks), else EC2.
+fn service_capacity(service: &model::ecs::service::Service) -> Capacity {
+    if service.launch_type.as_deref() == Some("FARGATE") {
+        return Capacity {
+            fargate: true,
+            capacity_provider_name: None,
+        };
+    }
+    let strategy = service
+        .capacity_provider_strategy
+        .as_deref()
+        .unwrap_or_default();
+    let chosen = strategy
+        .iter()
+        .find(|i| i.base.unwrap_or(0) > 0)
+        .or_else(|| {
+            strategy.iter().reduce(|best, i| {
+                if i.weight.unwrap_or(0) > best.weight.unwrap_or(0) {
+                    i
+                } else {
+                    best
+                }
+            })
+        });
+    match chosen {
+        Some(item) => Capacity {
+            fargate: true,
+            capacity_provider_name: Some(item.capacity_provider.clone()),
+        },
+        None => Capacity::default(),
+    }
+}
+
 fn daemon_instances(
     state: &ClusterState,
     definition: Option<&TaskDefinition>,
@@ -688,6 +733,8 @@ fn daemon_instances(
         .instances
         .iter()
         .filter(|i| i.record.instance.status.as_deref() == Some("ACTIVE"))
+        // Fargate capacity takes no DAEMON tasks (DAEMON is an EC2 strategy in ECS).
+        .filter(|i| !i.record.is_fargate_capacity())
         .filter(|i| {
             let facts = placement::scheduler_instance(state, i);
             parsed
