@@ -258,6 +258,9 @@ fn the_foundation_fargate_task_runs_with_its_own_address_and_security_groups_app
     ensure!(other_ip != ip, "two tasks share {ip}");
 
     // Stopping releases the ENI.
+    let other_arn = other["taskArn"].as_str().unwrap_or_default().to_string();
+    up.wharf
+        .aws_json(&["ecs", "stop-task", "--task", &other_arn])?;
     up.wharf.aws_json(&["ecs", "stop-task", "--task", &arn])?;
     up.wait("tasks-stopped", &arn)?;
     let gone = up.wharf.aws(&[

@@ -182,6 +182,9 @@ pub struct Up {
     pub wharf: Wharf,
     pub instance_arn: String,
     pub cleanup: agent::testing::DockerCleanup,
+    /// The containers of the local Fargate agent (its instance is hidden from the API; its
+    /// ARN is read from its identity file).
+    pub fargate_cleanup: agent::testing::DockerCleanup,
 }
 
 impl Up {
@@ -195,10 +198,20 @@ impl Up {
                 .map(str::to_string))
         })?;
         let cleanup = agent::testing::DockerCleanup::new(&instance_arn);
+        let identity = data_dir.join("agent-fargate").join("agent-state.json");
+        let fargate_arn = wait_for(60, "the local Fargate agent to register", || {
+            let Ok(text) = std::fs::read_to_string(&identity) else {
+                return Ok(None);
+            };
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            Ok(value["containerInstanceArn"].as_str().map(str::to_string))
+        })?;
+        let fargate_cleanup = agent::testing::DockerCleanup::new(&fargate_arn);
         Ok(Up {
             wharf,
             instance_arn,
             cleanup,
+            fargate_cleanup,
         })
     }
 
