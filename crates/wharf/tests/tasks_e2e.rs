@@ -234,6 +234,7 @@ fn a_killed_and_restarted_wharf_re_adopts_running_containers_untouched() -> Resu
         wharf,
         instance_arn,
         cleanup,
+        fargate_cleanup,
     } = up;
     wharf.kill9()?;
     ensure!(
@@ -271,6 +272,7 @@ fn a_killed_and_restarted_wharf_re_adopts_running_containers_untouched() -> Resu
         Ok((t["tasks"][0]["lastStatus"] == "STOPPED").then_some(()))
     })?;
     drop(cleanup);
+    drop(fargate_cleanup);
     Ok(())
 }
 
