@@ -1017,3 +1017,136 @@ async fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_deployment_alarms_a_steady_deployment_bakes_before_it_completes() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register("bake", "app", false).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(cluster.endpoint())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            &cluster.credentials.access_key_id,
+            &cluster.credentials.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    // Period 60 × 1 evaluation period: a bake of 60 s plus the evaluator's delay.
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name("bake-errors")
+        .namespace("App")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .treat_missing_data("notBreaching")
+        .send()
+        .await
+        .unwrap();
+    let alarms = aws_sdk_ecs::types::DeploymentAlarms::builder()
+        .alarm_names("bake-errors")
+        .enable(true)
+        .rollback(true)
+        .build()
+        .unwrap();
+    cluster
+        .ecs
+        .create_service()
+        .service_name("bake")
+        .task_definition("bake")
+        .desired_count(2)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .minimum_healthy_percent(100)
+                .maximum_percent(200)
+                .alarms(alarms)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // All tasks run, yet the deployment stays IN_PROGRESS while it bakes.
+    cluster
+        .wait_for("two running tasks", || async {
+            (cluster.service("bake").await.running_count() == 2).then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baking = cluster.service("bake").await;
+    assert_eq!(
+        baking.deployments()[0].rollout_state(),
+        Some(&aws_sdk_ecs::types::DeploymentRolloutState::InProgress),
+        "{baking:?}"
+    );
+    // Once the bake time passed without an alarm, it completes.
+    cluster.clock.advance(Duration::from_secs(80));
+    let stable = wait_stable(&cluster, "bake", 2).await;
+    let good = stable.deployments()[0].id().unwrap().to_string();
+
+    // The next deployment: steady, baking, then the alarm fires: it fails and rolls back.
+    let next = cluster.register("bake-next", "app", false).await;
+    cluster
+        .ecs
+        .update_service()
+        .service("bake")
+        .task_definition(&next)
+        .send()
+        .await
+        .unwrap();
+    cluster
+        .wait_for("the new revision's tasks running", || async {
+            let tasks = cluster.tasks("bake", DesiredStatus::Running).await;
+            let new = tasks
+                .iter()
+                .filter(|t| t.task_definition_arn() == Some(next.as_str()))
+                .filter(|t| t.last_status() == Some("RUNNING"))
+                .count();
+            (new == 2 && running(&tasks) == 2).then_some(())
+        })
+        .await;
+    use store::clock::Clock;
+    let now = cluster.clock.now_millis() / 1000 - 120;
+    cloudwatch
+        .put_metric_data()
+        .namespace("App")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("Errors")
+                .value(100.0)
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name("bake-errors")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("errors after the rollout")
+        .send()
+        .await
+        .unwrap();
+    cluster
+        .wait_for("the rollback after the bake-time alarm", || async {
+            cluster
+                .events("bake")
+                .await
+                .contains(&format!(
+                    "(service bake) rolling back to deployment {good}."
+                ))
+                .then_some(())
+        })
+        .await;
+    let back = wait_stable(&cluster, "bake", 2).await;
+    assert_eq!(back.task_definition(), stable.task_definition());
+    cluster.shutdown().await;
+}

@@ -47,6 +47,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 pub use alarms::alarm_states;
+
+/// How long after a period ends the alarm evaluator first judges it, in seconds (late
+/// datapoints, such as ECS's own metrics, arrive meanwhile); other controllers that wait for
+/// alarms to have seen something (deployment bake time) add it.
+pub const EVALUATION_DELAY_SECONDS: f64 = evaluator::EVALUATION_DELAY_MS as f64 / 1000.0;
 pub use error::CloudWatchError;
 
 use error::Result;

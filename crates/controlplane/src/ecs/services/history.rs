@@ -216,6 +216,7 @@ fn push_primary(
             wharf_service_deployment_arn: sd_arn,
             wharf_service_revision_arn: revision_arn,
             wharf_adopts: adopts,
+            wharf_steady_since: None,
         },
     );
     record.service.task_definition = Some(config.task_definition.clone());

@@ -105,6 +105,10 @@ pub struct DeploymentRecord {
     /// deployment's (a rollback re-adopts the tasks of the deployment it returns to).
     #[serde(default)]
     pub wharf_adopts: Vec<String>,
+    /// With deployment alarms: when this deployment first became steady; it completes once
+    /// it stayed steady through the bake time (ECS keeps watching the alarms meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wharf_steady_since: Option<f64>,
 }
 
 impl DeploymentRecord {

@@ -74,6 +74,39 @@ struct Observed {
     daemon_desired: Option<i64>,
     /// Deployment alarms in ALARM while the primary is in progress.
     triggered_alarms: Vec<String>,
+    /// With deployment alarms: how long a steady primary keeps being watched before it
+    /// completes (seconds).
+    bake_seconds: Option<f64>,
+}
+
+/// The bake time ECS derives from the deployment alarms' configuration ("you can't set this
+/// value"): long enough for the slowest alarm to see a full evaluation window of the new
+/// revision (Period × EvaluationPeriods), plus the evaluator's delay for late datapoints.
+async fn bake_seconds(ctx: &EcsContext, record: &ServiceRecord) -> Result<Option<f64>, EcsError> {
+    let Some(alarms) = record
+        .service
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.alarms.as_ref())
+        .filter(|a| a.enable && !a.alarm_names.is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut longest = 0i64;
+    for name in &alarms.alarm_names {
+        if let Some((alarm, _)) = crate::cloudwatch::alarms::load(&*ctx.store, name).await? {
+            let window = alarm
+                .evaluation_period()
+                .saturating_mul(alarm.evaluation_periods.max(1));
+            longest = longest.max(window);
+        }
+    }
+    if longest == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        longest as f64 + crate::cloudwatch::EVALUATION_DELAY_SECONDS,
+    ))
 }
 
 /// The deployment alarms (`deploymentConfiguration.alarms`, when enabled) that are in ALARM,
@@ -281,6 +314,7 @@ pub async fn reconcile(
     };
     let mut observed = Observed {
         triggered_alarms: triggered_alarms(ctx, &record).await?,
+        bake_seconds: bake_seconds(ctx, &record).await?,
         ..Observed::default()
     };
     let decision: Decision = if record.is_daemon() {
@@ -457,6 +491,15 @@ pub async fn reconcile(
         if let Some(until) = record.wharf_backoff_until.filter(|until| now < *until) {
             earliest(&mut at, until);
         }
+        if let (Some(bake), Some(since)) = (
+            observed.bake_seconds,
+            record
+                .primary()
+                .filter(|p| p.rollout_state() == IN_PROGRESS)
+                .and_then(|p| p.wharf_steady_since),
+        ) {
+            earliest(&mut at, since + bake);
+        }
         if record == before || write_service(ctx, cluster, &record, revision, vec![]).await? {
             return Ok(Outcome {
                 recheck_after: at.map(|at| Duration::from_secs_f64((at - now).max(0.0))),
@@ -626,7 +669,22 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
             again = true;
         }
     }
-    if observed.steady && !tripped {
+    // With deployment alarms a steady primary is watched through the bake time first.
+    let mut baking = false;
+    if let (Some(bake), Some(primary)) = (observed.bake_seconds, record.primary_mut()) {
+        // A rollback is not held back by the alarms that caused it.
+        if primary.rollout_state() == IN_PROGRESS
+            && observed.steady
+            && !tripped
+            && primary.wharf_adopts.is_empty()
+        {
+            let since = *primary.wharf_steady_since.get_or_insert(now);
+            baking = now < since + bake;
+        } else if !observed.steady {
+            primary.wharf_steady_since = None;
+        }
+    }
+    if observed.steady && !tripped && !baking {
         if let Some(message) = complete(record, now) {
             tracing::info!(service = %name, "deployment completed");
             events::push(&mut record.service, message, now);
