@@ -908,19 +908,12 @@ async fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back() {
     let good = stable.deployments()[0].id().unwrap().to_string();
 
     // An alarm on a metric that breaches, and in ALARM now.
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(cluster.endpoint())
-        .credentials_provider(aws_credential_types::Credentials::new(
-            &cluster.credentials.access_key_id,
-            &cluster.credentials.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    let cloudwatch = crate::support::cloudwatch_client_at(
+        &cluster.endpoint(),
+        &cluster.credentials.access_key_id,
+        &cluster.credentials.secret_access_key,
+    )
+    .await;
     use store::clock::Clock;
     // Two minutes back, in a finished period, so the evaluator also finds the alarm breaching
     // and keeps it in ALARM whatever SetAlarmState said.
@@ -1023,19 +1016,12 @@ async fn with_deployment_alarms_a_steady_deployment_bakes_before_it_completes() 
     let mut cluster = Cluster::start().await;
     cluster.add_agent("zone-a").await;
     cluster.register("bake", "app", false).await;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(cluster.endpoint())
-        .credentials_provider(aws_credential_types::Credentials::new(
-            &cluster.credentials.access_key_id,
-            &cluster.credentials.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    let cloudwatch = crate::support::cloudwatch_client_at(
+        &cluster.endpoint(),
+        &cluster.credentials.access_key_id,
+        &cluster.credentials.secret_access_key,
+    )
+    .await;
     // Period 60 × 1 evaluation period: a bake of 60 s plus the evaluator's delay.
     cloudwatch
         .put_metric_alarm()

@@ -8,55 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    ContainerDefinition, ContainerInstanceStatus, DesiredStatus, PortMapping, Resource,
-    TransportProtocol,
+    ContainerDefinition, ContainerInstanceStatus, DesiredStatus, PortMapping, TransportProtocol,
 };
 use serde_json::json;
 use store::clock::{Clock, ManualClock};
 use support::TestServer;
 
-fn resource_integer(name: &str, value: i32) -> Resource {
-    Resource::builder()
-        .name(name)
-        .r#type("INTEGER")
-        .integer_value(value)
-        .build()
-}
-
-async fn register_instance(server: &TestServer, cluster: &str) -> String {
-    let identity = json!({"instanceId": "i-0123456789abcdef0", "availabilityZone": "us-east-1a", "instanceType": "wharf.local"});
-    let registered = server
-        .ecs
-        .register_container_instance()
-        .cluster(cluster)
-        .instance_identity_document(identity.to_string())
-        .total_resources(resource_integer("CPU", 2048))
-        .total_resources(resource_integer("MEMORY", 4096))
-        .total_resources(
-            Resource::builder()
-                .name("PORTS")
-                .r#type("STRINGSET")
-                .string_set_value("22")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = registered
-        .container_instance()
-        .unwrap()
-        .container_instance_arn()
-        .unwrap()
-        .to_string();
-    let heartbeat = support::agent_call(
-        server,
-        "Heartbeat",
-        json!({"cluster": cluster, "containerInstanceArn": arn}),
-    )
-    .await;
-    assert_eq!(heartbeat.status, 200, "{heartbeat:?}");
-    arn
-}
+use support::register_instance;
 
 async fn register_web(server: &TestServer, memory: i32, host_port: i32) -> String {
     server

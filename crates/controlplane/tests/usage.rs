@@ -6,36 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{ContainerDefinition, Resource};
+use aws_sdk_ecs::types::ContainerDefinition;
 use serde_json::json;
 use store::clock::{Clock, ManualClock};
 use support::TestServer;
-
-fn resource_integer(name: &str, value: i32) -> Resource {
-    Resource::builder()
-        .name(name)
-        .r#type("INTEGER")
-        .integer_value(value)
-        .build()
-}
-
-async fn register_instance(server: &TestServer, cluster: &str) -> String {
-    let identity = json!({"instanceId": "i-0123456789abcdef0", "availabilityZone": "us-east-1a", "instanceType": "wharf.local"});
-    server
-        .ecs
-        .register_container_instance()
-        .cluster(cluster)
-        .instance_identity_document(identity.to_string())
-        .total_resources(resource_integer("CPU", 2048))
-        .total_resources(resource_integer("MEMORY", 4096))
-        .send()
-        .await
-        .unwrap()
-        .container_instance()
-        .and_then(|i| i.container_instance_arn())
-        .unwrap()
-        .to_string()
-}
 
 /// Report samples for `task_arn`: one per second from `start` (seconds), each adding
 /// `cpu_per_second` nanoseconds of CPU time, with `memory_mib` in use.
@@ -83,15 +57,8 @@ async fn reported_samples_become_task_usage() {
         .send()
         .await
         .unwrap();
-    let instance = register_instance(&server, "usage").await;
-    // Tasks are only placed on instances whose agent is connected.
-    let heartbeat = support::agent_call(
-        &server,
-        "Heartbeat",
-        json!({"cluster": "usage", "containerInstanceArn": instance}),
-    )
-    .await;
-    assert_eq!(heartbeat.status, 200);
+    // Registered with a heartbeat: tasks are only placed where the agent is connected.
+    let instance = support::register_instance(&server, "usage").await;
     server
         .ecs
         .register_task_definition()

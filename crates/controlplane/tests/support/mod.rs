@@ -333,12 +333,26 @@ pub async fn logs_start_in_dir(dir: &std::path::Path, credentials: Credentials) 
 
 /// A CloudWatch client (RPC v2 CBOR, as the AWS SDK for Rust speaks it) against this server.
 pub async fn cloudwatch_client(server: &TestServer) -> aws_sdk_cloudwatch::Client {
+    cloudwatch_client_at(
+        &server.endpoint(),
+        &server.credentials.access_key_id,
+        &server.credentials.secret_access_key,
+    )
+    .await
+}
+
+/// An `aws-sdk-cloudwatch` client (RPC v2 CBOR) for any endpoint and keys.
+pub async fn cloudwatch_client_at(
+    endpoint: &str,
+    access_key_id: &str,
+    secret: &str,
+) -> aws_sdk_cloudwatch::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
-        .endpoint_url(server.endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(SdkCredentials::new(
-            &server.credentials.access_key_id,
-            &server.credentials.secret_access_key,
+            access_key_id,
+            secret,
             None,
             None,
             "test",
@@ -361,4 +375,50 @@ pub async fn ec2_query(server: &TestServer, form: &str) -> RawResponse {
         None,
     )
     .await
+}
+
+/// An INTEGER resource for RegisterContainerInstance.
+pub fn resource_integer(name: &str, value: i32) -> aws_sdk_ecs::types::Resource {
+    aws_sdk_ecs::types::Resource::builder()
+        .name(name)
+        .r#type("INTEGER")
+        .integer_value(value)
+        .build()
+}
+
+/// Register a 2048-CPU / 4096-MiB instance in `cluster` and heartbeat for it, so tasks can be
+/// placed there; its ARN.
+pub async fn register_instance(server: &TestServer, cluster: &str) -> String {
+    let identity = serde_json::json!({"instanceId": "i-0123456789abcdef0", "availabilityZone": "us-east-1a", "instanceType": "wharf.local"});
+    let registered = server
+        .ecs
+        .register_container_instance()
+        .cluster(cluster)
+        .instance_identity_document(identity.to_string())
+        .total_resources(resource_integer("CPU", 2048))
+        .total_resources(resource_integer("MEMORY", 4096))
+        .total_resources(
+            aws_sdk_ecs::types::Resource::builder()
+                .name("PORTS")
+                .r#type("STRINGSET")
+                .string_set_value("22")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = registered
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string();
+    let heartbeat = agent_call(
+        server,
+        "Heartbeat",
+        serde_json::json!({"cluster": cluster, "containerInstanceArn": arn}),
+    )
+    .await;
+    assert_eq!(heartbeat.status, 200, "{heartbeat:?}");
+    arn
 }
