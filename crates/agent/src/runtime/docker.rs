@@ -798,6 +798,8 @@ impl ContainerRuntime for DockerRuntime {
             labels: Some(to_hash_map(&spec.labels)),
             ..Default::default()
         };
+        // Kept for one retry after removing a stale network with the same range.
+        let retry = request.clone();
         match self.docker.create_network(request).await {
             Ok(created) => {
                 tracing::info!(network = %spec.name, subnet = %spec.subnet, id = %created.id, "created network");
@@ -813,26 +815,7 @@ impl ContainerRuntime for DockerRuntime {
                 // server's default VPC, after its data directory was removed) is left behind
                 // once its tasks are gone; remove it if nothing uses it, then try once more.
                 if self.remove_unused_networks_with_range(&spec.subnet).await? > 0 {
-                    if let Ok(created) = self
-                        .docker
-                        .create_network(NetworkCreateRequest {
-                            name: spec.name.clone(),
-                            driver: Some("bridge".to_string()),
-                            ipam: Some(Ipam {
-                                driver: Some("default".to_string()),
-                                config: Some(vec![IpamConfig {
-                                    subnet: Some(spec.subnet.clone()),
-                                    gateway: Some(spec.gateway.clone()),
-                                    ..Default::default()
-                                }]),
-                                options: None,
-                            }),
-                            options: Some(to_hash_map(&spec.options)),
-                            labels: Some(to_hash_map(&spec.labels)),
-                            ..Default::default()
-                        })
-                        .await
-                    {
+                    if let Ok(created) = self.docker.create_network(retry).await {
                         tracing::info!(network = %spec.name, subnet = %spec.subnet, id = %created.id, "created network after removing an unused one with its range");
                         return Ok(());
                     }

@@ -8,21 +8,10 @@ use super::common::{bool_str, check_filters, matches, well_formed, zones, Filter
 use super::error::{Ec2Error, Result};
 use super::{input, Ec2Context};
 
-/// EC2's private DNS name of an address: `ip-10-0-0-5.ec2.internal` in us-east-1,
-/// `ip-10-0-0-5.<region>.compute.internal` elsewhere.
-fn private_dns_name(region: &str, ip: &str) -> String {
-    let host = format!("ip-{}", ip.replace('.', "-"));
-    if region == "us-east-1" {
-        format!("{host}.ec2.internal")
-    } else {
-        format!("{host}.{region}.compute.internal")
-    }
-}
-
 /// An ENI as the model's `NetworkInterface` shape, with the members Wharf derives.
 fn output(ctx: &Ec2Context, eni: &NetworkInterface) -> Value {
     let mut value = serde_json::to_value(eni).unwrap_or_default();
-    let dns = private_dns_name(&ctx.region, &eni.private_ip_address);
+    let dns = crate::ecs::awsvpc::private_dns_name(&ctx.region, &eni.private_ip_address);
     value["PrivateDnsName"] = json!(dns);
     value["PrivateIpAddresses"] = json!([{
         "PrivateIpAddress": eni.private_ip_address,
@@ -69,7 +58,10 @@ fn eni_values(ctx: &Ec2Context, eni: &NetworkInterface, name: &str) -> Vec<Strin
         "subnet-id" => one(&eni.subnet_id),
         "vpc-id" => one(&eni.vpc_id),
         "private-ip-address" | "addresses.private-ip-address" => one(&eni.private_ip_address),
-        "private-dns-name" => vec![private_dns_name(&ctx.region, &eni.private_ip_address)],
+        "private-dns-name" => vec![crate::ecs::awsvpc::private_dns_name(
+            &ctx.region,
+            &eni.private_ip_address,
+        )],
         "status" => one(&eni.status),
         "group-id" => eni.groups.iter().map(|g| g.group_id.clone()).collect(),
         "group-name" => eni.groups.iter().map(|g| g.group_name.clone()).collect(),
@@ -170,16 +162,14 @@ pub async fn describe_network_interfaces(ctx: &Ec2Context, raw: Value) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn dns_names() {
         assert_eq!(
-            private_dns_name("us-east-1", "172.31.0.4"),
+            crate::ecs::awsvpc::private_dns_name("us-east-1", "172.31.0.4"),
             "ip-172-31-0-4.ec2.internal"
         );
         assert_eq!(
-            private_dns_name("eu-west-1", "10.0.0.5"),
+            crate::ecs::awsvpc::private_dns_name("eu-west-1", "10.0.0.5"),
             "ip-10-0-0-5.eu-west-1.compute.internal"
         );
     }

@@ -223,7 +223,7 @@ impl Placer {
             r.instance.status.as_deref() == Some("ACTIVE") && r.is_fargate_capacity() == fargate
         }) {
             return Err(EcsError::InvalidParameter(
-                "No Container Instances were found in your cluster.".to_string(),
+                scheduler::plan::NO_CONTAINER_INSTANCES_MESSAGE.to_string(),
             ));
         }
         let plan = planner.scheduler.place(request)?;

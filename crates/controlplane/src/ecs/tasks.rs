@@ -1053,7 +1053,7 @@ pub async fn launch(
                     .collect();
                 if candidates.is_empty() {
                     return Err(EcsError::InvalidParameter(
-                        "No Container Instances were found in your cluster.".to_string(),
+                        scheduler::plan::NO_CONTAINER_INSTANCES_MESSAGE.to_string(),
                     ));
                 }
                 placement::plan(

@@ -322,12 +322,10 @@ async fn capacity(ctx: &EcsContext, cluster: &str) -> Result<Capacity, EcsError>
         }
         let amount = |resources: &Option<Vec<model::ecs::container_instance::Resource>>,
                       name: &str| {
-            resources
-                .iter()
-                .flatten()
-                .find(|r| r.name.as_deref() == Some(name))
-                .and_then(|r| r.integer_value.or(r.long_value))
-                .unwrap_or(0) as f64
+            model::ecs::container_instance::integer_resource(
+                resources.as_deref().unwrap_or_default(),
+                name,
+            ) as f64
         };
         let registered_cpu = amount(&record.instance.registered_resources, "CPU");
         let registered_memory = amount(&record.instance.registered_resources, "MEMORY");
