@@ -505,17 +505,16 @@ struct DeploymentView {
     rollout_state: Option<String>,
 }
 
-/// `ecs::services::render`'s definitions of running and pending.
+/// `ecs::services`' definitions of running and pending, shared with DescribeServices.
 fn is_running(task: &TaskView) -> bool {
-    task.last_status.as_deref() == Some("RUNNING")
+    crate::ecs::services::counts_as_running(task.last_status.as_deref())
 }
 
 fn is_pending(task: &TaskView) -> bool {
-    task.desired_status.as_deref() == Some("RUNNING")
-        && matches!(
-            task.last_status.as_deref(),
-            Some("PROVISIONING" | "PENDING" | "ACTIVATING")
-        )
+    crate::ecs::services::counts_as_pending(
+        task.last_status.as_deref(),
+        task.desired_status.as_deref(),
+    )
 }
 
 /// Call `each` with every key under `prefix`, reading `PAGE` keys at a time.

@@ -45,24 +45,14 @@ pub fn is_fargate(task: &Task) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case("FARGATE"))
 }
 
-/// CPU units from ECS's forms: `256`, `1 vCPU`, `0.25 vcpu`.
+/// CPU units from ECS's forms (`256`, `1 vCPU`), parsed as registration parsed them.
 pub fn parse_cpu_units(text: &str) -> Option<i64> {
-    let text = text.trim().to_ascii_lowercase();
-    if let Some(vcpu) = text.strip_suffix("vcpu") {
-        let value: f64 = vcpu.trim().parse().ok()?;
-        return Some((value * UNITS_PER_CPU as f64).round() as i64).filter(|u| *u > 0);
-    }
-    text.parse().ok().filter(|u: &i64| *u > 0)
+    model::ecs::task_definition::parse_task_cpu(text).filter(|u| *u > 0)
 }
 
-/// MiB from ECS's forms: `512`, `1 GB`, `0.5gb`.
+/// MiB from ECS's forms (`512`, `1 GB`), parsed as registration parsed them.
 pub fn parse_memory_mib(text: &str) -> Option<i64> {
-    let text = text.trim().to_ascii_lowercase();
-    if let Some(gb) = text.strip_suffix("gb") {
-        let value: f64 = gb.trim().parse().ok()?;
-        return Some((value * 1024.0).round() as i64).filter(|m| *m > 0);
-    }
-    text.parse().ok().filter(|m: &i64| *m > 0)
+    model::ecs::task_definition::parse_task_memory(text).filter(|m| *m > 0)
 }
 
 fn container_value(

@@ -276,15 +276,23 @@ pub async fn service_tasks(
 }
 
 fn is_pending(task: &Task) -> bool {
-    task.desired_status.as_deref() == Some("RUNNING")
-        && matches!(
-            task.last_status.as_deref(),
-            Some("PROVISIONING" | "PENDING" | "ACTIVATING")
-        )
+    counts_as_pending(task.last_status.as_deref(), task.desired_status.as_deref())
 }
 
 fn is_running(task: &Task) -> bool {
-    task.last_status.as_deref() == Some("RUNNING")
+    counts_as_running(task.last_status.as_deref())
+}
+
+/// DescribeServices' `pendingCount`: tasks meant to run that have not started yet (also what
+/// `/metrics` reports, so the two never disagree).
+pub(crate) fn counts_as_pending(last_status: Option<&str>, desired_status: Option<&str>) -> bool {
+    desired_status == Some("RUNNING")
+        && matches!(last_status, Some("PROVISIONING" | "PENDING" | "ACTIVATING"))
+}
+
+/// DescribeServices' `runningCount`.
+pub(crate) fn counts_as_running(last_status: Option<&str>) -> bool {
+    last_status == Some("RUNNING")
 }
 
 /// The wire form of a service: counts derived from its tasks, deployments rendered, the
