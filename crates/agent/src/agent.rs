@@ -122,6 +122,9 @@ pub struct AgentConfig {
     /// The port the task metadata endpoint listens on at each network gateway; 0 (the
     /// default) lets the OS pick one.
     pub task_metadata_port: u16,
+    /// The IPv4 address load balancers reach this host's published ports on (`privateIp` of
+    /// the identity document; instance targets resolve to it). Default `127.0.0.1`.
+    pub host_address: String,
 }
 
 impl AgentConfig {
@@ -153,6 +156,7 @@ impl AgentConfig {
             stats_report_interval: Duration::from_secs(STATS_REPORT_INTERVAL_SECONDS),
             task_metadata: true,
             task_metadata_port: 0,
+            host_address: "127.0.0.1".to_string(),
         }
     }
 
@@ -470,6 +474,7 @@ fn registration_input(
         "instanceId": identity.instance_id,
         "availabilityZone": availability_zone,
         "instanceType": config.instance_type,
+        "privateIp": config.host_address,
         "region": config.region,
         "architecture": host::cpu_architecture(),
     });
@@ -698,6 +703,7 @@ mod tests {
         assert_eq!(document["instanceId"], "i-0123456789abcdef0");
         assert_eq!(document["availabilityZone"], "us-east-1a");
         assert_eq!(document["instanceType"], "wharf.local");
+        assert_eq!(document["privateIp"], "127.0.0.1");
         assert_eq!(json["containerInstanceArn"], "arn:previous");
         assert_eq!(json["totalResources"][0]["integerValue"], 4096);
         assert_eq!(json["totalResources"][1]["integerValue"], 7744);

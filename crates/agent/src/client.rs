@@ -31,6 +31,8 @@ pub enum Service {
     Agent,
     /// CloudWatch Logs, where awslogs containers' output goes.
     Logs,
+    /// The load-balancer protocol (`model::elb`) a `wharf lb` data plane speaks.
+    LoadBalancer,
 }
 
 impl Service {
@@ -39,6 +41,7 @@ impl Service {
             Service::Ecs => "ecs",
             Service::Agent => model::agent::SIGNING_NAME,
             Service::Logs => "logs",
+            Service::LoadBalancer => model::agent::SIGNING_NAME,
         }
     }
 
@@ -47,6 +50,7 @@ impl Service {
             Service::Ecs => ECS_TARGET_PREFIX,
             Service::Agent => model::agent::TARGET_PREFIX,
             Service::Logs => LOGS_TARGET_PREFIX,
+            Service::LoadBalancer => model::elb::TARGET_PREFIX,
         }
     }
 }

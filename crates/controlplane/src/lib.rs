@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod credentials;
 pub mod ec2;
 pub mod ecs;
+pub mod elbv2;
 pub mod logs;
 pub mod prometheus;
 pub mod server;

@@ -49,11 +49,12 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The services whose requests are counted by name; anything else is `unknown`.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "ecs",
     "ec2",
     "monitoring",
     "logs",
+    "elasticloadbalancing",
     model::agent::SIGNING_NAME,
 ];
 

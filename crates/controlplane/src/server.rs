@@ -26,6 +26,7 @@ use crate::controllers::{
 use crate::credentials::Credentials;
 use crate::ec2::{self, Ec2Context};
 use crate::ecs::{self, EcsContext};
+use crate::elbv2::{self, Elbv2Context};
 use crate::logs::{self, LogsContext};
 use crate::prometheus::Exporter;
 
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub services: ServiceSettings,
     /// Where the metric and log stores keep their files; `None` keeps them in memory.
     pub telemetry_dir: Option<std::path::PathBuf>,
+    /// The IPv4 CIDR load balancer addresses (and so their `DNSName`s) are allocated from
+    /// (default `elbv2::DEFAULT_ADDRESS_POOL`, a loopback range a local `wharf lb` can bind).
+    pub load_balancer_address_pool: String,
 }
 
 struct App {
@@ -55,6 +59,7 @@ struct App {
     cloudwatch: Arc<CloudWatchContext>,
     logs: Arc<LogsContext>,
     ec2: Arc<Ec2Context>,
+    elbv2: Arc<Elbv2Context>,
     metrics: Arc<Exporter>,
 }
 
@@ -124,6 +129,18 @@ impl Server {
         ec2::ensure_defaults(&ec2)
             .await
             .map_err(std::io::Error::other)?;
+        let elbv2 = Arc::new(
+            Elbv2Context::new(
+                ecs.store.clone(),
+                ecs.clock.clone(),
+                cloudwatch.metrics.clone(),
+                &config.region,
+                &config.account_id,
+                &config.load_balancer_address_pool,
+                format!("elbv2:{token_key}").as_bytes(),
+            )
+            .map_err(std::io::Error::other)?,
+        );
         let app = Arc::new(App {
             credentials: config.credentials,
             clock,
@@ -131,6 +148,7 @@ impl Server {
             cloudwatch: cloudwatch.clone(),
             logs: logs.clone(),
             ec2,
+            elbv2,
             metrics: exporter,
         });
         let router = Router::new()
@@ -321,10 +339,26 @@ async fn route(app: &App, request: Request) -> (Response<Body>, Option<String>) 
             let response = ec2::serve(&app.ec2, &request).await;
             return crate::prometheus::answered_operation(&request, response).await;
         }
+        elbv2::SIGNING_NAME => {
+            let response = elbv2::serve(&app.elbv2, &request).await;
+            return crate::prometheus::answered_operation(&request, response).await;
+        }
         "logs" => serve_json(&request, logs::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
             logs::dispatch(&app.logs, op, input)
         })
         .await,
+        // The agent and load-balancer protocols share the `wharf` signing name; the target
+        // prefix picks the protocol.
+        model::agent::SIGNING_NAME
+            if request
+                .header("x-amz-target")
+                .is_some_and(|t| t.starts_with(&format!("{}.", model::elb::TARGET_PREFIX))) =>
+        {
+            serve_json(&request, model::elb::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
+                elbv2::dispatch_load_balancer_protocol(&app.elbv2, op, input)
+            })
+            .await
+        }
         model::agent::SIGNING_NAME => {
             serve_json(&request, model::agent::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
                 ecs::agent_service::dispatch(&app.ecs, op, input)
@@ -335,7 +369,7 @@ async fn route(app: &App, request: Request) -> (Response<Body>, Option<String>) 
             &AwsError::sender(
                 "UnrecognizedServiceException",
                 format!(
-                    "Wharf does not serve the '{other}' service yet; it serves: ecs, ec2 (VPCs, subnets, security groups, network interfaces), monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents). Check the endpoint URL and the service you are calling."
+                    "Wharf does not serve the '{other}' service yet; it serves: ecs, ec2 (VPCs, subnets, security groups, network interfaces), elasticloadbalancing (ELBv2: load balancers, target groups, listeners, rules), monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents and load balancers). Check the endpoint URL and the service you are calling."
                 ),
             ),
             json::CONTENT_TYPE_1_1,
@@ -407,6 +441,12 @@ pub trait IntoAwsError {
 impl IntoAwsError for ecs::EcsError {
     fn into_aws_error(self) -> AwsError {
         self.to_aws()
+    }
+}
+
+impl IntoAwsError for elbv2::Elbv2Error {
+    fn into_aws_error(self) -> AwsError {
+        self.to_wire().error
     }
 }
 

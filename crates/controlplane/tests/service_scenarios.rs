@@ -1136,3 +1136,466 @@ async fn with_deployment_alarms_a_steady_deployment_bakes_before_it_completes() 
     assert_eq!(back.task_definition(), stable.task_definition());
     cluster.shutdown().await;
 }
+
+// ---- Services behind load balancers ----
+
+fn load_balancer(arn: &str) -> aws_sdk_ecs::types::LoadBalancer {
+    aws_sdk_ecs::types::LoadBalancer::builder()
+        .target_group_arn(arn)
+        .container_name("app")
+        .container_port(80)
+        .build()
+}
+
+/// The group's targets still registered (not draining).
+async fn registered(cluster: &Cluster, group: &str) -> Vec<model::elb::RegisteredTarget> {
+    cluster
+        .target_group_record(group)
+        .await
+        .targets
+        .into_iter()
+        .filter(|t| t.deregistered_at_ms.is_none())
+        .collect()
+}
+
+async fn wait_registered(
+    cluster: &Cluster,
+    group: &str,
+    count: usize,
+) -> Vec<model::elb::RegisteredTarget> {
+    cluster
+        .wait_for(
+            &format!("{count} targets registered in {group}"),
+            || async {
+                let targets = registered(cluster, group).await;
+                (targets.len() == count).then_some(targets)
+            },
+        )
+        .await
+}
+
+fn steady_events(events: &[String], name: &str) -> usize {
+    let steady = format!("(service {name}) has reached a steady state.");
+    events.iter().filter(|e| **e == steady).count()
+}
+
+#[tokio::test]
+async fn tasks_are_registered_as_they_run_and_count_once_their_targets_are_healthy() {
+    let mut cluster = Cluster::start().await;
+    let instance = cluster.add_agent("zone-a").await;
+    cluster.register_web("lbweb", false).await;
+    let group = cluster.target_group("lbweb-tg", "instance", 30).await;
+    let created = cluster
+        .ecs
+        .create_service()
+        .service_name("lbweb")
+        .task_definition("lbweb")
+        .desired_count(2)
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.service().unwrap().load_balancers()[0].target_group_arn(),
+        Some(group.as_str())
+    );
+
+    // Bridge with a dynamic host port: the instance id and the host port Docker published.
+    let targets = wait_registered(&cluster, "lbweb-tg", 2).await;
+    let ec2_id = cluster
+        .ecs
+        .describe_container_instances()
+        .container_instances(&instance)
+        .send()
+        .await
+        .unwrap()
+        .container_instances()[0]
+        .ec2_instance_id()
+        .unwrap()
+        .to_string();
+    let tasks = cluster.tasks("lbweb", DesiredStatus::Running).await;
+    for task in &tasks {
+        let binding = &task.containers()[0].network_bindings()[0];
+        let target = targets
+            .iter()
+            .find(|t| t.task_arn.as_deref() == task.task_arn())
+            .expect("every running task is a target");
+        assert_eq!(target.id, ec2_id);
+        assert_eq!(Some(target.port), binding.host_port());
+        assert_ne!(target.port, 80, "a dynamic host port");
+    }
+    // Running is not enough: the deployment waits for the targets to be healthy.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let service = cluster.service("lbweb").await;
+    assert_eq!(service.running_count(), 2);
+    assert_eq!(
+        service.deployments()[0].rollout_state().map(|s| s.as_str()),
+        Some("IN_PROGRESS")
+    );
+    assert_eq!(cluster.all_targets_healthy("lbweb-tg").await, 2);
+    wait_stable(&cluster, "lbweb", 2).await;
+    let events = cluster.events("lbweb").await;
+    let registered_events: usize = events
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("(service lbweb) registered ")?
+                .strip_suffix(&format!(" targets in (target-group {group})"))?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(registered_events, 2, "{events:#?}");
+
+    // Scale 2 → 4: the new tasks are registered, and the service is steady only once their
+    // targets are healthy.
+    let steady_before = steady_events(&events, "lbweb");
+    cluster
+        .ecs
+        .update_service()
+        .service("lbweb")
+        .desired_count(4)
+        .send()
+        .await
+        .unwrap();
+    wait_registered(&cluster, "lbweb-tg", 4).await;
+    cluster
+        .wait_for("four running tasks", || async {
+            (cluster.service("lbweb").await.running_count() == 4).then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        steady_events(&cluster.events("lbweb").await, "lbweb"),
+        steady_before,
+        "not steady while new targets are initial"
+    );
+    cluster.all_targets_healthy("lbweb-tg").await;
+    cluster
+        .wait_for("the steady-state event", || async {
+            (steady_events(&cluster.events("lbweb").await, "lbweb") == steady_before + 1)
+                .then_some(())
+        })
+        .await;
+
+    // A task that crashes is deregistered (no drain needed) and replaced by a new target.
+    let victim = cluster.tasks("lbweb", DesiredStatus::Running).await[0]
+        .task_arn()
+        .unwrap()
+        .to_string();
+    assert!(cluster.exit(&victim, "app", 1));
+    cluster
+        .wait_for("the crashed task's target deregistered", || async {
+            let group = cluster.target_group_record("lbweb-tg").await;
+            group
+                .targets
+                .iter()
+                .any(|t| {
+                    t.task_arn.as_deref() == Some(victim.as_str()) && t.deregistered_at_ms.is_some()
+                })
+                .then_some(())
+        })
+        .await;
+    let targets = wait_registered(&cluster, "lbweb-tg", 4).await;
+    assert!(targets
+        .iter()
+        .all(|t| t.task_arn.as_deref() != Some(victim.as_str())));
+    let events = cluster.events("lbweb").await;
+    assert!(
+        events.contains(&format!(
+            "(service lbweb) deregistered 1 targets in (target-group {group})"
+        )),
+        "{events:#?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deployment_waits_for_healthy_targets_then_drains_old_tasks_before_stopping_them() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register_web("drain", false).await;
+    let group = cluster.target_group("drain-tg", "instance", 60).await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("drain")
+        .task_definition("drain")
+        .desired_count(2)
+        .deployment_configuration(configuration(100, 200, None))
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    wait_registered(&cluster, "drain-tg", 2).await;
+    cluster.all_targets_healthy("drain-tg").await;
+    wait_stable(&cluster, "drain", 2).await;
+    let old: BTreeSet<String> = cluster
+        .tasks("drain", DesiredStatus::Running)
+        .await
+        .iter()
+        .map(|t| t.task_arn().unwrap().to_string())
+        .collect();
+
+    let v2 = cluster.register_web("drain2", false).await;
+    let updated = cluster
+        .ecs
+        .update_service()
+        .service("drain")
+        .task_definition(&v2)
+        .send()
+        .await
+        .unwrap();
+    let new_deployment = updated.service().unwrap().deployments()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    // Max 200 %: both new tasks start and are registered; min 100 %: no old one goes before
+    // the new targets are healthy.
+    wait_registered(&cluster, "drain-tg", 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live = registered(&cluster, "drain-tg").await;
+    assert_eq!(live.len(), 4, "no old target deregistered yet");
+    let running = cluster.tasks("drain", DesiredStatus::Running).await;
+    assert_eq!(running.len(), 4);
+
+    // Healthy: the old tasks are deregistered and drain, still running, for the delay.
+    cluster.all_targets_healthy("drain-tg").await;
+    cluster
+        .wait_for("the old targets draining", || async {
+            let group = cluster.target_group_record("drain-tg").await;
+            let draining = group
+                .targets
+                .iter()
+                .filter(|t| {
+                    t.deregistered_at_ms.is_some()
+                        && t.task_arn.as_ref().is_some_and(|a| old.contains(a))
+                })
+                .count();
+            (draining == 2).then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = cluster.tasks("drain", DesiredStatus::Running).await;
+    assert_eq!(
+        running.len(),
+        4,
+        "draining tasks keep running until the delay ends"
+    );
+    let service = cluster.service("drain").await;
+    assert_eq!(
+        service.deployments()[0].rollout_state().map(|s| s.as_str()),
+        Some("IN_PROGRESS"),
+        "not complete while old tasks drain"
+    );
+    let events = cluster.events("drain").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("(service drain) has begun draining connections on ")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("(service drain) deregistered ")
+                && e.ends_with(&format!("targets in (target-group {group})"))),
+        "{events:#?}"
+    );
+    assert!(!events.iter().any(|e| e.contains("has stopped")));
+
+    // The delay ends: the old tasks stop, and the deployment completes.
+    cluster.clock.advance(Duration::from_secs(61));
+    wait_stable(&cluster, "drain", 2).await;
+    let stopped = cluster.tasks("drain", DesiredStatus::Stopped).await;
+    assert_eq!(stopped.len(), 2);
+    for task in &stopped {
+        assert!(old.contains(task.task_arn().unwrap()));
+        assert_eq!(
+            task.stopped_reason(),
+            Some(format!("Scaling activity initiated by (deployment {new_deployment})").as_str())
+        );
+    }
+    let events = cluster.events("drain").await;
+    assert!(events
+        .iter()
+        .any(|e| e.starts_with("(service drain) has stopped ")));
+
+    // Deleting the service drains its tasks the same way before it turns INACTIVE.
+    cluster
+        .ecs
+        .delete_service()
+        .service("drain")
+        .force(true)
+        .send()
+        .await
+        .unwrap();
+    wait_registered(&cluster, "drain-tg", 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.service("drain").await.status(), Some("DRAINING"));
+    assert_eq!(
+        cluster.tasks("drain", DesiredStatus::Running).await.len(),
+        2
+    );
+    cluster.clock.advance(Duration::from_secs(61));
+    cluster
+        .wait_for("the service to be INACTIVE", || async {
+            (cluster.service("drain").await.status() == Some("INACTIVE")).then_some(())
+        })
+        .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_target_unhealthy_after_the_grace_period_gets_its_task_drained_and_replaced() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register_web("sick", false).await;
+    let group = cluster.target_group("sick-tg", "instance", 10).await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("sick")
+        .task_definition("sick")
+        .desired_count(1)
+        .health_check_grace_period_seconds(30)
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    let target = wait_registered(&cluster, "sick-tg", 1).await.remove(0);
+    cluster.all_targets_healthy("sick-tg").await;
+    wait_stable(&cluster, "sick", 1).await;
+    let sick = target.task_arn.clone().unwrap();
+
+    // Unhealthy within the grace period: nothing happens.
+    cluster
+        .set_target_health("sick-tg", &target.id, target.port, "unhealthy")
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(registered(&cluster, "sick-tg").await.len(), 1);
+    let running = cluster.tasks("sick", DesiredStatus::Running).await;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].task_arn(), Some(sick.as_str()));
+
+    // After it: deregistered, drained for the delay while a replacement starts, then stopped.
+    cluster.clock.advance(Duration::from_secs(31));
+    cluster
+        .wait_for(
+            "the sick target draining and a replacement registered",
+            || async {
+                let group = cluster.target_group_record("sick-tg").await;
+                let draining = group.targets.iter().any(|t| {
+                    t.task_arn.as_deref() == Some(sick.as_str()) && t.deregistered_at_ms.is_some()
+                });
+                let replaced = group.targets.iter().any(|t| {
+                    t.task_arn.as_deref() != Some(sick.as_str()) && t.deregistered_at_ms.is_none()
+                });
+                (draining && replaced).then_some(())
+            },
+        )
+        .await;
+    let running = cluster.tasks("sick", DesiredStatus::Running).await;
+    assert!(
+        running.iter().any(|t| t.task_arn() == Some(sick.as_str())),
+        "still running while it drains"
+    );
+    cluster.clock.advance(Duration::from_secs(11));
+    let stopped = cluster
+        .wait_for("the sick task stopped", || async {
+            cluster
+                .tasks("sick", DesiredStatus::Stopped)
+                .await
+                .into_iter()
+                .find(|t| t.task_arn() == Some(sick.as_str()))
+        })
+        .await;
+    assert_eq!(
+        stopped.stopped_reason(),
+        Some(format!("Task failed ELB health checks in (target-group {group})").as_str())
+    );
+    let events = cluster.events("sick").await;
+    assert!(
+        events.contains(&format!(
+            "(service sick) (instance {}) (port {}) is unhealthy in (target-group {group}) due to (reason Health checks failed with these codes: [502]).",
+            target.id, target.port
+        )),
+        "{events:#?}"
+    );
+    assert!(
+        events.contains(&"(service sick) has begun draining connections on 1 tasks.".to_string())
+    );
+    assert!(events.contains(&format!(
+        "(service sick) deregistered 1 targets in (target-group {group})"
+    )));
+    assert!(events
+        .iter()
+        .any(|e| e.ends_with("Amazon ECS replaced 1 tasks due to an unhealthy status.")));
+    let sick_id = sick.rsplit('/').next().unwrap();
+    assert!(events.contains(&format!(
+        "(service sick) has stopped 1 running tasks: (task {sick_id})."
+    )));
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn awsvpc_tasks_are_registered_by_their_address_in_ip_target_groups() {
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("us-east-1a").await;
+    cluster.register_web("vpcweb", true).await;
+    let group = cluster.target_group("vpcweb-tg", "ip", 0).await;
+    let subnet = cluster.default_subnet("us-east-1a").await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("vpcweb")
+        .task_definition("vpcweb")
+        .desired_count(1)
+        .network_configuration(
+            aws_sdk_ecs::types::NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                        .subnets(subnet)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    let target = wait_registered(&cluster, "vpcweb-tg", 1).await.remove(0);
+    let task = cluster
+        .tasks("vpcweb", DesiredStatus::Running)
+        .await
+        .remove(0);
+    let address = task
+        .attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .unwrap()
+        .to_string();
+    assert_eq!(target.id, address);
+    assert_eq!(
+        target.port, 80,
+        "the container port in the task's own address"
+    );
+    assert_eq!(target.task_arn.as_deref(), task.task_arn());
+    cluster.all_targets_healthy("vpcweb-tg").await;
+    wait_stable(&cluster, "vpcweb", 1).await;
+
+    // With no deregistration delay, scaling in deregisters and stops at once.
+    cluster
+        .ecs
+        .update_service()
+        .service("vpcweb")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    wait_stable(&cluster, "vpcweb", 0).await;
+    assert!(registered(&cluster, "vpcweb-tg").await.is_empty());
+    cluster.shutdown().await;
+}

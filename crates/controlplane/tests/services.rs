@@ -311,7 +311,7 @@ async fn validation_follows_ecs() {
                     .build(),
             ),
             "InvalidParameterException",
-            "Load balancers (loadBalancers) are not available in Wharf yet",
+            "The target group with targetGroupArn arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1 does not exist.",
         ),
         (
             create()
@@ -718,4 +718,292 @@ async fn list_services_by_namespace_knows_only_cluster_namespaces() {
         .await
         .unwrap();
     assert!(listed.service_arns().is_empty());
+}
+
+/// A target group record as the ELBv2 API writes it, and with `attached` a listener that
+/// forwards to it; returns its ARN.
+async fn put_target_group(
+    server: &TestServer,
+    name: &str,
+    target_type: &str,
+    attached: bool,
+) -> String {
+    use store::Store;
+    let id = format!(
+        "{:016x}",
+        name.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    );
+    let arn =
+        format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/{id}");
+    let record = serde_json::json!({
+        "arn": arn,
+        "name": name,
+        "id": id,
+        "protocol": "HTTP",
+        "port": 80,
+        "targetType": target_type,
+        "healthCheck": {
+            "enabled": true, "protocol": "HTTP", "port": "traffic-port", "path": "/",
+            "intervalSeconds": 30, "timeoutSeconds": 5, "healthyThresholdCount": 5,
+            "unhealthyThresholdCount": 2, "matcherHttpCode": "200"
+        },
+        "attributes": {"deregistration_delay.timeout_seconds": "300"},
+        "createdAtMs": 0,
+        "targets": [],
+    });
+    server
+        .store
+        .put(
+            &model::elb::keys::target_group(name),
+            serde_json::to_vec(&record).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    if attached {
+        let rule = serde_json::json!({
+            "actions": [{"type": "forward", "forwardConfig": {"targetGroups": [{"targetGroupArn": arn}]}}],
+        });
+        server
+            .store
+            .put(
+                &model::elb::keys::rule("l1", &id),
+                serde_json::to_vec(&rule).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    arn
+}
+
+async fn register_with_port(server: &TestServer, family: &str, awsvpc: bool) -> String {
+    let mapping = aws_sdk_ecs::types::PortMapping::builder().container_port(80);
+    let mapping = if awsvpc {
+        mapping
+    } else {
+        mapping.host_port(0)
+    };
+    let mut request = server.ecs.register_task_definition().family(family);
+    if awsvpc {
+        request = request.network_mode(NetworkMode::Awsvpc);
+    }
+    request
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("wharf-test/busybox:latest")
+                .memory(64)
+                .port_mappings(mapping.build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string()
+}
+
+fn load_balancer(arn: &str, container: &str, port: i32) -> LoadBalancer {
+    LoadBalancer::builder()
+        .target_group_arn(arn)
+        .container_name(container)
+        .container_port(port)
+        .build()
+}
+
+#[tokio::test]
+async fn load_balancers_are_checked_as_ecs_checks_them() {
+    let server = setup("lb").await;
+    register_with_port(&server, "web80", false).await;
+    register_with_port(&server, "vpc80", true).await;
+    let instance_tg = put_target_group(&server, "inst", "instance", true).await;
+    let ip_tg = put_target_group(&server, "addr", "ip", true).await;
+    let lonely_tg = put_target_group(&server, "lonely", "instance", false).await;
+    let subnet = {
+        use store::Store;
+        let subnets = server
+            .store
+            .range(model::ec2::SUBNET_PREFIX, Default::default())
+            .await
+            .unwrap();
+        let key = subnets.kvs[0].key.clone();
+        key.trim_start_matches(model::ec2::SUBNET_PREFIX)
+            .to_string()
+    };
+    let vpc_network = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets(subnet)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let ecs = &server.ecs;
+    let create = || {
+        ecs.create_service()
+            .cluster("lb")
+            .service_name("s")
+            .task_definition("web80")
+            .desired_count(1)
+    };
+    let cases: Vec<(
+        aws_sdk_ecs::operation::create_service::builders::CreateServiceFluentBuilder,
+        String,
+    )> = vec![
+        (
+            create().load_balancers(LoadBalancer::builder().container_name("app").container_port(80).build()),
+            "Target Group ARN and Load Balancer Name cannot both be blank.".to_string(),
+        ),
+        (
+            create().load_balancers(
+                LoadBalancer::builder()
+                    .load_balancer_name("classic")
+                    .container_name("app")
+                    .container_port(80)
+                    .build(),
+            ),
+            "Classic Load Balancers (loadBalancerName) are not available in Wharf".to_string(),
+        ),
+        (
+            create().load_balancers(load_balancer(&lonely_tg, "app", 80)),
+            format!("The target group with targetGroupArn {lonely_tg} does not have an associated load balancer."),
+        ),
+        (
+            create().load_balancers(load_balancer(&instance_tg, "app", 8080)),
+            "The container app did not have a container port 8080 defined.".to_string(),
+        ),
+        (
+            create().load_balancers(load_balancer(&instance_tg, "sidecar", 80)),
+            "The container sidecar does not exist in the task definition.".to_string(),
+        ),
+        (
+            create().load_balancers(load_balancer(&ip_tg, "app", 80)),
+            format!("The provided target group {ip_tg} has target type ip, which is incompatible with the bridge network mode specified in the task definition."),
+        ),
+        (
+            create()
+                .task_definition("vpc80")
+                .network_configuration(vpc_network.clone())
+                .load_balancers(load_balancer(&instance_tg, "app", 80)),
+            format!("The provided target group {instance_tg} has target type instance, which is incompatible with the awsvpc network mode specified in the task definition."),
+        ),
+        (
+            create()
+                .load_balancers(load_balancer(&instance_tg, "app", 80))
+                .load_balancers(load_balancer(&instance_tg, "app", 80))
+                .load_balancers(load_balancer(&instance_tg, "app", 80))
+                .load_balancers(load_balancer(&instance_tg, "app", 80))
+                .load_balancers(load_balancer(&instance_tg, "app", 80))
+                .load_balancers(load_balancer(&instance_tg, "app", 80)),
+            "at most 5 target groups".to_string(),
+        ),
+    ];
+    for (request, message) in cases {
+        let error = request.send().await.unwrap_err();
+        assert_eq!(
+            support::error_code(&error),
+            "InvalidParameterException",
+            "{message}"
+        );
+        assert!(
+            support::error_message(&error).contains(&message),
+            "{} does not contain {message}",
+            support::error_message(&error)
+        );
+    }
+    assert!(
+        ecs.list_services()
+            .cluster("lb")
+            .send()
+            .await
+            .unwrap()
+            .service_arns()
+            .is_empty(),
+        "a refused request changes nothing"
+    );
+
+    // Accepted: kept on the service, its revision and its deployment's view; the grace period
+    // reads 0 when none was given.
+    let created = create()
+        .load_balancers(load_balancer(&instance_tg, "app", 80))
+        .send()
+        .await
+        .unwrap();
+    let service = created.service().unwrap();
+    assert_eq!(service.load_balancers().len(), 1);
+    assert_eq!(
+        service.load_balancers()[0].target_group_arn(),
+        Some(instance_tg.as_str())
+    );
+    assert_eq!(service.load_balancers()[0].container_name(), Some("app"));
+    assert_eq!(service.load_balancers()[0].container_port(), Some(80));
+    assert_eq!(service.health_check_grace_period_seconds(), Some(0));
+    let first = service.deployments()[0].id().unwrap().to_string();
+    let vpc = ecs
+        .create_service()
+        .cluster("lb")
+        .service_name("v")
+        .task_definition("vpc80")
+        .desired_count(0)
+        .network_configuration(vpc_network)
+        .load_balancers(load_balancer(&ip_tg, "app", 80))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vpc.service().unwrap().load_balancers().len(), 1);
+
+    // UpdateService checks new load balancers the same way, and a change starts a deployment.
+    let error = ecs
+        .update_service()
+        .cluster("lb")
+        .service("s")
+        .load_balancers(load_balancer(&lonely_tg, "app", 80))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(support::error_message(&error).contains("does not have an associated load balancer"));
+    let second_tg = put_target_group(&server, "second", "instance", true).await;
+    let updated = ecs
+        .update_service()
+        .cluster("lb")
+        .service("s")
+        .load_balancers(load_balancer(&second_tg, "app", 80))
+        .send()
+        .await
+        .unwrap();
+    let service = updated.service().unwrap();
+    assert_eq!(
+        service.load_balancers()[0].target_group_arn(),
+        Some(second_tg.as_str())
+    );
+    assert_eq!(service.deployments().len(), 2);
+    assert_ne!(service.deployments()[0].id(), Some(first.as_str()));
+    let described = ecs
+        .describe_services()
+        .cluster("lb")
+        .services("s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.services()[0].load_balancers()[0].target_group_arn(),
+        Some(second_tg.as_str())
+    );
+    let revision = ecs
+        .describe_service_revisions()
+        .service_revision_arns(
+            described.services()[0].current_service_revisions()[0]
+                .arn()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revision.service_revisions()[0].load_balancers()[0].target_group_arn(),
+        Some(second_tg.as_str())
+    );
 }

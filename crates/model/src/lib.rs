@@ -8,4 +8,5 @@ pub mod agent;
 pub mod arn;
 pub mod ec2;
 pub mod ecs;
+pub mod elb;
 pub mod validation;

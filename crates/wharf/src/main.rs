@@ -1,7 +1,8 @@
 //! The `wharf` binary: thin wiring of configuration, signals and the crates.
 //! `wharf server` runs the API endpoint; `wharf agent` runs a container-instance agent;
 //! `wharf up` runs everything one laptop needs in one process: the server on the embedded
-//! SQLite store and a local agent registered in the `default` cluster.
+//! SQLite store, a local agent registered in the `default` cluster and a local load-balancer
+//! node; `wharf lb` runs a load-balancer node on its own.
 
 mod bench;
 mod ops;
@@ -52,6 +53,8 @@ enum Command {
     Server(ServerArgs),
     /// Run a container-instance agent on this host's Docker engine.
     Agent(AgentArgs),
+    /// Run a load-balancer data plane node: serves every ALB and NLB of a server.
+    Lb(LbArgs),
     /// Print a task's or a service's container logs (CloudWatch Logs), optionally following.
     Logs(ops::LogsArgs),
     /// A live table of a cluster's running tasks: CPU and memory used against reserved.
@@ -74,6 +77,9 @@ struct UpArgs {
     /// Do not start the local agent (API only).
     #[arg(long, env = "WHARF_NO_AGENT")]
     no_agent: bool,
+    /// Do not start the local load-balancer data plane (load balancers stay `provisioning`).
+    #[arg(long, env = "WHARF_NO_LB")]
+    no_lb: bool,
     #[command(flatten)]
     agent: AgentTuning,
 }
@@ -135,8 +141,31 @@ struct AgentArgs {
     /// attribute wharf.capacity-type=FARGATE).
     #[arg(long, env = "WHARF_AGENT_CAPACITY_TYPE", value_enum, default_value_t = CapacityType::Ec2)]
     capacity_type: CapacityType,
+    /// This host's address as load balancers reach its tasks' published ports (instance
+    /// targets); registered as the identity document's privateIp.
+    #[arg(long, env = "WHARF_AGENT_HOST_ADDRESS", default_value = "127.0.0.1")]
+    host_address: std::net::Ipv4Addr,
     #[command(flatten)]
     tuning: AgentTuning,
+}
+
+#[derive(Args, Clone)]
+struct LbArgs {
+    /// The Wharf endpoint whose load balancers to serve.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:4566")]
+    server: String,
+    /// This node's name in target-health reports (default: the host name).
+    #[arg(long, env = "WHARF_LB_NODE")]
+    node: Option<String>,
+    /// The signing region.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Access key id to sign with (the server prints it).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key_id: String,
+    /// Secret for --access-key-id.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
 }
 
 /// `wharf agent --capacity-type`'s values.
@@ -209,8 +238,9 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => run_up(args).await,
-            Command::Server(args) => run_server(args, "wharf server", None).await,
+            Command::Server(args) => run_server(args, "wharf server", None, false).await,
             Command::Agent(args) => run_agent(args).await,
+            Command::Lb(args) => run_lb(args).await,
             Command::Logs(args) => ops::logs(args).await,
             Command::Top(args) => ops::top(args).await,
             Command::Bench(BenchCommand::Placement(args)) => bench::placement(args).await,
@@ -243,7 +273,59 @@ async fn run_up(args: UpArgs) -> Result<()> {
     } else {
         Some(args.agent.clone())
     };
-    run_server(args.server, "wharf up", local_agent).await
+    run_server(args.server, "wharf up", local_agent, !args.no_lb).await
+}
+
+/// A data-plane node signing with `credentials`, on the current runtime.
+fn start_lb(
+    server: &str,
+    node: String,
+    region: &str,
+    credentials: agent::AgentCredentials,
+    cancel: CancellationToken,
+) -> Result<lb::LoadBalancerHandle> {
+    let client = Arc::new(
+        lb::control_plane::Client::new(server, credentials, region)
+            .with_context(|| format!("cannot use {server} as the server endpoint"))?,
+    );
+    Ok(lb::LoadBalancerNode::start(
+        lb::LoadBalancerConfig::new(node),
+        client.clone(),
+        client,
+        cancel,
+    ))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+async fn run_lb(args: LbArgs) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let node = args.node.clone().unwrap_or_else(host_name);
+    let handle = start_lb(
+        &args.server,
+        node.clone(),
+        &args.region,
+        agent::AgentCredentials {
+            access_key_id: args.access_key_id.clone(),
+            secret_access_key: args.secret_access_key.clone(),
+        },
+        cancel.clone(),
+    )?;
+    say!(
+        "wharf lb: node {node} serving the load balancers of {}",
+        args.server
+    );
+    shutdown_signal().await;
+    info!("shutting down the load balancer node");
+    handle.shutdown();
+    handle.wait().await;
+    Ok(())
 }
 
 fn agent_config(
@@ -301,6 +383,7 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
         CapacityType::Ec2 => agent::CapacityType::Ec2,
         CapacityType::Fargate => agent::CapacityType::Fargate,
     };
+    config.host_address = args.host_address.to_string();
     let cancel = CancellationToken::new();
     let mut agent = tokio::spawn(agent::Agent::run(
         config,
@@ -325,7 +408,12 @@ async fn run_agent(args: AgentArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTuning>) -> Result<()> {
+async fn run_server(
+    args: ServerArgs,
+    what: &str,
+    local_agent: Option<AgentTuning>,
+    local_lb: bool,
+) -> Result<()> {
     check_args(&args)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
@@ -362,6 +450,7 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
         },
         services: Default::default(),
         telemetry_dir: Some(args.data_dir.clone()),
+        load_balancer_address_pool: controlplane::elbv2::DEFAULT_ADDRESS_POOL.to_string(),
     };
     let server = Server::start(config, Arc::new(store), clock)
         .await
@@ -417,6 +506,24 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
             }
         }
     }
+    // The local load-balancer node: every ALB and NLB gets a loopback address its listeners
+    // bind here.
+    let local_lb = if local_lb {
+        let handle = start_lb(
+            &server.endpoint(),
+            format!("{}-local", host_name()),
+            &args.region,
+            agent::AgentCredentials {
+                access_key_id: credentials.access_key_id.clone(),
+                secret_access_key: credentials.secret_access_key.clone(),
+            },
+            cancel.clone(),
+        )?;
+        say!("local load balancer: ALBs and NLBs listen on their DNSName (a 127.x.y.z address)");
+        Some(handle)
+    } else {
+        None
+    };
     let agent_stopped = async {
         if local.is_empty() {
             std::future::pending::<()>().await;
@@ -439,6 +546,9 @@ async fn run_server(args: ServerArgs, what: &str, local_agent: Option<AgentTunin
     cancel.cancel();
     while let Some(result) = local.join_next().await {
         report_agent_exit(result);
+    }
+    if let Some(handle) = local_lb {
+        handle.wait().await;
     }
     server.shutdown().await;
     Ok(())

@@ -1,13 +1,15 @@
 //! The service scheduler: a level-triggered controller keyed by service. Its input is a key
 //! (cluster, service name), never an event's payload: a key is queued when something under
 //! `ecs/` changes that concerns the service (the service record, one of its tasks, an
-//! instance, session or attribute of its cluster), when a pass asks to look again later (a
+//! instance, session or attribute of its cluster), when a load balancer's observed target
+//! health changes (every service is looked at: health decides when tasks behind load balancers
+//! count as available, and health changes are rare), when a pass asks to look again later (a
 //! grace period or a backoff ends), and for every service on each periodic resync. A pass
 //! (`ecs::services::reconcile`) re-reads everything it acts on, so a missed wake-up costs
 //! latency, never correctness.
 //!
 //! ```text
-//!   store watch (ecs/) ──┐
+//!   store watch (ecs/, elbv2/health/) ──┐
 //!   resync tick ─────────┼──> queue (deduplicated keys; delayed keys) ──> one pass per key
 //!   pass: "again at t" ──┘                                                   │
 //!                                          writes tasks and the service ─────┘ (and so wakes)
@@ -56,11 +58,13 @@ impl Default for ServiceSettings {
     }
 }
 
-/// What can be queued: one service, or every service of a cluster (an instance changed).
+/// What can be queued: one service, every service of a cluster (an instance changed), or every
+/// service (target health changed).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Service { cluster: String, name: String },
     Cluster(String),
+    All,
 }
 
 #[derive(Default)]
@@ -112,6 +116,9 @@ impl Queue {
 /// The key an `ecs/` change wakes, if any.
 fn key_for(event: &Event) -> Option<Key> {
     let key = event.kv.key.as_str();
+    if key.starts_with(model::elb::keys::HEALTH_PREFIX) {
+        return Some(Key::All);
+    }
     if let Some(rest) = key.strip_prefix(keys::SERVICE_PREFIX) {
         let (cluster, name) = rest.split_once('/')?;
         return Some(Key::Service {
@@ -186,7 +193,8 @@ async fn services_of(ctx: &EcsContext, cluster: &str) -> Result<Vec<String>, Ecs
 
 async fn open_watch(ctx: &EcsContext) -> Result<Watch, EcsError> {
     let revision = ctx.store.revision().await?;
-    Ok(ctx.store.watch("ecs/", revision).await?)
+    // Everything: `key_for` picks what concerns services (ECS records and target health).
+    Ok(ctx.store.watch("", revision).await?)
 }
 
 pub async fn run(ctx: Arc<EcsContext>, settings: ServiceSettings, cancel: CancellationToken) {
@@ -269,6 +277,12 @@ fn drain_watch(watch: &mut Option<Watch>, queue: &mut Queue) {
 
 async fn process(ctx: &EcsContext, pacing: &Pacing, queue: &mut Queue, key: Key) {
     match key {
+        Key::All => {
+            if let Err(error) = queue_all(ctx, queue).await {
+                warn!(%error, "cannot list the services; retrying");
+                queue.add_after(Key::All, Duration::from_secs(1));
+            }
+        }
         Key::Cluster(cluster) => match services_of(ctx, &cluster).await {
             Ok(names) => {
                 for name in names {

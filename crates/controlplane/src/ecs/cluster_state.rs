@@ -27,6 +27,11 @@ pub struct InstanceRecord {
     /// When the instance-health controller first saw the agent's session gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wharf_disconnected_at: Option<f64>,
+    /// The host address its agent reported (`privateIp` of the identity document): where load
+    /// balancers reach its tasks' published host ports (instance targets). Absent for agents
+    /// that did not report one, which are reached on 127.0.0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wharf_private_ip: Option<String>,
 }
 
 /// The attribute a container instance carries when it is Wharf's Fargate capacity rather than

@@ -42,6 +42,7 @@ struct IdentityDocument {
     instance_id: Option<String>,
     availability_zone: Option<String>,
     instance_type: Option<String>,
+    private_ip: Option<String>,
 }
 
 fn random_id() -> String {
@@ -63,6 +64,14 @@ pub async fn register_container_instance(
         })?,
         None => IdentityDocument::default(),
     };
+    // Load balancers connect to instance targets at this address, so it must be one.
+    if let Some(ip) = identity.private_ip.as_deref() {
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(EcsError::InvalidParameter(format!(
+                "instanceIdentityDocument privateIp '{ip}' is not a valid IPv4 address."
+            )));
+        }
+    }
     let total = input.total_resources.unwrap_or_default();
     for resource in &total {
         match resource.name.as_deref() {
@@ -142,6 +151,7 @@ pub async fn register_container_instance(
             },
             wharf_id: id.clone(),
             wharf_disconnected_at: None,
+            wharf_private_ip: identity.private_ip.clone(),
         };
         let key = keys::container_instance(&cluster, &id);
         let response = ctx

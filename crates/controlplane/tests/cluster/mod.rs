@@ -74,6 +74,7 @@ async fn boot(
         },
         services: settings.clone(),
         telemetry_dir: None,
+        load_balancer_address_pool: controlplane::elbv2::DEFAULT_ADDRESS_POOL.to_string(),
     };
     Server::start(config, store, clock)
         .await
@@ -296,6 +297,175 @@ impl Cluster {
             .and_then(|d| d.task_definition_arn())
             .expect("an ARN")
             .to_string()
+    }
+
+    /// Register a one-container definition whose container `app` maps container port 80 to a
+    /// dynamic host port (bridge), or to 80 in the task's own address (`awsvpc`).
+    pub async fn register_web(&self, family: &str, awsvpc: bool) -> String {
+        let mapping = aws_sdk_ecs::types::PortMapping::builder().container_port(80);
+        let mapping = if awsvpc {
+            mapping
+        } else {
+            mapping.host_port(0)
+        };
+        let definition = ContainerDefinition::builder()
+            .name("app")
+            .image(IMAGE)
+            .memory(64)
+            .cpu(128)
+            .command("sleep")
+            .command("600")
+            .port_mappings(mapping.build());
+        let mut request = self
+            .ecs
+            .register_task_definition()
+            .family(family)
+            .container_definitions(definition.build());
+        if awsvpc {
+            request = request.network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc);
+        }
+        request
+            .send()
+            .await
+            .expect("registers")
+            .task_definition()
+            .and_then(|d| d.task_definition_arn())
+            .expect("an ARN")
+            .to_string()
+    }
+
+    /// A target group of `target_type` (`instance` or `ip`) with a deregistration delay, put
+    /// straight into the store with a listener forwarding to it, as the ELBv2 API would write
+    /// them: the scheduler's side of load balancing is tested on its own here.
+    pub async fn target_group(&self, name: &str, target_type: &str, delay_seconds: i64) -> String {
+        use store::Store;
+        let id = format!(
+            "{:016x}",
+            name.bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        );
+        let arn =
+            format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/{id}");
+        let record = model::elb::TargetGroupRecord {
+            arn: arn.clone(),
+            name: name.to_string(),
+            id: id.clone(),
+            protocol: Some("HTTP".to_string()),
+            protocol_version: Some("HTTP1".to_string()),
+            port: Some(80),
+            vpc_id: None,
+            target_type: target_type.to_string(),
+            ip_address_type: Some("ipv4".to_string()),
+            health_check: model::elb::HealthCheckConfig {
+                enabled: true,
+                protocol: "HTTP".to_string(),
+                port: "traffic-port".to_string(),
+                path: Some("/".to_string()),
+                interval_seconds: 30,
+                timeout_seconds: 5,
+                healthy_threshold_count: 5,
+                unhealthy_threshold_count: 2,
+                matcher_http_code: Some("200".to_string()),
+            },
+            attributes: [(
+                model::elb::DEREGISTRATION_DELAY_ATTRIBUTE.to_string(),
+                delay_seconds.to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            tags: vec![],
+            created_at_ms: 0,
+            targets: vec![],
+        };
+        self.store
+            .put(
+                &model::elb::keys::target_group(name),
+                serde_json::to_vec(&record).expect("encodes").into(),
+            )
+            .await
+            .expect("stored");
+        let listener = serde_json::json!({
+            "listenerArn": format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/{id}"),
+            "defaultActions": [{"type": "forward", "targetGroupArn": arn}],
+        });
+        self.store
+            .put(
+                &model::elb::keys::listener("1", &id),
+                serde_json::to_vec(&listener).expect("encodes").into(),
+            )
+            .await
+            .expect("stored");
+        arn
+    }
+
+    /// The default VPC's subnet in `zone` (the server creates one per zone).
+    pub async fn default_subnet(&self, zone: &str) -> String {
+        use store::Store;
+        let subnets = self
+            .store
+            .range(model::ec2::SUBNET_PREFIX, Default::default())
+            .await
+            .expect("reads");
+        subnets
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<model::ec2::Subnet>(&kv.value).ok())
+            .find(|s| s.availability_zone == zone)
+            .map(|s| s.subnet_id)
+            .expect("a default subnet in the zone")
+    }
+
+    /// The target group record as stored now.
+    pub async fn target_group_record(&self, name: &str) -> model::elb::TargetGroupRecord {
+        use store::Store;
+        let kv = self
+            .store
+            .get(&model::elb::keys::target_group(name))
+            .await
+            .expect("reads")
+            .expect("the target group exists");
+        serde_json::from_slice(&kv.value).expect("decodes")
+    }
+
+    /// Report a target's health as the data plane would (`healthy`, `unhealthy`, `initial`).
+    pub async fn set_target_health(&self, name: &str, target: &str, port: i32, state: &str) {
+        use store::clock::Clock;
+        use store::Store;
+        let group = self.target_group_record(name).await;
+        let key = model::elb::keys::target_health(&group.id);
+        let mut health: model::elb::TargetHealthRecord = match self.store.get(&key).await {
+            Ok(Some(kv)) => serde_json::from_slice(&kv.value).expect("decodes"),
+            _ => Default::default(),
+        };
+        health.targets.insert(
+            model::elb::target_key(target, port),
+            model::elb::ObservedTargetHealth {
+                state: state.to_string(),
+                reason: (state == "unhealthy").then(|| "Target.ResponseCodeMismatch".to_string()),
+                description: (state == "unhealthy")
+                    .then(|| "Health checks failed with these codes: [502]".to_string()),
+                since_ms: self.clock.now_millis(),
+            },
+        );
+        self.store
+            .put(&key, serde_json::to_vec(&health).expect("encodes").into())
+            .await
+            .expect("stored");
+    }
+
+    /// Mark every target of a group registered now `healthy`; returns how many there are.
+    pub async fn all_targets_healthy(&self, name: &str) -> usize {
+        let group = self.target_group_record(name).await;
+        let live: Vec<_> = group
+            .targets
+            .iter()
+            .filter(|t| t.deregistered_at_ms.is_none())
+            .collect();
+        for target in &live {
+            self.set_target_health(name, &target.id, target.port, "healthy")
+                .await;
+        }
+        live.len()
     }
 
     pub async fn service(&self, name: &str) -> Service {

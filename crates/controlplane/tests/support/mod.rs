@@ -77,6 +77,7 @@ pub async fn start_on(
         instance_health,
         services: Default::default(),
         telemetry_dir: None,
+        load_balancer_address_pool: controlplane::elbv2::DEFAULT_ADDRESS_POOL.to_string(),
     };
     let server = Server::start(config, store.clone(), clock)
         .await
@@ -313,6 +314,7 @@ pub async fn logs_start_in_dir(dir: &std::path::Path, credentials: Credentials) 
         instance_health: Default::default(),
         services: Default::default(),
         telemetry_dir: Some(dir.to_path_buf()),
+        load_balancer_address_pool: controlplane::elbv2::DEFAULT_ADDRESS_POOL.to_string(),
     };
     let server = Server::start(config, store.clone(), clock)
         .await

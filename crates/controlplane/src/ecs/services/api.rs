@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::history::start_deployment;
+use super::load_balancers;
 use super::{read_service, render, service_tasks, write_service, RevisionConfig, ServiceRecord};
 use crate::ecs::awsvpc;
 use crate::ecs::clusters::active_cluster;
@@ -60,7 +61,6 @@ struct CreateServiceInput {
 /// What Wharf cannot run yet is refused up front, with the reason, rather than accepted and
 /// ignored (docs/compat.md, "Services").
 fn refuse_unsupported(
-    load_balancers: Option<&[LoadBalancer]>,
     service_registries: Option<&[ServiceRegistry]>,
     service_connect: Option<&Value>,
     volume_configurations: Option<&[Value]>,
@@ -72,9 +72,6 @@ fn refuse_unsupported(
             "{what} are not available in Wharf yet (see docs/compat.md); remove them from the request."
         )))
     };
-    if load_balancers.is_some_and(|l| !l.is_empty()) {
-        return not_yet("Load balancers (loadBalancers)");
-    }
     if service_registries.is_some_and(|l| !l.is_empty()) {
         return not_yet("Service discovery registries (serviceRegistries)");
     }
@@ -270,7 +267,6 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
         }
     }
     refuse_unsupported(
-        input.load_balancers.as_deref(),
         input.service_registries.as_deref(),
         input.service_connect_configuration.as_ref(),
         input.volume_configurations.as_deref(),
@@ -367,6 +363,16 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
     let constraints = input.placement_constraints.clone().unwrap_or_default();
     let strategies = input.placement_strategy.clone().unwrap_or_default();
     parse_placement(&definition, &constraints, &strategies)?;
+    let load_balancers = load_balancers::validate(
+        ctx,
+        input.load_balancers.as_deref().unwrap_or_default(),
+        &definition,
+    )
+    .await?;
+    // ECS reports a grace period of 0 for services behind load balancers that set none.
+    let grace = input
+        .health_check_grace_period_seconds
+        .or((!load_balancers.is_empty()).then_some(0));
 
     let arn = ctx.scope.service_arn(&cluster, &name);
     for _ in 0..16 {
@@ -417,7 +423,7 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 role_arn: input.role.clone(),
                 events: Some(vec![]),
                 created_at: Some(now),
-                health_check_grace_period_seconds: input.health_check_grace_period_seconds,
+                health_check_grace_period_seconds: grace,
                 scheduling_strategy: Some(scheduling.clone()),
                 deployment_controller: Some(DeploymentController {
                     controller_type: "ECS".to_string(),
@@ -442,6 +448,7 @@ pub async fn create_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
             placement_constraints: constraints.clone(),
             placement_strategy: strategies.clone(),
             network_configuration: input.network_configuration.clone(),
+            load_balancers: load_balancers.clone(),
         };
         start_deployment(&mut record, &ctx.scope, &cluster, config, &definition, now);
         let extra = vec![tags::put_tags_op(&arn, &tags)];
@@ -504,7 +511,6 @@ struct UpdateServiceInput {
 pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, EcsError> {
     let input: UpdateServiceInput = ctx.parse(input)?;
     refuse_unsupported(
-        input.load_balancers.as_deref(),
         input.service_registries.as_deref(),
         input.service_connect_configuration.as_ref(),
         input.volume_configurations.as_deref(),
@@ -667,6 +673,7 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 .clone()
                 .unwrap_or_default(),
             network_configuration: record.service.network_configuration.clone(),
+            load_balancers: record.service.load_balancers.clone().unwrap_or_default(),
         };
         let network = input
             .network_configuration
@@ -696,12 +703,29 @@ pub async fn update_service(ctx: &EcsContext, input: Value) -> Result<Value, Ecs
                 .clone()
                 .unwrap_or_else(|| current.placement_strategy.clone()),
             network_configuration: network,
+            load_balancers: current.load_balancers.clone(),
         };
         parse_placement(
             &definition,
             &next.placement_constraints,
             &next.placement_strategy,
         )?;
+        // New load balancers, or a new revision behind the current ones, are checked as
+        // CreateService checks them; an empty list detaches the service.
+        let mut next = next;
+        if input.load_balancers.is_some() || input.task_definition.is_some() {
+            let given = input
+                .load_balancers
+                .as_deref()
+                .unwrap_or(&current.load_balancers);
+            next.load_balancers = load_balancers::validate(ctx, given, &definition).await?;
+            if !next.load_balancers.is_empty() {
+                record
+                    .service
+                    .health_check_grace_period_seconds
+                    .get_or_insert(0);
+            }
+        }
         let now = ctx.now();
         if next != current || input.force_new_deployment || capacity_changed {
             let id = start_deployment(&mut record, &ctx.scope, &cluster, next, &definition, now);
@@ -974,16 +998,9 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_with_a_reason() {
-        let error = refuse_unsupported(
-            Some(&[LoadBalancer::default()]),
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-        .unwrap_err();
+        let error = refuse_unsupported(Some(&[ServiceRegistry::default()]), None, None, None, None)
+            .unwrap_err();
         assert!(error.to_string().contains("not available in Wharf yet"));
-        assert!(refuse_unsupported(Some(&[]), None, None, None, None, None).is_ok());
+        assert!(refuse_unsupported(Some(&[]), None, None, None, None).is_ok());
     }
 }

@@ -22,10 +22,18 @@
 //! | stoppedReason `Scaling activity initiated by (deployment ecs-svc/N)` | verified |
 //! | stoppedReason `Task failed container health checks` | verified |
 //! | stoppedReason for a task moved off a DRAINING instance, for one whose instance was deregistered | guessed |
+//! | `(service NAME) registered N targets in (target-group ARN)` | verified |
+//! | `(service NAME) deregistered N targets in (target-group ARN)` | verified |
+//! | `(service NAME) has begun draining connections on N tasks.` | verified |
+//! | `(service NAME) (instance ID) (port P) is unhealthy in (target-group ARN) due to (reason …).` (`(task ID)` for ip targets) | verified (quoted in public troubleshooting guides) |
+//! | stoppedReason `Task failed ELB health checks in (target-group ARN)` | verified |
 //! | service-deployment status reasons | guessed |
 
 use model::ecs::service::{Service, ServiceEvent};
 use scheduler::RejectionReason;
+
+use super::load_balancers::UnhealthyTarget;
+use super::rollout::StopReason;
 
 /// ECS keeps the latest 100 events of a service.
 pub const MAX_EVENTS: usize = 100;
@@ -197,6 +205,54 @@ pub fn alarms_reason(names: &[String]) -> String {
     )
 }
 
+pub fn registered_targets(service: &str, count: usize, target_group_arn: &str) -> String {
+    format!("(service {service}) registered {count} targets in (target-group {target_group_arn})")
+}
+
+pub fn deregistered_targets(service: &str, count: usize, target_group_arn: &str) -> String {
+    format!("(service {service}) deregistered {count} targets in (target-group {target_group_arn})")
+}
+
+pub fn began_draining(service: &str, tasks: usize) -> String {
+    format!("(service {service}) has begun draining connections on {tasks} tasks.")
+}
+
+/// A target failed its load balancer's health checks. Instance targets are named by instance,
+/// ip targets by their task.
+pub fn target_unhealthy(
+    service: &str,
+    target: &str,
+    port: i32,
+    target_group_arn: &str,
+    reason: &str,
+) -> String {
+    format!(
+        "(service {service}) ({target}) (port {port}) is unhealthy in (target-group {target_group_arn}) due to (reason {reason})."
+    )
+}
+
+pub const ELB_UNHEALTHY_STOP_REASON_PREFIX: &str = "Task failed ELB health checks in ";
+
+pub fn elb_unhealthy_stop_reason(target_group_arn: &str) -> String {
+    format!("{ELB_UNHEALTHY_STOP_REASON_PREFIX}(target-group {target_group_arn})")
+}
+
+/// The stoppedReason of a task the scheduler stops (other than for a deregistered instance).
+pub fn stop_reason(
+    reason: StopReason,
+    deployment_id: &str,
+    elb_unhealthy: Option<&UnhealthyTarget>,
+) -> String {
+    match (reason, elb_unhealthy) {
+        (StopReason::Unhealthy, Some(target)) => {
+            elb_unhealthy_stop_reason(&target.target_group_arn)
+        }
+        (StopReason::Unhealthy, None) => UNHEALTHY_STOP_REASON.to_string(),
+        (StopReason::Draining, _) => DRAINING_STOP_REASON.to_string(),
+        (StopReason::Scaling | StopReason::InstanceGone, _) => scaling_stop_reason(deployment_id),
+    }
+}
+
 pub const CIRCUIT_BREAKER_REASON: &str = "ECS deployment circuit breaker: tasks failed to start.";
 
 #[cfg(test)]
@@ -220,6 +276,15 @@ mod tests {
         assert_eq!(
             stopped("web", &arns[1..]),
             "(service web) has stopped 1 running tasks: (task bbb)."
+        );
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/web/abc";
+        assert_eq!(
+            registered_targets("web", 1, tg),
+            format!("(service web) registered 1 targets in (target-group {tg})")
+        );
+        assert_eq!(
+            elb_unhealthy_stop_reason(tg),
+            format!("Task failed ELB health checks in (target-group {tg})")
         );
         assert_eq!(
             deployment_failed("web", "ecs-svc/1"),

@@ -74,7 +74,7 @@ pub fn start_deployment(
             cluster_arn: cluster_arn.clone(),
             task_definition: Some(config.task_definition.clone()),
             launch_type: record.service.launch_type.clone(),
-            load_balancers: Some(vec![]),
+            load_balancers: Some(config.load_balancers.clone()),
             service_registries: Some(vec![]),
             network_configuration: config.network_configuration.clone(),
             container_images: Some(
@@ -217,8 +217,10 @@ fn push_primary(
             wharf_service_revision_arn: revision_arn,
             wharf_adopts: adopts,
             wharf_steady_since: None,
+            wharf_load_balancers: config.load_balancers.clone(),
         },
     );
+    record.service.load_balancers = Some(config.load_balancers.clone());
     record.service.task_definition = Some(config.task_definition.clone());
     record.service.placement_constraints = Some(config.placement_constraints.clone());
     record.service.placement_strategy = Some(config.placement_strategy.clone());
@@ -285,6 +287,7 @@ pub fn complete(record: &mut ServiceRecord, now: f64) -> Option<String> {
             placement_constraints: primary.wharf_placement_constraints.clone(),
             placement_strategy: primary.wharf_placement_strategy.clone(),
             network_configuration: primary.deployment.network_configuration.clone(),
+            load_balancers: primary.wharf_load_balancers.clone(),
         },
         service_revision_arn: primary.wharf_service_revision_arn.clone(),
     };

@@ -1,7 +1,8 @@
 //! ECS services: the stored service record, the service API (`api`), the deployment history
 //! API (`history`), the service scheduler's per-service reconcile (`reconcile`, driven by
-//! `controllers::service`) with its pure planning core (`rollout`), and AWS's event texts
-//! (`events`).
+//! `controllers::service`) with its pure planning core (`rollout`), the services' side of
+//! Elastic Load Balancing (`load_balancers`: registering tasks as targets, draining them before
+//! they stop, target health as availability), and AWS's event texts (`events`).
 //!
 //! One record per service at `ecs/service/<cluster>/<name>` holds everything the service is:
 //! the wire `Service` (with top-level `status` and `launchType`, which cluster statistics
@@ -26,13 +27,16 @@
 pub mod api;
 pub mod events;
 pub mod history;
+pub mod load_balancers;
 pub mod reconcile;
 pub mod rollout;
 
 use model::arn::{Arn, Scope};
+use std::collections::BTreeMap;
+
 use model::ecs::service::{
-    Deployment, NetworkConfiguration, PlacementConstraint, PlacementStrategy, Service,
-    ServiceDeployment, ServiceRevision,
+    Deployment, LoadBalancer, NetworkConfiguration, PlacementConstraint, PlacementStrategy,
+    Service, ServiceDeployment, ServiceRevision,
 };
 use model::ecs::task::Task;
 use model::ecs::task_definition::TaskDefinition;
@@ -81,6 +85,10 @@ pub struct ServiceRecord {
     /// DescribeServiceRevisions' history, newest first, bounded.
     #[serde(default)]
     pub wharf_service_revisions: Vec<ServiceRevision>,
+    /// Tasks whose targets are draining before the scheduler stops them, by task id, with the
+    /// stop reason it decided (`load_balancers`: the target groups say which tasks drain).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wharf_draining: BTreeMap<String, String>,
 }
 
 /// One deployment as stored: the wire `Deployment` (counts are rendered, not stored) and what
@@ -109,6 +117,9 @@ pub struct DeploymentRecord {
     /// it stayed steady through the bake time (ECS keeps watching the alarms meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wharf_steady_since: Option<f64>,
+    /// The target groups this deployment's tasks are registered in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wharf_load_balancers: Vec<LoadBalancer>,
 }
 
 impl DeploymentRecord {
@@ -146,6 +157,8 @@ pub struct RevisionConfig {
     pub placement_strategy: Vec<PlacementStrategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<NetworkConfiguration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<LoadBalancer>,
 }
 
 impl ServiceRecord {

@@ -9,10 +9,19 @@
 //! next pass sees the tasks and only the events of the lost pass are missing.
 //!
 //! ```text
-//!   read service + cluster ──> rollout::plan_* ──> stop tasks ──> launch tasks
+//!   read service + cluster ──> sync target registrations ──> rollout::plan_*
 //!         ^                                                          │
+//!         │           stop tasks (deregister and drain first) <──────┘
+//!         │                          │
+//!         │     launch tasks <── stop drained tasks
+//!         │          │
 //!         └──── conflict: re-read the record, re-apply ◄── write record (CAS)
 //! ```
+//!
+//! With `loadBalancers` (see `load_balancers`), a task counts as available only once its
+//! targets are healthy, a task whose target turned unhealthy after the grace period is
+//! replaced, and a task the scheduler stops is deregistered first and stopped only after its
+//! target groups' deregistration delay: until then the planner sees it as stopping.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +36,7 @@ use model::ecs::task_definition::TaskDefinition;
 use super::api::parse_placement;
 use super::events;
 use super::history::{complete, fail, FailCause};
+use super::load_balancers::{Balancing, TargetsHealth};
 use super::rollout::{
     plan_daemon, plan_replica, Common, Decision, Host, Phase, StopReason, TaskView,
 };
@@ -52,6 +62,10 @@ pub struct Pacing {
 /// Failed starts in a row after which launches back off (and the service says so).
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
 
+/// How soon a service waiting for its targets to turn healthy looks again: target health is
+/// observed state outside `ecs/`, so no watch wakes the scheduler when it changes.
+const TARGET_HEALTH_RECHECK_SECONDS: f64 = 2.0;
+
 /// What a pass asks of its caller.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
@@ -68,6 +82,13 @@ struct Observed {
     launched: Vec<String>,
     stopped: Vec<String>,
     unhealthy: Vec<String>,
+    /// Tasks replaced because a target failed its load balancer's health checks.
+    elb_unhealthy: usize,
+    /// Load-balancing events in the order they happened (registrations, unhealthy targets,
+    /// draining), recorded before the stop and start events of the pass.
+    lb_events: Vec<String>,
+    /// Tasks that began draining this pass, with the stop reason decided for them.
+    draining_started: Vec<(String, String)>,
     placement_failure: Option<String>,
     steady: bool,
     /// DAEMON: the desired count is the number of eligible instances.
@@ -208,7 +229,10 @@ fn failed(task: &Task) -> bool {
     matches!(
         task.stop_code.as_deref(),
         Some("TaskFailedToStart" | "EssentialContainerExited")
-    ) || task.stopped_reason.as_deref() == Some(events::UNHEALTHY_STOP_REASON)
+    ) || task.stopped_reason.as_deref().is_some_and(|r| {
+        r == events::UNHEALTHY_STOP_REASON
+            || r.starts_with(events::ELB_UNHEALTHY_STOP_REASON_PREFIX)
+    })
 }
 
 fn earliest(slot: &mut Option<f64>, at: f64) {
@@ -265,10 +289,43 @@ pub async fn reconcile(
         .ok()
     });
 
+    let mut recheck_pending: Option<f64> = None;
+    // Registrations first: what is registered and healthy decides availability.
+    let mut balancing = Balancing::load(ctx, &record, ctx.clock.now_millis()).await?;
+    let mut lb_events = balancing.sync(name, &record, &tasks, &state, task_id);
+    balancing.commit(ctx).await?;
+    let mut target_health: BTreeMap<String, TargetsHealth> = BTreeMap::new();
+    let mut draining: Vec<String> = Vec::new();
+    for task in &tasks {
+        let id = task_id(task);
+        if balancing.draining(&record, task, &id) {
+            draining.push(id);
+            continue;
+        }
+        let load_balancers = record
+            .deployment_of(task)
+            .map(|index| {
+                record.wharf_deployments[index]
+                    .wharf_load_balancers
+                    .as_slice()
+            })
+            .unwrap_or_default();
+        if phase(task) == Phase::Running && !load_balancers.is_empty() {
+            target_health.insert(id, balancing.health(task, &state, load_balancers));
+        }
+    }
+    if target_health.values().any(|h| *h == TargetsHealth::Waiting) {
+        earliest(&mut recheck_pending, now + TARGET_HEALTH_RECHECK_SECONDS);
+    }
+
     let checked = health_checked(ctx, &tasks).await?;
     let views: Vec<TaskView> = tasks
         .iter()
         .map(|task| {
+            let id = task_id(task);
+            let targets = target_health.get(&id);
+            let targets_unhealthy = matches!(targets, Some(TargetsHealth::Unhealthy(_)));
+            let targets_ready = matches!(targets, None | Some(TargetsHealth::Healthy));
             let instance_arn = task.container_instance_arn.as_deref().unwrap_or("");
             let stored = state.instance(instance_arn);
             let host = match stored.and_then(|s| s.record.instance.status.as_deref()) {
@@ -276,18 +333,23 @@ pub async fn reconcile(
                 Some("INACTIVE" | "DEREGISTERING") | None => Host::Gone,
                 Some(_) => Host::Active,
             };
+            // A draining task is on its way out: neither available nor to be stopped again.
+            let drains = draining.contains(&id);
             TaskView {
-                id: task_id(task),
                 deployment: record.deployment_of(task),
-                phase: phase(task),
-                available: available(
-                    task,
-                    checked
-                        .get(task.task_definition_arn.as_deref().unwrap_or(""))
-                        .copied()
-                        .unwrap_or(false),
-                ),
-                unhealthy: task.health_status.as_deref() == Some("UNHEALTHY"),
+                phase: if drains { Phase::Stopping } else { phase(task) },
+                available: !drains
+                    && targets_ready
+                    && available(
+                        task,
+                        checked
+                            .get(task.task_definition_arn.as_deref().unwrap_or(""))
+                            .copied()
+                            .unwrap_or(false),
+                    ),
+                unhealthy: !drains
+                    && (task.health_status.as_deref() == Some("UNHEALTHY") || targets_unhealthy),
+                id,
                 instance: instance_id(instance_arn).to_string(),
                 zone: stored
                     .map(|s| attribute(&s.record, "ecs.availability-zone"))
@@ -339,7 +401,7 @@ pub async fn reconcile(
     };
     observed.steady = decision.steady;
 
-    let mut recheck_at: Option<f64> = None;
+    let mut recheck_at: Option<f64> = recheck_pending;
     if let Some(at) = decision.recheck_at {
         earliest(&mut recheck_at, at);
     }
@@ -347,58 +409,107 @@ pub async fn reconcile(
         earliest(&mut recheck_at, until);
     }
 
-    // Stops first: what they free is what the launches may use.
+    // Stops first: what they free is what the launches may use. A task with registered
+    // targets is deregistered instead and stopped once it drained.
+    let mut began_draining = 0;
+    let mut drain_events = Vec::new();
     for (id, reason) in &decision.stops {
         let Some(task) = tasks.iter_mut().find(|t| task_id(t) == *id) else {
             continue;
         };
         let arn = task.task_arn.clone().unwrap_or_default();
-        let written = match reason {
-            StopReason::InstanceGone => force_stop(ctx, cluster, id, now).await?,
-            StopReason::Unhealthy => {
-                stop_task_by_id(
-                    ctx,
-                    cluster,
-                    id,
-                    events::UNHEALTHY_STOP_REASON,
-                    events::SERVICE_SCHEDULER_INITIATED,
-                )
-                .await?
+        if *reason == StopReason::InstanceGone {
+            if let Some(written) = force_stop(ctx, cluster, id, now).await? {
+                *task = written;
             }
-            StopReason::Scaling => {
-                stop_task_by_id(
-                    ctx,
-                    cluster,
-                    id,
-                    &events::scaling_stop_reason(primary.id()),
-                    events::SERVICE_SCHEDULER_INITIATED,
-                )
-                .await?
+            tracing::info!(cluster, service = name, task = id, reason = ?reason, "service task stopped");
+            continue;
+        }
+        let elb_unhealthy = match target_health.get(id) {
+            Some(TargetsHealth::Unhealthy(target)) if *reason == StopReason::Unhealthy => {
+                Some(target.clone())
             }
-            StopReason::Draining => {
-                stop_task_by_id(
-                    ctx,
-                    cluster,
-                    id,
-                    events::DRAINING_STOP_REASON,
-                    events::SERVICE_SCHEDULER_INITIATED,
-                )
-                .await?
-            }
+            _ => None,
         };
-        if let Some(written) = written {
+        let text = events::stop_reason(*reason, primary.id(), elb_unhealthy.as_ref());
+        match &elb_unhealthy {
+            Some(target) => {
+                let who = if target.id.parse::<std::net::Ipv4Addr>().is_ok() {
+                    format!("task {id}")
+                } else {
+                    format!("instance {}", target.id)
+                };
+                lb_events.push(events::target_unhealthy(
+                    name,
+                    &who,
+                    target.port,
+                    &target.target_group_arn,
+                    &target.reason,
+                ));
+                observed.elb_unhealthy += 1;
+            }
+            None if *reason == StopReason::Unhealthy => observed.unhealthy.push(arn.clone()),
+            None => {}
+        }
+        if balancing.registered(task) {
+            let deregistered = balancing.deregister(&arn);
+            began_draining += 1;
+            for (group, count) in deregistered {
+                drain_events.push(events::deregistered_targets(name, count, &group));
+            }
+            observed.draining_started.push((id.clone(), text));
+            draining.push(id.clone());
+            tracing::info!(cluster, service = name, task = id, reason = ?reason, "service task draining");
+            continue;
+        }
+        if let Some(written) =
+            stop_task_by_id(ctx, cluster, id, &text, events::SERVICE_SCHEDULER_INITIATED).await?
+        {
             *task = written;
         }
-        match reason {
-            StopReason::InstanceGone => {}
-            StopReason::Unhealthy => {
-                observed.unhealthy.push(arn.clone());
-                observed.stopped.push(arn);
-            }
-            _ => observed.stopped.push(arn),
-        }
+        observed.stopped.push(arn);
         tracing::info!(cluster, service = name, task = id, reason = ?reason, "service task stopped");
     }
+    if began_draining > 0 {
+        // ECS says so before naming the target groups.
+        lb_events.push(events::began_draining(name, began_draining));
+        lb_events.extend(drain_events);
+    }
+    balancing.commit(ctx).await?;
+
+    // Tasks whose targets drained are stopped now, for the reason decided when they began.
+    for task in tasks.iter_mut() {
+        let id = task_id(task);
+        if !draining.contains(&id) || !balancing.draining(&record, task, &id) {
+            continue;
+        }
+        if let Some(end_ms) = balancing.drain_ends_at(task) {
+            earliest(&mut recheck_at, end_ms as f64 / 1000.0);
+            continue;
+        }
+        let reason = observed
+            .draining_started
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, r)| r.clone())
+            .or_else(|| record.wharf_draining.get(&id).cloned())
+            .unwrap_or_else(|| events::scaling_stop_reason(primary.id()));
+        let arn = task.task_arn.clone().unwrap_or_default();
+        if let Some(written) = stop_task_by_id(
+            ctx,
+            cluster,
+            &id,
+            &reason,
+            events::SERVICE_SCHEDULER_INITIATED,
+        )
+        .await?
+        {
+            *task = written;
+        }
+        observed.stopped.push(arn);
+        tracing::info!(cluster, service = name, task = %id, "service task stopped after draining");
+    }
+    observed.lb_events = lb_events;
 
     let wanted = if record.is_daemon() {
         decision.launch_on.len()
@@ -576,6 +687,20 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
         }
     }
 
+    for message in &observed.lb_events {
+        events::push(&mut record.service, message.clone(), now);
+    }
+    for (id, reason) in &observed.draining_started {
+        record.wharf_draining.insert(id.clone(), reason.clone());
+    }
+    // Only tasks still draining are remembered (stopped ones are the tasks' own record now).
+    record.wharf_draining.retain(|id, _| {
+        observed.tasks.iter().any(|t| {
+            task_id(t) == *id
+                && t.desired_status.as_deref() == Some("RUNNING")
+                && t.last_status.as_deref() != Some("STOPPED")
+        })
+    });
     for arn in &observed.unhealthy {
         events::push(
             &mut record.service,
@@ -593,7 +718,11 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
     if !observed.launched.is_empty() {
         events::push(
             &mut record.service,
-            events::started(&name, &observed.launched, observed.unhealthy.len()),
+            events::started(
+                &name,
+                &observed.launched,
+                observed.unhealthy.len() + observed.elb_unhealthy,
+            ),
             now,
         );
     }

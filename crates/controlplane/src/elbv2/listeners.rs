@@ -1,0 +1,647 @@
+//! Listeners (CreateListener, DescribeListeners, ModifyListener, DeleteListener) and the
+//! validation of actions, which listeners' default actions and rules share: exactly one
+//! terminal action (forward, redirect or fixed-response), forwards to at most five weighted
+//! target groups of the load balancer's VPC whose protocol the listener can carry, each group
+//! attached to one load balancer only. Actions are stored normalised as DescribeRules answers
+//! them (a single-group forward has both `TargetGroupArn` and `ForwardConfig`; redirects have
+//! every component with its `#{…}` default).
+
+use model::elb::{keys, LoadBalancerKind, TargetGroupRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{invalid, Result};
+use super::load_balancers::enum_error;
+use super::records::{
+    self, validate_tags, Action, ForwardConfig, ListenerRecord, LoadBalancerRecord, RedirectConfig,
+    StickinessConfig, Tag, TargetGroupTuple,
+};
+use super::{
+    conflict, delete_key, page, parse, put_json, Elbv2Context, Elbv2Error, Topology, MAX_ATTEMPTS,
+};
+
+const APPLICATION_PROTOCOLS: &[&str] = &["HTTP", "HTTPS"];
+const NETWORK_PROTOCOLS: &[&str] = &["TCP", "TLS", "UDP", "TCP_UDP"];
+const FIXED_RESPONSE_CONTENT_TYPES: &[&str] = &[
+    "text/plain",
+    "text/css",
+    "text/html",
+    "application/javascript",
+    "application/json",
+];
+/// The policy AWS gives HTTPS and TLS listeners created without one.
+const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-2016-08";
+
+/// Whether a listener of `listener` protocol may forward to a group of `group` protocol.
+fn compatible(listener: &str, group: &str) -> bool {
+    match listener {
+        "HTTP" | "HTTPS" => matches!(group, "HTTP" | "HTTPS"),
+        "TCP" => matches!(group, "TCP" | "TCP_UDP"),
+        "TLS" => matches!(group, "TCP" | "TLS"),
+        "UDP" => matches!(group, "UDP" | "TCP_UDP"),
+        "TCP_UDP" => group == "TCP_UDP",
+        _ => false,
+    }
+}
+
+/// Validate and normalise the actions of a rule or default rule of a listener of
+/// `listener_protocol` on `lb`.
+pub(super) async fn validate_actions(
+    ctx: &Elbv2Context,
+    lb: &LoadBalancerRecord,
+    listener_protocol: &str,
+    actions: Vec<Action>,
+    topology: &Topology,
+) -> Result<Vec<Action>> {
+    if actions.is_empty() {
+        return Err(invalid("At least one action must be specified")); // guessed
+    }
+    if actions.len() > 1 {
+        let terminal = actions
+            .iter()
+            .filter(|a| matches!(a.kind.as_str(), "forward" | "redirect" | "fixed-response"))
+            .count();
+        return Err(if terminal > 1 {
+            Elbv2Error::InvalidLoadBalancerAction(
+                "A rule can have only one terminal action".into(), // guessed
+            )
+        } else {
+            Elbv2Error::InvalidLoadBalancerAction(
+                "Wharf supports one action per rule (authenticate actions are not supported)"
+                    .into(),
+            )
+        });
+    }
+    let mut out = Vec::new();
+    for mut action in actions {
+        if let Some(order) = action.order {
+            if !(1..=50_000).contains(&order) {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{order}' at 'actions.member.order' failed to satisfy constraint: Member must have value between 1 and 50000"
+                )));
+            }
+        }
+        match action.kind.as_str() {
+            "forward" => {}
+            "redirect" | "fixed-response" if lb.kind == LoadBalancerKind::Network => {
+                return Err(Elbv2Error::InvalidLoadBalancerAction(format!(
+                    "Action type '{}' is not supported for network load balancers; use 'forward'", // guessed
+                    action.kind
+                )));
+            }
+            "redirect" => {
+                action.redirect_config = Some(redirect(action.redirect_config.take())?);
+                action.target_group_arn = None;
+                action.forward_config = None;
+                action.fixed_response_config = None;
+                out.push(action);
+                continue;
+            }
+            "fixed-response" => {
+                let config = action
+                    .fixed_response_config
+                    .take()
+                    .ok_or_else(|| invalid("A fixed response config must be specified"))?; // guessed
+                let code = config.status_code.as_bytes();
+                if code.len() != 3
+                    || !matches!(code[0], b'2' | b'4' | b'5')
+                    || !code.iter().all(u8::is_ascii_digit)
+                {
+                    return Err(invalid(format!(
+                        "Fixed response status code '{}' must be a 2XX, 4XX or 5XX code",
+                        config.status_code
+                    )));
+                }
+                if let Some(t) = &config.content_type {
+                    if !FIXED_RESPONSE_CONTENT_TYPES.contains(&t.as_str()) {
+                        return Err(enum_error(
+                            t,
+                            "actions.member.fixedResponseConfig.contentType",
+                            FIXED_RESPONSE_CONTENT_TYPES,
+                        ));
+                    }
+                }
+                if config.message_body.as_ref().is_some_and(|b| b.len() > 1024) {
+                    return Err(invalid(
+                        "Fixed response message body cannot be longer than 1024 characters",
+                    ));
+                }
+                action.fixed_response_config = Some(config);
+                action.target_group_arn = None;
+                action.forward_config = None;
+                action.redirect_config = None;
+                out.push(action);
+                continue;
+            }
+            "authenticate-oidc" | "authenticate-cognito" | "jwt-validation" => {
+                return Err(Elbv2Error::InvalidLoadBalancerAction(format!(
+                    "Wharf does not support '{}' actions",
+                    action.kind
+                )))
+            }
+            other => {
+                return Err(enum_error(
+                    other,
+                    "actions.member.type",
+                    &[
+                        "forward",
+                        "authenticate-oidc",
+                        "authenticate-cognito",
+                        "redirect",
+                        "fixed-response",
+                    ],
+                ))
+            }
+        }
+        // forward
+        let config = action.forward_config.take().unwrap_or_default();
+        let mut tuples: Vec<TargetGroupTuple> = config.target_groups.unwrap_or_default();
+        match (&action.target_group_arn, tuples.as_slice()) {
+            (Some(arn), []) => tuples.push(TargetGroupTuple {
+                target_group_arn: Some(arn.clone()),
+                weight: Some(1),
+            }),
+            (Some(arn), [only]) if only.target_group_arn.as_ref() == Some(arn) => {}
+            (Some(_), _) => {
+                return Err(invalid(
+                    "You cannot specify both a target group ARN and a forward config with other target groups", // guessed
+                ));
+            }
+            (None, []) => {
+                return Err(invalid(
+                    "A target group ARN must be specified for a forward action", // guessed
+                ));
+            }
+            (None, _) => {}
+        }
+        if tuples.len() > 5 {
+            return Err(Elbv2Error::TooManyTargetGroups(
+                "A forward action can have at most 5 target groups".into(), // guessed
+            ));
+        }
+        let mut seen = Vec::new();
+        for tuple in &mut tuples {
+            let arn = tuple.target_group_arn.clone().ok_or_else(|| {
+                invalid("A target group ARN must be specified in each target group tuple")
+            })?;
+            if seen.contains(&arn) {
+                return Err(invalid(format!(
+                    "Target group '{arn}' is specified more than once" // guessed
+                )));
+            }
+            seen.push(arn.clone());
+            let weight = *tuple.weight.get_or_insert(1);
+            if !(0..=999).contains(&weight) {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{weight}' at 'weight' failed to satisfy constraint: Member must have value between 0 and 999"
+                )));
+            }
+            let (group, _) = ctx.target_group(&arn).await?;
+            check_group(lb, listener_protocol, &group, topology)?;
+        }
+        let stickiness = config.target_group_stickiness_config.unwrap_or_default();
+        let enabled = stickiness.enabled.unwrap_or(false);
+        if enabled {
+            match stickiness.duration_seconds {
+                Some(d) if (1..=604_800).contains(&d) => {}
+                _ => {
+                    return Err(invalid(
+                        "Target group stickiness duration must be between 1 and 604800 seconds", // guessed
+                    ));
+                }
+            }
+        }
+        action.target_group_arn = (tuples.len() == 1)
+            .then(|| tuples[0].target_group_arn.clone())
+            .flatten();
+        action.forward_config = Some(ForwardConfig {
+            target_groups: Some(tuples),
+            target_group_stickiness_config: Some(StickinessConfig {
+                enabled: Some(enabled),
+                duration_seconds: stickiness.duration_seconds.filter(|_| enabled),
+            }),
+        });
+        action.redirect_config = None;
+        action.fixed_response_config = None;
+        out.push(action);
+    }
+    Ok(out)
+}
+
+/// Whether `lb`'s listener of `listener_protocol` may forward to `group`.
+fn check_group(
+    lb: &LoadBalancerRecord,
+    listener_protocol: &str,
+    group: &TargetGroupRecord,
+    topology: &Topology,
+) -> Result<()> {
+    if group.vpc_id.as_deref() != Some(lb.vpc_id.as_str()) {
+        return Err(Elbv2Error::InvalidConfigurationRequest(format!(
+            "The target group '{}' is not in the same VPC as the load balancer", // guessed
+            group.arn
+        )));
+    }
+    let protocol = group.protocol.as_deref().unwrap_or_default();
+    if !compatible(listener_protocol, protocol) {
+        return Err(Elbv2Error::IncompatibleProtocols(format!(
+            "Listener protocol '{listener_protocol}' is not supported with a target group with the protocol '{protocol}'"
+        )));
+    }
+    if topology
+        .load_balancers_of(&group.arn)
+        .iter()
+        .any(|other| *other != lb.arn)
+    {
+        return Err(Elbv2Error::TargetGroupAssociationLimit(format!(
+            "The following target groups cannot be associated with more than one load balancer: {}",
+            group.arn
+        )));
+    }
+    Ok(())
+}
+
+/// A redirect with AWS's defaults for the components not given.
+fn redirect(config: Option<RedirectConfig>) -> Result<RedirectConfig> {
+    let mut config = config.ok_or_else(|| invalid("A redirect config must be specified"))?; // guessed
+    if !matches!(config.status_code.as_str(), "HTTP_301" | "HTTP_302") {
+        return Err(enum_error(
+            &config.status_code,
+            "actions.member.redirectConfig.statusCode",
+            &["HTTP_301", "HTTP_302"],
+        ));
+    }
+    if let Some(p) = &config.protocol {
+        if !matches!(p.as_str(), "HTTP" | "HTTPS" | "#{protocol}") {
+            return Err(invalid(format!(
+                "Redirect protocol '{p}' must be HTTP, HTTPS or #{{protocol}}" // guessed
+            )));
+        }
+    }
+    if config.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return Err(invalid("Redirect path must start with '/'")); // guessed
+    }
+    let defaults = [
+        config.protocol.is_none(),
+        config.port.is_none(),
+        config.host.is_none(),
+        config.path.is_none(),
+        config.query.is_none(),
+    ];
+    if defaults.iter().all(|d| *d) {
+        return Err(Elbv2Error::InvalidLoadBalancerAction(
+            "The redirect configuration is not valid: it redirects to the same location".into(), // guessed
+        ));
+    }
+    config.protocol.get_or_insert_with(|| "#{protocol}".into());
+    config.port.get_or_insert_with(|| "#{port}".into());
+    config.host.get_or_insert_with(|| "#{host}".into());
+    config.path.get_or_insert_with(|| "/#{path}".into());
+    config.query.get_or_insert_with(|| "#{query}".into());
+    Ok(config)
+}
+
+/// The wire `Listener` of a record.
+pub(super) fn describe_value(record: &ListenerRecord) -> Value {
+    let mut value = json!({
+        "ListenerArn": record.arn,
+        "LoadBalancerArn": record.load_balancer_arn,
+        "Port": record.port,
+        "Protocol": record.protocol,
+        "DefaultActions": record.default_actions,
+    });
+    if !record.certificates.is_empty() {
+        value["Certificates"] = json!(record
+            .certificates
+            .iter()
+            .map(|c| json!({"CertificateArn": c}))
+            .collect::<Vec<_>>());
+    }
+    if let Some(policy) = &record.ssl_policy {
+        value["SslPolicy"] = json!(policy);
+    }
+    if !record.alpn_policy.is_empty() {
+        value["AlpnPolicy"] = json!(record.alpn_policy);
+    }
+    value
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Certificate {
+    certificate_arn: Option<String>,
+}
+
+/// The listener members CreateListener and ModifyListener share.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListenerSettings {
+    protocol: Option<String>,
+    port: Option<i32>,
+    ssl_policy: Option<String>,
+    certificates: Option<Vec<Certificate>>,
+    default_actions: Option<Vec<Action>>,
+    alpn_policy: Option<Vec<String>>,
+}
+
+/// Apply `settings` to `record` (a new listener starts blank), checking what AWS checks.
+async fn apply_settings(
+    ctx: &Elbv2Context,
+    lb: &LoadBalancerRecord,
+    record: &mut ListenerRecord,
+    settings: &ListenerSettings,
+    topology: &Topology,
+) -> Result<()> {
+    let allowed = match lb.kind {
+        LoadBalancerKind::Application => APPLICATION_PROTOCOLS,
+        LoadBalancerKind::Network => NETWORK_PROTOCOLS,
+    };
+    if let Some(protocol) = &settings.protocol {
+        if !allowed.contains(&protocol.as_str()) {
+            return Err(invalid(format!(
+                "Listener protocol '{protocol}' must be one of '{}'",
+                allowed.join(", ")
+            )));
+        }
+        record.protocol = protocol.clone();
+    }
+    if record.protocol.is_empty() {
+        return Err(invalid("A listener protocol must be specified")); // guessed
+    }
+    if let Some(port) = settings.port {
+        if !(1..=65535).contains(&port) {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{port}' at 'port' failed to satisfy constraint: Member must have value between 1 and 65535"
+            )));
+        }
+        record.port = port;
+    }
+    if record.port == 0 {
+        return Err(invalid("A listener port must be specified")); // guessed
+    }
+    if let Some(certificates) = &settings.certificates {
+        record.certificates = certificates
+            .iter()
+            .filter_map(|c| c.certificate_arn.clone())
+            .collect();
+    }
+    if let Some(alpn) = &settings.alpn_policy {
+        record.alpn_policy = alpn.clone();
+    }
+    let secure = matches!(record.protocol.as_str(), "HTTPS" | "TLS");
+    if secure {
+        if record.certificates.is_empty() {
+            return Err(invalid(format!(
+                "A certificate must be specified for {} listeners", // guessed
+                record.protocol
+            )));
+        }
+        record.ssl_policy = Some(
+            settings
+                .ssl_policy
+                .clone()
+                .or(record.ssl_policy.take())
+                .unwrap_or_else(|| DEFAULT_SSL_POLICY.to_string()),
+        );
+    } else {
+        record.ssl_policy = None;
+        record.certificates.clear();
+    }
+    let actions = match &settings.default_actions {
+        Some(actions) => actions.clone(),
+        // A protocol change re-checks the groups the listener already forwards to.
+        None => record.default_actions.clone(),
+    };
+    record.default_actions = validate_actions(ctx, lb, &record.protocol, actions, topology).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateInput {
+    load_balancer_arn: String,
+    tags: Option<Vec<Tag>>,
+    #[serde(flatten)]
+    settings: ListenerSettings,
+}
+
+pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: CreateInput = parse(input)?;
+    if input.settings.default_actions.is_none() {
+        return Err(invalid(
+            "1 validation error detected: Value null at 'defaultActions' failed to satisfy constraint: Member must not be null",
+        ));
+    }
+    let tags = validate_tags(input.tags.as_deref().unwrap_or_default())?;
+    for _ in 0..MAX_ATTEMPTS {
+        let (lb, lb_revision) = ctx.load_balancer(&input.load_balancer_arn).await?;
+        let topology = Topology::load(ctx).await?;
+        let id = records::new_id();
+        let arn = ctx.arn(&format!(
+            "listener/{}/{}/{}/{id}",
+            lb.type_segment(),
+            lb.name,
+            lb.id
+        ));
+        let mut record = ListenerRecord {
+            arn,
+            id: id.clone(),
+            load_balancer_arn: lb.arn.clone(),
+            load_balancer_id: lb.id.clone(),
+            port: 0,
+            protocol: String::new(),
+            ssl_policy: None,
+            certificates: Vec::new(),
+            alpn_policy: Vec::new(),
+            default_actions: Vec::new(),
+            default_rule_id: records::new_id(),
+            tags: tags.clone(),
+        };
+        apply_settings(ctx, &lb, &mut record, &input.settings, &topology).await?;
+        if let Some((existing, _)) = topology
+            .listeners
+            .iter()
+            .find(|(l, _)| l.load_balancer_id == lb.id && l.port == record.port)
+        {
+            // CreateListener is idempotent for the same settings.
+            if existing.protocol == record.protocol
+                && existing.default_actions == record.default_actions
+            {
+                return Ok(json!({"Listeners": [describe_value(existing)]}));
+            }
+            return Err(Elbv2Error::DuplicateListener(format!(
+                "A listener already exists on this port for this load balancer '{}'",
+                lb.arn
+            )));
+        }
+        let lb_key = keys::load_balancer(&lb.name);
+        let key = keys::listener(&lb.id, &id);
+        // Re-putting the load balancer serialises listener creation per load balancer.
+        let ops = vec![put_json(&lb_key, &lb), put_json(&key, &record)];
+        if ctx.commit(&[(lb_key, lb_revision), (key, 0)], ops).await? {
+            tracing::info!(listener = %record.arn, port = record.port, "created listener");
+            return Ok(json!({"Listeners": [describe_value(&record)]}));
+        }
+    }
+    Err(conflict())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeInput {
+    load_balancer_arn: Option<String>,
+    listener_arns: Option<Vec<String>>,
+    marker: Option<String>,
+    page_size: Option<i32>,
+}
+
+pub async fn describe(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: DescribeInput = parse(input)?;
+    let arns = input.listener_arns.unwrap_or_default();
+    let mut selected: Vec<ListenerRecord> = match (&input.load_balancer_arn, arns.is_empty()) {
+        (Some(_), false) => {
+            return Err(invalid(
+                "Listener ARNs and a load balancer ARN cannot be specified at the same time",
+            ))
+        }
+        (None, true) => {
+            return Err(invalid(
+                "You must specify either listener ARNs or a load balancer ARN",
+            ))
+        }
+        (Some(lb), true) => {
+            let (lb, _) = ctx.load_balancer(lb).await?;
+            ctx.range_json::<ListenerRecord>(&format!("{}{}/", keys::LISTENER_PREFIX, lb.id))
+                .await?
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect()
+        }
+        (None, false) => {
+            let mut out = Vec::new();
+            for arn in &arns {
+                out.push(ctx.listener(arn).await?.0);
+            }
+            out
+        }
+    };
+    selected.sort_by(|a, b| (a.port, &a.id).cmp(&(b.port, &b.id)));
+    let (items, next) = page(
+        ctx,
+        "DescribeListeners",
+        selected,
+        |l| format!("{:05}/{}", l.port, l.id),
+        input.marker.as_deref(),
+        input.page_size,
+    )?;
+    let mut out = json!({"Listeners": items.iter().map(describe_value).collect::<Vec<_>>()});
+    if let Some(next) = next {
+        out["NextMarker"] = json!(next);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModifyInput {
+    listener_arn: String,
+    #[serde(flatten)]
+    settings: ListenerSettings,
+}
+
+pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ModifyInput = parse(input)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut record, revision) = ctx.listener(&input.listener_arn).await?;
+        let (lb, lb_revision) = ctx.load_balancer(&record.load_balancer_arn).await?;
+        let topology = Topology::load(ctx).await?;
+        apply_settings(ctx, &lb, &mut record, &input.settings, &topology).await?;
+        if topology
+            .listeners
+            .iter()
+            .any(|(l, _)| l.load_balancer_id == lb.id && l.port == record.port && l.id != record.id)
+        {
+            return Err(Elbv2Error::DuplicateListener(format!(
+                "A listener already exists on this port for this load balancer '{}'",
+                lb.arn
+            )));
+        }
+        let lb_key = keys::load_balancer(&lb.name);
+        let key = keys::listener(&lb.id, &record.id);
+        let ops = vec![put_json(&lb_key, &lb), put_json(&key, &record)];
+        if ctx
+            .commit(&[(lb_key, lb_revision), (key, revision)], ops)
+            .await?
+        {
+            return Ok(json!({"Listeners": [describe_value(&record)]}));
+        }
+    }
+    Err(conflict())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ArnInput {
+    listener_arn: String,
+}
+
+pub async fn delete_listener(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ArnInput = parse(input)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let (record, revision) = ctx.listener(&input.listener_arn).await?;
+        let key = keys::listener(&record.load_balancer_id, &record.id);
+        let mut guards = vec![(key.clone(), revision)];
+        let mut ops = vec![delete_key(&key)];
+        let rules = ctx
+            .range_json::<records::RuleRecord>(&format!("{}{}/", keys::RULE_PREFIX, record.id))
+            .await?;
+        for (rule, rule_revision) in rules {
+            let key = keys::rule(&record.id, &rule.id);
+            guards.push((key.clone(), rule_revision));
+            ops.push(delete_key(&key));
+        }
+        if ctx.commit(&guards, ops).await? {
+            tracing::info!(listener = %record.arn, "deleted listener");
+            return Ok(json!({}));
+        }
+    }
+    Err(conflict())
+}
+
+pub use delete_listener as delete;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_pair_as_aws_allows() {
+        assert!(compatible("HTTP", "HTTPS"));
+        assert!(!compatible("HTTP", "TCP"));
+        assert!(compatible("TLS", "TCP"));
+        assert!(compatible("UDP", "TCP_UDP"));
+        assert!(!compatible("TCP_UDP", "TCP"));
+    }
+
+    #[test]
+    fn redirects_get_aws_defaults() {
+        let config = redirect(Some(RedirectConfig {
+            protocol: Some("HTTPS".into()),
+            status_code: "HTTP_301".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(config.port.as_deref(), Some("#{port}"));
+        assert_eq!(config.path.as_deref(), Some("/#{path}"));
+        assert!(redirect(Some(RedirectConfig {
+            status_code: "HTTP_301".into(),
+            ..Default::default()
+        }))
+        .is_err());
+        assert!(redirect(Some(RedirectConfig {
+            status_code: "HTTP_307".into(),
+            host: Some("x".into()),
+            ..Default::default()
+        }))
+        .is_err());
+    }
+}

@@ -1,0 +1,660 @@
+//! The server side of the load-balancer protocol (`model::elb`): `GetRoutes` builds the whole
+//! route snapshot from the store and long-polls for changes; `ReportTargetHealth` records
+//! observed target health and load-balancer state transitions; `ReportRequestMetrics` stores
+//! request metrics in CloudWatch's metric store.
+//!
+//! Reports arrive every few seconds, so they write only what changed: a target's `since_ms`
+//! moves only when its state does, and an unchanged report writes nothing. Targets whose
+//! draining ended are pruned from their group when a report touches it, which makes the
+//! data plane's reports the periodic sweep (they are already invisible through
+//! `RegisteredTarget::present`).
+//!
+//! Observed health is one record per group, whoever reports it: with several data-plane nodes
+//! the last report wins (each node checks every target, so they agree but for moments of
+//! change). A node reporting a load balancer failed does not take an active one back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use metricstore::{MetricKey, Point, Resolution, Sample};
+use model::elb::{
+    keys, GetRoutesInput, ListenerRoutes, LoadBalancerRoutes, ObservedTargetHealth,
+    QueryStringPair, ReportRequestMetricsInput, ReportTargetHealthInput, RouteAction,
+    RouteCondition, RouteRule, RouteSnapshot, RouteTarget, Stickiness, TargetGroupRecord,
+    TargetGroupRoutes, TargetHealthRecord, WeightedTargetGroup, MAX_ROUTES_WAIT_SECONDS,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use store::{Event, StoreError};
+use tracing::{debug, info, warn};
+
+use super::error::{invalid, Result};
+use super::records::{
+    parse_load_balancer_arn, Action, ListenerRecord, LoadBalancerRecord, RuleCondition, RuleRecord,
+};
+use super::{put_json, Elbv2Context, Elbv2Error};
+use crate::ecs::cluster_state::InstanceRecord;
+
+/// Where container instances live (`ecs::keys::container_instance`): instance targets are
+/// resolved to their host address.
+const CONTAINER_INSTANCE_PREFIX: &str = "ecs/container-instance/";
+
+/// Run one load-balancer protocol operation; `None` when the operation is unknown.
+pub async fn dispatch(
+    ctx: &Elbv2Context,
+    operation: &str,
+    input: Value,
+) -> Option<Result<Value, Elbv2Error>> {
+    Some(match operation {
+        "GetRoutes" => get_routes(ctx, input).await,
+        "ReportTargetHealth" => report_target_health(ctx, input).await,
+        "ReportRequestMetrics" => report_request_metrics(ctx, input).await,
+        _ => return None,
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(input: Value) -> Result<T> {
+    serde_json::from_value(input).map_err(|e| Elbv2Error::Serialization(e.to_string()))
+}
+
+// ---- GetRoutes ----
+
+async fn get_routes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: GetRoutesInput = parse_json(input)?;
+    let wait = Duration::from_secs(input.wait_seconds.min(MAX_ROUTES_WAIT_SECONDS));
+    if input.since_revision > 0 && !wait.is_zero() {
+        wait_for_change(ctx, input.since_revision, wait).await?;
+    }
+    let snapshot = build_snapshot(ctx).await?;
+    Ok(serde_json::to_value(&snapshot).unwrap_or(Value::Null))
+}
+
+/// Whether an event changes what a snapshot holds: any ELBv2 record except observed health,
+/// and a container instance's identity or address (not its resource bookkeeping, which every
+/// task placement rewrites).
+fn relevant(event: &Event) -> bool {
+    let key = &event.kv.key;
+    if key.starts_with(keys::PREFIX) {
+        return !key.starts_with(keys::HEALTH_PREFIX);
+    }
+    if key.starts_with(CONTAINER_INSTANCE_PREFIX) {
+        let identity = |bytes: &[u8]| {
+            serde_json::from_slice::<InstanceRecord>(bytes)
+                .ok()
+                .map(|r| {
+                    (
+                        r.instance.ec2_instance_id,
+                        r.wharf_private_ip,
+                        r.instance.status,
+                    )
+                })
+        };
+        let now = identity(&event.kv.value);
+        let before = event.prev.as_ref().and_then(|p| identity(&p.value));
+        return now != before;
+    }
+    false
+}
+
+/// Wait until something a snapshot depends on changed after `since`, or `wait` passed.
+async fn wait_for_change(ctx: &Elbv2Context, since: i64, wait: Duration) -> Result<()> {
+    let current = ctx.store.revision().await?;
+    if since > current {
+        // A revision from another store (the server's was reset): answer at once.
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    // Watches replay the history after `since` first, so a change the data plane has not seen
+    // yet wakes it at once.
+    let mut elb = match ctx.store.watch(keys::PREFIX, since).await {
+        Ok(w) => w,
+        Err(StoreError::Compacted { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut instances = match ctx.store.watch(CONTAINER_INSTANCE_PREFIX, since).await {
+        Ok(w) => w,
+        Err(StoreError::Compacted { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let _ = tokio::time::timeout_at(deadline, async {
+        loop {
+            let batch = tokio::select! {
+                batch = elb.events.recv() => batch,
+                batch = instances.events.recv() => batch,
+            };
+            match batch {
+                Some(Ok(events)) if !events.iter().any(relevant) => continue,
+                // A relevant change, an error (compaction) or a closed watch: answer now.
+                _ => return,
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// The whole snapshot as the store holds it now.
+pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> {
+    let response = ctx
+        .store
+        .range(keys::LOAD_BALANCER_PREFIX, Default::default())
+        .await?;
+    let revision = response.revision;
+    let load_balancers: Vec<LoadBalancerRecord> = decode_all(response.kvs);
+    let listeners: Vec<(ListenerRecord, i64)> = ctx.range_json(keys::LISTENER_PREFIX).await?;
+    let rules: Vec<(RuleRecord, i64)> = ctx.range_json(keys::RULE_PREFIX).await?;
+    let groups: Vec<(TargetGroupRecord, i64)> = ctx.range_json(keys::TARGET_GROUP_PREFIX).await?;
+    let instances: Vec<(InstanceRecord, i64)> = ctx.range_json(CONTAINER_INSTANCE_PREFIX).await?;
+    let now = ctx.now_ms();
+
+    let mut rules_by_listener: BTreeMap<&str, Vec<&RuleRecord>> = BTreeMap::new();
+    for (rule, _) in &rules {
+        rules_by_listener
+            .entry(rule.listener_id.as_str())
+            .or_default()
+            .push(rule);
+    }
+    let mut out = RouteSnapshot {
+        revision,
+        now_ms: now,
+        ..Default::default()
+    };
+    for lb in &load_balancers {
+        let mut lb_listeners: Vec<&ListenerRecord> = listeners
+            .iter()
+            .map(|(l, _)| l)
+            .filter(|l| l.load_balancer_id == lb.id)
+            .collect();
+        lb_listeners.sort_by_key(|l| l.port);
+        let mut routes = Vec::new();
+        for listener in lb_listeners {
+            let mut listener_rules = rules_by_listener
+                .get(listener.id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            listener_rules.sort_by_key(|r| r.priority);
+            let mut route_rules: Vec<RouteRule> = listener_rules
+                .iter()
+                .filter_map(|r| {
+                    Some(RouteRule {
+                        arn: r.arn.clone(),
+                        priority: Some(r.priority),
+                        conditions: r.conditions.iter().filter_map(route_condition).collect(),
+                        action: route_action(&r.actions)?,
+                    })
+                })
+                .collect();
+            if let Some(action) = route_action(&listener.default_actions) {
+                route_rules.push(RouteRule {
+                    arn: listener.default_rule_arn(),
+                    priority: None,
+                    conditions: Vec::new(),
+                    action,
+                });
+            }
+            routes.push(ListenerRoutes {
+                arn: listener.arn.clone(),
+                port: u16::try_from(listener.port).unwrap_or_default(),
+                protocol: listener.protocol.clone(),
+                rules: route_rules,
+            });
+        }
+        out.load_balancers.push(LoadBalancerRoutes {
+            arn: lb.arn.clone(),
+            name: lb.name.clone(),
+            kind: lb.kind,
+            address: lb.address.clone(),
+            dimension: lb.dimension(),
+            idle_timeout_seconds: lb
+                .attributes
+                .get("idle_timeout.timeout_seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+            listeners: routes,
+        });
+    }
+    // ec2InstanceId → host address of the registered container instances.
+    let mut hosts: BTreeMap<String, String> = BTreeMap::new();
+    for (record, _) in instances {
+        if record.instance.status.as_deref() == Some("INACTIVE") {
+            continue;
+        }
+        if let Some(id) = record.instance.ec2_instance_id {
+            let ip = record
+                .wharf_private_ip
+                .unwrap_or_else(|| "127.0.0.1".into());
+            hosts.insert(id, ip);
+        }
+    }
+    for (group, _) in &groups {
+        out.target_groups.push(group_routes(group, &hosts, now));
+    }
+    Ok(out)
+}
+
+fn decode_all<T: DeserializeOwned>(kvs: Vec<store::KeyValue>) -> Vec<T> {
+    kvs.into_iter()
+        .filter_map(|kv| match serde_json::from_slice(&kv.value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warn!(key = kv.key, error = %e, "unreadable elbv2 record ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+fn group_routes(
+    group: &TargetGroupRecord,
+    hosts: &BTreeMap<String, String>,
+    now: i64,
+) -> TargetGroupRoutes {
+    let attribute = |key: &str| group.attributes.get(key).map(String::as_str);
+    let delay = group.deregistration_delay_seconds();
+    let stickiness = match (
+        attribute("stickiness.enabled"),
+        attribute("stickiness.type"),
+    ) {
+        (Some("true"), Some(kind @ ("lb_cookie" | "app_cookie"))) => Some(Stickiness {
+            kind: kind.to_string(),
+            duration_seconds: attribute(&format!("stickiness.{kind}.duration_seconds"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(86_400),
+            cookie_name: (kind == "app_cookie")
+                .then(|| attribute("stickiness.app_cookie.cookie_name").map(str::to_string))
+                .flatten(),
+        }),
+        _ => None,
+    };
+    let mut targets = Vec::new();
+    for target in group.targets.iter().filter(|t| t.present(now, delay)) {
+        let host = if group.target_type == "ip" {
+            target.id.clone()
+        } else if let Some(host) = hosts.get(&target.id) {
+            host.clone()
+        } else {
+            debug!(
+                target = target.id,
+                group = group.arn,
+                "instance target without a registered container instance"
+            );
+            continue;
+        };
+        let Ok(port) = u16::try_from(target.port) else {
+            continue;
+        };
+        targets.push(RouteTarget {
+            id: target.id.clone(),
+            port,
+            address: format!("{host}:{port}"),
+            availability_zone: target.availability_zone.clone(),
+            draining_until_ms: target.deregistered_at_ms.map(|at| at + delay * 1000),
+        });
+    }
+    TargetGroupRoutes {
+        arn: group.arn.clone(),
+        name: group.name.clone(),
+        dimension: format!("targetgroup/{}/{}", group.name, group.id),
+        protocol: group.protocol.clone().unwrap_or_default(),
+        health_check: group.health_check.clone(),
+        deregistration_delay_seconds: u64::try_from(delay).unwrap_or_default(),
+        slow_start_seconds: attribute("slow_start.duration_seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        stickiness,
+        algorithm: attribute("load_balancing.algorithm.type")
+            .unwrap_or("round_robin")
+            .to_string(),
+        targets,
+    }
+}
+
+fn route_condition(condition: &RuleCondition) -> Option<RouteCondition> {
+    let values = |c: &Option<super::records::ValuesConfig>| {
+        c.as_ref()
+            .and_then(|c| c.values.clone())
+            .or_else(|| condition.values.clone())
+            .unwrap_or_default()
+    };
+    Some(match condition.field.as_deref()? {
+        "path-pattern" => RouteCondition::PathPattern {
+            values: values(&condition.path_pattern_config),
+        },
+        "host-header" => RouteCondition::HostHeader {
+            values: values(&condition.host_header_config),
+        },
+        "http-request-method" => RouteCondition::HttpRequestMethod {
+            values: values(&condition.http_request_method_config),
+        },
+        "source-ip" => RouteCondition::SourceIp {
+            values: values(&condition.source_ip_config),
+        },
+        "http-header" => {
+            let config = condition.http_header_config.as_ref()?;
+            RouteCondition::HttpHeader {
+                name: config.http_header_name.clone()?,
+                values: config.values.clone().unwrap_or_default(),
+            }
+        }
+        "query-string" => RouteCondition::QueryString {
+            values: condition
+                .query_string_config
+                .as_ref()?
+                .values
+                .iter()
+                .flatten()
+                .filter_map(|p| {
+                    Some(QueryStringPair {
+                        key: p.key.clone(),
+                        value: p.value.clone()?,
+                    })
+                })
+                .collect(),
+        },
+        _ => return None,
+    })
+}
+
+/// The terminal action of a rule (the one with the highest order, as actions run in order).
+fn route_action(actions: &[Action]) -> Option<RouteAction> {
+    let action = actions.iter().max_by_key(|a| a.order.unwrap_or(0))?;
+    Some(match action.kind.as_str() {
+        "forward" => {
+            let config = action.forward_config.as_ref();
+            let mut target_groups: Vec<WeightedTargetGroup> = config
+                .and_then(|c| c.target_groups.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(WeightedTargetGroup {
+                        arn: t.target_group_arn.clone()?,
+                        weight: u32::try_from(t.weight.unwrap_or(1)).unwrap_or(0),
+                    })
+                })
+                .collect();
+            if target_groups.is_empty() {
+                target_groups.push(WeightedTargetGroup {
+                    arn: action.target_group_arn.clone()?,
+                    weight: 1,
+                });
+            }
+            let stickiness = config.and_then(|c| c.target_group_stickiness_config.as_ref());
+            RouteAction::Forward {
+                target_groups,
+                stickiness_seconds: stickiness
+                    .filter(|s| s.enabled == Some(true))
+                    .and_then(|s| s.duration_seconds)
+                    .and_then(|d| u64::try_from(d).ok()),
+            }
+        }
+        "redirect" => {
+            let config = action.redirect_config.clone()?;
+            RouteAction::Redirect {
+                protocol: config.protocol.unwrap_or_else(|| "#{protocol}".into()),
+                host: config.host.unwrap_or_else(|| "#{host}".into()),
+                port: config.port.unwrap_or_else(|| "#{port}".into()),
+                path: config.path.unwrap_or_else(|| "/#{path}".into()),
+                query: config.query.unwrap_or_else(|| "#{query}".into()),
+                status_code: if config.status_code == "HTTP_301" {
+                    301
+                } else {
+                    302
+                },
+            }
+        }
+        "fixed-response" => {
+            let config = action.fixed_response_config.clone()?;
+            RouteAction::FixedResponse {
+                status_code: config.status_code.parse().ok()?,
+                content_type: config.content_type,
+                message_body: config.message_body,
+            }
+        }
+        _ => return None,
+    })
+}
+
+// ---- ReportTargetHealth ----
+
+const REPORTED_STATES: &[&str] = &["initial", "healthy", "unhealthy"];
+/// Compare-and-swap attempts per record before a report gives up on it (the next report,
+/// seconds later, carries the same information).
+const REPORT_ATTEMPTS: usize = 4;
+
+async fn report_target_health(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ReportTargetHealthInput = parse_json(input)?;
+    for report in &input.target_groups {
+        for _ in 0..REPORT_ATTEMPTS {
+            if record_group_health(ctx, report).await? {
+                break;
+            }
+        }
+    }
+    for arn in &input.active_load_balancers {
+        for _ in 0..REPORT_ATTEMPTS {
+            if set_state(ctx, arn, "active", None).await? {
+                break;
+            }
+        }
+    }
+    for failure in &input.failed_load_balancers {
+        for _ in 0..REPORT_ATTEMPTS {
+            if set_state(ctx, &failure.arn, "failed", Some(&failure.reason)).await? {
+                break;
+            }
+        }
+    }
+    Ok(json!({}))
+}
+
+/// Merge one group's report into its health record (and prune its drained targets); `false`
+/// when a concurrent writer won and the caller should retry.
+async fn record_group_health(
+    ctx: &Elbv2Context,
+    report: &model::elb::TargetGroupHealthReport,
+) -> Result<bool> {
+    let Some((name, _)) = model::elb::parse_target_group_arn(&report.arn) else {
+        return Ok(true);
+    };
+    let group_key = keys::target_group(name);
+    let Some((mut group, group_revision)) = ctx.get_json::<TargetGroupRecord>(&group_key).await?
+    else {
+        return Ok(true);
+    };
+    if group.arn != report.arn {
+        return Ok(true);
+    }
+    let now = ctx.now_ms();
+    let health_key = keys::target_health(&group.id);
+    let (old, health_revision) = ctx
+        .get_json::<TargetHealthRecord>(&health_key)
+        .await?
+        .unwrap_or_default();
+    let pruned = group.prune(now);
+    let delay = group.deregistration_delay_seconds();
+    let present: BTreeMap<String, &model::elb::RegisteredTarget> = group
+        .targets
+        .iter()
+        .filter(|t| t.present(now, delay))
+        .map(|t| (t.key(), t))
+        .collect();
+    let mut new = TargetHealthRecord::default();
+    for (key, observed) in &old.targets {
+        if present.contains_key(key) {
+            new.targets.insert(key.clone(), observed.clone());
+        }
+    }
+    for target in &report.targets {
+        let key = model::elb::target_key(&target.id, target.port);
+        let Some(registered) = present.get(&key) else {
+            continue;
+        };
+        if !REPORTED_STATES.contains(&target.state.as_str()) {
+            continue;
+        }
+        // An observation of an earlier target with this key does not carry over.
+        let since_ms = match old.observed(registered) {
+            Some(o) if o.state == target.state => o.since_ms,
+            _ => now,
+        };
+        new.targets.insert(
+            key,
+            ObservedTargetHealth {
+                state: target.state.clone(),
+                reason: target.reason.clone().filter(|_| target.state != "healthy"),
+                description: target
+                    .description
+                    .clone()
+                    .filter(|_| target.state != "healthy"),
+                since_ms,
+            },
+        );
+    }
+    let mut guards = Vec::new();
+    let mut ops = Vec::new();
+    if new != old {
+        guards.push((health_key.clone(), health_revision));
+        ops.push(put_json(&health_key, &new));
+    }
+    if pruned {
+        guards.push((group_key.clone(), group_revision));
+        ops.push(put_json(&group_key, &group));
+    }
+    if ops.is_empty() {
+        return Ok(true);
+    }
+    // The health record exists only once written: guard its absence by revision 0.
+    ctx.commit(&guards, ops).await
+}
+
+/// Move a load balancer to `state`; `false` when a concurrent writer won.
+async fn set_state(
+    ctx: &Elbv2Context,
+    arn: &str,
+    state: &str,
+    reason: Option<&str>,
+) -> Result<bool> {
+    let Some((name, _)) = parse_load_balancer_arn(arn) else {
+        return Ok(true);
+    };
+    let key = keys::load_balancer(name);
+    let Some((mut record, revision)) = ctx.get_json::<LoadBalancerRecord>(&key).await? else {
+        return Ok(true);
+    };
+    if record.arn != arn {
+        return Ok(true);
+    }
+    // A node that cannot serve an active load balancer does not take it from the others.
+    if state == "failed" && record.state == "active" {
+        return Ok(true);
+    }
+    let reason = reason.map(str::to_string);
+    if record.state == state && record.state_reason == reason {
+        return Ok(true);
+    }
+    info!(
+        load_balancer = arn,
+        from = record.state,
+        to = state,
+        "load balancer state changed"
+    );
+    record.state = state.to_string();
+    record.state_reason = reason;
+    ctx.commit(&[(key.clone(), revision)], vec![put_json(&key, &record)])
+        .await
+}
+
+// ---- ReportRequestMetrics ----
+
+const NAMESPACES: &[&str] = &["AWS/ApplicationELB", "AWS/NetworkELB"];
+
+async fn report_request_metrics(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ReportRequestMetricsInput = parse_json(input)?;
+    let mut samples = Vec::new();
+    for datum in input.datums {
+        if !NAMESPACES.contains(&datum.namespace.as_str()) {
+            return Err(invalid(format!(
+                "Namespace '{}' is not a load balancer namespace",
+                datum.namespace
+            )));
+        }
+        if datum.sample_count <= 0.0 || !datum.sum.is_finite() {
+            continue;
+        }
+        samples.push(Sample {
+            key: MetricKey::new(datum.namespace, datum.metric_name, datum.dimensions),
+            point: Point {
+                timestamp_ms: datum.timestamp_ms,
+                count: datum.sample_count,
+                sum: datum.sum,
+                min: datum.minimum,
+                max: datum.maximum,
+            },
+            unit: datum.unit,
+            resolution: Resolution::Standard,
+        });
+    }
+    if samples.is_empty() {
+        return Ok(json!({}));
+    }
+    let metrics = ctx.metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.put(samples)).await {
+        Ok(Ok(())) => Ok(json!({})),
+        Ok(Err(e)) => Err(Elbv2Error::Internal(format!(
+            "cannot store request metrics: {e}"
+        ))),
+        Err(e) => Err(Elbv2Error::Internal(format!(
+            "the metric writer panicked: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::records::{ForwardConfig, RedirectConfig, TargetGroupTuple};
+    use super::*;
+
+    #[test]
+    fn actions_become_route_actions() {
+        let forward = Action {
+            kind: "forward".into(),
+            forward_config: Some(ForwardConfig {
+                target_groups: Some(vec![
+                    TargetGroupTuple {
+                        target_group_arn: Some("a".into()),
+                        weight: Some(90),
+                    },
+                    TargetGroupTuple {
+                        target_group_arn: Some("b".into()),
+                        weight: Some(10),
+                    },
+                ]),
+                target_group_stickiness_config: None,
+            }),
+            ..Default::default()
+        };
+        match route_action(&[forward]).unwrap() {
+            RouteAction::Forward { target_groups, .. } => {
+                assert_eq!(target_groups.len(), 2);
+                assert_eq!(target_groups[0].weight, 90);
+            }
+            other => panic!("{other:?}"),
+        }
+        let redirect = Action {
+            kind: "redirect".into(),
+            redirect_config: Some(RedirectConfig {
+                protocol: Some("HTTPS".into()),
+                status_code: "HTTP_301".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            route_action(&[redirect]),
+            Some(RouteAction::Redirect {
+                status_code: 301,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,502 @@
+//! `cargo bench -p lb --bench proxy`: requests/s and added latency through `wharf lb` against
+//! nginx proxying to the same backend, and the time from a target turning healthy to its first
+//! routed request.
+//!
+//! One in-process hyper backend (its own runtime thread), the lb in process (its own runtime,
+//! `WHARF_LB_BENCH_WORKERS` workers, 2 by default) with an in-memory route source, and nginx
+//! from Debian with a keep-alive upstream. wrk (1 thread, 64 connections) loads each in
+//! interleaved runs after a direct-to-backend floor; the table shows medians. Without wrk or
+//! nginx the benchmark says why and exits successfully.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Empty, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use lb::{LoadBalancerConfig, LoadBalancerHandle, LoadBalancerNode, MemoryControlPlane};
+use model::elb::*;
+use tokio_util::sync::CancellationToken;
+
+const WRK: &str = "/usr/bin/wrk";
+const NGINX: &str = "/usr/sbin/nginx";
+const RUNS: usize = 3;
+
+fn main() -> anyhow::Result<()> {
+    for tool in [WRK, NGINX] {
+        if !Path::new(tool).exists() {
+            println!("skipping the proxy benchmark: {tool} is not installed");
+            return Ok(());
+        }
+    }
+    let duration = std::env::var("WHARF_LB_BENCH_SECONDS").unwrap_or_else(|_| "5".into());
+    let workers: usize = std::env::var("WHARF_LB_BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+
+    let backends = BackendPool::start();
+    let backend = backends.add(200);
+
+    let lb_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    let control_plane = Arc::new(MemoryControlPlane::new());
+    let cancel = CancellationToken::new();
+    let lb_address = free_address();
+    let handle = lb_runtime.block_on(async {
+        LoadBalancerNode::start(
+            LoadBalancerConfig::new("bench"),
+            control_plane.clone(),
+            control_plane.clone(),
+            cancel.clone(),
+        )
+    });
+    let mut bench_group = group("bench", &[backend.0]);
+    bench_group.health_check.interval_seconds = 5;
+    let revision = control_plane.publish(RouteSnapshot {
+        revision: 0,
+        now_ms: 0,
+        load_balancers: vec![alb(lb_address, "bench")],
+        target_groups: vec![bench_group],
+    });
+    lb_runtime.block_on(handle.wait_for_revision(revision));
+
+    let nginx_dir = tempfile::tempdir()?;
+    let nginx_address = free_address();
+    let mut nginx = start_nginx(nginx_dir.path(), nginx_address, backend.0)?;
+    wait_for_http(nginx_address)?;
+    wait_for_http(lb_address)?;
+
+    println!("warming up");
+    wrk(lb_address, "2")?;
+    wrk(nginx_address, "2")?;
+    let mut results: BTreeMap<&str, Vec<WrkResult>> = BTreeMap::new();
+    println!("direct floor");
+    results
+        .entry("direct")
+        .or_default()
+        .push(wrk(backend.0, &duration)?);
+    for run in 1..=RUNS {
+        println!("run {run}/{RUNS}");
+        results
+            .entry("wharf lb")
+            .or_default()
+            .push(wrk(lb_address, &duration)?);
+        results
+            .entry("nginx")
+            .or_default()
+            .push(wrk(nginx_address, &duration)?);
+    }
+    results
+        .entry("direct")
+        .or_default()
+        .push(wrk(backend.0, &duration)?);
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+
+    let summary = |name: &str| {
+        let runs = &results[name];
+        (
+            median(runs.iter().map(|r| r.requests_per_second)),
+            median(runs.iter().map(|r| r.p50_us)),
+            median(runs.iter().map(|r| r.p99_us)),
+        )
+    };
+    let (direct_rps, direct_p50, direct_p99) = summary("direct");
+    println!();
+    println!(
+        "wrk -t1 -c64 -d{duration}s, lb workers: {workers}, medians of {RUNS} interleaved runs"
+    );
+    println!(
+        "{:<10} {:>12} {:>10} {:>10} {:>16} {:>16}",
+        "target", "requests/s", "p50", "p99", "added p50", "added p99"
+    );
+    for name in ["direct", "wharf lb", "nginx"] {
+        let (rps, p50, p99) = summary(name);
+        let runs: Vec<String> = results[name]
+            .iter()
+            .map(|r| format!("{:.0}", r.requests_per_second))
+            .collect();
+        println!(
+            "{name:<10} {rps:>12.0} {:>8.0}us {:>8.0}us {:>14.0}us {:>14.0}us   runs: {}",
+            p50,
+            p99,
+            p50 - direct_p50,
+            p99 - direct_p99,
+            runs.join(", ")
+        );
+    }
+    let (lb_rps, lb_p50, lb_p99) = summary("wharf lb");
+    let (nginx_rps, nginx_p50, nginx_p99) = summary("nginx");
+    println!(
+        "ratios lb/nginx: requests/s {:.2}x, p50 {:.2}x, p99 {:.2}x (direct floor {direct_rps:.0} req/s, p50 {direct_p50:.0}us, p99 {direct_p99:.0}us)",
+        lb_rps / nginx_rps,
+        lb_p50 / nginx_p50,
+        lb_p99 / nginx_p99
+    );
+
+    let delays =
+        lb_runtime.block_on(healthy_to_first_request(&handle, &control_plane, &backends))?;
+    let mut sorted = delays.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "time from healthy to first routed request over {} targets: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (state polled every 1 ms)",
+        sorted.len(),
+        percentile(&sorted, 0.50),
+        percentile(&sorted, 0.99),
+        sorted.last().copied().unwrap_or(0.0)
+    );
+    cancel.cancel();
+    lb_runtime.block_on(handle.wait());
+    Ok(())
+}
+
+/// Backends on one current-thread runtime of their own: each answers `ok`, and `/health`
+/// with its switchable status; each records when it first served a non-health request.
+struct BackendPool {
+    runtime: tokio::runtime::Handle,
+}
+
+struct Backend(SocketAddr, Arc<AtomicU16>, Arc<Mutex<Option<Instant>>>);
+
+impl BackendPool {
+    fn start() -> BackendPool {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            sender.send(runtime.handle().clone()).unwrap();
+            runtime.block_on(std::future::pending::<()>());
+        });
+        BackendPool {
+            runtime: receiver.recv().unwrap(),
+        }
+    }
+
+    fn add(&self, health: u16) -> Backend {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let health = Arc::new(AtomicU16::new(health));
+        let first = Arc::new(Mutex::new(None));
+        let (status, first_request) = (health.clone(), first.clone());
+        self.runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (status, first_request) = (status.clone(), first_request.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let code = if request.uri().path() == "/health" {
+                                status.load(Ordering::Relaxed)
+                            } else {
+                                let mut first = first_request.lock().unwrap();
+                                if first.is_none() {
+                                    *first = Some(Instant::now());
+                                }
+                                200
+                            };
+                            let mut response =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *response.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+                            async move { Ok::<_, Infallible>(response) }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend(address, health, first)
+    }
+}
+
+/// Registers 20 targets failing their checks next to a healthy one, keeps requests flowing,
+/// flips the targets' checks to passing at staggered times, and measures from each target's
+/// turn to healthy (as the node reports it) to the first request it serves.
+async fn healthy_to_first_request(
+    handle: &LoadBalancerHandle,
+    control_plane: &MemoryControlPlane,
+    backends: &BackendPool,
+) -> anyhow::Result<Vec<f64>> {
+    let base = backends.add(200);
+    let targets: Vec<Backend> = (0..20).map(|_| backends.add(500)).collect();
+    let address = free_address();
+    let mut addresses = vec![base.0];
+    addresses.extend(targets.iter().map(|t| t.0));
+    let mut flip_group = group("flip", &addresses);
+    flip_group.health_check.interval_seconds = 1;
+    flip_group.health_check.healthy_threshold_count = 2;
+    flip_group.health_check.unhealthy_threshold_count = 2;
+    let revision = control_plane.publish(RouteSnapshot {
+        revision: 0,
+        now_ms: 0,
+        load_balancers: vec![alb(address, "flip")],
+        target_groups: vec![flip_group],
+    });
+    handle.wait_for_revision(revision).await;
+
+    let stop = CancellationToken::new();
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, stop) = (client.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let request = hyper::Request::get(format!("http://{address}/"))
+                    .body(Empty::new())
+                    .unwrap();
+                let _ = client.request(request).await;
+            }
+        }));
+    }
+    let arn = group_arn("flip");
+    let health = |target: &Backend| {
+        handle
+            .target_health(&arn, &target.0.ip().to_string(), target.0.port())
+            .map(|h| h.state)
+    };
+    // Wait until every target is seen failing, then let them pass at staggered times.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !targets
+        .iter()
+        .all(|t| health(t).as_deref() == Some("unhealthy"))
+    {
+        anyhow::ensure!(Instant::now() < deadline, "targets did not turn unhealthy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (i, target) in targets.iter().enumerate() {
+        *target.2.lock().unwrap() = None;
+        if i % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(230)).await;
+        }
+        target.1.store(200, Ordering::Relaxed);
+    }
+    let mut turned = vec![None; targets.len()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while turned.iter().any(Option::is_none) {
+        anyhow::ensure!(Instant::now() < deadline, "targets did not turn healthy");
+        for (i, target) in targets.iter().enumerate() {
+            if turned[i].is_none() && health(target).as_deref() == Some("healthy") {
+                turned[i] = Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    for task in load {
+        let _ = task.await;
+    }
+    let mut delays = Vec::new();
+    for (target, turned) in targets.iter().zip(turned) {
+        let turned = turned.expect("all turned");
+        let first = target
+            .2
+            .lock()
+            .unwrap()
+            .ok_or_else(|| anyhow::anyhow!("a healthy target got no request"))?;
+        // The poll sees the turn up to 1 ms late: a first request before it counts as 0.
+        delays.push(first.saturating_duration_since(turned).as_secs_f64() * 1000.0);
+    }
+    Ok(delays)
+}
+
+fn group_arn(name: &str) -> String {
+    format!(
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{name}/0123456789abcdef"
+    )
+}
+
+fn group(name: &str, targets: &[SocketAddr]) -> TargetGroupRoutes {
+    TargetGroupRoutes {
+        arn: group_arn(name),
+        name: name.into(),
+        dimension: format!("targetgroup/{name}/0123456789abcdef"),
+        protocol: "HTTP".into(),
+        health_check: HealthCheckConfig {
+            enabled: true,
+            protocol: "HTTP".into(),
+            port: "traffic-port".into(),
+            path: Some("/health".into()),
+            interval_seconds: 5,
+            timeout_seconds: 2,
+            healthy_threshold_count: 2,
+            unhealthy_threshold_count: 2,
+            matcher_http_code: Some("200".into()),
+        },
+        deregistration_delay_seconds: 300,
+        slow_start_seconds: 0,
+        stickiness: None,
+        algorithm: "round_robin".into(),
+        targets: targets
+            .iter()
+            .map(|a| RouteTarget {
+                id: a.ip().to_string(),
+                port: a.port(),
+                address: a.to_string(),
+                availability_zone: None,
+                draining_until_ms: None,
+            })
+            .collect(),
+    }
+}
+
+fn alb(address: SocketAddr, group_name: &str) -> LoadBalancerRoutes {
+    LoadBalancerRoutes {
+        arn: format!(
+            "arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/{group_name}/1"
+        ),
+        name: group_name.into(),
+        kind: LoadBalancerKind::Application,
+        address: address.ip().to_string(),
+        dimension: format!("app/{group_name}/1"),
+        idle_timeout_seconds: 60,
+        listeners: vec![ListenerRoutes {
+            arn: format!(
+                "arn:aws:elasticloadbalancing:us-east-1:000000000000:listener/app/{group_name}/1/1"
+            ),
+            port: address.port(),
+            protocol: "HTTP".into(),
+            rules: vec![RouteRule {
+                arn: "default".into(),
+                priority: None,
+                conditions: vec![],
+                action: RouteAction::Forward {
+                    target_groups: vec![WeightedTargetGroup {
+                        arn: group_arn(group_name),
+                        weight: 1,
+                    }],
+                    stickiness_seconds: None,
+                },
+            }],
+        }],
+    }
+}
+
+fn free_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn start_nginx(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> anyhow::Result<Child> {
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nworker_processes auto;\nerror_log stderr;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           upstream backend {{ server {backend}; keepalive 64; }}\n\
+           server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://backend;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config)?;
+    Ok(Command::new(NGINX)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg("stderr")
+        .stdout(Stdio::null())
+        .spawn()?)
+}
+
+fn wait_for_http(address: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{address} does not accept connections"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct WrkResult {
+    requests_per_second: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn wrk(address: SocketAddr, seconds: &str) -> anyhow::Result<WrkResult> {
+    let output = Command::new(WRK)
+        .args([
+            "-t1",
+            "-c64",
+            &format!("-d{seconds}s"),
+            "--latency",
+            &format!("http://{address}/"),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+            .and_then(|line| line.split_whitespace().nth(1))
+    };
+    let parsed = (|| {
+        let errors = text
+            .lines()
+            .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+        if let Some(errors) = errors {
+            eprintln!("wrk against {address}: {}", errors.trim());
+        }
+        Some(WrkResult {
+            requests_per_second: field("Requests/sec:")?.parse().ok()?,
+            p50_us: duration_us(field("50%")?)?,
+            p99_us: duration_us(field("99%")?)?,
+        })
+    })();
+    parsed.ok_or_else(|| anyhow::anyhow!("cannot parse wrk's output:\n{text}"))
+}
+
+/// wrk's `363.00us`, `1.23ms`, `2.00s`.
+fn duration_us(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1_000.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(|a, b| a.total_cmp(b));
+    percentile(&values, 0.5)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}

@@ -1,0 +1,106 @@
+//! Choosing where a request goes: a target group among a forward action's weighted groups,
+//! then a target within the group.
+//!
+//! Within a group only healthy, non-draining targets are candidates. When none is healthy the
+//! group fails open as ALB does: every non-draining target is a candidate, whether unhealthy
+//! or still `initial` (so a freshly started node, whose targets are all `initial` until their
+//! first checks pass, keeps serving instead of answering 503). Draining targets never get new
+//! requests; a group with no other target answers 503.
+//!
+//! No allocation: candidates are counted and then walked in place.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::table::{Algorithm, Forward, GroupEntry, TargetEntry, WeightedGroup};
+
+impl Forward {
+    /// The group for a new request: the sticky one (`AWSALBTG` value = group id) when it is
+    /// still in the action, else a weighted random choice.
+    pub fn choose_group(&self, sticky_id: Option<&str>) -> Option<&WeightedGroup> {
+        if let Some(id) = sticky_id {
+            if let Some(group) = self.groups.iter().find(|g| g.group.id == id) {
+                return Some(group);
+            }
+        }
+        match self.groups.len() {
+            0 => None,
+            1 => self.groups.first(),
+            _ => {
+                let mut pick = rand::random_range(0..self.total_weight.max(1));
+                for group in &self.groups {
+                    if pick < group.weight {
+                        return Some(group);
+                    }
+                    pick -= group.weight;
+                }
+                self.groups.last()
+            }
+        }
+    }
+}
+
+impl GroupEntry {
+    fn available(target: &TargetEntry) -> bool {
+        !target.draining && !target.runtime.is_closed()
+    }
+
+    /// Whether any available target is healthy (else the group fails open).
+    fn any_healthy(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| Self::available(t) && t.runtime.is_healthy())
+    }
+
+    /// The target for a new request or connection. `sticky` is an `AWSALB` cookie value.
+    pub fn choose_target(&self, sticky: Option<u64>, now: Instant) -> Option<&TargetEntry> {
+        let healthy_only = self.any_healthy();
+        let candidate =
+            |t: &&TargetEntry| Self::available(t) && (!healthy_only || t.runtime.is_healthy());
+        if let Some(cookie) = sticky {
+            if let Some(target) = self
+                .targets
+                .iter()
+                .filter(candidate)
+                .find(|t| t.runtime.cookie == cookie)
+            {
+                return Some(target);
+            }
+        }
+        let count = self.targets.iter().filter(candidate).count();
+        if count == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        match self.algorithm {
+            Algorithm::RoundRobin => {
+                let mut candidates = self.targets.iter().filter(candidate).cycle().skip(start);
+                if self.slow_start.is_zero() {
+                    return candidates.next();
+                }
+                // Slow start: a target that turned healthy less than `slow_start` ago takes
+                // its turn with a probability growing linearly from 0 to 1.
+                let now_ms = crate::clock::monotonic_ms(now);
+                let window = self.slow_start.as_millis() as u64;
+                let mut first = None;
+                for target in candidates.take(count) {
+                    first.get_or_insert(target);
+                    let since = target.runtime.healthy_since_ms();
+                    let age = now_ms.saturating_sub(since);
+                    if since == 0 || age >= window || rand::random_range(0..window) < age {
+                        return Some(target);
+                    }
+                }
+                first
+            }
+            Algorithm::LeastOutstandingRequests => self
+                .targets
+                .iter()
+                .filter(candidate)
+                .cycle()
+                .skip(start)
+                .take(count)
+                .min_by_key(|t| t.runtime.outstanding.load(Ordering::Relaxed)),
+        }
+    }
+}

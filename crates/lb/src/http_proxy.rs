@@ -1,0 +1,633 @@
+//! The ALB data path: one hyper connection per client (HTTP/1.1, or HTTP/2 with prior
+//! knowledge), rules evaluated in order, then a fixed response, a redirect, or a forward to
+//! a target over pooled keep-alive connections.
+//!
+//! The hot path takes the routing table as one `Arc` per request, holds no lock across an
+//! await, and streams bodies both ways. Errors the load balancer answers itself are ALB's:
+//! 503 when a group has no target, 502 when the target refused, reset or closed the
+//! connection, 504 when it did not answer within the load balancer's idle timeout.
+//!
+//! Stickiness cookies: `AWSALBTG` (target group stickiness, the group's id) and `AWSALB`
+//! (`lb_cookie` target stickiness, an opaque hash of the target), both with `Max-Age` for the
+//! configured duration. `app_cookie` stickiness is not implemented (no stickiness).
+//!
+//! A draining target's in-flight requests finish; once its deadline passes, response bodies
+//! still streaming from it are cut at the next frame, and responses still awaited fail at the
+//! idle timeout at the latest (the request path polls no cancellation token, which would cost
+//! a lock per request).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::matching::{request_host, strip_port};
+use crate::table::{Action, Forward, ListenerTable, Routes, TargetRuntime};
+
+/// The pooled client to targets.
+pub type ProxyClient = Client<HttpConnector, Incoming>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const TG_COOKIE: &str = "AWSALBTG";
+const TARGET_COOKIE: &str = "AWSALB";
+
+/// Builds the pooled client to targets.
+pub fn proxy_client() -> ProxyClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    Client::builder(TokioExecutor::new())
+        // Shorter than the 5 s keep-alive many application servers (Node.js among them) use,
+        // so the pool rarely reuses a connection the target is closing.
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        .build(connector)
+}
+
+/// What every HTTP connection shares.
+#[derive(Debug)]
+pub struct HttpShared {
+    pub routes: Arc<Routes>,
+    pub client: ProxyClient,
+    server: auto::Builder<TokioExecutor>,
+}
+
+impl HttpShared {
+    pub fn new(routes: Arc<Routes>, client: ProxyClient) -> Self {
+        Self {
+            routes,
+            client,
+            server: auto::Builder::new(TokioExecutor::new()),
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<HttpShared>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// The client's IP, for `X-Forwarded-For` when the request has none.
+    client_ip: HeaderValue,
+}
+
+/// Serves one client connection until it closes or `shutdown` (then gracefully: in-flight
+/// requests finish).
+pub async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<HttpShared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let connection = Arc::new(Connection {
+        client_ip: HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+        shared: shared.clone(),
+        local,
+        remote,
+    });
+    let service = hyper::service::service_fn(move |request| {
+        let connection = connection.clone();
+        async move { Ok::<_, Infallible>(connection.handle(request).await) }
+    });
+    let serving = shared
+        .server
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = serving.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%remote, error = %error, "client connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            serving.as_mut().graceful_shutdown();
+            let _ = serving.await;
+        }
+    }
+}
+
+impl Connection {
+    async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let table = self.shared.routes.current();
+        let Some(listener) = table.listeners.get(&self.local) else {
+            return elb_error(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let metrics = &listener.load_balancer.metrics.http;
+        metrics.request();
+        let (parts, body) = request.into_parts();
+        let client = self.remote.ip();
+        let Some(rule) = listener
+            .rules
+            .iter()
+            .find(|rule| rule.conditions.iter().all(|c| c.matches(&parts, client)))
+        else {
+            metrics.elb_error(503);
+            return elb_error(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        match &rule.action {
+            Action::Forward(forward) => self.forward(listener, forward, parts, body).await,
+            Action::FixedResponse {
+                status,
+                content_type,
+                body,
+            } => {
+                metrics.fixed_response();
+                let mut response = Response::new(ProxyBody::full(body.clone()));
+                *response.status_mut() = *status;
+                if let Some(content_type) = content_type {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, content_type.clone());
+                }
+                response
+            }
+            Action::Redirect {
+                protocol,
+                host,
+                port,
+                path,
+                query,
+                status,
+            } => {
+                metrics.redirect();
+                let location =
+                    redirect_location(&parts, listener.port, [protocol, host, port, path, query]);
+                let mut response = Response::new(ProxyBody::empty());
+                *response.status_mut() = *status;
+                match HeaderValue::try_from(location) {
+                    Ok(location) => {
+                        response.headers_mut().insert(header::LOCATION, location);
+                        response
+                    }
+                    Err(_) => {
+                        metrics.elb_error(500);
+                        elb_error(StatusCode::INTERNAL_SERVER_ERROR)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        listener: &ListenerTable,
+        forward: &Forward,
+        mut parts: Parts,
+        body: Incoming,
+    ) -> Response<ProxyBody> {
+        let lb_metrics = &listener.load_balancer.metrics.http;
+        let (group_cookie, target_cookie) = sticky_cookies(&parts.headers);
+        let Some(weighted) = forward.choose_group(group_cookie) else {
+            lb_metrics.elb_error(503);
+            return elb_error(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let group = &weighted.group;
+        weighted.metrics.request();
+        let sticky_target = group.lb_cookie_seconds.and(target_cookie);
+        let Some(target) = group.choose_target(sticky_target, Instant::now()) else {
+            lb_metrics.elb_error(503);
+            return elb_error(StatusCode::SERVICE_UNAVAILABLE);
+        };
+        let in_flight = InFlight::start(&target.runtime);
+
+        self.prepare_upstream(&mut parts, listener, &target.runtime);
+        let upstream = Request::from_parts(parts, body);
+        let sent = Instant::now();
+        let idle_timeout = listener.load_balancer.idle_timeout;
+        let answer = tokio::time::timeout(idle_timeout, self.shared.client.request(upstream)).await;
+        let mut response = match answer {
+            Ok(Ok(response)) if !in_flight.0.is_closed() => response,
+            Ok(Ok(_)) => {
+                lb_metrics.elb_error(502);
+                return elb_error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(target = %in_flight.0.address, error = %error_chain(&error), "target request failed");
+                lb_metrics.elb_error(502);
+                return elb_error(StatusCode::BAD_GATEWAY);
+            }
+            Err(_) => {
+                lb_metrics.elb_error(504);
+                return elb_error(StatusCode::GATEWAY_TIMEOUT);
+            }
+        };
+        let elapsed = sent.elapsed();
+        let status = response.status().as_u16();
+        lb_metrics.target_response(status, elapsed);
+        weighted.metrics.target_response(status, elapsed);
+
+        let headers = response.headers_mut();
+        strip_hop_by_hop(headers);
+        if let Some(seconds) = forward.stickiness_seconds {
+            append_cookie(headers, TG_COOKIE, &group.id, seconds);
+        }
+        if let Some(seconds) = group.lb_cookie_seconds {
+            append_cookie(
+                headers,
+                TARGET_COOKIE,
+                &format!("{:016x}", target.runtime.cookie),
+                seconds,
+            );
+        }
+        response.map(|body| ProxyBody::Upstream { body, in_flight })
+    }
+
+    /// Rewrites the client's request for the target: absolute URI to the target, HTTP/1.1,
+    /// no hop-by-hop headers, `Host` kept, `X-Forwarded-*` and `X-Amzn-Trace-Id` added.
+    fn prepare_upstream(
+        &self,
+        parts: &mut Parts,
+        listener: &ListenerTable,
+        target: &TargetRuntime,
+    ) {
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers);
+        if !headers.contains_key(header::HOST) {
+            // HTTP/2 clients send `:authority` instead of `Host`.
+            if let Some(authority) = parts.uri.authority() {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    headers.insert(header::HOST, host);
+                }
+            }
+        }
+        let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+            Some(existing) => {
+                let mut value = Vec::with_capacity(existing.len() + 2 + self.client_ip.len());
+                value.extend_from_slice(existing.as_bytes());
+                value.extend_from_slice(b", ");
+                value.extend_from_slice(self.client_ip.as_bytes());
+                HeaderValue::from_bytes(&value).unwrap_or_else(|_| self.client_ip.clone())
+            }
+            None => self.client_ip.clone(),
+        };
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PORT, listener.port_header.clone());
+        let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));
+        headers.insert(X_AMZN_TRACE_ID, trace);
+
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(
+            std::mem::take(&mut parts.uri)
+                .into_parts()
+                .path_and_query
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        parts.uri = Uri::from_parts(uri).unwrap_or_default();
+        parts.version = Version::HTTP_11;
+    }
+}
+
+/// Counts a request outstanding on its target until its response body is done or dropped.
+pub struct InFlight(Arc<TargetRuntime>);
+
+impl InFlight {
+    pub fn start(target: &Arc<TargetRuntime>) -> InFlight {
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight(target.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body: streamed from a target, or made by the load balancer.
+pub enum ProxyBody {
+    Upstream { body: Incoming, in_flight: InFlight },
+    Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    fn full(bytes: Bytes) -> ProxyBody {
+        ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    fn empty() -> ProxyBody {
+        ProxyBody::Full(None)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the target's draining deadline passed")]
+struct DrainDeadlinePassed;
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Upstream { body, in_flight } => {
+                if in_flight.0.is_closed() {
+                    return Poll::Ready(Some(Err(Box::new(DrainDeadlinePassed))));
+                }
+                Pin::new(body)
+                    .poll_frame(cx)
+                    .map_err(|e| Box::new(e) as BoxError)
+            }
+            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
+            ProxyBody::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Upstream { body, .. } => body.size_hint(),
+            ProxyBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// An error page as ALB sends it.
+fn elb_error(status: StatusCode) -> Response<ProxyBody> {
+    let code = status.as_str();
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut response = Response::new(ProxyBody::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
+/// Removes the headers that describe one hop's connection (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.remove(header::CONNECTION) {
+        if let Ok(listed) = connection.to_str() {
+            for name in listed.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The `AWSALBTG` and parsed `AWSALB` values among the request's cookies.
+fn sticky_cookies(headers: &HeaderMap) -> (Option<&str>, Option<u64>) {
+    let mut group = None;
+    let mut target = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((name, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            match name {
+                TG_COOKIE => group = Some(value),
+                TARGET_COOKIE => target = u64::from_str_radix(value, 16).ok(),
+                _ => {}
+            }
+        }
+    }
+    (group, target)
+}
+
+fn append_cookie(headers: &mut HeaderMap, name: &str, value: &str, seconds: u64) {
+    if let Ok(cookie) = HeaderValue::try_from(format!("{name}={value}; Max-Age={seconds}; Path=/"))
+    {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+}
+
+/// `X-Amzn-Trace-Id`: a new `Root=1-<epoch hex>-<96 random bits>`, or, when the request has a
+/// valid one, that one with its `Self` field set to a new id (as ALB does).
+fn trace_header(existing: Option<&HeaderValue>) -> HeaderValue {
+    let mut id = [0u8; 35];
+    write_trace_id(&mut id);
+    if let Some(existing) = existing
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.contains("Root="))
+    {
+        let mut value = Vec::with_capacity(existing.len() + 41);
+        value.extend_from_slice(b"Self=");
+        value.extend_from_slice(&id);
+        for field in existing
+            .split(';')
+            .filter(|f| !f.trim_start().starts_with("Self="))
+        {
+            value.push(b';');
+            value.extend_from_slice(field.as_bytes());
+        }
+        if let Ok(header) = HeaderValue::from_bytes(&value) {
+            return header;
+        }
+    }
+    let mut value = [0u8; 40];
+    value[..5].copy_from_slice(b"Root=");
+    value[5..].copy_from_slice(&id);
+    HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(
+        "Root=1-00000000-000000000000000000000000",
+    ))
+}
+
+/// `1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
+fn write_trace_id(out: &mut [u8; 35]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let seconds = (crate::clock::epoch_ms() / 1000) as u32;
+    let random: u128 = rand::random();
+    out[0] = b'1';
+    out[1] = b'-';
+    for i in 0..8 {
+        out[2 + i] = HEX[((seconds >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out[10] = b'-';
+    for i in 0..24 {
+        out[11 + i] = HEX[((random >> (4 * i)) & 0xf) as usize];
+    }
+}
+
+/// The `Location` of a redirect: each part with `#{protocol}`, `#{host}`, `#{port}`,
+/// `#{path}` (without its leading `/`) and `#{query}` replaced by the request's; the port is
+/// left out when it is the protocol's default.
+fn redirect_location(
+    parts: &Parts,
+    listener_port: u16,
+    [protocol, host, port, path, query]: [&String; 5],
+) -> String {
+    let request_host = request_host(parts).map(strip_port).unwrap_or("");
+    let listener_port = listener_port.to_string();
+    let request_path = parts
+        .uri
+        .path()
+        .strip_prefix('/')
+        .unwrap_or(parts.uri.path());
+    let request_query = parts.uri.query().unwrap_or("");
+    let fill = |text: &str| {
+        text.replace("#{protocol}", "http")
+            .replace("#{host}", request_host)
+            .replace("#{port}", &listener_port)
+            .replace("#{path}", request_path)
+            .replace("#{query}", request_query)
+    };
+    let protocol = fill(protocol).to_ascii_lowercase();
+    let port = fill(port);
+    let default_port = match protocol.as_str() {
+        "https" => "443",
+        _ => "80",
+    };
+    let mut location = format!("{protocol}://{}", fill(host));
+    if port != default_port && !port.is_empty() {
+        location.push(':');
+        location.push_str(&port);
+    }
+    let path = fill(path);
+    if !path.starts_with('/') {
+        location.push('/');
+    }
+    location.push_str(&path);
+    let query = fill(query);
+    if !query.is_empty() {
+        location.push('?');
+        location.push_str(&query);
+    }
+    location
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn trace_ids_are_new_or_extended() {
+        let fresh = trace_header(None);
+        let fresh = fresh.to_str().unwrap();
+        assert_eq!(fresh.len(), 40);
+        assert!(fresh.starts_with("Root=1-"));
+        let incoming =
+            HeaderValue::from_static("Root=1-67891233-abcdef012345678912345678;Self=old");
+        let extended = trace_header(Some(&incoming));
+        let extended = extended.to_str().unwrap();
+        assert!(extended.starts_with("Self=1-"));
+        assert!(extended.ends_with(";Root=1-67891233-abcdef012345678912345678"));
+        assert!(!extended.contains("Self=old"));
+    }
+
+    #[test]
+    fn redirects_fill_placeholders() {
+        let parts = Request::get("/a/b?x=1")
+            .header("host", "example.com:8080")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let s = |v: &str| v.to_string();
+        let location = redirect_location(
+            &parts,
+            8080,
+            [
+                &s("HTTPS"),
+                &s("#{host}"),
+                &s("443"),
+                &s("/#{path}"),
+                &s("#{query}"),
+            ],
+        );
+        assert_eq!(location, "https://example.com/a/b?x=1");
+        let location = redirect_location(
+            &parts,
+            8080,
+            [
+                &s("#{protocol}"),
+                &s("new.#{host}"),
+                &s("#{port}"),
+                &s("/v2/#{path}"),
+                &s(""),
+            ],
+        );
+        assert_eq!(location, "http://new.example.com:8080/v2/a/b");
+    }
+
+    #[test]
+    fn sticky_cookies_are_found() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; AWSALBTG=73e2; AWSALB=00000000000000ff"),
+        );
+        assert_eq!(sticky_cookies(&headers), (Some("73e2"), Some(255)));
+    }
+}

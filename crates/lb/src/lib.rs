@@ -1,0 +1,32 @@
+//! `wharf lb`: the ALB/NLB data plane. It fetches route snapshots (`model::elb::RouteSnapshot`)
+//! from the control plane, binds each load balancer's listeners on its address, proxies HTTP
+//! (ALB) and TCP (NLB) to targets, runs the target groups' health checks, drains deregistered
+//! targets, and reports target health and request metrics back.
+//!
+//! - [`node`]: [`LoadBalancerNode::start`], the owner of every task;
+//! - [`source`]: the [`RouteSource`] and [`Reporter`] seams, and [`MemoryControlPlane`];
+//! - [`control_plane`]: the [`control_plane::Client`] speaking the protocol to a Wharf server;
+//! - [`table`]: the compiled routing table, swapped whole, and per-target runtime state;
+//! - [`matching`] and [`balancer`]: rule conditions, group and target choice;
+//! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths; [`listeners`] binds them;
+//! - [`health`]: health checks; [`metrics`]: request metrics.
+//!
+//! Architecture invariant: the data plane never writes desired state; it serves the last
+//! snapshot it received (even while the control plane is unreachable) and reports only what
+//! it observes.
+
+pub mod balancer;
+pub mod clock;
+pub mod control_plane;
+pub mod health;
+pub mod http_proxy;
+pub mod listeners;
+pub mod matching;
+pub mod metrics;
+pub mod node;
+pub mod source;
+pub mod table;
+pub mod tcp_proxy;
+
+pub use node::{LoadBalancerConfig, LoadBalancerHandle, LoadBalancerNode};
+pub use source::{ControlPlaneError, MemoryControlPlane, Reporter, RouteSource};

@@ -1,0 +1,195 @@
+//! Listener reconciliation: every listener of every load balancer in the routing table is
+//! bound on `address:port` (HTTP → the ALB path, TCP → the NLB path); listeners that left the
+//! table are closed (their connections shut down gracefully); unchanged ones are left alone
+//! with their connections. A load balancer is active when all its listeners are bound, failed
+//! otherwise (address in use, or a protocol this node does not serve: HTTPS, TLS and UDP need
+//! certificates or datagram support it does not have).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::elb::LoadBalancerFailure;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http_proxy::{serve_connection, HttpShared};
+use crate::table::{Routes, RoutingTable};
+use crate::tcp_proxy::serve_flow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    Http,
+    Tcp,
+}
+
+impl ListenerKind {
+    fn for_protocol(protocol: &str) -> Option<ListenerKind> {
+        match protocol {
+            "HTTP" => Some(ListenerKind::Http),
+            "TCP" => Some(ListenerKind::Tcp),
+            _ => None,
+        }
+    }
+}
+
+/// Which load balancers this node serves, for `ReportTargetHealth`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadBalancerStates {
+    pub active: Vec<String>,
+    pub failed: Vec<LoadBalancerFailure>,
+}
+
+/// What listeners need to serve connections.
+#[derive(Debug, Clone)]
+pub struct ListenerContext {
+    pub routes: Arc<Routes>,
+    pub http: Arc<HttpShared>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// The bound listeners, owned by the routes loop.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    bound: HashMap<(SocketAddr, ListenerKind), CancellationToken>,
+    has_failures: bool,
+}
+
+impl Listeners {
+    /// Whether some listener could not be bound (worth retrying later).
+    pub fn has_failures(&self) -> bool {
+        self.has_failures
+    }
+
+    pub fn reconcile(
+        &mut self,
+        table: &RoutingTable,
+        context: &ListenerContext,
+    ) -> LoadBalancerStates {
+        let mut states = LoadBalancerStates::default();
+        let mut wanted = HashMap::new();
+        let mut failures: BTreeMap<String, String> = BTreeMap::new();
+        for lb in &table.load_balancers {
+            for (port, protocol) in &lb.listeners {
+                let address = SocketAddr::new(lb.address, *port);
+                let Some(kind) = ListenerKind::for_protocol(protocol) else {
+                    failures.entry(lb.arn.clone()).or_insert_with(|| {
+                        format!("{protocol} listeners are not supported by this data plane")
+                    });
+                    continue;
+                };
+                wanted.insert((address, kind), lb.arn.clone());
+            }
+        }
+        self.bound.retain(|key, token| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                tracing::info!(address = %key.0, "closing listener");
+                token.cancel();
+            }
+            keep
+        });
+        for (key, arn) in &wanted {
+            if self.bound.contains_key(key) {
+                continue;
+            }
+            let (address, kind) = *key;
+            match bind(address) {
+                Ok(listener) => {
+                    tracing::info!(load_balancer = %arn, %address, ?kind, "listener bound");
+                    let token = context.shutdown.child_token();
+                    self.bound.insert(*key, token.clone());
+                    context.tracker.spawn(accept_loop(
+                        listener,
+                        kind,
+                        address,
+                        context.clone(),
+                        token,
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(load_balancer = %arn, %address, %error, "cannot bind listener");
+                    failures
+                        .entry(arn.clone())
+                        .or_insert_with(|| format!("cannot listen on {address}: {error}"));
+                }
+            }
+        }
+        self.has_failures = !failures.is_empty();
+        for lb in &table.load_balancers {
+            match failures.remove(&lb.arn) {
+                Some(reason) => states.failed.push(LoadBalancerFailure {
+                    arn: lb.arn.clone(),
+                    reason,
+                }),
+                None => states.active.push(lb.arn.clone()),
+            }
+        }
+        states
+    }
+
+    /// Closes every listener.
+    pub fn close_all(&mut self) {
+        for (_, token) in self.bound.drain() {
+            token.cancel();
+        }
+    }
+}
+
+/// Binds with `SO_REUSEADDR`, so a listener can be bound again right after it was closed.
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    local: SocketAddr,
+    context: ListenerContext,
+    token: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => match kind {
+                ListenerKind::Http => {
+                    context.tracker.spawn(serve_connection(
+                        stream,
+                        remote,
+                        local,
+                        context.http.clone(),
+                        token.clone(),
+                    ));
+                }
+                ListenerKind::Tcp => {
+                    context.tracker.spawn(serve_flow(
+                        stream,
+                        remote,
+                        local,
+                        context.routes.clone(),
+                        token.clone(),
+                    ));
+                }
+            },
+            Err(error) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(%local, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! [`LoadBalancerNode`]: one `wharf lb` data-plane node. It owns four kinds of tasks, all in
+//! one [`TaskTracker`] and stopped by one cancellation token:
+//!
+//! - the routes loop: long-polls `GetRoutes`, compiles each new snapshot, swaps the routing
+//!   table, reconciles listeners, starts health checks for new targets and arms draining
+//!   deadlines. When the control plane is unreachable it keeps serving the last table and
+//!   retries with backoff;
+//! - the health reporter: `ReportTargetHealth` within a moment of any state change and in
+//!   full every `health_report_interval`;
+//! - the metrics flusher: `ReportRequestMetrics` every `metrics_interval`;
+//! - listeners, connections, health checks and draining timers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent::backoff::Backoff;
+use model::elb::{
+    MetricDatum, ReportRequestMetricsInput, ReportTargetHealthInput, TargetGroupHealthReport,
+    TargetHealthReport,
+};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::health::{health_client, run_checks, HealthClient};
+use crate::http_proxy::{proxy_client, HttpShared};
+use crate::listeners::{ListenerContext, Listeners, LoadBalancerStates};
+use crate::metrics::DatumBuilder;
+use crate::source::{Reporter, RouteSource};
+use crate::table::{Registry, Routes, RoutingTable};
+
+/// A node's settings.
+#[derive(Debug, Clone)]
+pub struct LoadBalancerConfig {
+    /// The node's name in reports (stable across restarts), e.g. the host name.
+    pub node: String,
+    /// Full health reports this often (changes are reported at once).
+    pub health_report_interval: Duration,
+    /// Request metrics are aggregated over and flushed at this interval.
+    pub metrics_interval: Duration,
+    /// How long one `GetRoutes` long poll may wait.
+    pub routes_wait: Duration,
+    /// How often listeners that could not be bound are tried again.
+    pub bind_retry_interval: Duration,
+}
+
+impl LoadBalancerConfig {
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            health_report_interval: Duration::from_secs(10),
+            metrics_interval: Duration::from_secs(10),
+            routes_wait: Duration::from_secs(model::elb::MAX_ROUTES_WAIT_SECONDS - 5),
+            bind_retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A health report is sent at most this long after a state change (changes in this window
+/// are batched into one report).
+const CHANGE_REPORT_DELAY: Duration = Duration::from_millis(50);
+
+struct NodeState {
+    config: LoadBalancerConfig,
+    routes: Arc<Routes>,
+    http: Arc<HttpShared>,
+    health: HealthClient,
+    health_changed: Arc<Notify>,
+    load_balancers: Mutex<LoadBalancerStates>,
+    revision: watch::Sender<i64>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct LoadBalancerNode;
+
+impl LoadBalancerNode {
+    /// Starts serving on the current Tokio runtime. Everything stops when `cancel` is
+    /// cancelled; await [`LoadBalancerHandle::wait`] for it to have stopped.
+    pub fn start(
+        config: LoadBalancerConfig,
+        source: Arc<dyn RouteSource>,
+        reporter: Arc<dyn Reporter>,
+        cancel: CancellationToken,
+    ) -> LoadBalancerHandle {
+        let routes = Arc::new(Routes::default());
+        let state = Arc::new(NodeState {
+            config,
+            http: Arc::new(HttpShared::new(routes.clone(), proxy_client())),
+            routes,
+            health: health_client(),
+            health_changed: Arc::new(Notify::new()),
+            load_balancers: Mutex::new(LoadBalancerStates::default()),
+            revision: watch::Sender::new(0),
+            tracker: TaskTracker::new(),
+            cancel,
+        });
+        state.tracker.spawn(routes_loop(state.clone(), source));
+        state
+            .tracker
+            .spawn(health_report_loop(state.clone(), reporter.clone()));
+        state.tracker.spawn(metrics_loop(state.clone(), reporter));
+        LoadBalancerHandle { state }
+    }
+}
+
+/// A running node.
+pub struct LoadBalancerHandle {
+    state: Arc<NodeState>,
+}
+
+impl std::fmt::Debug for LoadBalancerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancerHandle")
+            .field("node", &self.state.config.node)
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadBalancerHandle {
+    /// The revision of the snapshot being served (0 before the first).
+    pub fn revision(&self) -> i64 {
+        *self.state.revision.borrow()
+    }
+
+    /// Waits until a snapshot of at least `revision` is being served.
+    pub async fn wait_for_revision(&self, revision: i64) {
+        let mut changes = self.state.revision.subscribe();
+        let _ = changes.wait_for(|served| *served >= revision).await;
+    }
+
+    /// The observed health of a target, as the node would report it.
+    pub fn target_health(
+        &self,
+        target_group_arn: &str,
+        id: &str,
+        port: u16,
+    ) -> Option<TargetHealthReport> {
+        let table = self.state.routes.current();
+        let group = table.groups.iter().find(|g| g.arn == target_group_arn)?;
+        let target = group
+            .targets
+            .iter()
+            .find(|t| t.runtime.id == id && t.runtime.port == port)?;
+        Some(health_report(&target.runtime))
+    }
+
+    /// The load balancers this node serves, and those it cannot.
+    pub fn load_balancer_states(&self) -> LoadBalancerStates {
+        self.state.load_balancers.lock().expect("poisoned").clone()
+    }
+
+    /// Stops the node.
+    pub fn shutdown(&self) {
+        self.state.cancel.cancel();
+    }
+
+    /// Waits until every task of the node has ended (after cancellation).
+    pub async fn wait(&self) {
+        self.state.cancel.cancelled().await;
+        self.state.tracker.close();
+        self.state.tracker.wait().await;
+    }
+}
+
+async fn routes_loop(state: Arc<NodeState>, source: Arc<dyn RouteSource>) {
+    let mut registry = Registry::default();
+    let mut listeners = Listeners::default();
+    let context = ListenerContext {
+        routes: state.routes.clone(),
+        http: state.http.clone(),
+        tracker: state.tracker.clone(),
+        shutdown: state.cancel.clone(),
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut revision = 0;
+    loop {
+        let poll = source.get_routes(revision, state.config.routes_wait);
+        tokio::pin!(poll);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut poll => break Some(answer),
+                _ = tokio::time::sleep(state.config.bind_retry_interval), if listeners.has_failures() => {
+                    let table = state.routes.current();
+                    let states = listeners.reconcile(&table, &context);
+                    set_load_balancer_states(&state, states);
+                }
+                _ = state.cancel.cancelled() => break None,
+            }
+        };
+        let Some(answer) = answer else { break };
+        match answer {
+            Ok(snapshot) => {
+                backoff.reset();
+                if snapshot.revision == revision && revision != 0 {
+                    continue;
+                }
+                revision = snapshot.revision;
+                let (table, changes) = registry.compile(&snapshot, Instant::now());
+                let states = listeners.reconcile(&table, &context);
+                state.routes.swap(table);
+                for runtime in changes.added {
+                    state.tracker.spawn(run_checks(
+                        runtime,
+                        state.health.clone(),
+                        state.health_changed.clone(),
+                    ));
+                }
+                for (runtime, deadline) in changes.deadlines {
+                    if let Some((deadline, disarmed)) = runtime.set_drain_deadline(deadline) {
+                        state
+                            .tracker
+                            .spawn(runtime.run_drain_timer(deadline, disarmed));
+                    }
+                }
+                set_load_balancer_states(&state, states);
+                // The new table's targets (and load balancers) go to the reporter at once.
+                state.health_changed.notify_one();
+                state.revision.send_replace(revision);
+                tracing::debug!(revision, "serving a new route snapshot");
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot get routes, serving the last snapshot");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = state.cancel.cancelled() => break,
+                }
+            }
+        }
+    }
+    listeners.close_all();
+    for runtime in registry.targets() {
+        runtime.stop.cancel();
+        runtime.set_drain_deadline(None);
+    }
+}
+
+fn set_load_balancer_states(state: &NodeState, states: LoadBalancerStates) {
+    let mut current = state.load_balancers.lock().expect("poisoned");
+    if *current != states {
+        *current = states;
+        state.health_changed.notify_one();
+    }
+}
+
+fn health_report(runtime: &crate::table::TargetRuntime) -> TargetHealthReport {
+    let status = runtime.status();
+    TargetHealthReport {
+        id: runtime.id.clone(),
+        port: i32::from(runtime.port),
+        state: status.state.to_string(),
+        reason: status.reason.map(str::to_string),
+        description: status.description,
+    }
+}
+
+fn health_input(state: &NodeState) -> ReportTargetHealthInput {
+    let table = state.routes.current();
+    let load_balancers = state.load_balancers.lock().expect("poisoned").clone();
+    ReportTargetHealthInput {
+        node: state.config.node.clone(),
+        target_groups: table
+            .groups
+            .iter()
+            .map(|group| TargetGroupHealthReport {
+                arn: group.arn.clone(),
+                targets: group
+                    .targets
+                    .iter()
+                    .map(|t| health_report(&t.runtime))
+                    .collect(),
+            })
+            .collect(),
+        active_load_balancers: load_balancers.active,
+        failed_load_balancers: load_balancers.failed,
+    }
+}
+
+async fn health_report_loop(state: Arc<NodeState>, reporter: Arc<dyn Reporter>) {
+    let mut full = tokio::time::interval(state.config.health_report_interval);
+    full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Before the first snapshot there is nothing to say.
+    if state
+        .revision
+        .subscribe()
+        .wait_for(|r| *r > 0)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = full.tick() => {}
+            _ = state.health_changed.notified() => {
+                tokio::time::sleep(CHANGE_REPORT_DELAY).await;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
+            _ = state.cancel.cancelled() => return,
+        }
+        let input = health_input(&state);
+        match reporter.report_target_health(input).await {
+            Ok(()) => failed = false,
+            Err(error) => {
+                if !failed {
+                    tracing::warn!(%error, "cannot report target health, retrying");
+                }
+                failed = true;
+            }
+        }
+    }
+}
+
+/// The datums of one metrics interval starting at `timestamp_ms`.
+fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
+    let mut datums = Vec::new();
+    for lb in &table.load_balancers {
+        let mut builder = DatumBuilder {
+            namespace: DatumBuilder::for_kind(lb.kind),
+            dimensions: vec![("LoadBalancer".to_string(), lb.dimension.clone())],
+            timestamp_ms,
+            out: &mut datums,
+        };
+        match lb.kind {
+            model::elb::LoadBalancerKind::Application => {
+                builder.http(&lb.metrics.http.take(), true);
+            }
+            model::elb::LoadBalancerKind::Network => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let flows = &lb.metrics.flows;
+                let active = flows.active_flows.load(Relaxed).max(0) as u64;
+                builder.count("ActiveFlowCount", active, true);
+                builder.count("NewFlowCount", flows.new_flows.swap(0, Relaxed), false);
+                builder.bytes("ProcessedBytes", flows.processed_bytes.swap(0, Relaxed));
+            }
+        }
+    }
+    for pair in &table.pairs {
+        let lb = &pair.load_balancer;
+        let mut builder = DatumBuilder {
+            namespace: DatumBuilder::for_kind(lb.kind),
+            dimensions: vec![
+                ("TargetGroup".to_string(), pair.group.dimension.clone()),
+                ("LoadBalancer".to_string(), lb.dimension.clone()),
+            ],
+            timestamp_ms,
+            out: &mut datums,
+        };
+        let available = pair.group.targets.iter().filter(|t| !t.draining);
+        let (healthy, unhealthy) = available.fold((0, 0), |(h, u), t| {
+            (
+                h + u64::from(t.runtime.is_healthy()),
+                u + u64::from(t.runtime.is_unhealthy()),
+            )
+        });
+        builder.count("HealthyHostCount", healthy, true);
+        builder.count("UnHealthyHostCount", unhealthy, true);
+    }
+    datums
+}
+
+/// The HTTP counters of (load balancer, target group) pairs live in the forward actions;
+/// each pair's counters are one `Arc` shared by every rule forwarding there.
+fn pair_datums(table: &RoutingTable, timestamp_ms: i64, datums: &mut Vec<MetricDatum>) {
+    let mut seen = std::collections::HashSet::new();
+    for listener in table.listeners.values() {
+        let lb = &listener.load_balancer;
+        for rule in &listener.rules {
+            let crate::table::Action::Forward(forward) = &rule.action else {
+                continue;
+            };
+            for weighted in &forward.groups {
+                if !seen.insert(Arc::as_ptr(&weighted.metrics)) {
+                    continue;
+                }
+                let mut builder = DatumBuilder {
+                    namespace: DatumBuilder::for_kind(lb.kind),
+                    dimensions: vec![
+                        ("TargetGroup".to_string(), weighted.group.dimension.clone()),
+                        ("LoadBalancer".to_string(), lb.dimension.clone()),
+                    ],
+                    timestamp_ms,
+                    out: datums,
+                };
+                builder.http(&weighted.metrics.take(), false);
+            }
+        }
+    }
+}
+
+async fn metrics_loop(state: Arc<NodeState>, reporter: Arc<dyn Reporter>) {
+    let mut period_start = crate::clock::epoch_ms();
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(state.config.metrics_interval) => false,
+            _ = state.cancel.cancelled() => true,
+        };
+        let table = state.routes.current();
+        let mut datums = metric_datums(&table, period_start);
+        pair_datums(&table, period_start, &mut datums);
+        period_start = crate::clock::epoch_ms();
+        if !datums.is_empty() {
+            let input = ReportRequestMetricsInput {
+                node: state.config.node.clone(),
+                datums,
+            };
+            // The last flush of a stopping node gets a short grace.
+            let send = reporter.report_request_metrics(input);
+            let sent = if stopping {
+                tokio::time::timeout(Duration::from_secs(2), send)
+                    .await
+                    .ok()
+            } else {
+                Some(send.await)
+            };
+            if let Some(Err(error)) = sent {
+                tracing::warn!(%error, "cannot report request metrics, dropping this interval");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The routing table: a [`model::elb::RouteSnapshot`] compiled for serving. It is immutable
+//! once built and swapped whole (readers hold an `Arc` to the table they started with), so a
+//! request never sees half a snapshot. What must outlive a swap lives in the [`Registry`]:
+//! each target's runtime state (health, outstanding requests, draining), and the metrics
+//! counters.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use model::elb::{LoadBalancerKind, RouteAction, RouteSnapshot, TargetGroupRoutes};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{HealthCheckSpec, HealthStatus, STATE_HEALTHY, STATE_INITIAL};
+use crate::matching::Condition;
+use crate::metrics::{HttpMetrics, LoadBalancerMetrics};
+
+const HEALTH_INITIAL: u8 = 0;
+const HEALTH_HEALTHY: u8 = 1;
+const HEALTH_UNHEALTHY: u8 = 2;
+
+/// One target's state that survives snapshot swaps, keyed by target group ARN and `id:port`.
+#[derive(Debug)]
+pub struct TargetRuntime {
+    pub group_arn: String,
+    pub id: String,
+    pub port: u16,
+    pub address: SocketAddr,
+    /// `ip:port`, for upstream request URIs.
+    pub authority: http::uri::Authority,
+    /// The `AWSALB` stickiness cookie value naming this target.
+    pub cookie: u64,
+    /// Routing reads this; the health checker writes it.
+    health: AtomicU8,
+    /// [`crate::clock::monotonic_ms`] of the last turn to healthy (slow start).
+    healthy_since_ms: AtomicU64,
+    pub outstanding: AtomicUsize,
+    /// Set with `closed`: the request path reads this flag (an atomic load) rather than the
+    /// token (a mutex).
+    closed_flag: AtomicBool,
+    /// Cancelled when the draining deadline passes or the target leaves the snapshot: open
+    /// connections and in-flight requests to it are closed.
+    pub closed: CancellationToken,
+    /// Stops the health-check task.
+    pub stop: CancellationToken,
+    status: Mutex<HealthStatus>,
+    health_check: RwLock<HealthCheckSpec>,
+    /// The draining deadline a timer is armed for, and that timer's cancellation.
+    drain_timer: Mutex<Option<(Instant, CancellationToken)>>,
+}
+
+impl TargetRuntime {
+    fn new(group: &TargetGroupRoutes, id: &str, port: u16, address: SocketAddr) -> Option<Self> {
+        let authority = address.to_string().parse().ok()?;
+        let key = model::elb::target_key(id, i32::from(port));
+        Some(Self {
+            group_arn: group.arn.clone(),
+            id: id.to_string(),
+            port,
+            address,
+            authority,
+            cookie: cookie_value(&group.arn, &key),
+            health: AtomicU8::new(HEALTH_INITIAL),
+            healthy_since_ms: AtomicU64::new(0),
+            outstanding: AtomicUsize::new(0),
+            closed_flag: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            status: Mutex::new(HealthStatus::initial()),
+            health_check: RwLock::new(HealthCheckSpec::from_config(&group.health_check)),
+            drain_timer: Mutex::new(None),
+        })
+    }
+
+    /// Closes open connections and in-flight requests to the target.
+    pub fn close(&self) {
+        self.closed_flag.store(true, Ordering::Release);
+        self.closed.cancel();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed_flag.load(Ordering::Acquire)
+    }
+
+    pub fn key(&self) -> String {
+        model::elb::target_key(&self.id, i32::from(self.port))
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.health.load(Ordering::Acquire) == HEALTH_HEALTHY
+    }
+
+    pub fn is_unhealthy(&self) -> bool {
+        self.health.load(Ordering::Acquire) == HEALTH_UNHEALTHY
+    }
+
+    pub fn healthy_since_ms(&self) -> u64 {
+        self.healthy_since_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> HealthStatus {
+        self.status.lock().expect("poisoned").clone()
+    }
+
+    pub fn set_health(&self, status: HealthStatus) {
+        let code = match status.state {
+            STATE_HEALTHY => HEALTH_HEALTHY,
+            STATE_INITIAL => HEALTH_INITIAL,
+            _ => HEALTH_UNHEALTHY,
+        };
+        if code == HEALTH_HEALTHY {
+            self.healthy_since_ms.store(
+                crate::clock::monotonic_ms(Instant::now()),
+                Ordering::Relaxed,
+            );
+        }
+        *self.status.lock().expect("poisoned") = status;
+        self.health.store(code, Ordering::Release);
+    }
+
+    pub fn health_check(&self) -> HealthCheckSpec {
+        self.health_check.read().expect("poisoned").clone()
+    }
+
+    /// Arms (or disarms) the draining deadline. Returns the token of a new timer to run with
+    /// [`TargetRuntime::run_drain_timer`], when one is needed.
+    pub fn set_drain_deadline(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Option<(Instant, CancellationToken)> {
+        let mut timer = self.drain_timer.lock().expect("poisoned");
+        match (deadline, timer.as_ref()) {
+            (Some(deadline), Some((armed, _))) if *armed == deadline => None,
+            (Some(deadline), _) => {
+                if let Some((_, old)) = timer.take() {
+                    old.cancel();
+                }
+                let token = CancellationToken::new();
+                *timer = Some((deadline, token.clone()));
+                Some((deadline, token))
+            }
+            (None, _) => {
+                if let Some((_, old)) = timer.take() {
+                    old.cancel();
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes the target's connections at `deadline`, unless the timer is disarmed first.
+    pub async fn run_drain_timer(self: Arc<Self>, deadline: Instant, disarmed: CancellationToken) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                tracing::info!(target_group = %self.group_arn, target = %self.key(), "draining deadline reached, closing connections");
+                self.close();
+            }
+            _ = disarmed.cancelled() => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// The target left the snapshot: stop checking it and close what is still open.
+    pub fn retire(&self) {
+        self.stop.cancel();
+        self.close();
+        self.set_drain_deadline(None);
+    }
+}
+
+/// A stable, opaque stickiness cookie value for a target (FNV-1a of group ARN and key).
+fn cookie_value(group_arn: &str, key: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in group_arn.bytes().chain([0]).chain(key.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A target as one snapshot sees it.
+#[derive(Debug, Clone)]
+pub struct TargetEntry {
+    pub runtime: Arc<TargetRuntime>,
+    /// Deregistered: no new requests or connections.
+    pub draining: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+}
+
+#[derive(Debug)]
+pub struct GroupEntry {
+    pub arn: String,
+    /// The last segment of the ARN: the `AWSALBTG` cookie value.
+    pub id: String,
+    pub dimension: String,
+    pub algorithm: Algorithm,
+    pub slow_start: Duration,
+    /// `lb_cookie` stickiness duration in seconds.
+    pub lb_cookie_seconds: Option<u64>,
+    pub targets: Vec<TargetEntry>,
+    /// The round-robin cursor.
+    pub next: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct LoadBalancerEntry {
+    pub arn: String,
+    pub kind: LoadBalancerKind,
+    pub address: IpAddr,
+    pub dimension: String,
+    pub idle_timeout: Duration,
+    pub metrics: Arc<LoadBalancerMetrics>,
+    /// `(port, protocol)` of every listener.
+    pub listeners: Vec<(u16, String)>,
+}
+
+#[derive(Debug)]
+pub struct WeightedGroup {
+    pub group: Arc<GroupEntry>,
+    pub weight: u32,
+    /// The (load balancer, target group) pair's counters.
+    pub metrics: Arc<HttpMetrics>,
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    /// Only groups with weight > 0.
+    pub groups: Vec<WeightedGroup>,
+    pub total_weight: u32,
+    /// Target group stickiness duration in seconds.
+    pub stickiness_seconds: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Forward(Forward),
+    Redirect {
+        protocol: String,
+        host: String,
+        port: String,
+        path: String,
+        query: String,
+        status: http::StatusCode,
+    },
+    FixedResponse {
+        status: http::StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub conditions: Vec<Condition>,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub struct ListenerTable {
+    pub load_balancer: Arc<LoadBalancerEntry>,
+    pub port: u16,
+    /// `X-Forwarded-Port`.
+    pub port_header: HeaderValue,
+    pub rules: Vec<Rule>,
+}
+
+/// A (load balancer, target group) pair, for host-count metrics.
+#[derive(Debug)]
+pub struct PairEntry {
+    pub load_balancer: Arc<LoadBalancerEntry>,
+    pub group: Arc<GroupEntry>,
+}
+
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub revision: i64,
+    /// By the address the listener binds.
+    pub listeners: HashMap<SocketAddr, ListenerTable>,
+    pub load_balancers: Vec<Arc<LoadBalancerEntry>>,
+    pub groups: Vec<Arc<GroupEntry>>,
+    pub pairs: Vec<PairEntry>,
+}
+
+/// State kept across snapshots.
+#[derive(Debug, Default)]
+pub struct Registry {
+    targets: HashMap<(String, String), Arc<TargetRuntime>>,
+    load_balancer_metrics: HashMap<String, Arc<LoadBalancerMetrics>>,
+    pair_metrics: HashMap<(String, String), Arc<HttpMetrics>>,
+}
+
+/// What a compile changed in the registry.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Targets to start health checks for.
+    pub added: Vec<Arc<TargetRuntime>>,
+    /// Every current target with its local draining deadline (`None`: not draining).
+    pub deadlines: Vec<(Arc<TargetRuntime>, Option<Instant>)>,
+}
+
+impl Registry {
+    /// Every target runtime currently known.
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<TargetRuntime>> {
+        self.targets.values()
+    }
+
+    /// Compiles `snapshot`, received at `received_at` (its draining deadlines are translated
+    /// from the control plane's clock to ours through `snapshot.now_ms`).
+    pub fn compile(
+        &mut self,
+        snapshot: &RouteSnapshot,
+        received_at: Instant,
+    ) -> (RoutingTable, Changes) {
+        let mut changes = Changes::default();
+        let mut seen_targets = HashSet::new();
+        let mut groups: HashMap<&str, Arc<GroupEntry>> = HashMap::new();
+        for group in &snapshot.target_groups {
+            let spec = HealthCheckSpec::from_config(&group.health_check);
+            let mut targets = Vec::with_capacity(group.targets.len());
+            for target in &group.targets {
+                let Ok(address) = target.address.parse::<SocketAddr>() else {
+                    tracing::warn!(target_group = %group.arn, target = %target.id, address = %target.address, "target address is not ip:port, skipping it");
+                    continue;
+                };
+                let key = (
+                    group.arn.clone(),
+                    model::elb::target_key(&target.id, i32::from(target.port)),
+                );
+                let existing = self.targets.get(&key).filter(|runtime| {
+                    // A new address, or a target re-registered after its deadline closed it,
+                    // starts over as a new target (as a re-registration does in AWS).
+                    runtime.address == address
+                        && (target.draining_until_ms.is_some() || !runtime.is_closed())
+                });
+                let runtime = match existing {
+                    Some(runtime) => {
+                        let mut current = runtime.health_check.write().expect("poisoned");
+                        if *current != spec {
+                            *current = spec.clone();
+                        }
+                        drop(current);
+                        runtime.clone()
+                    }
+                    None => {
+                        let Some(runtime) =
+                            TargetRuntime::new(group, &target.id, target.port, address)
+                        else {
+                            continue;
+                        };
+                        let runtime = Arc::new(runtime);
+                        if let Some(old) = self.targets.insert(key.clone(), runtime.clone()) {
+                            old.retire();
+                        }
+                        changes.added.push(runtime.clone());
+                        runtime
+                    }
+                };
+                let deadline = target.draining_until_ms.map(|until| {
+                    let left = until.saturating_sub(snapshot.now_ms).max(0) as u64;
+                    received_at + Duration::from_millis(left)
+                });
+                changes.deadlines.push((runtime.clone(), deadline));
+                seen_targets.insert(key);
+                targets.push(TargetEntry {
+                    runtime,
+                    draining: target.draining_until_ms.is_some(),
+                });
+            }
+            let algorithm = if group.algorithm == "least_outstanding_requests" {
+                Algorithm::LeastOutstandingRequests
+            } else {
+                Algorithm::RoundRobin
+            };
+            let lb_cookie_seconds = group
+                .stickiness
+                .as_ref()
+                .filter(|s| s.kind == "lb_cookie")
+                .map(|s| s.duration_seconds);
+            groups.insert(
+                &group.arn,
+                Arc::new(GroupEntry {
+                    arn: group.arn.clone(),
+                    id: model::elb::parse_target_group_arn(&group.arn)
+                        .map(|(_, id)| id.to_string())
+                        .unwrap_or_else(|| group.name.clone()),
+                    dimension: group.dimension.clone(),
+                    algorithm,
+                    slow_start: Duration::from_secs(group.slow_start_seconds),
+                    lb_cookie_seconds,
+                    targets,
+                    next: AtomicUsize::new(0),
+                }),
+            );
+        }
+        self.targets.retain(|key, runtime| {
+            let keep = seen_targets.contains(key);
+            if !keep {
+                runtime.retire();
+            }
+            keep
+        });
+
+        let mut table = RoutingTable {
+            revision: snapshot.revision,
+            groups: groups.values().cloned().collect(),
+            ..RoutingTable::default()
+        };
+        let mut used_pairs = HashSet::new();
+        let mut used_load_balancers = HashSet::new();
+        for lb in &snapshot.load_balancers {
+            let Ok(address) = lb.address.parse::<IpAddr>() else {
+                tracing::warn!(load_balancer = %lb.arn, address = %lb.address, "load balancer address is not an IP address, skipping it");
+                continue;
+            };
+            let metrics = self
+                .load_balancer_metrics
+                .entry(lb.arn.clone())
+                .or_default()
+                .clone();
+            used_load_balancers.insert(lb.arn.clone());
+            let entry = Arc::new(LoadBalancerEntry {
+                arn: lb.arn.clone(),
+                kind: lb.kind,
+                address,
+                dimension: lb.dimension.clone(),
+                idle_timeout: Duration::from_secs(lb.idle_timeout_seconds.max(1)),
+                metrics,
+                listeners: lb
+                    .listeners
+                    .iter()
+                    .map(|l| (l.port, l.protocol.clone()))
+                    .collect(),
+            });
+            table.load_balancers.push(entry.clone());
+            for listener in &lb.listeners {
+                let mut rules = Vec::with_capacity(listener.rules.len());
+                for rule in &listener.rules {
+                    let action = match &rule.action {
+                        RouteAction::Forward {
+                            target_groups,
+                            stickiness_seconds,
+                        } => {
+                            let mut weighted = Vec::new();
+                            for wanted in target_groups.iter().filter(|g| g.weight > 0) {
+                                let Some(group) = groups.get(wanted.arn.as_str()) else {
+                                    tracing::warn!(rule = %rule.arn, target_group = %wanted.arn, "rule forwards to a target group missing from the snapshot");
+                                    continue;
+                                };
+                                let pair = (lb.arn.clone(), wanted.arn.clone());
+                                let metrics =
+                                    self.pair_metrics.entry(pair.clone()).or_default().clone();
+                                if used_pairs.insert(pair) {
+                                    table.pairs.push(PairEntry {
+                                        load_balancer: entry.clone(),
+                                        group: group.clone(),
+                                    });
+                                }
+                                weighted.push(WeightedGroup {
+                                    group: group.clone(),
+                                    weight: wanted.weight,
+                                    metrics,
+                                });
+                            }
+                            Action::Forward(Forward {
+                                total_weight: weighted.iter().map(|g| g.weight).sum(),
+                                groups: weighted,
+                                stickiness_seconds: stickiness_seconds.filter(|s| *s > 0),
+                            })
+                        }
+                        RouteAction::Redirect {
+                            protocol,
+                            host,
+                            port,
+                            path,
+                            query,
+                            status_code,
+                        } => Action::Redirect {
+                            protocol: protocol.clone(),
+                            host: host.clone(),
+                            port: port.clone(),
+                            path: path.clone(),
+                            query: query.clone(),
+                            status: if *status_code == 301 {
+                                http::StatusCode::MOVED_PERMANENTLY
+                            } else {
+                                http::StatusCode::FOUND
+                            },
+                        },
+                        RouteAction::FixedResponse {
+                            status_code,
+                            content_type,
+                            message_body,
+                        } => Action::FixedResponse {
+                            status: http::StatusCode::from_u16(*status_code)
+                                .unwrap_or(http::StatusCode::OK),
+                            content_type: content_type
+                                .as_deref()
+                                .and_then(|c| HeaderValue::from_str(c).ok()),
+                            body: Bytes::from(message_body.clone().unwrap_or_default()),
+                        },
+                    };
+                    rules.push(Rule {
+                        conditions: rule.conditions.iter().map(Condition::compile).collect(),
+                        action,
+                    });
+                }
+                table.listeners.insert(
+                    SocketAddr::new(address, listener.port),
+                    ListenerTable {
+                        load_balancer: entry.clone(),
+                        port: listener.port,
+                        port_header: HeaderValue::from(listener.port),
+                        rules,
+                    },
+                );
+            }
+        }
+        self.pair_metrics
+            .retain(|pair, _| used_pairs.contains(pair));
+        self.load_balancer_metrics
+            .retain(|arn, _| used_load_balancers.contains(arn));
+        (table, changes)
+    }
+}
+
+/// The current routing table, swapped whole.
+#[derive(Debug, Default)]
+pub struct Routes {
+    current: RwLock<Arc<RoutingTable>>,
+}
+
+impl Routes {
+    pub fn current(&self) -> Arc<RoutingTable> {
+        self.current.read().expect("poisoned").clone()
+    }
+
+    pub fn swap(&self, table: RoutingTable) {
+        let table = Arc::new(table);
+        // The old table is dropped outside the lock.
+        let _old = std::mem::replace(&mut *self.current.write().expect("poisoned"), table);
+    }
+}

@@ -1,0 +1,655 @@
+//! The ALB data path end to end, in process: rules, weights, algorithms, health checks,
+//! fail-open, draining, ELB errors, forwarded headers, HTTP/2, redirects and fixed responses.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use model::elb::*;
+use support::*;
+
+#[tokio::test]
+async fn path_rules_route_to_their_groups() {
+    let (api, web) = (backend("api").await, backend("web").await);
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "paths",
+            LoadBalancerKind::Application,
+            address,
+            vec![
+                rule(
+                    Some(1),
+                    vec![RouteCondition::PathPattern {
+                        values: vec!["/api/*".into()],
+                    }],
+                    forward(&[("api", 1)]),
+                ),
+                rule(None, vec![], forward(&[("web", 1)])),
+            ],
+        )],
+        vec![group("api", &[&api]), group("web", &[&web])],
+    ))
+    .await;
+    let client = http_client();
+    assert_eq!(get(&client, address, "/api/users").await.body, "api");
+    assert_eq!(get(&client, address, "/api/").await.body, "api");
+    assert_eq!(get(&client, address, "/index.html").await.body, "web");
+    assert_eq!(get(&client, address, "/API/x").await.body, "web");
+    assert_eq!(
+        node.handle.load_balancer_states().active,
+        vec!["arn:aws:elasticloadbalancing:us-east-1:000000000000:loadbalancer/app/paths/50dc6c495c0c9188".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn weighted_forward_splits_90_10() {
+    let (blue, green) = (backend("blue").await, backend("green").await);
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "weights",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(
+                None,
+                vec![],
+                forward(&[("blue", 90), ("green", 10), ("zero", 0)]),
+            )],
+        )],
+        vec![
+            group("blue", &[&blue]),
+            group("green", &[&green]),
+            group("zero", &[]),
+        ],
+    ))
+    .await;
+    let client = http_client();
+    let mut bodies = Vec::new();
+    for _ in 0..2000 {
+        bodies.push(get(&client, address, "/").await.body);
+    }
+    let counts = counts(bodies);
+    let blue_share = counts.get("blue").copied().unwrap_or(0) as f64 / 2000.0;
+    assert!((0.86..=0.94).contains(&blue_share), "{counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly() {
+    let backends = [backend("a").await, backend("b").await, backend("c").await];
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "rr",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("rr", 1)]))],
+        )],
+        vec![group("rr", &backends.iter().collect::<Vec<_>>())],
+    ))
+    .await;
+    for b in &backends {
+        node.wait_for_state("rr", b, "healthy").await;
+    }
+    let client = http_client();
+    let mut bodies = Vec::new();
+    for _ in 0..300 {
+        bodies.push(get(&client, address, "/").await.body);
+    }
+    let counts = counts(bodies);
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![100, 100, 100],
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn least_outstanding_requests_avoids_busy_targets() {
+    let (busy, idle) = (backend("busy").await, backend("idle").await);
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut lor = group("lor", &[&busy, &idle]);
+    lor.algorithm = "least_outstanding_requests".into();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "lor",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("lor", 1)]))],
+        )],
+        vec![lor],
+    ))
+    .await;
+    node.wait_for_state("lor", &busy, "healthy").await;
+    node.wait_for_state("lor", &idle, "healthy").await;
+    let client = http_client();
+    // Park requests until each backend holds some; then the idle one must get everything new.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        held.push(tokio::spawn(
+            async move { get(&client, address, "/hold").await },
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while busy.in_flight.load(Ordering::SeqCst) + idle.in_flight.load(Ordering::SeqCst) < 4 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Release only the idle backend's requests.
+    while idle.in_flight.load(Ordering::SeqCst) > 0 {
+        idle.release.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(get(&client, address, "/").await.body, "idle");
+    }
+    while busy.in_flight.load(Ordering::SeqCst) > 0 {
+        busy.release.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for request in held {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+}
+
+#[tokio::test]
+async fn failing_health_checks_take_a_target_out_and_back_in() {
+    let (good, flaky) = (backend("good").await, backend("flaky").await);
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut checked = group("checked", &[&good, &flaky]);
+    checked.health_check = health_check("/health", 2, 2);
+    node.publish(snapshot(
+        vec![load_balancer(
+            "health",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("checked", 1)]))],
+        )],
+        vec![checked],
+    ))
+    .await;
+    node.wait_for_state("checked", &flaky, "healthy").await;
+    flaky.health_status.store(502, Ordering::SeqCst);
+    node.wait_for_state("checked", &flaky, "unhealthy").await;
+    let health = node
+        .handle
+        .target_health(&group_arn("checked"), "127.0.0.1", flaky.address.port())
+        .unwrap();
+    assert_eq!(
+        health.reason.as_deref(),
+        Some("Target.ResponseCodeMismatch")
+    );
+    assert_eq!(
+        health.description.as_deref(),
+        Some("Health checks failed with these codes: [502]")
+    );
+    let client = http_client();
+    for _ in 0..20 {
+        assert_eq!(get(&client, address, "/").await.body, "good");
+    }
+    // The control plane heard about it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reported = node
+            .control_plane
+            .health_reports()
+            .into_iter()
+            .any(|report| {
+                report.target_groups.iter().any(|g| {
+                    g.targets.iter().any(|t| {
+                        t.port == i32::from(flaky.address.port()) && t.state == "unhealthy"
+                    })
+                })
+            });
+        if reported {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unhealthy state not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    flaky.health_status.store(200, Ordering::SeqCst);
+    node.wait_for_state("checked", &flaky, "healthy").await;
+    let bodies: Vec<String> = {
+        let mut bodies = Vec::new();
+        for _ in 0..20 {
+            bodies.push(get(&client, address, "/").await.body);
+        }
+        bodies
+    };
+    assert!(bodies.iter().any(|b| b == "flaky"), "{bodies:?}");
+}
+
+#[tokio::test]
+async fn groups_with_no_healthy_target_fail_open() {
+    let (a, b) = (backend("sick-a").await, backend("sick-b").await);
+    a.health_status.store(500, Ordering::SeqCst);
+    b.health_status.store(500, Ordering::SeqCst);
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "failopen",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("sick", 1)]))],
+        )],
+        vec![group("sick", &[&a, &b])],
+    ))
+    .await;
+    node.wait_for_state("sick", &a, "unhealthy").await;
+    node.wait_for_state("sick", &b, "unhealthy").await;
+    let client = http_client();
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        bodies.push(get(&client, address, "/").await.body);
+    }
+    assert_eq!(counts(bodies).len(), 2);
+}
+
+#[tokio::test]
+async fn draining_targets_finish_in_flight_requests_but_get_no_new_ones() {
+    let (old, new) = (backend("old").await, backend("new").await);
+    let node = Node::start().await;
+    let address = listener_address();
+    let lb = load_balancer(
+        "drain",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("drain", 1)]))],
+    );
+    node.publish(snapshot(vec![lb.clone()], vec![group("drain", &[&old])]))
+        .await;
+    node.wait_for_state("drain", &old, "healthy").await;
+    let client = http_client();
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, address, "/hold").await })
+    };
+    while old.in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut draining = group("drain", &[&old, &new]);
+    draining.targets[0].draining_until_ms = Some(model_now_ms() + 60_000);
+    node.publish(snapshot(vec![lb.clone()], vec![draining]))
+        .await;
+    let hits = old.hits.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        assert_eq!(get(&client, address, "/").await.body, "new");
+    }
+    assert_eq!(old.hits.load(Ordering::SeqCst), hits);
+    old.release.notify_waiters();
+    let answer = in_flight.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "old"));
+
+    // At the deadline, what is still streaming from the target is cut.
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, address, "/hold").await })
+    };
+    while new.in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut expiring = group("drain", &[&old, &new]);
+    expiring.targets[0].draining_until_ms = Some(model_now_ms() + 60_000);
+    expiring.targets[1].draining_until_ms = Some(model_now_ms() + 300);
+    node.publish(snapshot(vec![lb], vec![expiring])).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    new.release.notify_waiters();
+    let answer = held.await.unwrap();
+    assert_eq!(answer.status, 502);
+    // Only draining targets left: nothing to route to.
+    assert_eq!(get(&client, address, "/").await.status, 503);
+}
+
+fn model_now_ms() -> i64 {
+    lb::clock::epoch_ms()
+}
+
+#[tokio::test]
+async fn elb_errors_are_502_503_and_504() {
+    let slow = backend("slow").await;
+    slow.delay_ms.store(3_000, Ordering::SeqCst);
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut lb = load_balancer(
+        "errors",
+        LoadBalancerKind::Application,
+        address,
+        vec![
+            rule(
+                Some(1),
+                vec![RouteCondition::PathPattern {
+                    values: vec!["/dead".into()],
+                }],
+                forward(&[("dead", 1)]),
+            ),
+            rule(
+                Some(2),
+                vec![RouteCondition::PathPattern {
+                    values: vec!["/empty".into()],
+                }],
+                forward(&[("empty", 1)]),
+            ),
+            rule(None, vec![], forward(&[("slow", 1)])),
+        ],
+    );
+    lb.idle_timeout_seconds = 1;
+    let mut dead_group = group("dead", &[]);
+    dead_group.targets.push(target(dead));
+    node.publish(snapshot(
+        vec![lb],
+        vec![dead_group, group("empty", &[]), group("slow", &[&slow])],
+    ))
+    .await;
+    let client = http_client();
+    let answer = get(&client, address, "/dead").await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.headers["server"], "awselb/2.0");
+    assert!(answer.body.contains("502 Bad Gateway"));
+    assert_eq!(get(&client, address, "/empty").await.status, 503);
+    assert_eq!(get(&client, address, "/slow").await.status, 504);
+}
+
+#[tokio::test]
+async fn forwarded_headers_and_trace_ids_are_added() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "headers",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("web", 1)]))],
+        )],
+        vec![group("web", &[&web])],
+    ))
+    .await;
+    let client = http_client();
+    let answer = get(&client, address, "/").await;
+    assert_eq!(answer.headers["x-seen-x-forwarded-for"], "127.0.0.1");
+    assert_eq!(answer.headers["x-seen-x-forwarded-proto"], "http");
+    assert_eq!(
+        answer.headers["x-seen-x-forwarded-port"],
+        address.port().to_string().as_str()
+    );
+    assert_eq!(answer.headers["x-seen-host"], address.to_string().as_str());
+    let trace = answer.headers["x-seen-x-amzn-trace-id"].to_str().unwrap();
+    assert!(trace.starts_with("Root=1-") && trace.len() == 40, "{trace}");
+
+    let request = hyper::Request::get(format!("http://{address}/"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-67891233-abcdef012345678912345678",
+        )
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "hop")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = send(&client, request).await;
+    assert_eq!(
+        answer.headers["x-seen-x-forwarded-for"],
+        "203.0.113.7, 127.0.0.1"
+    );
+    let trace = answer.headers["x-seen-x-amzn-trace-id"].to_str().unwrap();
+    assert!(
+        trace.starts_with("Self=1-")
+            && trace.ends_with(";Root=1-67891233-abcdef012345678912345678"),
+        "{trace}"
+    );
+}
+
+#[tokio::test]
+async fn http2_clients_are_served() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "h2",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("web", 1)]))],
+        )],
+        vec![group("web", &[&web])],
+    ))
+    .await;
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    for _ in 0..5 {
+        let response = client
+            .request(
+                hyper::Request::get(format!("http://{address}/h2"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        assert_eq!(response.headers()["x-seen-version"], "HTTP/1.1");
+        assert_eq!(
+            response.headers()["x-seen-host"],
+            address.to_string().as_str()
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"web");
+    }
+}
+
+#[tokio::test]
+async fn redirects_and_fixed_responses() {
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "actions",
+            LoadBalancerKind::Application,
+            address,
+            vec![
+                rule(
+                    Some(1),
+                    vec![RouteCondition::PathPattern {
+                        values: vec!["/old/*".into()],
+                    }],
+                    RouteAction::Redirect {
+                        protocol: "#{protocol}".into(),
+                        host: "new.example.com".into(),
+                        port: "#{port}".into(),
+                        path: "/#{path}".into(),
+                        query: "#{query}".into(),
+                        status_code: 301,
+                    },
+                ),
+                rule(
+                    Some(2),
+                    vec![
+                        RouteCondition::HostHeader {
+                            values: vec!["*.example.com".into()],
+                        },
+                        RouteCondition::HttpRequestMethod {
+                            values: vec!["POST".into()],
+                        },
+                    ],
+                    RouteAction::FixedResponse {
+                        status_code: 201,
+                        content_type: Some("application/json".into()),
+                        message_body: Some("{\"ok\":true}".into()),
+                    },
+                ),
+                rule(
+                    None,
+                    vec![],
+                    RouteAction::FixedResponse {
+                        status_code: 404,
+                        content_type: Some("text/plain".into()),
+                        message_body: Some("nothing here".into()),
+                    },
+                ),
+            ],
+        )],
+        vec![],
+    ))
+    .await;
+    let client = http_client();
+    let answer = get(&client, address, "/old/page?x=1").await;
+    assert_eq!(answer.status, 301);
+    assert_eq!(
+        answer.headers["location"],
+        format!("http://new.example.com:{}/old/page?x=1", address.port()).as_str()
+    );
+    let request = hyper::Request::post(format!("http://{address}/"))
+        .header("host", "API.example.com")
+        .body(Full::new(Bytes::from("x")))
+        .unwrap();
+    let answer = send(&client, request).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (201, "{\"ok\":true}")
+    );
+    assert_eq!(answer.headers["content-type"], "application/json");
+    let answer = get(&client, address, "/").await;
+    assert_eq!((answer.status, answer.body.as_str()), (404, "nothing here"));
+}
+
+#[tokio::test]
+async fn stickiness_keeps_a_client_on_its_target() {
+    let backends = [backend("s1").await, backend("s2").await];
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut sticky = group("sticky", &backends.iter().collect::<Vec<_>>());
+    sticky.stickiness = Some(Stickiness {
+        kind: "lb_cookie".into(),
+        duration_seconds: 3600,
+        cookie_name: None,
+    });
+    node.publish(snapshot(
+        vec![load_balancer(
+            "sticky",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("sticky", 1)]))],
+        )],
+        vec![sticky],
+    ))
+    .await;
+    for b in &backends {
+        node.wait_for_state("sticky", b, "healthy").await;
+    }
+    let client = http_client();
+    let first = get(&client, address, "/").await;
+    let cookie = first.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("AWSALB="), "{cookie}");
+    for _ in 0..10 {
+        let request = hyper::Request::get(format!("http://{address}/"))
+            .header("cookie", &cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(send(&client, request).await.body, first.body);
+    }
+}
+
+#[tokio::test]
+async fn request_metrics_are_counted_and_reported() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(
+        vec![load_balancer(
+            "metrics",
+            LoadBalancerKind::Application,
+            address,
+            vec![
+                rule(
+                    Some(1),
+                    vec![RouteCondition::PathPattern {
+                        values: vec!["/missing".into()],
+                    }],
+                    forward(&[("empty", 1)]),
+                ),
+                rule(None, vec![], forward(&[("web", 1)])),
+            ],
+        )],
+        vec![group("web", &[&web]), group("empty", &[])],
+    ))
+    .await;
+    node.wait_for_state("web", &web, "healthy").await;
+    let client = http_client();
+    for _ in 0..7 {
+        assert_eq!(get(&client, address, "/").await.status, 200);
+    }
+    assert_eq!(get(&client, address, "/missing").await.status, 503);
+    let sum = |metric: &str, dimensions: usize| -> f64 {
+        node.control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| {
+                d.metric_name == metric
+                    && d.dimensions.len() == dimensions
+                    && d.namespace == "AWS/ApplicationELB"
+            })
+            .filter(|d| {
+                d.dimensions
+                    .iter()
+                    .any(|(_, v)| v == "app/metrics/50dc6c495c0c9188")
+            })
+            .map(|d| d.sum)
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sum("RequestCount", 1) < 8.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sum("RequestCount", 1), 8.0);
+    assert_eq!(sum("HTTPCode_Target_2XX_Count", 1), 7.0);
+    assert_eq!(sum("HTTPCode_ELB_5XX_Count", 1), 1.0);
+    assert_eq!(sum("HTTPCode_ELB_503_Count", 1), 1.0);
+    assert_eq!(sum("HTTPCode_Target_2XX_Count", 2), 7.0);
+    assert!(sum("HealthyHostCount", 2) >= 1.0);
+    let response_times: Vec<MetricDatum> = node
+        .control_plane
+        .metric_reports()
+        .iter()
+        .flat_map(|r| r.datums.clone())
+        .filter(|d| d.metric_name == "TargetResponseTime" && d.dimensions.len() == 1)
+        .collect();
+    assert_eq!(
+        response_times.iter().map(|d| d.sample_count).sum::<f64>(),
+        7.0
+    );
+    assert!(response_times
+        .iter()
+        .all(|d| d.unit == "Seconds" && d.minimum <= d.maximum));
+}

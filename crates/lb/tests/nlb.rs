@@ -1,0 +1,88 @@
+//! The NLB data path: TCP flows proxied both ways, flow metrics.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use model::elb::*;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn tcp_listeners_proxy_bytes_both_ways() {
+    let echo = echo_server().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut echo_group = TargetGroupRoutes {
+        protocol: "TCP".into(),
+        ..group("echo", &[])
+    };
+    echo_group.health_check.protocol = "TCP".into();
+    echo_group.health_check.path = None;
+    echo_group.targets.push(target(echo));
+    node.publish(snapshot(
+        vec![load_balancer(
+            "tcp",
+            LoadBalancerKind::Network,
+            address,
+            vec![rule(None, vec![], forward(&[("echo", 1)]))],
+        )],
+        vec![echo_group],
+    ))
+    .await;
+    let arn = group_arn("echo");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .handle
+        .target_health(&arn, "127.0.0.1", echo.port())
+        .map(|h| h.state)
+        != Some("healthy".into())
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for round in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let message = format!("hello through the nlb {round}");
+        stream.write_all(message.as_bytes()).await.unwrap();
+        let mut echoed = vec![0; message.len()];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let flows: f64 = node
+            .control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "NewFlowCount")
+            .map(|d| d.sum)
+            .sum();
+        if flows >= 3.0 {
+            assert_eq!(flows, 3.0);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "flow metrics not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,556 @@
+//! End-to-end load balancing: `wharf up` (server, local agents and its `wharf lb` data plane)
+//! on real Docker, driven by the aws CLI. An ALB with a path rule in front of two services
+//! routes `/api/*` to one and the rest to the other; scaling a service out puts its new tasks
+//! into rotation once healthy; a target that starts failing its health check is taken out and
+//! its task replaced; a rolling deployment under continuous load (wrk) fails no request; a
+//! weighted forward splits 90/10; an NLB forwards TCP.
+//!
+//! Backends are busybox `httpd` containers on dynamic host ports (bridge mode, instance
+//! targets) answering with their service name and container hostname, with a `/health` file
+//! the tests remove to fail health checks. Health checks run every 5 s (AWS's minimum) with a
+//! healthy threshold of 2, and deregistration delays are a few seconds, so each test takes
+//! about a minute.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+use support::{wait_for, Up};
+
+const IMAGE: &str = "wharf-test/busybox:latest";
+
+/// A busybox httpd answering `<service> <hostname>` on `/`, `/api/hello` and `/health`.
+fn backend(service: &str) -> Value {
+    json!([{
+        "name": "app", "image": IMAGE, "memory": 32, "stopTimeout": 2,
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+        "environment": [{"name": "SVC", "value": service}],
+        "command": ["sh", "-c",
+            "mkdir -p /www/api && echo \"$SVC $(hostname)\" > /www/index.html && cp /www/index.html /www/api/hello && echo ok > /www/health && exec httpd -f -p 8080 -h /www"],
+    }])
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+fn get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address).with_context(|| format!("connect {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+struct Elb<'a> {
+    up: &'a Up,
+}
+
+impl Elb<'_> {
+    fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut all = vec!["elbv2"];
+        all.extend_from_slice(args);
+        self.up.wharf.aws_json(&all)
+    }
+
+    /// Two default subnets in different zones (an ALB needs two).
+    fn subnets(&self) -> Result<Vec<String>> {
+        let described = self.up.wharf.aws_json(&["ec2", "describe-subnets"])?;
+        let mut by_zone = BTreeMap::new();
+        for subnet in described["Subnets"].as_array().cloned().unwrap_or_default() {
+            by_zone
+                .entry(
+                    subnet["AvailabilityZone"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+                .or_insert(subnet["SubnetId"].as_str().unwrap_or("").to_string());
+        }
+        Ok(by_zone.into_values().take(2).collect())
+    }
+
+    /// A load balancer, waited `available`: (arn, address).
+    fn load_balancer(&self, name: &str, kind: &str) -> Result<(String, String)> {
+        let subnets = self.subnets()?;
+        let mut args = vec![
+            "create-load-balancer",
+            "--name",
+            name,
+            "--type",
+            kind,
+            "--subnets",
+        ];
+        args.extend(subnets.iter().map(String::as_str));
+        let created = self.json(&args)?;
+        let lb = &created["LoadBalancers"][0];
+        let arn = lb["LoadBalancerArn"]
+            .as_str()
+            .context("no arn")?
+            .to_string();
+        let dns = lb["DNSName"].as_str().context("no DNSName")?.to_string();
+        let waited = self.up.wharf.aws(&[
+            "elbv2",
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &arn,
+        ])?;
+        ensure!(
+            waited.status.success(),
+            "load-balancer-available: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+        Ok((arn, dns))
+    }
+
+    /// An instance target group on port 8080 checking `/health` every 5 s.
+    fn target_group(
+        &self,
+        name: &str,
+        protocol: &str,
+        deregistration_delay: u32,
+    ) -> Result<String> {
+        let vpc = self.up.wharf.aws_json(&["ec2", "describe-vpcs"])?["Vpcs"][0]["VpcId"]
+            .as_str()
+            .context("no default VPC")?
+            .to_string();
+        let mut args = vec![
+            "create-target-group",
+            "--name",
+            name,
+            "--protocol",
+            protocol,
+            "--port",
+            "8080",
+            "--vpc-id",
+            &vpc,
+            "--target-type",
+            "instance",
+            "--health-check-interval-seconds",
+            "5",
+            "--healthy-threshold-count",
+            "2",
+            "--unhealthy-threshold-count",
+            "2",
+            "--health-check-timeout-seconds",
+            "2",
+        ];
+        if protocol == "HTTP" {
+            args.extend(["--health-check-path", "/health"]);
+        }
+        let created = self.json(&args)?;
+        let arn = created["TargetGroups"][0]["TargetGroupArn"]
+            .as_str()
+            .context("no target group arn")?
+            .to_string();
+        let delay =
+            format!("Key=deregistration_delay.timeout_seconds,Value={deregistration_delay}");
+        self.json(&[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &arn,
+            "--attributes",
+            &delay,
+        ])?;
+        Ok(arn)
+    }
+
+    fn listener(
+        &self,
+        lb: &str,
+        protocol: &str,
+        port: u16,
+        default_action: Value,
+    ) -> Result<String> {
+        let port = port.to_string();
+        let actions = json!([default_action]).to_string();
+        let created = self.json(&[
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            protocol,
+            "--port",
+            &port,
+            "--default-actions",
+            &actions,
+        ])?;
+        Ok(created["Listeners"][0]["ListenerArn"]
+            .as_str()
+            .context("no listener arn")?
+            .to_string())
+    }
+
+    /// States of a group's targets, by `id:port`.
+    fn health(&self, target_group: &str) -> Result<BTreeMap<String, String>> {
+        let described =
+            self.json(&["describe-target-health", "--target-group-arn", target_group])?;
+        Ok(described["TargetHealthDescriptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                (
+                    format!(
+                        "{}:{}",
+                        d["Target"]["Id"].as_str().unwrap_or(""),
+                        d["Target"]["Port"]
+                    ),
+                    d["TargetHealth"]["State"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// Wait until the group has exactly `count` targets, all healthy.
+    fn wait_healthy(&self, target_group: &str, count: usize, seconds: u64) -> Result<()> {
+        wait_for(seconds, &format!("{count} healthy targets"), || {
+            let health = self.health(target_group)?;
+            Ok((health.len() == count && health.values().all(|s| s == "healthy")).then_some(()))
+        })
+    }
+}
+
+fn forward(target_group: &str) -> Value {
+    json!({"Type": "forward", "TargetGroupArn": target_group})
+}
+
+fn create_service(
+    up: &Up,
+    name: &str,
+    target_group: &str,
+    count: u32,
+    extra: &[&str],
+) -> Result<Value> {
+    let load_balancers = json!([{
+        "targetGroupArn": target_group, "containerName": "app", "containerPort": 8080
+    }])
+    .to_string();
+    let count = count.to_string();
+    let mut args = vec![
+        "ecs",
+        "create-service",
+        "--service-name",
+        name,
+        "--task-definition",
+        name,
+        "--desired-count",
+        &count,
+        "--load-balancers",
+        &load_balancers,
+    ];
+    args.extend_from_slice(extra);
+    up.wharf.aws_json(&args)
+}
+
+/// `n` requests: the bodies' first words (the service) and the distinct hostnames seen.
+fn sample(
+    address: &str,
+    path: &str,
+    n: usize,
+) -> Result<(BTreeMap<String, usize>, BTreeSet<String>)> {
+    let mut services = BTreeMap::new();
+    let mut hosts = BTreeSet::new();
+    for _ in 0..n {
+        let (status, body) = get(address, path)?;
+        ensure!(status == 200, "{path}: HTTP {status} {body}");
+        let mut words = body.split_whitespace();
+        *services
+            .entry(words.next().unwrap_or("").to_string())
+            .or_insert(0) += 1;
+        hosts.insert(words.next().unwrap_or("").to_string());
+    }
+    Ok((services, hosts))
+}
+
+#[test]
+fn an_alb_routes_by_path_scales_out_and_replaces_failing_targets() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    let api_tg = elb.target_group("api", "HTTP", 2)?;
+    let web_tg = elb.target_group("web", "HTTP", 2)?;
+    let (lb, address) = elb.load_balancer("front", "application")?;
+    let listener = elb.listener(&lb, "HTTP", 80, forward(&web_tg))?;
+    let conditions = json!([{"Field": "path-pattern", "Values": ["/api/*"]}]).to_string();
+    let actions = json!([forward(&api_tg)]).to_string();
+    elb.json(&[
+        "create-rule",
+        "--listener-arn",
+        &listener,
+        "--priority",
+        "10",
+        "--conditions",
+        &conditions,
+        "--actions",
+        &actions,
+    ])?;
+    up.register("api", backend("api"))?;
+    up.register("web", backend("web"))?;
+    create_service(&up, "api", &api_tg, 2, &[])?;
+    create_service(
+        &up,
+        "web",
+        &web_tg,
+        2,
+        &["--health-check-grace-period-seconds", "0"],
+    )?;
+    elb.wait_healthy(&api_tg, 2, 90)?;
+    elb.wait_healthy(&web_tg, 2, 90)?;
+    let in_service = up.wharf.aws(&[
+        "elbv2",
+        "wait",
+        "target-in-service",
+        "--target-group-arn",
+        &web_tg,
+    ])?;
+    ensure!(
+        in_service.status.success(),
+        "target-in-service: {}",
+        String::from_utf8_lossy(&in_service.stderr)
+    );
+    let events = up.service_events("web")?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.contains("registered") && e.contains(&format!("(target-group {web_tg})"))),
+        "no registration event: {events:?}"
+    );
+
+    // The path rule: /api/* reaches the api service only, the rest the web service.
+    let endpoint = format!("{address}:80");
+    let (services, api_hosts) = sample(&endpoint, "/api/hello", 20)?;
+    ensure!(
+        services.keys().collect::<Vec<_>>() == ["api"],
+        "{services:?}"
+    );
+    ensure!(api_hosts.len() == 2, "both api tasks serve: {api_hosts:?}");
+    let (services, _) = sample(&endpoint, "/", 20)?;
+    ensure!(
+        services.keys().collect::<Vec<_>>() == ["web"],
+        "{services:?}"
+    );
+
+    // Scale web out to 4: the new tasks enter rotation once their targets are healthy.
+    up.wharf.aws_json(&[
+        "ecs",
+        "update-service",
+        "--service",
+        "web",
+        "--desired-count",
+        "4",
+    ])?;
+    elb.wait_healthy(&web_tg, 4, 90)?;
+    wait_for(30, "requests to reach all 4 web tasks", || {
+        let (_, hosts) = sample(&endpoint, "/", 40)?;
+        Ok((hosts.len() == 4).then_some(()))
+    })?;
+    up.wait_stable("web", 4, 60)?;
+
+    // One web task starts failing its health check: it leaves rotation and is replaced.
+    let tasks = up.service_tasks("web", "RUNNING")?;
+    let victim = tasks[0]["taskArn"].as_str().context("no task")?.to_string();
+    let container = tasks[0]["containers"][0]["runtimeId"]
+        .as_str()
+        .context("no runtimeId")?
+        .to_string();
+    let removed = Command::new("docker")
+        .args(["exec", &container, "rm", "/www/health"])
+        .output()?;
+    ensure!(removed.status.success(), "docker exec rm: {removed:?}");
+    let stopped = wait_for(90, "the failing task to be replaced", || {
+        let task = up.describe(&victim)?;
+        Ok((task["lastStatus"] == "STOPPED").then_some(task))
+    })?;
+    let reason = stopped["stoppedReason"].as_str().unwrap_or("");
+    ensure!(
+        reason == format!("Task failed ELB health checks in (target-group {web_tg})"),
+        "stoppedReason: {reason}"
+    );
+    elb.wait_healthy(&web_tg, 4, 90)?;
+    let (services, hosts) = sample(&endpoint, "/", 40)?;
+    ensure!(
+        services.keys().collect::<Vec<_>>() == ["web"],
+        "{services:?}"
+    );
+    ensure!(
+        !hosts.contains(&container[..12]),
+        "the failed task still serves"
+    );
+    Ok(())
+}
+
+/// wrk's summary: (requests, non-2xx/3xx responses, socket errors).
+fn wrk_summary(output: &str) -> (u64, u64, u64) {
+    let mut requests = 0;
+    let mut non_2xx = 0;
+    let mut errors = 0;
+    for line in output.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.split_once(" requests in ") {
+            requests = rest.0.trim().parse().unwrap_or(0);
+        }
+        if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = rest.trim().parse().unwrap_or(0);
+        }
+        if let Some(rest) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            errors = rest
+                .split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    (requests, non_2xx, errors)
+}
+
+#[test]
+fn a_rolling_deployment_under_load_fails_no_request_and_weights_split_90_10() -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is not installed: apt-get install wrk (scripts/test installs it)");
+    }
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    let blue = elb.target_group("blue", "HTTP", 3)?;
+    let green = elb.target_group("green", "HTTP", 3)?;
+    let (lb, address) = elb.load_balancer("rolling", "application")?;
+    let listener = elb.listener(&lb, "HTTP", 80, forward(&blue))?;
+    // ECS only takes target groups that a load balancer uses.
+    let conditions = json!([{"Field": "path-pattern", "Values": ["/green/*"]}]).to_string();
+    let actions = json!([forward(&green)]).to_string();
+    elb.json(&[
+        "create-rule",
+        "--listener-arn",
+        &listener,
+        "--priority",
+        "5",
+        "--conditions",
+        &conditions,
+        "--actions",
+        &actions,
+    ])?;
+    up.register("blue", backend("blue"))?;
+    up.register("green", backend("green"))?;
+    create_service(&up, "blue", &blue, 2, &[])?;
+    create_service(&up, "green", &green, 1, &[])?;
+    elb.wait_healthy(&blue, 2, 90)?;
+    up.wait_stable("blue", 2, 60)?;
+
+    // Continuous load while the service replaces both tasks.
+    let url = format!("http://{address}:80/");
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c8", "-d40s", "--timeout", "5s", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting wrk")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let before: BTreeSet<String> = up
+        .service_tasks("blue", "RUNNING")?
+        .iter()
+        .filter_map(|t| t["taskArn"].as_str().map(str::to_string))
+        .collect();
+    up.wharf.aws_json(&[
+        "ecs",
+        "update-service",
+        "--service",
+        "blue",
+        "--force-new-deployment",
+    ])?;
+    wait_for(60, "the deployment to complete", || {
+        let service = up.service("blue")?;
+        let deployments = service["deployments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((deployments.len() == 1 && deployments[0]["rolloutState"] == "COMPLETED").then_some(()))
+    })?;
+    let after: BTreeSet<String> = up
+        .service_tasks("blue", "RUNNING")?
+        .iter()
+        .filter_map(|t| t["taskArn"].as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        before.is_disjoint(&after),
+        "every task was replaced: {before:?} {after:?}"
+    );
+    let output = wrk.wait_with_output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("wrk through wharf lb during the deployment:\n{text}");
+    let (requests, non_2xx, errors) = wrk_summary(&text);
+    ensure!(requests > 100, "wrk made too few requests:\n{text}");
+    ensure!(
+        non_2xx == 0 && errors == 0,
+        "failed requests during the deployment:\n{text}"
+    );
+    let events = up.service_events("blue")?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.contains("has begun draining connections")),
+        "no draining event: {events:?}"
+    );
+
+    // A weighted forward: 90 % blue, 10 % green.
+    elb.wait_healthy(&green, 1, 90)?;
+    let weighted = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": blue, "Weight": 90}, {"TargetGroupArn": green, "Weight": 10}]}}])
+    .to_string();
+    elb.json(&[
+        "modify-listener",
+        "--listener-arn",
+        &listener,
+        "--default-actions",
+        &weighted,
+    ])?;
+    // The data plane swaps to the new routes within moments.
+    wait_for(10, "green to receive requests", || {
+        let (services, _) = sample(&format!("{address}:80"), "/", 20)?;
+        Ok(services.contains_key("green").then_some(()))
+    })?;
+    let (services, _) = sample(&format!("{address}:80"), "/", 1000)?;
+    let green_share = *services.get("green").unwrap_or(&0) as f64 / 1000.0;
+    ensure!(
+        (0.06..=0.14).contains(&green_share),
+        "green got {:.1} % of requests: {services:?}",
+        green_share * 100.0
+    );
+    Ok(())
+}
+
+#[test]
+fn an_nlb_forwards_tcp() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    let tg = elb.target_group("tcp", "TCP", 1)?;
+    let (lb, address) = elb.load_balancer("tcp-front", "network")?;
+    elb.listener(&lb, "TCP", 9000, forward(&tg))?;
+    up.register("tcp", backend("tcp"))?;
+    create_service(&up, "tcp", &tg, 1, &[])?;
+    elb.wait_healthy(&tg, 1, 90)?;
+    let (status, body) = get(&format!("{address}:9000"), "/")?;
+    ensure!(status == 200 && body.starts_with("tcp "), "{status} {body}");
+    Ok(())
+}
