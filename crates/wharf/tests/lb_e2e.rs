@@ -352,6 +352,44 @@ fn an_alb_routes_by_path_scales_out_and_replaces_failing_targets() -> Result<()>
         "{services:?}"
     );
 
+    // The data plane's request metrics reach CloudWatch (AWS/ApplicationELB).
+    let dimension = format!(
+        "Name=LoadBalancer,Value={}",
+        lb.split_once(":loadbalancer/").context("lb arn")?.1
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let (start, end) = ((now - 600).to_string(), (now + 600).to_string());
+    wait_for(45, "RequestCount for the 40 requests", || {
+        let stats = up.wharf.aws_json(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/ApplicationELB",
+            "--metric-name",
+            "RequestCount",
+            "--dimensions",
+            &dimension,
+            "--start-time",
+            &start,
+            "--end-time",
+            &end,
+            "--period",
+            "60",
+            "--statistics",
+            "Sum",
+        ])?;
+        let sum: f64 = stats["Datapoints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d["Sum"].as_f64())
+            .sum();
+        Ok((sum >= 40.0).then_some(()))
+    })?;
+
     // Scale web out to 4: the new tasks enter rotation once their targets are healthy.
     up.wharf.aws_json(&[
         "ecs",
