@@ -1498,6 +1498,256 @@ async fn targets_health_and_the_load_balancer_protocol() {
     server.server.shutdown().await;
 }
 
+/// `n` tags as Query parameters (`Tags.member.N.Key`/`Value`).
+fn tag_params(n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .flat_map(|i| {
+            [
+                (format!("Tags.member.{i}.Key"), format!("k{i}")),
+                (format!("Tags.member.{i}.Value"), "v".to_string()),
+            ]
+        })
+        .collect()
+}
+
+fn borrowed(params: &[(String, String)]) -> Vec<(&str, &str)> {
+    params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn health_checks_tag_quotas_group_claims_and_rule_paging() {
+    let server = support::start().await;
+    let (vpc, subnets) = default_network(&server).await;
+    let one = create_lb(&server, "one", &subnets).await;
+    let two = create_lb(&server, "two", &subnets).await;
+    let shared = create_tg(&server, "shared", "HTTP", &vpc, "ip").await;
+
+    // Health checks of instance and ip groups cannot be turned off (the model's
+    // HealthCheckEnabled), neither on create nor on modify.
+    for kind in ["instance", "ip"] {
+        fails(
+            &server,
+            "CreateTargetGroup",
+            &[
+                ("Name", &format!("off-{kind}")),
+                ("Protocol", "HTTP"),
+                ("Port", "80"),
+                ("VpcId", &vpc),
+                ("TargetType", kind),
+                ("HealthCheckEnabled", "false"),
+            ],
+            "InvalidConfigurationRequest",
+        )
+        .await;
+    }
+    fails(
+        &server,
+        "ModifyTargetGroup",
+        &[("TargetGroupArn", &shared), ("HealthCheckEnabled", "false")],
+        "InvalidConfigurationRequest",
+    )
+    .await;
+    let body = ok(
+        &server,
+        "DescribeTargetGroups",
+        &[("TargetGroupArns.member.1", &shared)],
+    )
+    .await;
+    assert_eq!(text(&body, "HealthCheckEnabled"), "true");
+    // A network group's HTTPS check waits 10 s by default, and its matcher may go up to 599.
+    let body = ok(
+        &server,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tls"),
+            ("Protocol", "TLS"),
+            ("Port", "443"),
+            ("VpcId", &vpc),
+            ("TargetType", "ip"),
+            ("HealthCheckProtocol", "HTTPS"),
+            ("Matcher.HttpCode", "200-599"),
+        ],
+    )
+    .await;
+    assert_eq!(text(&body, "HealthCheckTimeoutSeconds"), "10");
+    assert_eq!(text(&body, "HttpCode"), "200-599");
+
+    // The 50-tag quota holds on CreateListener and CreateRule too.
+    let too_many = tag_params(51);
+    let mut params = vec![
+        ("LoadBalancerArn", one.as_str()),
+        ("Protocol", "HTTP"),
+        ("Port", "80"),
+        ("DefaultActions.member.1.Type", "forward"),
+        ("DefaultActions.member.1.TargetGroupArn", shared.as_str()),
+    ];
+    params.extend(borrowed(&too_many));
+    fails(&server, "CreateListener", &params, "TooManyTags").await;
+
+    // A listener claims the groups it forwards to: their record is re-put byte for byte
+    // (so the ECS scheduler's compare-and-swap sees the same content) at a new revision.
+    let key = model::elb::keys::target_group("shared");
+    let before = server.store.get(&key).await.unwrap().unwrap();
+    let first = create_listener(&server, &one, "80", &shared).await;
+    let after = server.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(after.value, before.value);
+    assert!(after.mod_revision > before.mod_revision);
+    fails(
+        &server,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", &two),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &shared),
+        ],
+        "TargetGroupAssociationLimit",
+    )
+    .await;
+    fails(
+        &server,
+        "DeleteTargetGroup",
+        &[("TargetGroupArn", &shared)],
+        "ResourceInUse",
+    )
+    .await;
+
+    let rule = |listener: String, priority: &'static str| {
+        let server = &server;
+        let shared = shared.clone();
+        async move {
+            let body = ok(
+                server,
+                "CreateRule",
+                &[
+                    ("ListenerArn", &listener),
+                    ("Priority", priority),
+                    ("Conditions.member.1.Field", "path-pattern"),
+                    ("Conditions.member.1.Values.member.1", "/x/*"),
+                    ("Actions.member.1.Type", "forward"),
+                    ("Actions.member.1.TargetGroupArn", &shared),
+                ],
+            )
+            .await;
+            text(&body, "RuleArn")
+        }
+    };
+    let mut params = vec![
+        ("ListenerArn", first.as_str()),
+        ("Priority", "9"),
+        ("Conditions.member.1.Field", "path-pattern"),
+        ("Conditions.member.1.Values.member.1", "/x/*"),
+        ("Actions.member.1.Type", "forward"),
+        ("Actions.member.1.TargetGroupArn", shared.as_str()),
+    ];
+    params.extend(borrowed(&too_many));
+    fails(&server, "CreateRule", &params, "TooManyTags").await;
+
+    // DescribeRules by ARN across listeners pages without losing rules whose priorities
+    // repeat on the other listener.
+    let second = create_listener(&server, &one, "81", &shared).await;
+    let mut arns = Vec::new();
+    for listener in [&second, &first] {
+        arns.push(rule(listener.clone(), "2").await);
+        arns.push(rule(listener.clone(), "1").await);
+    }
+    let body = ok(&server, "DescribeRules", &[("ListenerArn", &first)]).await;
+    arns.push(texts(&body, "RuleArn")[2].clone());
+    let body = ok(&server, "DescribeRules", &[("ListenerArn", &second)]).await;
+    arns.push(texts(&body, "RuleArn")[2].clone());
+    let keys: Vec<String> = (1..=arns.len())
+        .map(|i| format!("RuleArns.member.{i}"))
+        .collect();
+    let mut seen = Vec::new();
+    let mut marker: Option<String> = None;
+    for _ in 0..10 {
+        let mut params: Vec<(&str, &str)> = keys
+            .iter()
+            .zip(&arns)
+            .map(|(k, a)| (k.as_str(), a.as_str()))
+            .collect();
+        params.push(("PageSize", "1"));
+        if let Some(m) = &marker {
+            params.push(("Marker", m));
+        }
+        let body = ok(&server, "DescribeRules", &params).await;
+        seen.extend(texts(&body, "RuleArn"));
+        marker = Some(text(&body, "NextMarker")).filter(|m| !m.is_empty());
+        if marker.is_none() {
+            break;
+        }
+    }
+    let mut expected = arns.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected, "pages: {seen:?}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_reports_skip_unreadable_records_and_keep_the_first_failure() {
+    let server = support::start().await;
+    let (vpc, subnets) = default_network(&server).await;
+    let lb = create_lb(&server, "front", &subnets).await;
+    let web = create_tg(&server, "web", "HTTP", &vpc, "ip").await;
+    ok(
+        &server,
+        "RegisterTargets",
+        &[
+            ("TargetGroupArn", &web),
+            ("Targets.member.1.Id", "10.0.0.1"),
+        ],
+    )
+    .await;
+    create_listener(&server, &lb, "80", &web).await;
+    // A group whose record does not decode comes first in the report.
+    let broken = web.replace("/web/", "/broken/");
+    server
+        .store
+        .put(&model::elb::keys::target_group("broken"), "not json".into())
+        .await
+        .unwrap();
+    lb_call(
+        &server,
+        "ReportTargetHealth",
+        json!({
+            "node": "lb-1",
+            "targetGroups": [
+                {"arn": broken, "targets": [{"id": "10.0.0.9", "port": 80, "state": "healthy"}]},
+                {"arn": web, "targets": [{"id": "10.0.0.1", "port": 80, "state": "healthy"}]},
+            ],
+        }),
+    )
+    .await;
+    let body = ok(&server, "DescribeTargetHealth", &[("TargetGroupArn", &web)]).await;
+    assert_eq!(texts(&body, "State"), vec!["healthy"]);
+
+    // A failed load balancer keeps the first reason reported, whichever node reports next.
+    let other = create_lb(&server, "other", &subnets).await;
+    for (node, reason) in [("lb-1", "address in use"), ("lb-2", "permission denied")] {
+        lb_call(
+            &server,
+            "ReportTargetHealth",
+            json!({"node": node, "targetGroups": [], "failedLoadBalancers": [{"arn": other, "reason": reason}]}),
+        )
+        .await;
+    }
+    let body = ok(
+        &server,
+        "DescribeLoadBalancers",
+        &[("Names.member.1", "other")],
+    )
+    .await;
+    assert_eq!(text(&body, "Code"), "failed");
+    assert_eq!(text(&body, "Reason"), "address in use");
+    server.server.shutdown().await;
+}
+
 /// boto3 (botocore's Query serializer and XML parser) and its waiters against the server; the
 /// test plays the data plane, reporting targets healthy.
 #[tokio::test]

@@ -11,7 +11,7 @@
 //! ENIs are written by the ECS task launcher (`ecs::awsvpc`); here they are only described,
 //! tagged, and counted as dependencies.
 
-mod common;
+pub(crate) mod common;
 mod defaults;
 mod error;
 mod network_interfaces;

@@ -72,6 +72,9 @@ pub fn container_instance(cluster: &str, id: &str) -> String {
     format!("ecs/container-instance/{cluster}/{id}")
 }
 
+/// Container instances of every cluster (what load balancers resolve instance targets with).
+pub const CONTAINER_INSTANCE_PREFIX: &str = "ecs/container-instance/";
+
 pub fn container_instance_cluster_prefix(cluster: &str) -> String {
     format!("ecs/container-instance/{cluster}/")
 }

@@ -473,11 +473,15 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
                 lb.arn
             )));
         }
+        let Some((mut guards, mut ops)) = topology.claim_groups(&record.default_actions) else {
+            continue;
+        };
         let lb_key = keys::load_balancer(&lb.name);
         let key = keys::listener(&lb.id, &id);
         // Re-putting the load balancer serialises listener creation per load balancer.
-        let ops = vec![put_json(&lb_key, &lb), put_json(&key, &record)];
-        if ctx.commit(&[(lb_key, lb_revision), (key, 0)], ops).await? {
+        guards.extend([(lb_key.clone(), lb_revision), (key.clone(), 0)]);
+        ops.extend([put_json(&lb_key, &lb), put_json(&key, &record)]);
+        if ctx.commit(&guards, ops).await? {
             tracing::info!(listener = %record.arn, port = record.port, "created listener");
             return Ok(json!({"Listeners": [describe_value(&record)]}));
         }
@@ -565,13 +569,14 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
                 lb.arn
             )));
         }
+        let Some((mut guards, mut ops)) = topology.claim_groups(&record.default_actions) else {
+            continue;
+        };
         let lb_key = keys::load_balancer(&lb.name);
         let key = keys::listener(&lb.id, &record.id);
-        let ops = vec![put_json(&lb_key, &lb), put_json(&key, &record)];
-        if ctx
-            .commit(&[(lb_key, lb_revision), (key, revision)], ops)
-            .await?
-        {
+        guards.extend([(lb_key.clone(), lb_revision), (key.clone(), revision)]);
+        ops.extend([put_json(&lb_key, &lb), put_json(&key, &record)]);
+        if ctx.commit(&guards, ops).await? {
             return Ok(json!({"Listeners": [describe_value(&record)]}));
         }
     }

@@ -340,11 +340,6 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let security_groups =
         resolve_security_groups(ctx, kind, &vpc_id, input.security_groups.clone()).await?;
     let tags = validate_tags(input.tags.as_deref().unwrap_or_default())?;
-    if tags.len() > records::MAX_TAGS {
-        return Err(Elbv2Error::TooManyTags(
-            "The quota for the number of tags that can be assigned to a load balancer has been reached".into(),
-        ));
-    }
     let key = keys::load_balancer(&input.name);
     for _ in 0..MAX_ATTEMPTS {
         if let Some((existing, _)) = ctx.get_json::<LoadBalancerRecord>(&key).await? {
@@ -547,7 +542,8 @@ pub async fn delete_load_balancer(ctx: &Elbv2Context, input: Value) -> Result<Va
 
 pub use delete_load_balancer as delete;
 
-fn attributes_value(attributes: &BTreeMap<String, String>) -> Value {
+/// The wire answer of Describe/Modify*Attributes, for load balancers and target groups alike.
+pub(super) fn attributes_value(attributes: &BTreeMap<String, String>) -> Value {
     json!({
         "Attributes": attributes
             .iter()

@@ -26,10 +26,11 @@
 //! Writes are compare-and-swap transactions on the revisions read. Creating a listener
 //! re-puts its load balancer, and creating or re-prioritising a rule re-puts its listener, so
 //! concurrent creates cannot both take one port or one priority; deleting a load balancer
-//! compares every listener and rule it deletes. Known gap: DeleteTargetGroup checks that no
-//! listener or rule uses the group, but a listener or rule created concurrently with the
-//! deletion is not compared (its forward then names a missing group, which the snapshot
-//! routes as a group without targets).
+//! compares every listener and rule it deletes. Every write of actions (creating or modifying
+//! a listener or rule) also re-puts each target group it forwards to, unchanged, compared on
+//! the revision read before the listeners and rules it checked (`Topology::claim_groups`):
+//! two load balancers taking one group concurrently, or a forward racing DeleteTargetGroup
+//! (which compares the group's revision too), cannot both commit.
 
 mod error;
 mod listeners;
@@ -42,6 +43,7 @@ mod tags;
 mod target_groups;
 mod targets;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -62,7 +64,7 @@ pub use error::Elbv2Error;
 pub use routes::dispatch as dispatch_load_balancer_protocol;
 
 use error::{invalid, Result};
-use records::{ListenerRecord, LoadBalancerRecord, RuleRecord};
+use records::{Action, ListenerRecord, LoadBalancerRecord, RuleRecord};
 
 /// The ELBv2 API version and its XML namespace.
 pub const API_VERSION: &str = "2015-12-01";
@@ -106,7 +108,7 @@ impl Elbv2Context {
         address_pool: &str,
         token_key: &[u8],
     ) -> std::result::Result<Elbv2Context, String> {
-        let address_pool = parse_cidr(address_pool).ok_or_else(|| {
+        let address_pool = pool_cidr(address_pool).ok_or_else(|| {
             format!("the load balancer address pool '{address_pool}' is not an IPv4 CIDR block")
         })?;
         Ok(Elbv2Context {
@@ -234,13 +236,12 @@ impl Elbv2Context {
     }
 }
 
-/// Parse an IPv4 CIDR into `(base, prefix length)`.
-fn parse_cidr(text: &str) -> Option<(u32, u8)> {
-    let (ip, len) = text.split_once('/')?;
-    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
-    let len: u8 = len.parse().ok().filter(|l| *l <= 30)?;
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Some((u32::from(ip) & mask, len))
+/// The address pool as `(base, prefix length)`: an IPv4 CIDR (as EC2 parses them) with room
+/// for more than one address (/30 at most).
+fn pool_cidr(text: &str) -> Option<(u32, u8)> {
+    crate::ec2::common::Cidr::parse(text)
+        .filter(|c| c.len <= 30)
+        .map(|c| (c.base, c.len))
 }
 
 /// A compare that holds while `key` is at mod revision `revision` (0: absent).
@@ -298,19 +299,62 @@ fn lower_first(s: &str) -> String {
     }
 }
 
+/// The guards (key, mod revision) and re-puts of `Topology::claim_groups`.
+type Claim = (Vec<(String, i64)>, Vec<Op>);
+
 /// Every listener and rule, for the questions that span resources: which load balancers use a
 /// target group, whether a group may be deleted, what a load balancer's rules are.
 struct Topology {
     listeners: Vec<(ListenerRecord, i64)>,
     rules: Vec<(RuleRecord, i64)>,
+    /// Target group ARN → its stored record as read before the listeners and rules: a forward
+    /// written later re-puts these exact bytes, compared on this mod revision.
+    groups: BTreeMap<String, store::KeyValue>,
 }
 
 impl Topology {
     async fn load(ctx: &Elbv2Context) -> Result<Topology> {
+        // Groups first: a listener or rule committed after this read re-puts its groups, so a
+        // write guarded on these revisions fails unless the listeners read below include it.
+        let response = ctx
+            .store
+            .range(keys::TARGET_GROUP_PREFIX, Default::default())
+            .await?;
+        let mut groups = BTreeMap::new();
+        for kv in response.kvs {
+            match serde_json::from_slice::<TargetGroupRecord>(&kv.value) {
+                Ok(group) => {
+                    groups.insert(group.arn, kv);
+                }
+                Err(e) => warn!(key = kv.key, error = %e, "unreadable elbv2 record ignored"),
+            }
+        }
         Ok(Topology {
             listeners: ctx.range_json(keys::LISTENER_PREFIX).await?,
             rules: ctx.range_json(keys::RULE_PREFIX).await?,
+            groups,
         })
+    }
+
+    /// The guards and re-puts (same bytes, so the ECS scheduler's CAS sees no content change)
+    /// that claim every group `actions` forward to for this write; `None` when a group was
+    /// not there when the topology was read, so the caller must read it again.
+    fn claim_groups(&self, actions: &[Action]) -> Option<Claim> {
+        let mut guards = Vec::new();
+        let mut ops = Vec::new();
+        for arn in actions.iter().flat_map(Action::target_group_arns) {
+            let kv = self.groups.get(arn)?;
+            if guards.iter().any(|(k, _)| *k == kv.key) {
+                continue;
+            }
+            guards.push((kv.key.clone(), kv.mod_revision));
+            ops.push(Op::Put {
+                key: kv.key.clone(),
+                value: kv.value.clone(),
+                lease: kv.lease,
+            });
+        }
+        Some((guards, ops))
     }
 
     /// ARNs of the load balancers whose listeners or rules forward to `target_group_arn`.
@@ -495,12 +539,12 @@ mod tests {
     #[test]
     fn pools_parse_as_masked_cidrs() {
         assert_eq!(
-            parse_cidr("127.128.0.0/9"),
+            pool_cidr("127.128.0.0/9"),
             Some((u32::from(std::net::Ipv4Addr::new(127, 128, 0, 0)), 9))
         );
-        assert_eq!(parse_cidr("127.200.1.1/9").map(|p| p.0), Some(0x7f80_0000));
-        assert_eq!(parse_cidr("nope"), None);
-        assert_eq!(parse_cidr("10.0.0.0/31"), None);
+        assert_eq!(pool_cidr("127.200.1.1/9").map(|p| p.0), Some(0x7f80_0000));
+        assert_eq!(pool_cidr("nope"), None);
+        assert_eq!(pool_cidr("10.0.0.0/31"), None);
     }
 
     #[test]

@@ -343,6 +343,14 @@ pub fn validate_name(name: &str, what: &str) -> Result<()> {
 /// Tags of a create call or AddTags: at most 50, no duplicate keys, no `aws:` keys, AWS's
 /// lengths (keys 1–128, values 0–256).
 pub fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>> {
+    // Checked here so that every create call with tags (load balancers, target groups,
+    // listeners, rules) enforces the quota, not only the ones that remember to.
+    if tags.len() > MAX_TAGS {
+        return Err(super::Elbv2Error::TooManyTags(
+            "The quota for the number of tags that can be assigned to a resource has been reached"
+                .into(),
+        ));
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     for tag in tags {
         if tag.key.is_empty() || tag.key.chars().count() > 128 {
@@ -443,6 +451,12 @@ mod tests {
         };
         assert!(validate_tags(&[tag("a"), tag("a")]).is_err());
         assert!(validate_tags(&[tag("aws:x")]).is_err());
+        let many: Vec<Tag> = (0..=MAX_TAGS).map(|i| tag(&format!("k{i}"))).collect();
+        assert!(matches!(
+            validate_tags(&many),
+            Err(super::super::Elbv2Error::TooManyTags(_))
+        ));
+        assert!(validate_tags(&many[..MAX_TAGS]).is_ok());
         let mut existing = vec![("a".to_string(), "1".to_string())];
         merge_tags(
             &mut existing,

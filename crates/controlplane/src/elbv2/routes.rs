@@ -34,10 +34,8 @@ use super::records::{
 };
 use super::{put_json, Elbv2Context, Elbv2Error};
 use crate::ecs::cluster_state::InstanceRecord;
-
-/// Where container instances live (`ecs::keys::container_instance`): instance targets are
-/// resolved to their host address.
-const CONTAINER_INSTANCE_PREFIX: &str = "ecs/container-instance/";
+// Instance targets are resolved to the host address of their container instance.
+use crate::ecs::keys::CONTAINER_INSTANCE_PREFIX;
 
 /// Run one load-balancer protocol operation; `None` when the operation is unknown.
 pub async fn dispatch(
@@ -69,13 +67,21 @@ async fn get_routes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     Ok(serde_json::to_value(&snapshot).unwrap_or(Value::Null))
 }
 
-/// Whether an event changes what a snapshot holds: any ELBv2 record except observed health,
-/// and a container instance's identity or address (not its resource bookkeeping, which every
-/// task placement rewrites).
+/// Whether an event changes what a snapshot holds: an ELBv2 record whose snapshot view
+/// (`snapshot_view`) changed, and a container instance's identity or address (not its
+/// resource bookkeeping, which every task placement rewrites). Every data plane long-polls,
+/// so a write that changes nothing they route by (tags, a state report, a target group
+/// re-put unchanged to claim it) must not wake them all.
 fn relevant(event: &Event) -> bool {
     let key = &event.kv.key;
     if key.starts_with(keys::PREFIX) {
-        return !key.starts_with(keys::HEALTH_PREFIX);
+        let now = snapshot_view(key, &event.kv.value);
+        let before = event
+            .prev
+            .as_ref()
+            .map(|p| snapshot_view(key, &p.value))
+            .unwrap_or(SnapshotView::Absent);
+        return now != before;
     }
     if key.starts_with(CONTAINER_INSTANCE_PREFIX) {
         let identity = |bytes: &[u8]| {
@@ -94,6 +100,63 @@ fn relevant(event: &Event) -> bool {
         return now != before;
     }
     false
+}
+
+/// What a snapshot shows of one stored ELBv2 record.
+#[derive(Debug, PartialEq)]
+enum SnapshotView {
+    /// Not in the snapshot: absent (deleted), unreadable, or a key it never reads.
+    Absent,
+    /// The record's members the snapshot reads.
+    Record(Value),
+    /// A key this function does not know: every write to it counts as a change.
+    Unknown,
+}
+
+fn snapshot_view(key: &str, bytes: &[u8]) -> SnapshotView {
+    fn view<T: DeserializeOwned>(bytes: &[u8], project: impl FnOnce(T) -> Value) -> SnapshotView {
+        serde_json::from_slice::<T>(bytes)
+            .map(|r| SnapshotView::Record(project(r)))
+            .unwrap_or(SnapshotView::Absent)
+    }
+    if key.starts_with(keys::LOAD_BALANCER_PREFIX) {
+        // Not its state, state reason, tags or other attributes: `build_snapshot` reads these.
+        view(bytes, |r: LoadBalancerRecord| {
+            json!([
+                r.arn,
+                r.name,
+                r.id,
+                r.kind,
+                r.address,
+                r.attributes.get("idle_timeout.timeout_seconds"),
+            ])
+        })
+    } else if key.starts_with(keys::TARGET_GROUP_PREFIX) {
+        view(bytes, |mut r: TargetGroupRecord| {
+            r.tags.clear();
+            r.created_at_ms = 0;
+            serde_json::to_value(r).unwrap_or(Value::Null)
+        })
+    } else if key.starts_with(keys::LISTENER_PREFIX) {
+        // Routes carry no certificates or TLS policy.
+        view(bytes, |mut r: ListenerRecord| {
+            r.tags.clear();
+            r.ssl_policy = None;
+            r.certificates.clear();
+            r.alpn_policy.clear();
+            serde_json::to_value(r).unwrap_or(Value::Null)
+        })
+    } else if key.starts_with(keys::RULE_PREFIX) {
+        view(bytes, |mut r: RuleRecord| {
+            r.tags.clear();
+            serde_json::to_value(r).unwrap_or(Value::Null)
+        })
+    } else if key.starts_with(keys::HEALTH_PREFIX) || key.starts_with(&super::address_key("")) {
+        // Observed health and address reservations are not routes.
+        SnapshotView::Absent
+    } else {
+        SnapshotView::Unknown
+    }
 }
 
 /// Wait until something a snapshot depends on changed after `since`, or `wait` passed.
@@ -135,12 +198,11 @@ async fn wait_for_change(ctx: &Elbv2Context, since: i64, wait: Duration) -> Resu
 
 /// The whole snapshot as the store holds it now.
 pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> {
-    let response = ctx
-        .store
-        .range(keys::LOAD_BALANCER_PREFIX, Default::default())
-        .await?;
-    let revision = response.revision;
-    let load_balancers: Vec<LoadBalancerRecord> = decode_all(response.kvs);
+    // The revision before any read: a change after it is either in what is read below or
+    // replayed to the next long poll (which then answers at once), never lost.
+    let revision = ctx.store.revision().await?;
+    let load_balancers: Vec<(LoadBalancerRecord, i64)> =
+        ctx.range_json(keys::LOAD_BALANCER_PREFIX).await?;
     let listeners: Vec<(ListenerRecord, i64)> = ctx.range_json(keys::LISTENER_PREFIX).await?;
     let rules: Vec<(RuleRecord, i64)> = ctx.range_json(keys::RULE_PREFIX).await?;
     let groups: Vec<(TargetGroupRecord, i64)> = ctx.range_json(keys::TARGET_GROUP_PREFIX).await?;
@@ -159,7 +221,7 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
         now_ms: now,
         ..Default::default()
     };
-    for lb in &load_balancers {
+    for (lb, _) in &load_balancers {
         let mut lb_listeners: Vec<&ListenerRecord> = listeners
             .iter()
             .map(|(l, _)| l)
@@ -230,18 +292,6 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
         out.target_groups.push(group_routes(group, &hosts, now));
     }
     Ok(out)
-}
-
-fn decode_all<T: DeserializeOwned>(kvs: Vec<store::KeyValue>) -> Vec<T> {
-    kvs.into_iter()
-        .filter_map(|kv| match serde_json::from_slice(&kv.value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                warn!(key = kv.key, error = %e, "unreadable elbv2 record ignored");
-                None
-            }
-        })
-        .collect()
 }
 
 fn group_routes(
@@ -425,26 +475,43 @@ async fn report_target_health(ctx: &Elbv2Context, input: Value) -> Result<Value>
     let input: ReportTargetHealthInput = parse_json(input)?;
     for report in &input.target_groups {
         for _ in 0..REPORT_ATTEMPTS {
-            if record_group_health(ctx, report).await? {
+            if skip_unreadable(record_group_health(ctx, report).await, &report.arn)? {
                 break;
             }
         }
     }
     for arn in &input.active_load_balancers {
         for _ in 0..REPORT_ATTEMPTS {
-            if set_state(ctx, arn, "active", None).await? {
+            if skip_unreadable(set_state(ctx, arn, "active", None).await, arn)? {
                 break;
             }
         }
     }
     for failure in &input.failed_load_balancers {
         for _ in 0..REPORT_ATTEMPTS {
-            if set_state(ctx, &failure.arn, "failed", Some(&failure.reason)).await? {
+            let result = set_state(ctx, &failure.arn, "failed", Some(&failure.reason)).await;
+            if skip_unreadable(result, &failure.arn)? {
                 break;
             }
         }
     }
     Ok(json!({}))
+}
+
+/// One record that does not decode (`get_json`'s `Internal`) must not cost the other groups
+/// and load balancers of the report their update: it is logged and skipped (as done, `true`).
+/// Store failures still fail the report, which the data plane retries.
+fn skip_unreadable(result: Result<bool>, arn: &str) -> Result<bool> {
+    match result {
+        Err(Elbv2Error::Internal(error)) => {
+            warn!(
+                resource = arn,
+                error, "health report skipped an unreadable record"
+            );
+            Ok(true)
+        }
+        other => other,
+    }
 }
 
 /// Merge one group's report into its health record (and prune its drained targets); `false`
@@ -544,8 +611,10 @@ async fn set_state(
     if record.arn != arn {
         return Ok(true);
     }
-    // A node that cannot serve an active load balancer does not take it from the others.
-    if state == "failed" && record.state == "active" {
+    // A node that cannot serve an active load balancer does not take it from the others; and
+    // a failed one keeps the first reason reported until its state changes, rather than
+    // flipping between the reasons of several nodes on every report.
+    if state == "failed" && matches!(record.state.as_str(), "active" | "failed") {
         return Ok(true);
     }
     let reason = reason.map(str::to_string);
@@ -568,6 +637,15 @@ async fn set_state(
 
 const NAMESPACES: &[&str] = &["AWS/ApplicationELB", "AWS/NetworkELB"];
 
+/// Whether a datum can be stored: every statistic finite and some samples. A non-finite one,
+/// stored, would poison every aggregate read over its period, so it is dropped.
+fn usable(datum: &model::elb::MetricDatum) -> bool {
+    [datum.sample_count, datum.sum, datum.minimum, datum.maximum]
+        .iter()
+        .all(|v| v.is_finite())
+        && datum.sample_count > 0.0
+}
+
 async fn report_request_metrics(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: ReportRequestMetricsInput = parse_json(input)?;
     let mut samples = Vec::new();
@@ -578,7 +656,7 @@ async fn report_request_metrics(ctx: &Elbv2Context, input: Value) -> Result<Valu
                 datum.namespace
             )));
         }
-        if datum.sample_count <= 0.0 || !datum.sum.is_finite() {
+        if !usable(&datum) {
             continue;
         }
         samples.push(Sample {
@@ -656,5 +734,137 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn datum(sample_count: f64, minimum: f64, maximum: f64) -> model::elb::MetricDatum {
+        model::elb::MetricDatum {
+            namespace: "AWS/ApplicationELB".into(),
+            metric_name: "TargetResponseTime".into(),
+            dimensions: Vec::new(),
+            timestamp_ms: 0,
+            unit: "Seconds".into(),
+            sample_count,
+            sum: 1.0,
+            minimum,
+            maximum,
+        }
+    }
+
+    #[test]
+    fn datums_need_every_statistic_finite() {
+        assert!(usable(&datum(2.0, 0.1, 0.9)));
+        assert!(!usable(&datum(2.0, f64::NAN, 0.9)));
+        assert!(!usable(&datum(2.0, 0.1, f64::INFINITY)));
+        assert!(!usable(&datum(f64::INFINITY, 0.1, 0.9)));
+        assert!(!usable(&datum(f64::NAN, 0.1, 0.9)));
+        assert!(!usable(&datum(-1.0, 0.1, 0.9)));
+        assert!(!usable(&datum(0.0, 0.1, 0.9)));
+    }
+
+    fn event(key: &str, now: &[u8], before: Option<&[u8]>) -> Event {
+        let kv = |value: &[u8]| store::KeyValue {
+            key: key.to_string(),
+            value: bytes::Bytes::copy_from_slice(value),
+            create_revision: 1,
+            mod_revision: 2,
+            version: 1,
+            lease: None,
+        };
+        Event {
+            kind: store::EventKind::Put,
+            kv: kv(now),
+            prev: before.map(kv),
+        }
+    }
+
+    #[test]
+    fn only_snapshot_changes_are_relevant() {
+        let lb = LoadBalancerRecord {
+            arn: "arn:lb".into(),
+            name: "front".into(),
+            id: "1".into(),
+            kind: model::elb::LoadBalancerKind::Application,
+            scheme: "internet-facing".into(),
+            vpc_id: "vpc-1".into(),
+            availability_zones: Vec::new(),
+            security_groups: Vec::new(),
+            ip_address_type: "ipv4".into(),
+            address: "127.128.0.1".into(),
+            state: "provisioning".into(),
+            state_reason: None,
+            attributes: Default::default(),
+            tags: Vec::new(),
+            created_at_ms: 0,
+        };
+        let key = keys::load_balancer("front");
+        let bytes = |r: &LoadBalancerRecord| serde_json::to_vec(r).unwrap();
+        let mut changed = lb.clone();
+        changed.state = "failed".into();
+        changed.state_reason = Some("address in use".into());
+        changed.tags.push(("team".into(), "a".into()));
+        assert!(!relevant(&event(&key, &bytes(&changed), Some(&bytes(&lb)))));
+        changed
+            .attributes
+            .insert("idle_timeout.timeout_seconds".into(), "120".into());
+        assert!(relevant(&event(&key, &bytes(&changed), Some(&bytes(&lb)))));
+        // Created, and deleted (a delete event carries no value).
+        assert!(relevant(&event(&key, &bytes(&lb), None)));
+        assert!(relevant(&event(&key, b"", Some(&bytes(&lb)))));
+
+        let group = TargetGroupRecord {
+            arn: "arn:tg".into(),
+            name: "web".into(),
+            id: "2".into(),
+            protocol: Some("HTTP".into()),
+            protocol_version: None,
+            port: Some(80),
+            vpc_id: None,
+            target_type: "ip".into(),
+            ip_address_type: None,
+            health_check: model::elb::HealthCheckConfig {
+                enabled: true,
+                protocol: "HTTP".into(),
+                port: "traffic-port".into(),
+                path: Some("/".into()),
+                interval_seconds: 30,
+                timeout_seconds: 5,
+                healthy_threshold_count: 5,
+                unhealthy_threshold_count: 2,
+                matcher_http_code: Some("200".into()),
+            },
+            attributes: Default::default(),
+            tags: Vec::new(),
+            created_at_ms: 0,
+            targets: Vec::new(),
+        };
+        let key = keys::target_group("web");
+        let bytes = |r: &TargetGroupRecord| serde_json::to_vec(r).unwrap();
+        // A group re-put unchanged (a listener claiming it) or retagged wakes nobody.
+        assert!(!relevant(&event(
+            &key,
+            &bytes(&group),
+            Some(&bytes(&group))
+        )));
+        let mut tagged = group.clone();
+        tagged.tags.push(("team".into(), "a".into()));
+        assert!(!relevant(&event(
+            &key,
+            &bytes(&tagged),
+            Some(&bytes(&group))
+        )));
+        let mut moved = group.clone();
+        moved.health_check.interval_seconds = 10;
+        assert!(relevant(&event(&key, &bytes(&moved), Some(&bytes(&group)))));
+
+        assert!(!relevant(&event(
+            &keys::target_health("2"),
+            b"{}",
+            Some(b"{\"targets\":{}}")
+        )));
+        assert!(!relevant(&event(
+            &super::super::address_key("127.128.0.1"),
+            b"arn:lb",
+            None
+        )));
     }
 }

@@ -331,14 +331,15 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             actions,
             tags: tags.clone(),
         };
+        let Some((mut guards, mut ops)) = topology.claim_groups(&rule.actions) else {
+            continue;
+        };
         let listener_key = keys::listener(&listener.load_balancer_id, &listener.id);
         let key = keys::rule(&listener.id, &id);
         // Re-putting the listener serialises rule writes per listener (unique priorities).
-        let ops = vec![put_json(&listener_key, &listener), put_json(&key, &rule)];
-        if ctx
-            .commit(&[(listener_key, listener_revision), (key, 0)], ops)
-            .await?
-        {
+        guards.extend([(listener_key.clone(), listener_revision), (key.clone(), 0)]);
+        ops.extend([put_json(&listener_key, &listener), put_json(&key, &rule)]);
+        if ctx.commit(&guards, ops).await? {
             tracing::info!(rule = %rule.arn, priority = rule.priority, "created rule");
             return Ok(json!({"Rules": [rule_value(&rule)]}));
         }
@@ -358,7 +359,13 @@ struct DescribeInput {
 pub async fn describe(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: DescribeInput = parse(input)?;
     let arns = input.rule_arns.unwrap_or_default();
-    // (sort key, wire rule): by priority, the default rule last.
+    // (sort key, wire rule): by listener, then priority with the default rule last. `page`
+    // resumes after the last key it answered, so keys must be unique across listeners (rule
+    // ARNs may name several): the listener and rule ids make them so.
+    let key = |listener: &str, rule: Option<&RuleRecord>| match rule {
+        Some(rule) => format!("{listener}/{:05}/{}", rule.priority, rule.id),
+        None => format!("{listener}/default"),
+    };
     let mut selected: Vec<(String, Value)> = Vec::new();
     match (&input.listener_arn, arns.is_empty()) {
         (Some(_), false) => {
@@ -374,23 +381,26 @@ pub async fn describe(ctx: &Elbv2Context, input: Value) -> Result<Value> {
         (Some(listener), true) => {
             let (listener, _) = ctx.listener(listener).await?;
             for (rule, _) in listener_rules(ctx, &listener.id).await? {
-                selected.push((format!("{:05}", rule.priority), rule_value(&rule)));
+                selected.push((key(&listener.id, Some(&rule)), rule_value(&rule)));
             }
-            selected.push(("default".into(), default_rule_value(&listener)));
+            selected.push((key(&listener.id, None), default_rule_value(&listener)));
         }
         (None, false) => {
             for arn in &arns {
                 match locate(ctx, arn).await? {
-                    (_, _, Some((rule, _))) => {
-                        selected.push((format!("{:05}", rule.priority), rule_value(&rule)))
+                    (listener, _, Some((rule, _))) => {
+                        selected.push((key(&listener.id, Some(&rule)), rule_value(&rule)))
                     }
                     (listener, _, None) => {
-                        selected.push(("default".into(), default_rule_value(&listener)))
+                        selected.push((key(&listener.id, None), default_rule_value(&listener)))
                     }
                 }
             }
         }
     }
+    selected.sort_by(|a, b| a.0.cmp(&b.0));
+    // A rule named twice is answered once.
+    selected.dedup_by(|a, b| a.0 == b.0);
     let (items, next) = page(
         ctx,
         "DescribeRules",
@@ -432,6 +442,15 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             }
             _ => None,
         };
+        // Only new actions claim their groups; conditions alone do not change who forwards
+        // where.
+        let claimed = match &actions {
+            Some(actions) => topology.claim_groups(actions),
+            None => Some(Default::default()),
+        };
+        let Some((mut guards, mut ops)) = claimed else {
+            continue;
+        };
         let listener_key = keys::listener(&listener.load_balancer_id, &listener.id);
         match rule {
             None => {
@@ -443,13 +462,9 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
                 if let Some(actions) = actions {
                     listener.default_actions = actions;
                 }
-                if ctx
-                    .commit(
-                        &[(listener_key.clone(), listener_revision)],
-                        vec![put_json(&listener_key, &listener)],
-                    )
-                    .await?
-                {
+                guards.push((listener_key.clone(), listener_revision));
+                ops.push(put_json(&listener_key, &listener));
+                if ctx.commit(&guards, ops).await? {
                     return Ok(json!({"Rules": [default_rule_value(&listener)]}));
                 }
             }
@@ -461,10 +476,9 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
                     rule.actions = actions;
                 }
                 let key = keys::rule(&listener.id, &rule.id);
-                if ctx
-                    .commit(&[(key.clone(), revision)], vec![put_json(&key, &rule)])
-                    .await?
-                {
+                guards.push((key.clone(), revision));
+                ops.push(put_json(&key, &rule));
+                if ctx.commit(&guards, ops).await? {
                     return Ok(json!({"Rules": [rule_value(&rule)]}));
                 }
             }

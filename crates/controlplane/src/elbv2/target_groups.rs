@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{invalid, Result};
-use super::load_balancers::{enum_error, AttributeInput};
+use super::load_balancers::{attributes_value, enum_error, AttributeInput};
 use super::records::{self, validate_name, validate_tags, Tag};
 use super::MAX_ATTEMPTS;
 use super::{conflict, delete_key, page, parse, put_json, Elbv2Context, Elbv2Error, Topology};
@@ -57,9 +57,19 @@ fn range_check(value: i32, low: i32, high: i32, member: &str) -> Result<()> {
     }
 }
 
-/// `200`, `200,202`, `200-299`: codes between 200 and 499 (AWS's bounds for ALB groups).
-fn valid_http_codes(codes: &str) -> bool {
-    let code = |s: &str| s.parse::<u16>().is_ok_and(|c| (200..=499).contains(&c));
+/// The highest matcher code a group of `protocol` accepts: 499 for HTTP and HTTPS groups,
+/// 599 for the network protocols (the model's `Matcher` documentation).
+fn highest_http_code(protocol: &str) -> u16 {
+    if is_http(protocol) {
+        499
+    } else {
+        599
+    }
+}
+
+/// `200`, `200,202`, `200-299`: codes between 200 and `highest`.
+fn valid_http_codes(codes: &str, highest: u16) -> bool {
+    let code = |s: &str| s.parse::<u16>().is_ok_and(|c| (200..=highest).contains(&c));
     !codes.is_empty()
         && codes.split(',').all(|part| match part.split_once('-') {
             Some((a, b)) => code(a) && code(b) && a <= b,
@@ -67,10 +77,11 @@ fn valid_http_codes(codes: &str) -> bool {
         })
 }
 
-/// The health check of a group of `protocol`: `current` (or AWS's defaults for the protocol)
-/// with the input's members applied, then checked as a whole.
+/// The health check of a group of `protocol` and `target_type`: `current` (or AWS's defaults
+/// for the protocol) with the input's members applied, then checked as a whole.
 fn health_check(
     protocol: &str,
+    target_type: &str,
     current: Option<&HealthCheckConfig>,
     input: &HealthCheckInput,
 ) -> Result<HealthCheckConfig> {
@@ -102,8 +113,9 @@ fn health_check(
                 "Health check protocol 'TCP' is not supported for target groups with the protocol '{protocol}'"
             )));
         }
-        if current.is_none() && !http_group && p != "TCP" {
-            // An HTTP check on a network group waits 6 s by default (AWS).
+        if current.is_none() && !http_group && p == "HTTP" {
+            // An HTTP check on a network group waits 6 s by default; TCP and HTTPS checks keep
+            // the network default of 10 s (the model's `HealthCheckTimeoutSeconds`).
             check.timeout_seconds = 6;
         }
         check.protocol = p.clone();
@@ -117,6 +129,13 @@ fn health_check(
         check.port = port.clone();
     }
     if let Some(enabled) = input.health_check_enabled {
+        // "If the target type is instance, ip, or alb, health checks are always enabled and
+        // can't be disabled" (the model); a disabled check would leave targets unavailable.
+        if !enabled && matches!(target_type, "instance" | "ip" | "alb") {
+            return Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Health checks cannot be disabled for target groups with target type '{target_type}'" // guessed
+            )));
+        }
         check.enabled = enabled;
     }
     let http_check = matches!(check.protocol.as_str(), "HTTP" | "HTTPS");
@@ -159,9 +178,10 @@ fn health_check(
                     "A matcher is only supported for HTTP and HTTPS health checks".into(), // guessed
                 ));
             }
-            if !valid_http_codes(codes) {
+            let highest = highest_http_code(protocol);
+            if !valid_http_codes(codes, highest) {
                 return Err(invalid(format!(
-                    "Matcher HttpCode '{codes}' is not valid; use codes between 200 and 499, e.g. '200', '200,202' or '200-299'" // guessed
+                    "Matcher HttpCode '{codes}' is not valid; use codes between 200 and {highest}, e.g. '200', '200,202' or '200-299'" // guessed
                 )));
             }
             check.matcher_http_code = Some(codes.clone());
@@ -397,13 +417,8 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             "Wharf supports only the 'ipv4' IP address type, not '{ip_address_type}'"
         )));
     }
-    let check = health_check(&protocol, None, &input.health_check)?;
+    let check = health_check(&protocol, target_type, None, &input.health_check)?;
     let tags = validate_tags(input.tags.as_deref().unwrap_or_default())?;
-    if tags.len() > records::MAX_TAGS {
-        return Err(Elbv2Error::TooManyTags(
-            "The quota for the number of tags that can be assigned to a target group has been reached".into(),
-        ));
-    }
     let key = keys::target_group(&input.name);
     for _ in 0..MAX_ATTEMPTS {
         if let Some((existing, _)) = ctx.get_json::<TargetGroupRecord>(&key).await? {
@@ -558,8 +573,12 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     for _ in 0..MAX_ATTEMPTS {
         let (mut record, revision) = ctx.target_group(&input.target_group_arn).await?;
         let protocol = record.protocol.clone().unwrap_or_default();
-        record.health_check =
-            health_check(&protocol, Some(&record.health_check), &input.health_check)?;
+        record.health_check = health_check(
+            &protocol,
+            &record.target_type,
+            Some(&record.health_check),
+            &input.health_check,
+        )?;
         record.prune(ctx.now_ms());
         let key = keys::target_group(&record.name);
         if ctx
@@ -608,15 +627,6 @@ pub async fn delete_target_group(ctx: &Elbv2Context, input: Value) -> Result<Val
 }
 
 pub use delete_target_group as delete;
-
-fn attributes_value(attributes: &BTreeMap<String, String>) -> Value {
-    json!({
-        "Attributes": attributes
-            .iter()
-            .map(|(k, v)| json!({"Key": k, "Value": v}))
-            .collect::<Vec<_>>()
-    })
-}
 
 pub async fn describe_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: ArnInput = parse(input)?;
@@ -673,7 +683,7 @@ mod tests {
 
     #[test]
     fn health_check_defaults_depend_on_the_protocol() {
-        let http = health_check("HTTP", None, &HealthCheckInput::default()).unwrap();
+        let http = health_check("HTTP", "ip", None, &HealthCheckInput::default()).unwrap();
         assert_eq!(
             (
                 http.protocol.as_str(),
@@ -684,7 +694,7 @@ mod tests {
         );
         assert_eq!(http.path.as_deref(), Some("/"));
         assert_eq!(http.matcher_http_code.as_deref(), Some("200"));
-        let tcp = health_check("TCP", None, &HealthCheckInput::default()).unwrap();
+        let tcp = health_check("TCP", "ip", None, &HealthCheckInput::default()).unwrap();
         assert_eq!((tcp.protocol.as_str(), tcp.timeout_seconds), ("TCP", 10));
         assert_eq!(tcp.path, None);
         let too_slow = HealthCheckInput {
@@ -692,18 +702,18 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            health_check("HTTP", None, &too_slow),
+            health_check("HTTP", "ip", None, &too_slow),
             Err(Elbv2Error::InvalidConfigurationRequest(_))
         ));
     }
 
     #[test]
     fn matchers_and_attributes_are_validated() {
-        assert!(valid_http_codes("200"));
-        assert!(valid_http_codes("200,202"));
-        assert!(valid_http_codes("200-299"));
-        assert!(!valid_http_codes("100"));
-        assert!(!valid_http_codes("abc"));
+        assert!(valid_http_codes("200", 499));
+        assert!(valid_http_codes("200,202", 499));
+        assert!(valid_http_codes("200-299", 499));
+        assert!(!valid_http_codes("100", 499));
+        assert!(!valid_http_codes("abc", 499));
         assert!(validate_attribute("HTTP", "slow_start.duration_seconds", "30").is_ok());
         assert!(validate_attribute("HTTP", "slow_start.duration_seconds", "10").is_err());
         assert!(
@@ -712,5 +722,55 @@ mod tests {
         assert!(validate_attribute("TCP", "stickiness.type", "source_ip").is_ok());
         assert!(validate_attribute("HTTP", "stickiness.type", "source_ip").is_err());
         assert!(validate_attribute("HTTP", "bogus", "1").is_err());
+    }
+
+    #[test]
+    fn network_groups_check_by_their_own_rules() {
+        let check = |protocol: &str| HealthCheckInput {
+            health_check_protocol: Some(protocol.into()),
+            ..Default::default()
+        };
+        // Defaults by check protocol on a network group: 6 s for HTTP only, 10 s otherwise.
+        let http = health_check("TCP", "ip", None, &check("HTTP")).unwrap();
+        assert_eq!(http.timeout_seconds, 6);
+        let https = health_check("TLS", "ip", None, &check("HTTPS")).unwrap();
+        assert_eq!(https.timeout_seconds, 10);
+        assert_eq!(https.matcher_http_code.as_deref(), Some("200-399"));
+        // Matcher codes: up to 599 for network groups, up to 499 for HTTP(S) groups.
+        let matcher = |protocol: &str, codes: &str| HealthCheckInput {
+            health_check_protocol: Some(protocol.into()),
+            matcher: Some(MatcherInput {
+                http_code: Some(codes.into()),
+                grpc_code: None,
+            }),
+            ..Default::default()
+        };
+        let net = health_check("TCP", "ip", None, &matcher("HTTP", "200-599")).unwrap();
+        assert_eq!(net.matcher_http_code.as_deref(), Some("200-599"));
+        assert!(health_check("UDP", "ip", None, &matcher("HTTP", "600")).is_err());
+        assert!(matches!(
+            health_check("HTTP", "ip", None, &matcher("HTTP", "200-599")),
+            Err(Elbv2Error::Validation(_))
+        ));
+        assert!(health_check("HTTPS", "ip", None, &matcher("HTTPS", "200-499")).is_ok());
+    }
+
+    #[test]
+    fn health_checks_stay_enabled_for_instance_and_ip_groups() {
+        let off = HealthCheckInput {
+            health_check_enabled: Some(false),
+            ..Default::default()
+        };
+        for target_type in ["instance", "ip"] {
+            assert!(matches!(
+                health_check("HTTP", target_type, None, &off),
+                Err(Elbv2Error::InvalidConfigurationRequest(_))
+            ));
+        }
+        let on = HealthCheckInput {
+            health_check_enabled: Some(true),
+            ..Default::default()
+        };
+        assert!(health_check("TCP", "instance", None, &on).unwrap().enabled);
     }
 }

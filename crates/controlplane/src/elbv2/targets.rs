@@ -11,7 +11,6 @@
 //!                                (asked about by id: unused, Target.NotRegistered)
 //! ```
 
-use model::ecs::container_instance::ContainerInstance;
 use model::elb::{
     keys, target_key, ObservedTargetHealth, RegisteredTarget, TargetGroupRecord, TargetHealthRecord,
 };
@@ -20,6 +19,8 @@ use serde_json::{json, Value};
 
 use super::error::{invalid, Result};
 use super::{conflict, parse, put_json, Elbv2Context, Elbv2Error, Topology, MAX_ATTEMPTS};
+use crate::ecs::cluster_state::InstanceRecord;
+use crate::ecs::keys::CONTAINER_INSTANCE_PREFIX;
 
 /// AWS's quota of targets per target group.
 const MAX_TARGETS: usize = 1000;
@@ -41,13 +42,14 @@ struct TargetsInput {
 
 /// The EC2 instance ids of the registered (not deregistered) container instances.
 async fn instance_ids(ctx: &Elbv2Context) -> Result<Vec<String>> {
+    // Decoded as stored (the record the route snapshot reads too), not as the wire shape.
     let instances = ctx
-        .range_json::<ContainerInstance>("ecs/container-instance/")
+        .range_json::<InstanceRecord>(CONTAINER_INSTANCE_PREFIX)
         .await?;
     Ok(instances
         .into_iter()
-        .filter(|(i, _)| i.status.as_deref() != Some("INACTIVE"))
-        .filter_map(|(i, _)| i.ec2_instance_id)
+        .filter(|(i, _)| i.instance.status.as_deref() != Some("INACTIVE"))
+        .filter_map(|(i, _)| i.instance.ec2_instance_id)
         .collect())
 }
 
