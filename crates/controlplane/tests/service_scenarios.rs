@@ -1605,3 +1605,196 @@ async fn awsvpc_tasks_are_registered_by_their_address_in_ip_target_groups() {
     assert!(registered(&cluster, "vpcweb-tg").await.is_empty());
     cluster.shutdown().await;
 }
+
+/// The stored service record named `name`, as JSON, with its key and revision.
+async fn service_record(cluster: &Cluster, name: &str) -> (String, serde_json::Value) {
+    use store::Store;
+    let response = cluster
+        .store
+        .range("ecs/service/", Default::default())
+        .await
+        .expect("reads");
+    let kv = response
+        .kvs
+        .into_iter()
+        .find(|kv| kv.key.ends_with(&format!("/{name}")))
+        .expect("the service record");
+    (kv.key, serde_json::from_slice(&kv.value).expect("decodes"))
+}
+
+#[tokio::test]
+async fn a_target_deregistered_by_hand_is_registered_again_and_its_task_keeps_running() {
+    use store::Store;
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register_web("byhand", false).await;
+    let group = cluster.target_group("byhand-tg", "instance", 300).await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("byhand")
+        .task_definition("byhand")
+        .desired_count(1)
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    let target = wait_registered(&cluster, "byhand-tg", 1).await.remove(0);
+    cluster.all_targets_healthy("byhand-tg").await;
+    wait_stable(&cluster, "byhand", 1).await;
+    let task = target.task_arn.clone().unwrap();
+
+    // DeregisterTargets through the ELBv2 API, as a user would: the target drains (300 s).
+    let mut record = cluster.target_group_record("byhand-tg").await;
+    let at = {
+        use store::clock::Clock;
+        cluster.clock.now_millis()
+    };
+    cluster.clock.advance(Duration::from_millis(5));
+    record.targets[0].deregistered_at_ms = Some(at);
+    cluster
+        .store
+        .put(
+            &model::elb::keys::target_group("byhand-tg"),
+            serde_json::to_vec(&record).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    // The scheduler did not decide that drain: the task is neither drained nor stopped (not
+    // as "Scaling activity" after the delay either), and its target is registered afresh.
+    let again = cluster
+        .wait_for("the target registered again", || async {
+            registered(&cluster, "byhand-tg")
+                .await
+                .into_iter()
+                .find(|t| t.task_arn.as_deref() == Some(task.as_str()) && t.registered_at_ms > at)
+        })
+        .await;
+    assert_eq!(
+        (again.id.as_str(), again.port),
+        (target.id.as_str(), target.port)
+    );
+    cluster.clock.advance(Duration::from_secs(301));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let running = cluster.tasks("byhand", DesiredStatus::Running).await;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].task_arn(), Some(task.as_str()));
+    assert!(cluster
+        .tasks("byhand", DesiredStatus::Stopped)
+        .await
+        .is_empty());
+    let events = cluster.events("byhand").await;
+    assert!(
+        !events.iter().any(|e| e.contains("has begun draining")),
+        "{events:#?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_drain_decided_before_a_crash_is_finished_with_its_reason() {
+    use store::Store;
+    let mut cluster = Cluster::start().await;
+    cluster.add_agent("zone-a").await;
+    cluster.register_web("crashdrain", false).await;
+    let group = cluster.target_group("crashdrain-tg", "instance", 20).await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("crashdrain")
+        .task_definition("crashdrain")
+        .desired_count(1)
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    let target = wait_registered(&cluster, "crashdrain-tg", 1)
+        .await
+        .remove(0);
+    cluster.all_targets_healthy("crashdrain-tg").await;
+    wait_stable(&cluster, "crashdrain", 1).await;
+    let task = target.task_arn.clone().unwrap();
+    let task_id = task.rsplit('/').next().unwrap().to_string();
+
+    // The server goes down right after saving a drain decision, before it deregistered the
+    // target (the decision is saved first precisely so that this order is the only one).
+    cluster.stop_server().await;
+    let reason = format!("Task failed ELB health checks in (target-group {group})");
+    let (key, mut record) = service_record(&cluster, "crashdrain").await;
+    record["wharfDraining"] = serde_json::json!({ task_id.clone(): reason.clone() });
+    cluster
+        .store
+        .put(&key, serde_json::to_vec(&record).unwrap().into())
+        .await
+        .unwrap();
+    cluster.restart_server().await;
+
+    // The next server finishes the drain: deregisters the target, waits out the delay, and
+    // stops the task for the reason decided, while a replacement is registered.
+    cluster
+        .wait_for("the target draining", || async {
+            let group = cluster.target_group_record("crashdrain-tg").await;
+            group
+                .targets
+                .iter()
+                .any(|t| {
+                    t.task_arn.as_deref() == Some(task.as_str()) && t.deregistered_at_ms.is_some()
+                })
+                .then_some(())
+        })
+        .await;
+    let running = cluster.tasks("crashdrain", DesiredStatus::Running).await;
+    assert!(running.iter().any(|t| t.task_arn() == Some(task.as_str())));
+    cluster.clock.advance(Duration::from_secs(21));
+    let stopped = cluster
+        .wait_for("the drained task stopped", || async {
+            cluster
+                .tasks("crashdrain", DesiredStatus::Stopped)
+                .await
+                .into_iter()
+                .find(|t| t.task_arn() == Some(task.as_str()))
+        })
+        .await;
+    assert_eq!(stopped.stopped_reason(), Some(reason.as_str()));
+    let replacement = wait_registered(&cluster, "crashdrain-tg", 1)
+        .await
+        .remove(0);
+    assert_ne!(replacement.task_arn.as_deref(), Some(task.as_str()));
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_health_wakes_only_through_the_watch_without_polling_or_resync() {
+    // A resync that never comes within the test: the service must learn of its targets'
+    // health from the watch on target health alone.
+    let settings = controlplane::ServiceSettings {
+        resync: Duration::from_secs(3600),
+        ..cluster::fast_settings()
+    };
+    let mut cluster = Cluster::start_with(settings).await;
+    cluster.add_agent("zone-a").await;
+    cluster.register_web("woken", false).await;
+    let group = cluster.target_group("woken-tg", "instance", 0).await;
+    cluster
+        .ecs
+        .create_service()
+        .service_name("woken")
+        .task_definition("woken")
+        .desired_count(1)
+        .load_balancers(load_balancer(&group))
+        .send()
+        .await
+        .unwrap();
+    wait_registered(&cluster, "woken-tg", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cluster.service("woken").await.deployments()[0]
+            .rollout_state()
+            .map(|s| s.as_str()),
+        Some("IN_PROGRESS")
+    );
+    cluster.all_targets_healthy("woken-tg").await;
+    wait_stable(&cluster, "woken", 1).await;
+    cluster.shutdown().await;
+}

@@ -213,6 +213,15 @@ pub fn deregistered_targets(service: &str, count: usize, target_group_arn: &str)
     format!("(service {service}) deregistered {count} targets in (target-group {target_group_arn})")
 }
 
+/// A task was not registered because its target group holds `MAX_TARGETS` targets (guessed
+/// wording: ECS reports the ELBv2 error it got).
+pub fn target_group_full(service: &str, target_group_arn: &str) -> String {
+    format!(
+        "(service {service}) was unable to register targets in (target-group {target_group_arn}): the target group already has {} targets.",
+        super::load_balancers::MAX_TARGETS
+    )
+}
+
 pub fn began_draining(service: &str, tasks: usize) -> String {
     format!("(service {service}) has begun draining connections on {tasks} tasks.")
 }

@@ -4,11 +4,13 @@
 //! group's deregistration delay) before stopping it, deregister tasks that stopped on their
 //! own, and judge a task's availability by the health the data plane observed for its targets.
 //!
-//! The target group records (`model::elb::keys::target_group`) are the state: a task is
-//! registered when a target names it (`task_arn`) without `deregistered_at_ms`, and draining
-//! when every target that names it is deregistered. Each pass derives this again, so it holds
-//! across server restarts; the service record only remembers why a draining task is to be
-//! stopped (`ServiceRecord::wharf_draining`). The ELBv2 API writes the same records, so every
+//! The target group records (`model::elb::keys::target_group`) say which tasks are registered:
+//! a task is when a target names it (`task_arn`) without `deregistered_at_ms`. Which tasks
+//! drain is the service's decision, kept in its record (`ServiceRecord::wharf_draining`, with
+//! the stop reason) and saved before any of their targets is deregistered, so a crash in
+//! between neither loses the reason nor lets the task be registered again; a target someone
+//! else deregistered is registered again instead (see `Balancing::sync`). A pass reads only
+//! the groups its service's deployments name. The ELBv2 API writes the same records, so every
 //! write here is a read-modify-write compared on the key's revision, re-applied on conflict.
 //!
 //! ```text
@@ -20,13 +22,13 @@
 //! What this does not do: Classic Load Balancers (`loadBalancerName`) are refused, and only
 //! `instance` and `ip` target groups can front a service.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use model::ecs::service::LoadBalancer;
 use model::ecs::task::Task;
 use model::ecs::task_definition::TaskDefinition;
 use model::elb::{
-    keys as elb_keys, parse_target_group_arn, target_key, RegisteredTarget, TargetGroupRecord,
+    keys as elb_keys, parse_target_group_arn, RegisteredTarget, TargetGroupRecord,
     TargetHealthRecord,
 };
 use store::{Op, Txn};
@@ -175,6 +177,10 @@ pub async fn validate(
     Ok(checked)
 }
 
+/// The most targets a target group holds (ELBv2's quota, which RegisterTargets enforces as
+/// well): a registration beyond it is skipped, with a warning and an event.
+pub const MAX_TARGETS: usize = 1000;
+
 /// A change the scheduler makes to a target group, re-applied when its write loses a race.
 #[derive(Debug, Clone)]
 enum TargetOp {
@@ -188,12 +194,17 @@ enum TargetOp {
 
 impl TargetOp {
     /// Apply to a record; true when it changed anything. Registering a target that exists
-    /// (a reused host port still draining) registers it afresh, as RegisterTargets does.
+    /// (a reused host port still draining) registers it afresh, as RegisterTargets does; a new
+    /// target is not added to a full group (`MAX_TARGETS`).
     fn apply(&self, record: &mut TargetGroupRecord) -> bool {
         match self {
             TargetOp::Register(target) => {
-                let key = target.key();
-                match record.targets.iter_mut().find(|t| t.key() == key) {
+                let full = record.targets.len() >= MAX_TARGETS;
+                let existing = record
+                    .targets
+                    .iter_mut()
+                    .find(|t| t.id == target.id && t.port == target.port);
+                match existing {
                     Some(existing)
                         if existing.task_arn == target.task_arn
                             && existing.deregistered_at_ms.is_none() =>
@@ -204,6 +215,7 @@ impl TargetOp {
                         *existing = target.clone();
                         true
                     }
+                    None if full => false,
                     None => {
                         record.targets.push(target.clone());
                         true
@@ -257,8 +269,16 @@ pub struct UnhealthyTarget {
 
 /// The target groups of one pass over one service, with the changes it makes to them.
 pub struct Balancing {
+    /// The groups the service's deployments name, by ARN.
     groups: BTreeMap<String, Group>,
+    /// Where each task's targets sit, as (group ARN, position in the group's `targets`):
+    /// built when the groups are read (and again after they are written), kept up to date by
+    /// registrations, so that what a pass asks about one task costs a lookup, not a scan of
+    /// every target.
+    by_task: BTreeMap<String, Vec<(String, usize)>>,
     now_ms: i64,
+    /// Groups a registration was skipped in because they hold `MAX_TARGETS` targets.
+    full: BTreeSet<String>,
 }
 
 /// The address and port a task is reached at in a group of `target_type`.
@@ -307,66 +327,115 @@ fn is_stopping_or_stopped(task: &Task) -> bool {
         || task.last_status.as_deref() == Some("STOPPED")
 }
 
+/// The target groups a service's deployments name, by ARN, each once.
+fn used_groups(record: &ServiceRecord) -> BTreeSet<&str> {
+    record
+        .wharf_deployments
+        .iter()
+        .flat_map(|d| d.wharf_load_balancers.iter())
+        .filter_map(|lb| lb.target_group_arn.as_deref())
+        .collect()
+}
+
 impl Balancing {
-    /// Read every target group, and the observed health of those the service's deployments
-    /// use. Services without load balancers, and clusters without target groups, cost one
-    /// empty range.
+    /// Read the target groups the service's deployments name (by the key their ARN's name
+    /// gives) and their observed health. A service without load balancers reads nothing: its
+    /// draining tasks, if any, wait for nothing and are stopped.
     pub async fn load(
         ctx: &EcsContext,
         record: &ServiceRecord,
         now_ms: i64,
     ) -> Result<Balancing, EcsError> {
-        let response = ctx
-            .store
-            .range(elb_keys::TARGET_GROUP_PREFIX, Default::default())
-            .await?;
-        let used: Vec<&str> = record
-            .wharf_deployments
-            .iter()
-            .flat_map(|d| d.wharf_load_balancers.iter())
-            .filter_map(|lb| lb.target_group_arn.as_deref())
-            .collect();
         let mut groups = BTreeMap::new();
-        for kv in &response.kvs {
-            let group: TargetGroupRecord = match decode(kv) {
+        for arn in used_groups(record) {
+            let Some((name, _)) = parse_target_group_arn(arn) else {
+                continue;
+            };
+            let key = elb_keys::target_group(name);
+            let Some(kv) = ctx.store.get(&key).await? else {
+                continue;
+            };
+            let mut group: TargetGroupRecord = match decode(&kv) {
                 Ok(group) => group,
                 Err(error) => {
                     tracing::warn!(key = %kv.key, %error, "target group record skipped");
                     continue;
                 }
             };
-            let health = if used.contains(&group.arn.as_str()) {
-                ctx.get_json::<TargetHealthRecord>(&elb_keys::target_health(&group.id))
-                    .await?
-                    .map(|(health, _)| health)
-                    .unwrap_or_default()
-            } else {
-                TargetHealthRecord::default()
-            };
+            // Deleted and created again under the same name: another group, not this one.
+            if group.arn != arn {
+                continue;
+            }
+            // Targets whose draining ended are gone (ELBv2 drops them on its next write, and
+            // so does `commit`).
+            group.prune(now_ms);
+            let health = ctx
+                .get_json::<TargetHealthRecord>(&elb_keys::target_health(&group.id))
+                .await?
+                .map(|(health, _)| health)
+                .unwrap_or_default();
             groups.insert(
-                group.arn.clone(),
+                arn.to_string(),
                 Group {
                     record: group,
                     revision: kv.mod_revision,
-                    key: kv.key.clone(),
+                    key,
                     health,
                     pending: Vec::new(),
                 },
             );
         }
-        Ok(Balancing { groups, now_ms })
+        let mut balancing = Balancing {
+            groups,
+            by_task: BTreeMap::new(),
+            now_ms,
+            full: BTreeSet::new(),
+        };
+        balancing.reindex();
+        Ok(balancing)
+    }
+
+    fn reindex(&mut self) {
+        self.by_task.clear();
+        for (arn, group) in &self.groups {
+            for (position, target) in group.record.targets.iter().enumerate() {
+                if let Some(task) = &target.task_arn {
+                    self.by_task
+                        .entry(task.clone())
+                        .or_default()
+                        .push((arn.clone(), position));
+                }
+            }
+        }
     }
 
     fn targets_of<'a>(
         &'a self,
-        task_arn: &'a str,
+        task_arn: &str,
     ) -> impl Iterator<Item = (&'a Group, &'a RegisteredTarget)> + 'a {
-        self.groups.values().flat_map(move |g| {
-            g.record
-                .targets
-                .iter()
-                .filter(move |t| t.task_arn.as_deref() == Some(task_arn))
-                .map(move |t| (g, t))
+        self.by_task
+            .get(task_arn)
+            .into_iter()
+            .flatten()
+            .filter_map(|(arn, position)| {
+                let group = self.groups.get(arn)?;
+                Some((group, group.record.targets.get(*position)?))
+            })
+    }
+
+    /// The task's target at `id:port` in `group_arn`, if it is registered (not deregistered).
+    fn live_target(
+        &self,
+        task_arn: &str,
+        group_arn: &str,
+        id: &str,
+        port: i32,
+    ) -> Option<(&Group, &RegisteredTarget)> {
+        self.targets_of(task_arn).find(|(g, t)| {
+            g.record.arn == group_arn
+                && t.id == id
+                && t.port == port
+                && t.deregistered_at_ms.is_none()
         })
     }
 
@@ -377,21 +446,12 @@ impl Balancing {
             .any(|(_, t)| t.deregistered_at_ms.is_none())
     }
 
-    /// Whether the task had targets and every one of them is deregistered (or already gone
-    /// while the service still remembers draining it).
+    /// Whether the service is draining the task: it decided to stop it and deregisters its
+    /// targets first. Only the service's own decision counts (`ServiceRecord::wharf_draining`,
+    /// saved before any target is deregistered): a target someone deregistered through the
+    /// ELBv2 API does not make the scheduler stop its task (`sync` registers it again).
     pub fn draining(&self, record: &ServiceRecord, task: &Task, task_id: &str) -> bool {
-        if is_stopping_or_stopped(task) {
-            return false;
-        }
-        let arn = task.task_arn.as_deref().unwrap_or("");
-        let mut any = false;
-        for (_, target) in self.targets_of(arn) {
-            if target.deregistered_at_ms.is_none() {
-                return false;
-            }
-            any = true;
-        }
-        any || record.wharf_draining.contains_key(task_id)
+        !is_stopping_or_stopped(task) && record.wharf_draining.contains_key(task_id)
     }
 
     /// When a draining task's last target stops draining (ms), or None once none is left.
@@ -404,6 +464,11 @@ impl Balancing {
                     .then(|| t.deregistered_at_ms.unwrap_or(self.now_ms) + delay * 1000)
             })
             .max()
+    }
+
+    /// The groups a registration was skipped in because they are full.
+    pub fn full_groups(&self) -> impl Iterator<Item = &str> {
+        self.full.iter().map(String::as_str)
     }
 
     /// The targets a task of a deployment with `load_balancers` is meant to have, as
@@ -428,8 +493,14 @@ impl Balancing {
     }
 
     /// Bring registrations in line with the tasks: register the running tasks of each
-    /// deployment (except draining ones), deregister tasks that are stopping or stopped.
-    /// Returns the events, in AWS's words.
+    /// deployment (except draining ones), deregister tasks that are stopping or stopped, and
+    /// those the service is draining (a drain a crash interrupted between saving the decision
+    /// and deregistering). Returns the events, in AWS's words.
+    ///
+    /// A running task whose target someone deregistered through the ELBv2 API is registered
+    /// again: the scheduler keeps its tasks registered as it keeps their count, and a task
+    /// left out of its groups would never count as available again. Taking a task out of
+    /// rotation is done by stopping it (or scaling in), as with ECS.
     pub fn sync(
         &mut self,
         service: &str,
@@ -438,42 +509,47 @@ impl Balancing {
         state: &ClusterState,
         task_id: impl Fn(&Task) -> String,
     ) -> Vec<String> {
+        if self.groups.is_empty() {
+            return Vec::new();
+        }
         let mut registered: BTreeMap<String, usize> = BTreeMap::new();
         let mut deregistered: BTreeMap<String, usize> = BTreeMap::new();
         for task in tasks {
             let arn = task.task_arn.clone().unwrap_or_default();
-            if is_stopping_or_stopped(task) {
-                for (arn_of_group, count) in self.deregister(&arn) {
-                    *deregistered.entry(arn_of_group).or_default() += count;
+            if is_stopping_or_stopped(task) || record.wharf_draining.contains_key(&task_id(task)) {
+                // STOPPED tasks are kept for an hour: only those still registered cost more
+                // than a lookup.
+                if self.registered(task) {
+                    for (arn_of_group, count) in self.deregister(&arn) {
+                        *deregistered.entry(arn_of_group).or_default() += count;
+                    }
                 }
                 continue;
             }
-            let running = task.last_status.as_deref() == Some("RUNNING");
+            if task.last_status.as_deref() != Some("RUNNING") {
+                continue;
+            }
             let Some(index) = record.deployment_of(task) else {
                 continue;
             };
-            if !running || self.draining(record, task, &task_id(task)) {
-                continue;
-            }
             let load_balancers = &record.wharf_deployments[index].wharf_load_balancers;
             for (group_arn, target) in self.wanted(task, state, load_balancers) {
                 let Some((id, port)) = target else {
                     continue;
                 };
-                let availability_zone = task.availability_zone.clone();
-                let op = TargetOp::Register(RegisteredTarget {
+                if self.live_target(&arn, &group_arn, &id, port).is_some() {
+                    continue;
+                }
+                let target = RegisteredTarget {
                     id,
                     port,
-                    availability_zone,
+                    availability_zone: task.availability_zone.clone(),
                     registered_at_ms: self.now_ms,
                     deregistered_at_ms: None,
                     task_arn: Some(arn.clone()),
-                });
-                if let Some(group) = self.groups.get_mut(&group_arn) {
-                    if op.apply(&mut group.record) {
-                        group.pending.push(op);
-                        *registered.entry(group_arn).or_default() += 1;
-                    }
+                };
+                if self.register(service, &group_arn, target) {
+                    *registered.entry(group_arn).or_default() += 1;
                 }
             }
         }
@@ -487,28 +563,71 @@ impl Balancing {
         said
     }
 
+    /// Register a target (afresh when its address and port are another task's, a reused host
+    /// port still draining), unless the group is full; true when it was.
+    fn register(&mut self, service: &str, group_arn: &str, target: RegisteredTarget) -> bool {
+        let Some(group) = self.groups.get_mut(group_arn) else {
+            return false;
+        };
+        let existing = group
+            .record
+            .targets
+            .iter()
+            .position(|t| t.id == target.id && t.port == target.port);
+        if existing.is_none() && group.record.targets.len() >= MAX_TARGETS {
+            if self.full.insert(group_arn.to_string()) {
+                tracing::warn!(
+                    service,
+                    target_group = group_arn,
+                    limit = MAX_TARGETS,
+                    "target group full; task not registered"
+                );
+            }
+            return false;
+        }
+        let previous = existing.and_then(|p| group.record.targets[p].task_arn.clone());
+        let task = target.task_arn.clone().unwrap_or_default();
+        let op = TargetOp::Register(target);
+        if !op.apply(&mut group.record) {
+            return false;
+        }
+        group.pending.push(op);
+        let position = existing.unwrap_or(group.record.targets.len() - 1);
+        if let Some(positions) = previous.and_then(|p| self.by_task.get_mut(&p)) {
+            positions.retain(|(g, p)| !(g == group_arn && *p == position));
+        }
+        self.by_task
+            .entry(task)
+            .or_default()
+            .push((group_arn.to_string(), position));
+        true
+    }
+
     /// Deregister every registered target of a task; `(group ARN, how many)`.
     pub fn deregister(&mut self, task_arn: &str) -> Vec<(String, usize)> {
-        let mut done = Vec::new();
-        for (arn, group) in self.groups.iter_mut() {
-            let before = group
-                .record
-                .targets
-                .iter()
-                .filter(|t| {
-                    t.task_arn.as_deref() == Some(task_arn) && t.deregistered_at_ms.is_none()
-                })
-                .count();
-            let op = TargetOp::Deregister {
-                task_arn: task_arn.to_string(),
-                at_ms: self.now_ms,
+        let mut done: BTreeMap<String, usize> = BTreeMap::new();
+        for (arn, position) in self.by_task.get(task_arn).into_iter().flatten() {
+            let Some(target) = self
+                .groups
+                .get_mut(arn)
+                .and_then(|g| g.record.targets.get_mut(*position))
+            else {
+                continue;
             };
-            if before > 0 && op.apply(&mut group.record) {
-                group.pending.push(op);
-                done.push((arn.clone(), before));
+            if target.task_arn.as_deref() == Some(task_arn) && target.deregistered_at_ms.is_none() {
+                target.deregistered_at_ms = Some(self.now_ms);
+                *done.entry(arn.clone()).or_default() += 1;
             }
         }
-        done
+        for arn in done.keys() {
+            if let Some(group) = self.groups.get_mut(arn) {
+                group.pending.push(TargetOp::Deregister {
+                    task_arn: task_arn.to_string(),
+                    at_ms: self.now_ms,
+                });
+            }
+        }
+        done.into_iter().collect()
     }
 
     /// How a task's targets are doing, for a task of a deployment with `load_balancers`.
@@ -529,18 +648,11 @@ impl Balancing {
                 all_healthy = false;
                 continue;
             };
-            let Some(group) = self.groups.get(&group_arn) else {
-                continue;
-            };
-            let key = target_key(&id, port);
-            let registered = group.record.targets.iter().find(|t| {
-                t.key() == key
-                    && t.task_arn.as_deref() == Some(arn)
-                    && t.deregistered_at_ms.is_none()
-            });
             // Only what was observed since this registration: an older observation of the
             // same address and port was of an earlier task.
-            let observed = registered.and_then(|t| group.health.observed(t));
+            let observed = self
+                .live_target(arn, &group_arn, &id, port)
+                .and_then(|(group, t)| group.health.observed(t));
             match observed.map(|o| o.state.as_str()) {
                 Some("healthy") => {}
                 Some("unhealthy") => {
@@ -566,14 +678,20 @@ impl Balancing {
     }
 
     /// Write every changed group: compare on the revision read, and on a conflict re-read it
-    /// and apply this pass's changes again.
+    /// and apply this pass's changes again. Targets whose draining ended are dropped with the
+    /// write. A group deleted meanwhile, or deleted and created again under its name (another
+    /// ARN), takes none of the changes and leaves the pass.
     pub async fn commit(&mut self, ctx: &EcsContext) -> Result<(), EcsError> {
-        for group in self.groups.values_mut() {
+        let mut wrote = false;
+        let mut gone = Vec::new();
+        for (arn, group) in self.groups.iter_mut() {
             if group.pending.is_empty() {
                 continue;
             }
+            wrote = true;
             let mut written = false;
             for _ in 0..16 {
+                group.record.prune(self.now_ms);
                 let response = ctx
                     .store
                     .txn(Txn {
@@ -587,13 +705,13 @@ impl Balancing {
                     })
                     .await?;
                 if response.succeeded {
+                    group.revision = response.revision;
                     written = true;
                     break;
                 }
-                let Some((mut fresh, revision)) =
-                    ctx.get_json::<TargetGroupRecord>(&group.key).await?
-                else {
-                    // Deleted meanwhile: nothing left to register in.
+                let fresh = ctx.get_json::<TargetGroupRecord>(&group.key).await?;
+                let Some((mut fresh, revision)) = fresh.filter(|(f, _)| f.arn == *arn) else {
+                    gone.push(arn.clone());
                     written = true;
                     break;
                 };
@@ -609,6 +727,12 @@ impl Balancing {
                 ));
             }
             group.pending.clear();
+        }
+        for arn in gone {
+            self.groups.remove(&arn);
+        }
+        if wrote {
+            self.reindex();
         }
         Ok(())
     }
@@ -675,5 +799,119 @@ mod tests {
         assert_eq!(record.targets.len(), 1);
         assert_eq!(record.targets[0].task_arn.as_deref(), Some("t2"));
         assert_eq!(record.targets[0].deregistered_at_ms, None);
+    }
+
+    #[test]
+    fn a_full_group_takes_no_new_target_but_still_reregisters_an_existing_one() {
+        let mut record = group();
+        for port in 0..MAX_TARGETS as i32 {
+            assert!(TargetOp::Register(target(&format!("t{port}"), port)).apply(&mut record));
+        }
+        assert!(!TargetOp::Register(target("new", 60000)).apply(&mut record));
+        assert_eq!(record.targets.len(), MAX_TARGETS);
+        // The same address and port, another task: replaced in place.
+        assert!(TargetOp::Register(target("new", 0)).apply(&mut record));
+        assert_eq!(record.targets.len(), MAX_TARGETS);
+    }
+
+    fn context() -> EcsContext {
+        let clock = std::sync::Arc::new(store::clock::ManualClock::new(1_000_000));
+        EcsContext::new(
+            std::sync::Arc::new(store::MemoryStore::new(clock.clone())),
+            clock,
+            "us-east-1",
+            "1",
+            b"key",
+        )
+    }
+
+    fn service_using(arn: &str) -> ServiceRecord {
+        ServiceRecord {
+            wharf_deployments: vec![super::super::DeploymentRecord {
+                wharf_load_balancers: vec![LoadBalancer {
+                    target_group_arn: Some(arn.to_string()),
+                    container_name: Some("app".into()),
+                    container_port: Some(80),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    async fn put(ctx: &EcsContext, record: &TargetGroupRecord) {
+        ctx.store
+            .put(&elb_keys::target_group(&record.name), encode(record))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn services_read_only_their_groups_and_never_write_into_a_group_created_again() {
+        let ctx = context();
+        let original = group();
+        put(&ctx, &original).await;
+        let mut other = group();
+        other.name = "other".into();
+        other.arn = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/other/def".into();
+        other.id = "def".into();
+        put(&ctx, &other).await;
+
+        // A service without load balancers reads (and knows) no group.
+        let none = Balancing::load(&ctx, &ServiceRecord::default(), 0)
+            .await
+            .unwrap();
+        assert!(none.groups.is_empty());
+        let mut balancing = Balancing::load(&ctx, &service_using(&original.arn), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            balancing.groups.keys().collect::<Vec<_>>(),
+            vec![&original.arn]
+        );
+
+        // Deleted and created again under the same name before the pass writes: the pending
+        // registration must not land in the new group.
+        assert!(balancing.register("svc", &original.arn, target("t1", 49153)));
+        let mut again = group();
+        again.arn = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/web/xyz".into();
+        again.id = "xyz".into();
+        put(&ctx, &again).await;
+        balancing.commit(&ctx).await.unwrap();
+        let (stored, _) = ctx
+            .get_json::<TargetGroupRecord>(&elb_keys::target_group("web"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.arn, again.arn);
+        assert!(stored.targets.is_empty(), "{:?}", stored.targets);
+        assert!(balancing.groups.is_empty(), "the group left the pass");
+    }
+
+    #[tokio::test]
+    async fn writes_drop_targets_that_finished_draining() {
+        let ctx = context();
+        let mut record = group();
+        record.attributes.insert(
+            model::elb::DEREGISTRATION_DELAY_ATTRIBUTE.into(),
+            "10".into(),
+        );
+        let mut drained = target("old", 1);
+        drained.deregistered_at_ms = Some(0);
+        record.targets.push(drained);
+        put(&ctx, &record).await;
+        let mut balancing = Balancing::load(&ctx, &service_using(&record.arn), 20_000)
+            .await
+            .unwrap();
+        assert!(balancing.register("svc", &record.arn, target("t1", 2)));
+        balancing.commit(&ctx).await.unwrap();
+        let (stored, _) = ctx
+            .get_json::<TargetGroupRecord>(&elb_keys::target_group("web"))
+            .await
+            .unwrap()
+            .unwrap();
+        let tasks: Vec<_> = stored.targets.iter().map(|t| t.task_arn.clone()).collect();
+        assert_eq!(tasks, vec![Some("t1".to_string())]);
     }
 }

@@ -249,6 +249,21 @@ pub async fn write_service(
     revision: i64,
     extra: Vec<Op>,
 ) -> Result<bool, EcsError> {
+    Ok(
+        write_service_revision(ctx, cluster, record, revision, extra)
+            .await?
+            .is_some(),
+    )
+}
+
+/// `write_service`, answering the record's new revision when it was written.
+pub async fn write_service_revision(
+    ctx: &EcsContext,
+    cluster: &str,
+    record: &ServiceRecord,
+    revision: i64,
+    extra: Vec<Op>,
+) -> Result<Option<i64>, EcsError> {
     let key = keys::service(cluster, record.name());
     let mut success = vec![Op::Put {
         key: key.clone(),
@@ -264,7 +279,7 @@ pub async fn write_service(
             failure: vec![],
         })
         .await?;
-    Ok(response.succeeded)
+    Ok(response.succeeded.then_some(response.revision))
 }
 
 /// The tasks of one service (group `service:NAME`) in a cluster.

@@ -21,7 +21,9 @@
 //! With `loadBalancers` (see `load_balancers`), a task counts as available only once its
 //! targets are healthy, a task whose target turned unhealthy after the grace period is
 //! replaced, and a task the scheduler stops is deregistered first and stopped only after its
-//! target groups' deregistration delay: until then the planner sees it as stopping.
+//! target groups' deregistration delay: until then the planner sees it as stopping. The
+//! decision to drain (with the stop reason) is written to the service record before the
+//! targets are deregistered, so it survives a crash between the two.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,7 +42,7 @@ use super::load_balancers::{Balancing, TargetsHealth};
 use super::rollout::{
     plan_daemon, plan_replica, Common, Decision, Host, Phase, StopReason, TaskView,
 };
-use super::{group_of, has_health_check, write_service, ServiceRecord};
+use super::{group_of, has_health_check, write_service, write_service_revision, ServiceRecord};
 use crate::ecs::cluster_state::{ClusterState, InstanceRecord};
 use crate::ecs::tasks::{
     force_stopped, launch, put_task, resolve_task_definition, settle_capacity_and_network,
@@ -61,10 +63,6 @@ pub struct Pacing {
 
 /// Failed starts in a row after which launches back off (and the service says so).
 const FAILURES_BEFORE_BACKOFF: u32 = 3;
-
-/// How soon a service waiting for its targets to turn healthy looks again: target health is
-/// observed state outside `ecs/`, so no watch wakes the scheduler when it changes.
-const TARGET_HEALTH_RECHECK_SECONDS: f64 = 2.0;
 
 /// What a pass asks of its caller.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -87,6 +85,9 @@ struct Observed {
     /// Load-balancing events in the order they happened (registrations, unhealthy targets,
     /// draining), recorded before the stop and start events of the pass.
     lb_events: Vec<String>,
+    /// Load-balancing trouble that repeats every pass (a full target group): said once per
+    /// `Pacing::event_repeat`, so the record does not change (and wake the service) each pass.
+    lb_warnings: Vec<String>,
     /// Tasks that began draining this pass, with the stop reason decided for them.
     draining_started: Vec<(String, String)>,
     placement_failure: Option<String>,
@@ -247,7 +248,7 @@ pub async fn reconcile(
     name: &str,
 ) -> Result<Outcome, EcsError> {
     let key = keys::service(cluster, name);
-    let Some((record, revision)) = ctx.get_json::<ServiceRecord>(&key).await? else {
+    let Some((mut record, mut revision)) = ctx.get_json::<ServiceRecord>(&key).await? else {
         return Ok(Outcome::default());
     };
     if record.status() == INACTIVE {
@@ -289,8 +290,9 @@ pub async fn reconcile(
         .ok()
     });
 
-    let mut recheck_pending: Option<f64> = None;
-    // Registrations first: what is registered and healthy decides availability.
+    // Registrations first: what is registered and healthy decides availability. Tasks
+    // waiting for healthy targets need no recheck: the scheduler's watch sees target health
+    // change (`controllers::service`), and its resync covers a missed change.
     let mut balancing = Balancing::load(ctx, &record, ctx.clock.now_millis()).await?;
     let mut lb_events = balancing.sync(name, &record, &tasks, &state, task_id);
     balancing.commit(ctx).await?;
@@ -313,9 +315,6 @@ pub async fn reconcile(
         if phase(task) == Phase::Running && !load_balancers.is_empty() {
             target_health.insert(id, balancing.health(task, &state, load_balancers));
         }
-    }
-    if target_health.values().any(|h| *h == TargetsHealth::Waiting) {
-        earliest(&mut recheck_pending, now + TARGET_HEALTH_RECHECK_SECONDS);
     }
 
     let checked = health_checked(ctx, &tasks).await?;
@@ -401,7 +400,7 @@ pub async fn reconcile(
     };
     observed.steady = decision.steady;
 
-    let mut recheck_at: Option<f64> = recheck_pending;
+    let mut recheck_at: Option<f64> = None;
     if let Some(at) = decision.recheck_at {
         earliest(&mut recheck_at, at);
     }
@@ -474,8 +473,18 @@ pub async fn reconcile(
         // ECS says so before naming the target groups.
         lb_events.push(events::began_draining(name, began_draining));
         lb_events.extend(drain_events);
+        // The decision is saved before any target is deregistered: a crash in between must
+        // neither lose the stop reason (the circuit breaker counts ELB health-check failures)
+        // nor leave deregistered targets that no record explains (`sync` would register them
+        // again). The next pass finishes the deregistration of a saved drain.
+        (record, revision) =
+            save_draining(ctx, cluster, record, revision, &observed.draining_started).await?;
     }
     balancing.commit(ctx).await?;
+    observed.lb_warnings = balancing
+        .full_groups()
+        .map(|group| events::target_group_full(name, group))
+        .collect();
 
     // Tasks whose targets drained are stopped now, for the reason decided when they began.
     for task in tasks.iter_mut() {
@@ -622,6 +631,37 @@ pub async fn reconcile(
     ))
 }
 
+/// Record in the service that `draining` (task id, stop reason) drain, compared on the
+/// revision (re-read and applied again on a conflict); returns the record as written.
+async fn save_draining(
+    ctx: &EcsContext,
+    cluster: &str,
+    mut record: ServiceRecord,
+    mut revision: i64,
+    draining: &[(String, String)],
+) -> Result<(ServiceRecord, i64), EcsError> {
+    let key = keys::service(cluster, record.name());
+    for _ in 0..16 {
+        for (id, reason) in draining {
+            record.wharf_draining.insert(id.clone(), reason.clone());
+        }
+        if let Some(written) =
+            write_service_revision(ctx, cluster, &record, revision, vec![]).await?
+        {
+            return Ok((record, written));
+        }
+        let Some(read) = ctx.get_json::<ServiceRecord>(&key).await? else {
+            return Err(EcsError::Conflict(
+                "The service was deleted concurrently; retry.".to_string(),
+            ));
+        };
+        (record, revision) = read;
+    }
+    Err(EcsError::Conflict(
+        "The service is being changed concurrently; retry.".to_string(),
+    ))
+}
+
 /// Apply a pass's observations to the record. True when the record changed in a way that
 /// needs another pass right away (a circuit-breaker rollback).
 fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: f64) -> bool {
@@ -689,6 +729,12 @@ fn apply(record: &mut ServiceRecord, observed: &Observed, pacing: &Pacing, now: 
 
     for message in &observed.lb_events {
         events::push(&mut record.service, message.clone(), now);
+    }
+    for message in &observed.lb_warnings {
+        let window = pacing.event_repeat.as_secs_f64();
+        if !events::said_recently(&record.service, message, now, window) {
+            events::push(&mut record.service, message.clone(), now);
+        }
     }
     for (id, reason) in &observed.draining_started {
         record.wharf_draining.insert(id.clone(), reason.clone());
