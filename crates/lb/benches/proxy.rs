@@ -101,8 +101,7 @@ fn main() -> anyhow::Result<()> {
         .entry("direct")
         .or_default()
         .push(wrk(backend.0, &duration)?);
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+    stop_nginx(&mut nginx);
 
     let summary = |name: &str| {
         let runs = &results[name];
@@ -419,6 +418,22 @@ fn start_nginx(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> anyhow::R
         .arg("stderr")
         .stdout(Stdio::null())
         .spawn()?)
+}
+
+/// SIGQUIT: nginx's graceful stop, which takes its workers along (SIGKILL would orphan them).
+fn stop_nginx(nginx: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-QUIT", &nginx.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = nginx.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
 }
 
 fn wait_for_http(address: SocketAddr) -> anyhow::Result<()> {

@@ -28,19 +28,16 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::matching::{request_host, strip_port};
 use crate::table::{Action, Forward, ListenerTable, Routes, TargetRuntime};
-
-/// The pooled client to targets.
-pub type ProxyClient = Client<HttpConnector, Incoming>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -51,33 +48,24 @@ const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const TG_COOKIE: &str = "AWSALBTG";
+/// Bodies up to this size (by `Content-Length`) are read before the response headers are sent.
+const PREFETCH_LIMIT: u64 = 16 * 1024;
 const TARGET_COOKIE: &str = "AWSALB";
-
-/// Builds the pooled client to targets.
-pub fn proxy_client() -> ProxyClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new())
-        // Shorter than the 5 s keep-alive many application servers (Node.js among them) use,
-        // so the pool rarely reuses a connection the target is closing.
-        .pool_idle_timeout(std::time::Duration::from_secs(4))
-        .build(connector)
-}
 
 /// What every HTTP connection shares.
 #[derive(Debug)]
 pub struct HttpShared {
     pub routes: Arc<Routes>,
-    pub client: ProxyClient,
+    /// Owns the tasks driving connections to targets.
+    pub tracker: TaskTracker,
     server: auto::Builder<TokioExecutor>,
 }
 
 impl HttpShared {
-    pub fn new(routes: Arc<Routes>, client: ProxyClient) -> Self {
+    pub fn new(routes: Arc<Routes>, tracker: TaskTracker) -> Self {
         Self {
             routes,
-            client,
+            tracker,
             server: auto::Builder::new(TokioExecutor::new()),
         }
     }
@@ -213,13 +201,17 @@ impl Connection {
         };
         let in_flight = InFlight::start(&target.runtime);
 
-        self.prepare_upstream(&mut parts, listener, &target.runtime);
+        self.prepare_upstream(&mut parts, listener);
         let upstream = Request::from_parts(parts, body);
         let sent = Instant::now();
         let idle_timeout = listener.load_balancer.idle_timeout;
-        let answer = tokio::time::timeout(idle_timeout, self.shared.client.request(upstream)).await;
-        let mut response = match answer {
-            Ok(Ok(response)) if !in_flight.0.is_closed() => response,
+        let answer = tokio::time::timeout(
+            idle_timeout,
+            crate::upstream::send(&in_flight.0, &self.shared.tracker, upstream),
+        )
+        .await;
+        let (mut response, connection) = match answer {
+            Ok(Ok(answer)) if !in_flight.0.is_closed() => answer,
             Ok(Ok(_)) => {
                 lb_metrics.elb_error(502);
                 return elb_error(StatusCode::BAD_GATEWAY);
@@ -252,17 +244,42 @@ impl Connection {
                 seconds,
             );
         }
-        response.map(|body| ProxyBody::Upstream { body, in_flight })
+        // A small body is awaited before the headers go out, so both leave in one write (and
+        // one packet) instead of two: it usually arrived with the headers anyway.
+        let (parts, mut body) = response.into_parts();
+        let mut first = None;
+        let small = body
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length <= PREFETCH_LIMIT);
+        if small && !body.is_end_stream() {
+            match tokio::time::timeout(idle_timeout, body.frame()).await {
+                Ok(Some(Ok(frame))) => first = Some(frame),
+                Ok(None) => {}
+                Ok(Some(Err(_))) => {
+                    lb_metrics.elb_error(502);
+                    return elb_error(StatusCode::BAD_GATEWAY);
+                }
+                Err(_) => {
+                    lb_metrics.elb_error(504);
+                    return elb_error(StatusCode::GATEWAY_TIMEOUT);
+                }
+            }
+        }
+        Response::from_parts(
+            parts,
+            ProxyBody::Upstream {
+                first,
+                body,
+                connection: Some(connection),
+                in_flight,
+            },
+        )
     }
 
-    /// Rewrites the client's request for the target: absolute URI to the target, HTTP/1.1,
+    /// Rewrites the client's request for the target: origin-form URI, HTTP/1.1,
     /// no hop-by-hop headers, `Host` kept, `X-Forwarded-*` and `X-Amzn-Trace-Id` added.
-    fn prepare_upstream(
-        &self,
-        parts: &mut Parts,
-        listener: &ListenerTable,
-        target: &TargetRuntime,
-    ) {
+    fn prepare_upstream(&self, parts: &mut Parts, listener: &ListenerTable) {
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
         if !headers.contains_key(header::HOST) {
@@ -289,16 +306,12 @@ impl Connection {
         let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));
         headers.insert(X_AMZN_TRACE_ID, trace);
 
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(target.authority.clone());
-        uri.path_and_query = Some(
-            std::mem::take(&mut parts.uri)
-                .into_parts()
-                .path_and_query
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        parts.uri = Uri::from_parts(uri).unwrap_or_default();
+        // Origin form (`/path?query`): the connection already goes to the target.
+        let path_and_query = std::mem::take(&mut parts.uri)
+            .into_parts()
+            .path_and_query
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
     }
 }
@@ -321,7 +334,14 @@ impl Drop for InFlight {
 
 /// A response body: streamed from a target, or made by the load balancer.
 pub enum ProxyBody {
-    Upstream { body: Incoming, in_flight: InFlight },
+    Upstream {
+        /// A frame already read from `body` (see `PREFETCH_LIMIT`).
+        first: Option<Frame<Bytes>>,
+        body: Incoming,
+        /// Back to the pool when the body was read to its end.
+        connection: Option<hyper::client::conn::http1::SendRequest<Incoming>>,
+        in_flight: InFlight,
+    },
     Full(Option<Bytes>),
 }
 
@@ -332,6 +352,24 @@ impl ProxyBody {
 
     fn empty() -> ProxyBody {
         ProxyBody::Full(None)
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let ProxyBody::Upstream {
+            body,
+            connection,
+            in_flight,
+            ..
+        } = self
+        {
+            if let Some(connection) = connection.take().filter(|_| body.is_end_stream()) {
+                // (A prefetched frame left unsent still leaves the connection reusable: the
+                // target's side of the exchange is complete.)
+                crate::upstream::check_in(&in_flight.0, connection);
+            }
+        }
     }
 }
 
@@ -348,9 +386,17 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { body, in_flight } => {
+            ProxyBody::Upstream {
+                first,
+                body,
+                in_flight,
+                ..
+            } => {
                 if in_flight.0.is_closed() {
                     return Poll::Ready(Some(Err(Box::new(DrainDeadlinePassed))));
+                }
+                if let Some(frame) = first.take() {
+                    return Poll::Ready(Some(Ok(frame)));
                 }
                 Pin::new(body)
                     .poll_frame(cx)
@@ -362,14 +408,26 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
+            ProxyBody::Upstream { first, body, .. } => first.is_none() && body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { body, .. } => body.size_hint(),
+            ProxyBody::Upstream { first, body, .. } => {
+                let prefetched = first
+                    .as_ref()
+                    .and_then(|f| f.data_ref())
+                    .map_or(0, |d| d.len() as u64);
+                let hint = body.size_hint();
+                let mut total = SizeHint::new();
+                total.set_lower(hint.lower() + prefetched);
+                if let Some(upper) = hint.upper() {
+                    total.set_upper(upper + prefetched);
+                }
+                total
+            }
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

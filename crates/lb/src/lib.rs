@@ -9,6 +9,7 @@
 //! - [`table`]: the compiled routing table, swapped whole, and per-target runtime state;
 //! - [`matching`] and [`balancer`]: rule conditions, group and target choice;
 //! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths; [`listeners`] binds them;
+//!   [`upstream`] pools keep-alive connections to targets;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
 //! Architecture invariant: the data plane never writes desired state; it serves the last
@@ -27,6 +28,7 @@ pub mod node;
 pub mod source;
 pub mod table;
 pub mod tcp_proxy;
+pub mod upstream;
 
 pub use node::{LoadBalancerConfig, LoadBalancerHandle, LoadBalancerNode};
 pub use source::{ControlPlaneError, MemoryControlPlane, Reporter, RouteSource};

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::health::{health_client, run_checks, HealthClient};
-use crate::http_proxy::{proxy_client, HttpShared};
+use crate::http_proxy::HttpShared;
 use crate::listeners::{ListenerContext, Listeners, LoadBalancerStates};
 use crate::metrics::DatumBuilder;
 use crate::source::{Reporter, RouteSource};
@@ -86,15 +86,16 @@ impl LoadBalancerNode {
         cancel: CancellationToken,
     ) -> LoadBalancerHandle {
         let routes = Arc::new(Routes::default());
+        let tracker = TaskTracker::new();
         let state = Arc::new(NodeState {
             config,
-            http: Arc::new(HttpShared::new(routes.clone(), proxy_client())),
+            http: Arc::new(HttpShared::new(routes.clone(), tracker.clone())),
             routes,
             health: health_client(),
             health_changed: Arc::new(Notify::new()),
             load_balancers: Mutex::new(LoadBalancerStates::default()),
             revision: watch::Sender::new(0),
-            tracker: TaskTracker::new(),
+            tracker,
             cancel,
         });
         state.tracker.spawn(routes_loop(state.clone(), source));

@@ -30,8 +30,6 @@ pub struct TargetRuntime {
     pub id: String,
     pub port: u16,
     pub address: SocketAddr,
-    /// `ip:port`, for upstream request URIs.
-    pub authority: http::uri::Authority,
     /// The `AWSALB` stickiness cookie value naming this target.
     pub cookie: u64,
     /// Routing reads this; the health checker writes it.
@@ -47,6 +45,8 @@ pub struct TargetRuntime {
     pub closed: CancellationToken,
     /// Stops the health-check task.
     pub stop: CancellationToken,
+    /// Idle keep-alive connections (see [`crate::upstream`]).
+    pub idle: Mutex<Vec<crate::upstream::IdleConnection>>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
     /// The draining deadline a timer is armed for, and that timer's cancellation.
@@ -55,14 +55,12 @@ pub struct TargetRuntime {
 
 impl TargetRuntime {
     fn new(group: &TargetGroupRoutes, id: &str, port: u16, address: SocketAddr) -> Option<Self> {
-        let authority = address.to_string().parse().ok()?;
         let key = model::elb::target_key(id, i32::from(port));
         Some(Self {
             group_arn: group.arn.clone(),
             id: id.to_string(),
             port,
             address,
-            authority,
             cookie: cookie_value(&group.arn, &key),
             health: AtomicU8::new(HEALTH_INITIAL),
             healthy_since_ms: AtomicU64::new(0),
@@ -70,6 +68,7 @@ impl TargetRuntime {
             closed_flag: AtomicBool::new(false),
             closed: CancellationToken::new(),
             stop: CancellationToken::new(),
+            idle: Mutex::new(Vec::new()),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(HealthCheckSpec::from_config(&group.health_check)),
             drain_timer: Mutex::new(None),
@@ -80,6 +79,7 @@ impl TargetRuntime {
     pub fn close(&self) {
         self.closed_flag.store(true, Ordering::Release);
         self.closed.cancel();
+        self.idle.lock().expect("poisoned").clear();
     }
 
     pub fn is_closed(&self) -> bool {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// - `/health`: the status in `health_status`;
 /// - `/hold`: answers only after `release` is notified;
 /// - `/slow`: answers after `delay_ms`.
+///
 /// Answers echo `x-forwarded-*`, `x-amzn-trace-id`, `host` and the HTTP version back as
 /// `x-seen-*` headers.
 pub struct Backend {

@@ -1,0 +1,128 @@
+//! Keep-alive HTTP/1.1 connections to targets, pooled per target (in its
+//! [`TargetRuntime`]): a request checks a connection out, and the connection goes back when
+//! the response body has been read to its end. A pooled connection the target closed is noticed
+//! before the request is written (hyper hands the request back), and the request is retried on
+//! another connection. Connections idle longer than [`IDLE_TIMEOUT`] are dropped at the next
+//! checkout. Each connection is driven by a task in the node's tracker.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
+
+use crate::table::TargetRuntime;
+
+/// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
+/// connection the target is about to close is rarely reused.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long connecting to a target may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An idle connection and when it was last used.
+pub type IdleConnection = (SendRequest<Incoming>, Instant);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {address} timed out")]
+    ConnectTimeout { address: SocketAddr },
+    #[error("the HTTP handshake with {address} failed: {source}")]
+    Handshake {
+        address: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("the request to {address} failed: {source}")]
+    Request {
+        address: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+/// Sends `request` to `target`: the response, and the connection to give back with
+/// [`check_in`] once the response body is done.
+pub async fn send(
+    target: &TargetRuntime,
+    tracker: &TaskTracker,
+    mut request: Request<Incoming>,
+) -> Result<(Response<Incoming>, SendRequest<Incoming>), UpstreamError> {
+    loop {
+        let (mut sender, reused) = match check_out(target) {
+            Some(sender) => (sender, true),
+            None => (connect(target.address, tracker).await?, false),
+        };
+        if reused && sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => return Ok((response, sender)),
+            Err(mut error) => match error.take_message() {
+                // Not written: the pooled connection was closing. Another one will do.
+                Some(unsent) if reused => request = unsent,
+                _ => {
+                    return Err(UpstreamError::Request {
+                        address: target.address,
+                        source: error.into_error(),
+                    })
+                }
+            },
+        }
+    }
+}
+
+fn check_out(target: &TargetRuntime) -> Option<SendRequest<Incoming>> {
+    let now = Instant::now();
+    let mut idle = target.idle.lock().expect("poisoned");
+    while let Some((sender, last_used)) = idle.pop() {
+        if now.duration_since(last_used) >= IDLE_TIMEOUT {
+            // The rest are older still (the pool is a stack): drop them all.
+            idle.clear();
+            return None;
+        }
+        if !sender.is_closed() {
+            return Some(sender);
+        }
+    }
+    None
+}
+
+/// Gives a connection back after its response body was read to the end.
+pub fn check_in(target: &TargetRuntime, sender: SendRequest<Incoming>) {
+    if sender.is_closed() || target.is_closed() {
+        return;
+    }
+    target
+        .idle
+        .lock()
+        .expect("poisoned")
+        .push((sender, Instant::now()));
+}
+
+async fn connect(
+    address: SocketAddr,
+    tracker: &TaskTracker,
+) -> Result<SendRequest<Incoming>, UpstreamError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout { address })?
+        .map_err(|source| UpstreamError::Connect { address, source })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| UpstreamError::Handshake { address, source })?;
+    tracker.spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%address, %error, "target connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
