@@ -58,14 +58,17 @@ pub struct HttpShared {
     pub routes: Arc<Routes>,
     /// Owns the tasks driving connections to targets.
     pub tracker: TaskTracker,
+    /// The node's shutdown: target connections stop being driven (after a grace period).
+    pub shutdown: CancellationToken,
     server: auto::Builder<TokioExecutor>,
 }
 
 impl HttpShared {
-    pub fn new(routes: Arc<Routes>, tracker: TaskTracker) -> Self {
+    pub fn new(routes: Arc<Routes>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
         Self {
             routes,
             tracker,
+            shutdown,
             server: auto::Builder::new(TokioExecutor::new()),
         }
     }
@@ -207,7 +210,12 @@ impl Connection {
         let idle_timeout = listener.load_balancer.idle_timeout;
         let answer = tokio::time::timeout(
             idle_timeout,
-            crate::upstream::send(&in_flight.0, &self.shared.tracker, upstream),
+            crate::upstream::send(
+                &in_flight.0,
+                &self.shared.tracker,
+                &self.shared.shutdown,
+                upstream,
+            ),
         )
         .await;
         let (mut response, connection) = match answer {

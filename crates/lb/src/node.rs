@@ -89,7 +89,11 @@ impl LoadBalancerNode {
         let tracker = TaskTracker::new();
         let state = Arc::new(NodeState {
             config,
-            http: Arc::new(HttpShared::new(routes.clone(), tracker.clone())),
+            http: Arc::new(HttpShared::new(
+                routes.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )),
             routes,
             health: health_client(),
             health_changed: Arc::new(Notify::new()),
@@ -162,6 +166,12 @@ impl LoadBalancerHandle {
     /// Waits until every task of the node has ended (after cancellation).
     pub async fn wait(&self) {
         self.state.cancel.cancelled().await;
+        // Idle pooled connections to targets end once their pools let go of them.
+        for group in &self.state.routes.current().groups {
+            for target in &group.targets {
+                target.runtime.idle.lock().expect("poisoned").clear();
+            }
+        }
         self.state.tracker.close();
         self.state.tracker.wait().await;
     }

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::table::TargetRuntime;
@@ -20,6 +21,8 @@ use crate::table::TargetRuntime;
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
 /// connection the target is about to close is rarely reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a node's shutdown waits for a response still coming from a target.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long connecting to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,12 +55,13 @@ pub enum UpstreamError {
 pub async fn send(
     target: &TargetRuntime,
     tracker: &TaskTracker,
+    shutdown: &CancellationToken,
     mut request: Request<Incoming>,
 ) -> Result<(Response<Incoming>, SendRequest<Incoming>), UpstreamError> {
     loop {
         let (mut sender, reused) = match check_out(target) {
             Some(sender) => (sender, true),
-            None => (connect(target.address, tracker).await?, false),
+            None => (connect(target.address, tracker, shutdown).await?, false),
         };
         if reused && sender.ready().await.is_err() {
             continue;
@@ -109,6 +113,7 @@ pub fn check_in(target: &TargetRuntime, sender: SendRequest<Incoming>) {
 async fn connect(
     address: SocketAddr,
     tracker: &TaskTracker,
+    shutdown: &CancellationToken,
 ) -> Result<SendRequest<Incoming>, UpstreamError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
@@ -119,8 +124,22 @@ async fn connect(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| UpstreamError::Handshake { address, source })?;
+    let shutdown = shutdown.clone();
     tracker.spawn(async move {
-        if let Err(error) = connection.await {
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = &mut connection => result,
+            // The node is stopping: responses in flight may still finish (client connections
+            // shut down gracefully), and an idle pooled connection ends once the node clears
+            // the pools (`LoadBalancerHandle::wait`); never hold the shutdown longer than this.
+            _ = shutdown.cancelled() => {
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut connection).await {
+                    Ok(result) => result,
+                    Err(_) => Ok(()),
+                }
+            }
+        };
+        if let Err(error) = result {
             tracing::debug!(%address, %error, "target connection ended with an error");
         }
     });
