@@ -531,6 +531,21 @@ async fn target_groups_listeners_rules_and_tags() {
     assert!(text(&body, "HealthCheckPath").is_empty());
     assert_eq!(text(&body, "TargetType"), "instance");
     let api = create_tg(&server, "api", "HTTP", &vpc, "ip").await;
+    // TLS to targets is not served, so such groups are refused rather than served in the clear.
+    for protocol in ["HTTPS", "TLS"] {
+        fails(
+            &server,
+            "CreateTargetGroup",
+            &[
+                ("Name", "tls"),
+                ("Protocol", protocol),
+                ("Port", "443"),
+                ("VpcId", &vpc),
+            ],
+            "ValidationError",
+        )
+        .await;
+    }
     fails(
         &server,
         "CreateTargetGroup",
@@ -635,10 +650,24 @@ async fn target_groups_listeners_rules_and_tags() {
         "ModifyTargetGroupAttributes",
         &[
             ("TargetGroupArn", &web),
+            ("Attributes.member.1.Key", "slow_start.duration_seconds"),
+            ("Attributes.member.1.Value", "30"),
+        ],
+    )
+    .await;
+    assert!(
+        body.contains("<Key>slow_start.duration_seconds</Key><Value>30</Value>"),
+        "{body}"
+    );
+    let body = ok(
+        &server,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &web),
             ("Attributes.member.1.Key", "load_balancing.algorithm.type"),
             ("Attributes.member.1.Value", "least_outstanding_requests"),
             ("Attributes.member.2.Key", "slow_start.duration_seconds"),
-            ("Attributes.member.2.Value", "30"),
+            ("Attributes.member.2.Value", "0"),
         ],
     )
     .await;
@@ -663,6 +692,38 @@ async fn target_groups_listeners_rules_and_tags() {
         )
         .await;
     }
+    // Stickiness the data plane does not serve is refused, not stored and ignored.
+    let refused = fails(
+        &server,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &web),
+            ("Attributes.member.1.Key", "stickiness.enabled"),
+            ("Attributes.member.1.Value", "true"),
+            ("Attributes.member.2.Key", "stickiness.type"),
+            ("Attributes.member.2.Value", "app_cookie"),
+            (
+                "Attributes.member.3.Key",
+                "stickiness.app_cookie.cookie_name",
+            ),
+            ("Attributes.member.3.Value", "SESSION"),
+        ],
+        "InvalidConfigurationRequest",
+    )
+    .await;
+    assert!(refused.contains("app_cookie"), "{refused}");
+    // As AWS: slow start does not combine with least outstanding requests (set above).
+    fails(
+        &server,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &web),
+            ("Attributes.member.1.Key", "slow_start.duration_seconds"),
+            ("Attributes.member.1.Value", "30"),
+        ],
+        "InvalidConfigurationRequest",
+    )
+    .await;
 
     // Listeners.
     let body = ok(
@@ -1563,7 +1624,7 @@ async fn health_checks_tag_quotas_group_claims_and_rule_paging() {
         "CreateTargetGroup",
         &[
             ("Name", "tls"),
-            ("Protocol", "TLS"),
+            ("Protocol", "TCP"),
             ("Port", "443"),
             ("VpcId", &vpc),
             ("TargetType", "ip"),

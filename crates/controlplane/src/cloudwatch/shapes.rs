@@ -1,5 +1,5 @@
 //! CloudWatch's shapes, generated from botocore's `cloudwatch/2010-08-01/service-2.json` by
-//! `tests/fixtures/cloudwatch/gen_shapes.py`: what the wire codecs need to know about each
+//! `tests/fixtures/gen_query_shapes.py cloudwatch`: what the wire codecs need to know about each
 //! member (timestamps, doubles, lists, maps). Do not edit by hand; regenerate (then rustfmt).
 
 use protocol::shape::{Shape, ShapeTable};

@@ -8,7 +8,7 @@
 //! `provisioning` → `active` when a data-plane node reports it serves every listener (or
 //! `failed` when it cannot), see `routes`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use model::ec2::{self, SecurityGroup, Subnet};
 use model::elb::{keys, LoadBalancerKind};
@@ -577,14 +577,12 @@ pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value
     if input.attributes.is_empty() {
         return Err(invalid("At least one attribute must be specified")); // guessed
     }
-    let mut seen = BTreeSet::new();
     for _ in 0..MAX_ATTEMPTS {
         let (mut record, revision) = ctx.load_balancer(&input.load_balancer_arn).await?;
         for attribute in &input.attributes {
             let key = attribute.key.clone().unwrap_or_default();
             let value = attribute.value.clone().unwrap_or_default();
             validate_attribute(record.kind, &key, &value)?;
-            seen.insert(key.clone());
             record.attributes.insert(key, value);
         }
         let key = keys::load_balancer(&record.name);

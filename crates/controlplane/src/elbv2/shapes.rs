@@ -1,5 +1,5 @@
 //! ELBv2's shapes, generated from botocore's `elbv2/2015-12-01/service-2.json` by
-//! `tests/fixtures/elbv2/gen_shapes.py`: what the wire codecs need to know about each
+//! `tests/fixtures/gen_query_shapes.py elbv2`: what the wire codecs need to know about each
 //! member (timestamps, doubles, lists, maps). Do not edit by hand; regenerate (then rustfmt).
 
 use protocol::shape::{Shape, ShapeTable};

@@ -390,6 +390,13 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             "Wharf does not support GENEVE target groups (gateway load balancers)",
         ));
     }
+    // The data plane speaks plain HTTP and TCP to targets; a TLS group would be served in the
+    // clear, so it is refused rather than accepted and ignored.
+    if matches!(protocol.as_str(), "HTTPS" | "TLS") {
+        return Err(invalid(&format!(
+            "Wharf does not support {protocol} target groups yet (no TLS to targets); use HTTP or TCP"
+        )));
+    }
     let port = input
         .port
         .ok_or_else(|| invalid("A port must be specified"))?;
@@ -664,6 +671,26 @@ pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value
             return Err(Elbv2Error::InvalidConfigurationRequest(
                 "The 'stickiness.app_cookie.cookie_name' attribute must be specified for application-based stickiness".into(), // guessed
             ));
+        }
+        if a.get("load_balancing.algorithm.type").map(String::as_str)
+            == Some("least_outstanding_requests")
+            && a.get("slow_start.duration_seconds")
+                .is_some_and(|v| v != "0")
+        {
+            return Err(Elbv2Error::InvalidConfigurationRequest(
+                "Slow start mode is not supported with the least outstanding requests algorithm"
+                    .into(), // guessed
+            ));
+        }
+        // The data plane serves lb_cookie stickiness only; refusing the others is better than
+        // accepting a setting nothing honours (docs/compat.md).
+        if a.get("stickiness.enabled").map(String::as_str) == Some("true") {
+            let kind = a.get("stickiness.type").map(String::as_str).unwrap_or("");
+            if kind != "lb_cookie" {
+                return Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                    "Wharf does not support '{kind}' stickiness yet; use stickiness.type lb_cookie"
+                )));
+            }
         }
         record.prune(ctx.now_ms());
         let key = keys::target_group(&record.name);
