@@ -54,9 +54,15 @@ pub struct TargetRuntime {
 }
 
 impl TargetRuntime {
-    fn new(group: &TargetGroupRoutes, id: &str, port: u16, address: SocketAddr) -> Option<Self> {
+    fn new(
+        group: &TargetGroupRoutes,
+        spec: &HealthCheckSpec,
+        id: &str,
+        port: u16,
+        address: SocketAddr,
+    ) -> Self {
         let key = model::elb::target_key(id, i32::from(port));
-        Some(Self {
+        Self {
             group_arn: group.arn.clone(),
             id: id.to_string(),
             port,
@@ -70,9 +76,9 @@ impl TargetRuntime {
             stop: CancellationToken::new(),
             idle: Mutex::new(Vec::new()),
             status: Mutex::new(HealthStatus::initial()),
-            health_check: RwLock::new(HealthCheckSpec::from_config(&group.health_check)),
+            health_check: RwLock::new(spec.clone()),
             drain_timer: Mutex::new(None),
-        })
+        }
     }
 
     /// Closes open connections and in-flight requests to the target.
@@ -351,12 +357,13 @@ impl Registry {
                         runtime.clone()
                     }
                     None => {
-                        let Some(runtime) =
-                            TargetRuntime::new(group, &target.id, target.port, address)
-                        else {
-                            continue;
-                        };
-                        let runtime = Arc::new(runtime);
+                        let runtime = Arc::new(TargetRuntime::new(
+                            group,
+                            &spec,
+                            &target.id,
+                            target.port,
+                            address,
+                        ));
                         if let Some(old) = self.targets.insert(key.clone(), runtime.clone()) {
                             old.retire();
                         }

@@ -6,16 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::http_proxy::InFlight;
 use crate::table::{Action, Routes};
-
-/// How long connecting to a target may take (NLB's target connection timeout).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
@@ -51,7 +48,10 @@ pub async fn serve_flow(
     flows.new_flows.fetch_add(1, Ordering::Relaxed);
     flows.active_flows.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&target);
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.address));
+    let connect = tokio::time::timeout(
+        crate::upstream::CONNECT_TIMEOUT,
+        TcpStream::connect(target.address),
+    );
     let upstream = tokio::select! {
         connected = connect => connected,
         _ = target.closed.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),

@@ -23,8 +23,8 @@ use crate::table::TargetRuntime;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a node's shutdown waits for a response still coming from a target.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long connecting to a target may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to a target may take (HTTP and NLB flows alike).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An idle connection and when it was last used.
 pub type IdleConnection = (SendRequest<Incoming>, Instant);
