@@ -1,8 +1,10 @@
-//! The ALB data path: one hyper connection per client (HTTP/1.1, or HTTP/2 with prior
-//! knowledge), rules evaluated in order, then a fixed response, a redirect, or a forward to
-//! a target over pooled keep-alive connections.
+//! The ALB data path's entry: a client connection's first bytes tell HTTP/2 with prior
+//! knowledge (its connection preface) from HTTP/1.x, which [`crate::http1`] serves. HTTP/2
+//! connections are served by hyper here: rules evaluated in order, then a fixed response, a
+//! redirect, or a forward to a target over pooled keep-alive HTTP/1.1 connections. The pieces
+//! both paths share (error pages, stickiness cookies, trace ids, redirect locations) live here.
 //!
-//! The hot path takes the routing table as one `Arc` per request, holds no lock across an
+//! The HTTP/2 path takes the routing table as one `Arc` per request, holds no lock across an
 //! await, and streams bodies both ways. Errors the load balancer answers itself are ALB's:
 //! 503 when a group has no target, 502 when the target refused, reset or closed the
 //! connection, 504 when it did not answer within the load balancer's idle timeout.
@@ -22,7 +24,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -31,12 +33,12 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::matching::{request_host, strip_port};
+use crate::framing::Buffered;
+use crate::matching::{strip_port, RequestView};
 use crate::table::{Action, Forward, ListenerTable, Routes, TargetRuntime};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,10 +49,12 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const TG_COOKIE: &str = "AWSALBTG";
+pub(crate) const TG_COOKIE: &str = "AWSALBTG";
 /// Bodies up to this size (by `Content-Length`) are read before the response headers are sent.
 const PREFETCH_LIMIT: u64 = 16 * 1024;
-const TARGET_COOKIE: &str = "AWSALB";
+pub(crate) const TARGET_COOKIE: &str = "AWSALB";
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What every HTTP connection shares.
 #[derive(Debug)]
@@ -60,7 +64,7 @@ pub struct HttpShared {
     pub tracker: TaskTracker,
     /// The node's shutdown: target connections stop being driven (after a grace period).
     pub shutdown: CancellationToken,
-    server: auto::Builder<TokioExecutor>,
+    server: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl HttpShared {
@@ -69,7 +73,7 @@ impl HttpShared {
             routes,
             tracker,
             shutdown,
-            server: auto::Builder::new(TokioExecutor::new()),
+            server: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),
         }
     }
 }
@@ -83,7 +87,7 @@ struct Connection {
 }
 
 /// Serves one client connection until it closes or `shutdown` (then gracefully: in-flight
-/// requests finish).
+/// requests finish): HTTP/1.x by [`crate::http1`], HTTP/2 by hyper.
 pub async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
@@ -92,6 +96,40 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut client = Buffered::new(stream);
+    // Enough bytes to tell the HTTP/2 preface from an HTTP/1 request line.
+    loop {
+        let seen = client.buf.len().min(H2_PREFACE.len());
+        if client.buf[..seen] != H2_PREFACE[..seen] {
+            break;
+        }
+        if seen == H2_PREFACE.len() {
+            serve_http2(client, remote, local, shared, shutdown).await;
+            return;
+        }
+        let idle = Duration::from_secs(60);
+        let read = tokio::select! {
+            read = client.read_more(idle) => read,
+            _ = shutdown.cancelled() => return,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+    crate::http1::serve(client, remote, local, shared, shutdown).await;
+}
+
+async fn serve_http2(
+    client: Buffered,
+    remote: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<HttpShared>,
+    shutdown: CancellationToken,
+) {
+    let stream = Prefixed {
+        prefix: client.buf.freeze(),
+        stream: client.stream,
+    };
     let connection = Arc::new(Connection {
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
@@ -190,7 +228,13 @@ impl Connection {
         body: Incoming,
     ) -> Response<ProxyBody> {
         let lb_metrics = &listener.load_balancer.metrics.http;
-        let (group_cookie, target_cookie) = sticky_cookies(&parts.headers);
+        let mut sticky = StickyCookies::default();
+        for value in parts.headers.get_all(header::COOKIE) {
+            if let Ok(value) = value.to_str() {
+                parse_sticky_cookie(value, &mut sticky);
+            }
+        }
+        let (group_cookie, target_cookie) = (sticky.group, sticky.target);
         let Some(weighted) = forward.choose_group(group_cookie) else {
             lb_metrics.elb_error(503);
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
@@ -443,13 +487,18 @@ impl Body for ProxyBody {
     }
 }
 
-/// An error page as ALB sends it.
-fn elb_error(status: StatusCode) -> Response<ProxyBody> {
+/// The body of an error page as ALB sends it.
+pub(crate) fn error_page(status: StatusCode) -> String {
     let code = status.as_str();
     let reason = status.canonical_reason().unwrap_or("");
-    let body = format!(
+    format!(
         "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
-    );
+    )
+}
+
+/// An error page as ALB sends it.
+fn elb_error(status: StatusCode) -> Response<ProxyBody> {
+    let body = error_page(status);
     let mut response = Response::new(ProxyBody::full(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -482,24 +531,30 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `AWSALBTG` and parsed `AWSALB` values among the request's cookies.
-fn sticky_cookies(headers: &HeaderMap) -> (Option<&str>, Option<u64>) {
-    let mut group = None;
-    let mut target = None;
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            let Some((name, value)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            match name {
-                TG_COOKIE => group = Some(value),
-                TARGET_COOKIE => target = u64::from_str_radix(value, 16).ok(),
-                _ => {}
-            }
+/// The stickiness cookies a request carries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StickyCookies<'a> {
+    /// `AWSALBTG`: the target group's id.
+    pub group: Option<&'a str>,
+    /// `AWSALB`, parsed: the target's cookie value.
+    pub target: Option<u64>,
+}
+
+/// Picks the `AWSALBTG` and `AWSALB` values out of one `Cookie` header's value.
+pub(crate) fn parse_sticky_cookie<'a>(value: &'a str, found: &mut StickyCookies<'a>) {
+    if !value.contains(TARGET_COOKIE) {
+        return;
+    }
+    for pair in value.split(';') {
+        let Some((name, value)) = pair.trim().split_once('=') else {
+            continue;
+        };
+        match name {
+            TG_COOKIE => found.group = Some(value),
+            TARGET_COOKIE => found.target = u64::from_str_radix(value, 16).ok(),
+            _ => {}
         }
     }
-    (group, target)
 }
 
 fn append_cookie(headers: &mut HeaderMap, name: &str, value: &str, seconds: u64) {
@@ -509,35 +564,41 @@ fn append_cookie(headers: &mut HeaderMap, name: &str, value: &str, seconds: u64)
     }
 }
 
-/// `X-Amzn-Trace-Id`: a new `Root=1-<epoch hex>-<96 random bits>`, or, when the request has a
-/// valid one, that one with its `Self` field set to a new id (as ALB does).
+/// `X-Amzn-Trace-Id` as a header value (see [`write_trace_value`]).
 fn trace_header(existing: Option<&HeaderValue>) -> HeaderValue {
-    let mut id = [0u8; 35];
-    write_trace_id(&mut id);
-    if let Some(existing) = existing
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.contains("Root="))
-    {
-        let mut value = Vec::with_capacity(existing.len() + 41);
-        value.extend_from_slice(b"Self=");
-        value.extend_from_slice(&id);
-        for field in existing
-            .split(';')
-            .filter(|f| !f.trim_start().starts_with("Self="))
-        {
-            value.push(b';');
-            value.extend_from_slice(field.as_bytes());
-        }
-        if let Ok(header) = HeaderValue::from_bytes(&value) {
-            return header;
-        }
-    }
-    let mut value = [0u8; 40];
-    value[..5].copy_from_slice(b"Root=");
-    value[5..].copy_from_slice(&id);
+    let mut value = Vec::with_capacity(64);
+    write_trace_value(existing.map(HeaderValue::as_bytes), &mut value);
     HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(
         "Root=1-00000000-000000000000000000000000",
     ))
+}
+
+/// Appends the `X-Amzn-Trace-Id` value for the target: a new
+/// `Root=1-<epoch hex>-<96 random bits>`, or, when the request has a valid one, that one with
+/// its `Self` field set to a new id (as ALB does).
+pub(crate) fn write_trace_value(existing: Option<&[u8]>, out: &mut Vec<u8>) {
+    let mut id = [0u8; 35];
+    write_trace_id(&mut id);
+    let existing = existing
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|v| v.contains("Root=") && v.bytes().all(|b| b >= 0x20 && b != 0x7f));
+    match existing {
+        Some(existing) => {
+            out.extend_from_slice(b"Self=");
+            out.extend_from_slice(&id);
+            for field in existing
+                .split(';')
+                .filter(|f| !f.trim_start().starts_with("Self="))
+            {
+                out.push(b';');
+                out.extend_from_slice(field.as_bytes());
+            }
+        }
+        None => {
+            out.extend_from_slice(b"Root=");
+            out.extend_from_slice(&id);
+        }
+    }
 }
 
 /// `1-<8 hex digits of epoch seconds>-<24 random hex digits>`.
@@ -559,19 +620,15 @@ fn write_trace_id(out: &mut [u8; 35]) {
 /// The `Location` of a redirect: each part with `#{protocol}`, `#{host}`, `#{port}`,
 /// `#{path}` (without its leading `/`) and `#{query}` replaced by the request's; the port is
 /// left out when it is the protocol's default.
-fn redirect_location(
-    parts: &Parts,
+pub(crate) fn redirect_location<R: RequestView + ?Sized>(
+    request: &R,
     listener_port: u16,
     [protocol, host, port, path, query]: [&String; 5],
 ) -> String {
-    let request_host = request_host(parts).map(strip_port).unwrap_or("");
+    let request_host = request.host().map(strip_port).unwrap_or("");
     let listener_port = listener_port.to_string();
-    let request_path = parts
-        .uri
-        .path()
-        .strip_prefix('/')
-        .unwrap_or(parts.uri.path());
-    let request_query = parts.uri.query().unwrap_or("");
+    let request_path = request.path().strip_prefix('/').unwrap_or(request.path());
+    let request_query = request.query().unwrap_or("");
     let fill = |text: &str| {
         text.replace("#{protocol}", "http")
             .replace("#{host}", request_host)
@@ -601,6 +658,59 @@ fn redirect_location(
         location.push_str(&query);
     }
     location
+}
+
+/// A client stream whose first bytes were already read (to tell HTTP/2 from HTTP/1.x): they
+/// are read again first.
+struct Prefixed {
+    prefix: Bytes,
+    stream: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -689,11 +799,9 @@ mod tests {
 
     #[test]
     fn sticky_cookies_are_found() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; AWSALBTG=73e2; AWSALB=00000000000000ff"),
-        );
-        assert_eq!(sticky_cookies(&headers), (Some("73e2"), Some(255)));
+        let mut found = StickyCookies::default();
+        parse_sticky_cookie("a=1; AWSALBTG=73e2; AWSALB=00000000000000ff", &mut found);
+        assert_eq!(found.group, Some("73e2"));
+        assert_eq!(found.target, Some(255));
     }
 }

@@ -8,8 +8,9 @@
 //! - [`control_plane`]: the [`control_plane::Client`] speaking the protocol to a Wharf server;
 //! - [`table`]: the compiled routing table, swapped whole, and per-target runtime state;
 //! - [`matching`] and [`balancer`]: rule conditions, group and target choice;
-//! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths; [`listeners`] binds them;
-//!   [`upstream`] pools keep-alive connections to targets;
+//! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
+//!   clients, [`framing`] relays their bodies); [`listeners`] binds them; [`upstream`] pools
+//!   keep-alive connections to targets;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
 //! Architecture invariant: the data plane never writes desired state; it serves the last
@@ -19,7 +20,9 @@
 pub mod balancer;
 pub mod clock;
 pub mod control_plane;
+pub mod framing;
 pub mod health;
+pub mod http1;
 pub mod http_proxy;
 pub mod listeners;
 pub mod matching;

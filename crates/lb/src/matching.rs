@@ -8,6 +8,47 @@ use std::net::IpAddr;
 use http::request::Parts;
 use model::elb::RouteCondition;
 
+/// What conditions look at in a request: implemented for hyper's parsed requests (HTTP/2
+/// clients) and for the raw HTTP/1.x path's borrowed head.
+pub trait RequestView {
+    fn method(&self) -> &str;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    fn query(&self) -> Option<&str>;
+    /// The `Host` header (HTTP/1.1) or the URI's authority (absolute form, HTTP/2).
+    fn host(&self) -> Option<&str>;
+    /// Whether some value of header `name` (lowercase) satisfies `matches`.
+    fn any_header_value(&self, name: &str, matches: &mut dyn FnMut(&[u8]) -> bool) -> bool;
+}
+
+impl RequestView for Parts {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| self.uri.authority().map(|a| a.as_str()))
+    }
+
+    fn any_header_value(&self, name: &str, matches: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.headers
+            .get_all(name)
+            .iter()
+            .any(|value| matches(value.as_bytes()))
+    }
+}
+
 /// `*` matches any run (also empty), `?` exactly one byte; everything else itself.
 /// With `ignore_case`, ASCII letters compare case-insensitively.
 pub fn wildcard_match(pattern: &[u8], text: &[u8], ignore_case: bool) -> bool {
@@ -126,16 +167,16 @@ impl Condition {
         }
     }
 
-    pub fn matches(&self, request: &Parts, client: IpAddr) -> bool {
+    pub fn matches<R: RequestView + ?Sized>(&self, request: &R, client: IpAddr) -> bool {
         match self {
             Condition::PathPattern(patterns) => {
-                let path = request.uri.path().as_bytes();
+                let path = request.path().as_bytes();
                 patterns
                     .iter()
                     .any(|p| wildcard_match(p.as_bytes(), path, false))
             }
             Condition::HostHeader(patterns) => {
-                let Some(host) = request_host(request) else {
+                let Some(host) = request.host() else {
                     return false;
                 };
                 let host = strip_port(host).as_bytes();
@@ -144,19 +185,19 @@ impl Condition {
                     .any(|p| wildcard_match(p.as_bytes(), host, true))
             }
             Condition::HttpHeader { name, values } => {
-                request.headers.get_all(name).iter().any(|value| {
+                request.any_header_value(name.as_str(), &mut |value| {
                     values
                         .iter()
-                        .any(|p| wildcard_match(p.as_bytes(), value.as_bytes(), true))
+                        .any(|p| wildcard_match(p.as_bytes(), value, true))
                 })
             }
             // AWS compares methods case-sensitively and without wildcards.
             Condition::HttpRequestMethod(methods) => {
-                let method = request.method.as_str();
+                let method = request.method();
                 methods.iter().any(|m| m == method)
             }
             Condition::QueryString(pairs) => {
-                let query = request.uri.query().unwrap_or("");
+                let query = request.query().unwrap_or("");
                 pairs.iter().any(|(key, value)| {
                     query.split('&').any(|item| {
                         let (k, v) = item.split_once('=').unwrap_or((item, ""));
@@ -170,15 +211,6 @@ impl Condition {
             Condition::Never => false,
         }
     }
-}
-
-/// The request's host: the `Host` header (HTTP/1.1) or the URI authority (HTTP/2).
-pub fn request_host(request: &Parts) -> Option<&str> {
-    request
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri.authority().map(|a| a.as_str()))
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.

@@ -169,7 +169,7 @@ impl LoadBalancerHandle {
         // Idle pooled connections to targets end once their pools let go of them.
         for group in &self.state.routes.current().groups {
             for target in &group.targets {
-                target.runtime.idle.lock().expect("poisoned").clear();
+                target.runtime.clear_pools();
             }
         }
         self.state.tracker.close();

@@ -45,8 +45,10 @@ pub struct TargetRuntime {
     pub closed: CancellationToken,
     /// Stops the health-check task.
     pub stop: CancellationToken,
-    /// Idle keep-alive connections (see [`crate::upstream`]).
+    /// Idle keep-alive connections (see [`crate::upstream`]): hyper's, for HTTP/2 clients'
+    /// requests, and raw ones for HTTP/1.x clients'.
     pub idle: Mutex<Vec<crate::upstream::IdleConnection>>,
+    pub raw_idle: Mutex<Vec<crate::upstream::RawIdleConnection>>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
     /// The draining deadline a timer is armed for, and that timer's cancellation.
@@ -75,6 +77,7 @@ impl TargetRuntime {
             closed: CancellationToken::new(),
             stop: CancellationToken::new(),
             idle: Mutex::new(Vec::new()),
+            raw_idle: Mutex::new(Vec::new()),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(spec.clone()),
             drain_timer: Mutex::new(None),
@@ -85,7 +88,13 @@ impl TargetRuntime {
     pub fn close(&self) {
         self.closed_flag.store(true, Ordering::Release);
         self.closed.cancel();
+        self.clear_pools();
+    }
+
+    /// Drops the idle keep-alive connections.
+    pub fn clear_pools(&self) {
         self.idle.lock().expect("poisoned").clear();
+        self.raw_idle.lock().expect("poisoned").clear();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -543,6 +552,9 @@ impl Registry {
 #[derive(Debug, Default)]
 pub struct Routes {
     current: RwLock<Arc<RoutingTable>>,
+    /// Bumped at each swap: a connection keeps its table until this changes (one atomic load
+    /// per request instead of a lock and a reference count).
+    generation: AtomicU64,
 }
 
 impl Routes {
@@ -550,9 +562,14 @@ impl Routes {
         self.current.read().expect("poisoned").clone()
     }
 
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn swap(&self, table: RoutingTable) {
         let table = Arc::new(table);
         // The old table is dropped outside the lock.
         let _old = std::mem::replace(&mut *self.current.write().expect("poisoned"), table);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -1,11 +1,17 @@
 //! Keep-alive HTTP/1.1 connections to targets, pooled per target (in its
 //! [`TargetRuntime`]): a request checks a connection out, and the connection goes back when
-//! the response body has been read to its end. A pooled connection the target closed is noticed
-//! before the request is written (hyper hands the request back), and the request is retried on
-//! another connection. Connections idle longer than [`IDLE_TIMEOUT`] are dropped at the next
-//! checkout. Each connection is driven by a task in the node's tracker.
+//! the response body has been read to its end. Connections idle longer than [`IDLE_TIMEOUT`]
+//! are dropped at the next checkout.
+//!
+//! Two kinds, one pool each: raw connections ([`Buffered`]) for the HTTP/1.x path, which
+//! reads and writes them itself, and hyper client connections for HTTP/2 clients' requests,
+//! each driven by a task in the node's tracker. A pooled hyper connection the target closed is
+//! noticed before the request is written (hyper hands the request back), and the request is
+//! retried on another connection; a raw one the target closed is noticed at checkout from the
+//! reactor's readiness (no system call), see [`check_out_raw`].
 
 use std::net::SocketAddr;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -16,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::framing::Buffered;
 use crate::table::TargetRuntime;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
@@ -28,6 +35,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An idle connection and when it was last used.
 pub type IdleConnection = (SendRequest<Incoming>, Instant);
+/// An idle raw connection and when it was last used.
+pub type RawIdleConnection = (Buffered, Instant);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -48,6 +57,52 @@ pub enum UpstreamError {
         address: SocketAddr,
         source: hyper::Error,
     },
+}
+
+/// A pooled raw connection to `target`, if one is idle and still open. An idle connection
+/// has nothing to read: if the reactor saw it readable, the target closed it (or sent
+/// something unasked), and it is dropped.
+pub fn check_out_raw(target: &TargetRuntime) -> Option<Buffered> {
+    let now = Instant::now();
+    let mut idle = target.raw_idle.lock().expect("poisoned");
+    while let Some((connection, last_used)) = idle.pop() {
+        if now.duration_since(last_used) >= IDLE_TIMEOUT {
+            idle.clear();
+            return None;
+        }
+        let mut context = Context::from_waker(Waker::noop());
+        if connection.stream.poll_read_ready(&mut context).is_pending() {
+            return Some(connection);
+        }
+    }
+    None
+}
+
+/// Gives a raw connection back after its response was read to the end (and nothing more).
+pub fn check_in_raw(target: &TargetRuntime, connection: Buffered) {
+    if target.is_closed() {
+        return;
+    }
+    target
+        .raw_idle
+        .lock()
+        .expect("poisoned")
+        .push((connection, Instant::now()));
+}
+
+/// A new raw connection to `address`.
+pub async fn connect_raw(address: SocketAddr) -> Result<Buffered, UpstreamError> {
+    Ok(Buffered::new(open(address).await?))
+}
+
+/// A TCP connection to a target, with Nagle off (requests and responses are written whole).
+async fn open(address: SocketAddr) -> Result<TcpStream, UpstreamError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout { address })?
+        .map_err(|source| UpstreamError::Connect { address, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Sends `request` to `target`: the response, and the connection to give back with
@@ -115,11 +170,7 @@ async fn connect(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<SendRequest<Incoming>, UpstreamError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|_| UpstreamError::ConnectTimeout { address })?
-        .map_err(|source| UpstreamError::Connect { address, source })?;
-    let _ = stream.set_nodelay(true);
+    let stream = open(address).await?;
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

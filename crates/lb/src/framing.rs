@@ -1,0 +1,297 @@
+//! HTTP/1.1 message bodies on the raw data path (RFC 9112 §6–7): how a body is delimited
+//! ([`Framing`]), where a chunked body ends ([`ChunkedDecoder`]), and [`relay`], which copies
+//! one body from one connection to another.
+//!
+//! Bodies are relayed as they arrive, verbatim (chunked stays chunked, so the proxy never
+//! re-frames what it forwards), or de-chunked for an HTTP/1.0 client, which cannot read
+//! chunked encoding. A body's first bytes usually arrived with its head: they go out in the
+//! same write as the rewritten head (one syscall, one packet).
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::table::TargetRuntime;
+
+/// How much a read asks for at least.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// The longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// A connection with the bytes read from it and not yet used.
+#[derive(Debug)]
+pub struct Buffered {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+}
+
+impl Buffered {
+    pub fn new(stream: TcpStream) -> Buffered {
+        Buffered {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// Reads more (at most `timeout` waiting): the number of bytes read, 0 at end of stream.
+    pub async fn read_more(&mut self, timeout: Duration) -> Result<usize, RelayError> {
+        self.buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(error)) => Err(RelayError::Read(error)),
+            Err(_) => Err(RelayError::Timeout),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("the connection closed before the body ended")]
+    Truncated,
+    #[error("no data within the idle timeout")]
+    Timeout,
+    #[error("malformed chunked encoding")]
+    Malformed,
+    #[error("the target's draining deadline passed")]
+    Drained,
+}
+
+/// How a message body is delimited.
+#[derive(Debug)]
+pub enum Framing {
+    Empty,
+    /// `Content-Length`: this many bytes still to come.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    /// Until the sender closes (responses without a length).
+    UntilClose,
+}
+
+impl Framing {
+    pub fn is_done(&self) -> bool {
+        match self {
+            Framing::Empty | Framing::Length(0) => true,
+            Framing::Chunked(decoder) => decoder.is_done(),
+            Framing::Length(_) | Framing::UntilClose => false,
+        }
+    }
+
+    /// Moves the body bytes at the front of `buf` into `out` (de-chunked with `decode`).
+    /// Returns whether the body is complete.
+    pub fn take(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut Vec<u8>,
+        decode: bool,
+    ) -> Result<bool, RelayError> {
+        match self {
+            Framing::Empty => {}
+            Framing::Length(remaining) => {
+                let n = (*remaining).min(buf.len() as u64) as usize;
+                out.extend_from_slice(&buf[..n]);
+                buf.advance(n);
+                *remaining -= n as u64;
+            }
+            Framing::Chunked(decoder) => {
+                let used = if decode {
+                    decoder.feed(buf, |data| out.extend_from_slice(data))?
+                } else {
+                    let used = decoder.feed(buf, |_| {})?;
+                    out.extend_from_slice(&buf[..used]);
+                    used
+                };
+                buf.advance(used);
+            }
+            Framing::UntilClose => {
+                out.extend_from_slice(buf);
+                buf.clear();
+            }
+        }
+        Ok(self.is_done())
+    }
+}
+
+/// Finds the end of a chunked body (sizes, data, trailers), handing out the data.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, up to an empty line.
+    Trailers,
+    Done,
+}
+
+impl ChunkedDecoder {
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Walks as much of `input` as is complete, calling `data` with each run of payload.
+    /// Returns how many bytes were used: the rest (an incomplete line, or what follows the
+    /// body) is left for the next call or the next message.
+    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, RelayError> {
+        let mut at = 0;
+        loop {
+            let rest = &input[at..];
+            match self.state {
+                ChunkState::Done => return Ok(at),
+                ChunkState::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        at += used;
+                        self.state = if size == 0 {
+                            ChunkState::Trailers
+                        } else {
+                            ChunkState::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if rest.len() < MAX_LINE => return Ok(at),
+                    _ => return Err(RelayError::Malformed),
+                },
+                ChunkState::Data(remaining) => {
+                    if rest.is_empty() {
+                        return Ok(at);
+                    }
+                    let n = remaining.min(rest.len() as u64) as usize;
+                    data(&rest[..n]);
+                    at += n;
+                    self.state = match remaining - n as u64 {
+                        0 => ChunkState::DataEnd,
+                        left => ChunkState::Data(left),
+                    };
+                }
+                ChunkState::DataEnd => match rest {
+                    [b'\r', b'\n', ..] => {
+                        at += 2;
+                        self.state = ChunkState::Size;
+                    }
+                    [b'\n', ..] => {
+                        at += 1;
+                        self.state = ChunkState::Size;
+                    }
+                    [] | [b'\r'] => return Ok(at),
+                    _ => return Err(RelayError::Malformed),
+                },
+                ChunkState::Trailers => match rest.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        let line = &rest[..end];
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        at += end + 1;
+                        if line.is_empty() {
+                            self.state = ChunkState::Done;
+                        }
+                    }
+                    None if rest.len() < MAX_LINE => return Ok(at),
+                    None => return Err(RelayError::Malformed),
+                },
+            }
+        }
+    }
+}
+
+/// Copies one body from `from` to `to`: first `out` (a head, possibly empty) together with
+/// the body bytes already buffered, then the rest as it arrives, each read waiting at most
+/// `idle`. `target`: the body comes from or goes to this target, and is cut when its draining
+/// deadline passes. Bytes after the body stay in `from.buf`.
+pub async fn relay(
+    from: &mut Buffered,
+    to: &mut TcpStream,
+    out: &mut Vec<u8>,
+    framing: &mut Framing,
+    decode: bool,
+    idle: Duration,
+    target: &TargetRuntime,
+) -> Result<(), RelayError> {
+    loop {
+        let done = framing.take(&mut from.buf, out, decode)?;
+        if !out.is_empty() {
+            to.write_all(out).await.map_err(RelayError::Write)?;
+            out.clear();
+        }
+        if done {
+            return Ok(());
+        }
+        if target.is_closed() {
+            return Err(RelayError::Drained);
+        }
+        if from.read_more(idle).await? == 0 {
+            return match framing {
+                Framing::UntilClose => {
+                    *framing = Framing::Empty;
+                    Ok(())
+                }
+                _ => Err(RelayError::Truncated),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(pieces: &[&[u8]]) -> Result<(Vec<u8>, Vec<u8>, bool), RelayError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let (mut verbatim, mut data) = (Vec::new(), Vec::new());
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            let used = decoder.feed(&buf, |d| data.extend_from_slice(d))?;
+            verbatim.extend_from_slice(&buf[..used]);
+            buf.advance(used);
+        }
+        let _ = buf;
+        Ok((verbatim, data, decoder.is_done()))
+    }
+
+    #[test]
+    fn chunked_bodies_end_after_their_trailers() {
+        let body: &[u8] = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n";
+        let (verbatim, data, done) = decode_all(&[body, b"GET / HTTP/1.1\r\n"]).unwrap();
+        assert!(done);
+        assert_eq!(data, b"hello world");
+        assert_eq!(verbatim, body);
+    }
+
+    #[test]
+    fn chunked_bodies_split_anywhere_decode_the_same() {
+        let body: &[u8] = b"a\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n";
+        for split in 0..body.len() {
+            let (verbatim, data, done) = decode_all(&[&body[..split], &body[split..]]).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(data, b"0123456789abc");
+            assert_eq!(verbatim, body);
+        }
+        let (_, _, done) = decode_all(&[&body[..body.len() - 1]]).unwrap();
+        assert!(!done);
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        assert!(decode_all(&[b"zz\r\n"]).is_err());
+        assert!(decode_all(&[b"3\r\nabcX\r\n"]).is_err());
+    }
+
+    #[test]
+    fn lengths_take_only_their_bytes() {
+        let mut framing = Framing::Length(3);
+        let mut buf = BytesMut::from(&b"abcdef"[..]);
+        let mut out = Vec::new();
+        assert!(framing.take(&mut buf, &mut out, false).unwrap());
+        assert_eq!(out, b"abc");
+        assert_eq!(&buf[..], b"def");
+    }
+}

@@ -1,0 +1,923 @@
+//! The ALB data path for HTTP/1.x clients, the common case: one task per client connection
+//! parses each request head in place (`httparse`, headers borrowed from the read buffer),
+//! evaluates the listener's rules, and forwards the request over a pooled keep-alive
+//! connection to the chosen target, in the same task: no per-request allocation, channel or
+//! task hand-off. HTTP/2 clients go through hyper instead ([`crate::http_proxy`]).
+//!
+//! What the target receives: the request line in origin form as HTTP/1.1, the client's
+//! headers minus hop-by-hop ones (RFC 9110 §7.6.1), `Host` kept, `X-Forwarded-For` (appended
+//! to), `X-Forwarded-Proto`, `X-Forwarded-Port` and `X-Amzn-Trace-Id` set. Bodies are
+//! relayed as they arrive, framed as the sender framed them (see [`crate::framing`]); an
+//! `Expect: 100-continue` is answered by the load balancer. What the client receives: the
+//! target's status and headers minus hop-by-hop ones, with stickiness cookies added.
+//!
+//! ALB's own answers: 400 for a malformed request (then the connection closes), 503 when no
+//! rule or no target matches, 502 when the target refused, reset or closed the connection or
+//! sent a malformed response, 504 when it did not answer within the idle timeout. A request
+//! on a pooled connection the target had just closed is sent again on a new connection when
+//! nothing came back and the request was idempotent and sent whole.
+//!
+//! A client connection idle longer than the load balancer's idle timeout is closed; at
+//! shutdown, idle connections close and busy ones close after their response.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::framing::{relay, Buffered, ChunkedDecoder, Framing, RelayError};
+use crate::http_proxy::{
+    error_page, parse_sticky_cookie, redirect_location, write_trace_value, HttpShared,
+    StickyCookies, TARGET_COOKIE, TG_COOKIE,
+};
+use crate::matching::RequestView;
+use crate::metrics::HttpMetrics;
+use crate::table::{Action, LoadBalancerEntry, RoutingTable, TargetRuntime};
+use crate::upstream;
+
+/// Headers per message at most (more: 400 from a client, 502 from a target).
+const MAX_HEADERS: usize = 128;
+/// A request or response head larger than this is refused.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers that describe one hop's connection, never forwarded (besides those `Connection`
+/// lists). `Transfer-Encoding` is not among them: bodies keep their framing.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+/// Set by the load balancer; the client's values are replaced (`X-Forwarded-For` is appended
+/// to, `X-Amzn-Trace-Id` extended, separately).
+const REPLACED: [&str; 4] = [
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-for",
+    "x-amzn-trace-id",
+];
+
+/// Serves one HTTP/1.x client connection whose first bytes are already in `client.buf`.
+pub async fn serve(
+    client: Buffered,
+    remote: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<HttpShared>,
+    shutdown: CancellationToken,
+) {
+    let mut connection = Connection {
+        client,
+        local,
+        client_ip: remote.ip(),
+        client_ip_text: remote.ip().to_string(),
+        shared,
+        request_out: Vec::with_capacity(1024),
+        response_out: Vec::with_capacity(1024),
+    };
+    if let Err(end) = connection.run(&shutdown).await {
+        tracing::debug!(%remote, reason = end.0, "client connection closed");
+    }
+    let _ = connection.client.stream.shutdown().await;
+}
+
+/// Why a client connection ended (for the debug log).
+struct End(&'static str);
+
+struct Connection {
+    client: Buffered,
+    local: SocketAddr,
+    client_ip: IpAddr,
+    client_ip_text: String,
+    shared: Arc<HttpShared>,
+    request_out: Vec<u8>,
+    response_out: Vec<u8>,
+}
+
+/// What the load balancer does with one request, decided from its head alone.
+enum Step<'t> {
+    /// Answer with `response_out` (already written into it), then close or not.
+    Answer {
+        head_len: usize,
+        close: bool,
+    },
+    Forward(Plan<'t>),
+}
+
+/// A request to forward: `request_out` holds the head for the target. (References into the
+/// connection's routing table: no reference counting per request.)
+struct Plan<'t> {
+    head_len: usize,
+    target: &'t TargetRuntime,
+    load_balancer: &'t LoadBalancerEntry,
+    pair: &'t HttpMetrics,
+    body: Framing,
+    expect_continue: bool,
+    head_request: bool,
+    keep_alive: bool,
+    http10: bool,
+    /// Safe to send again on a new connection when nothing came back.
+    idempotent: bool,
+    /// `Set-Cookie` lines for stickiness (empty without stickiness).
+    cookies: String,
+}
+
+/// What the target answered, as far as the client's side needs it.
+struct Answered {
+    head_len: usize,
+    status: u16,
+    body: Framing,
+    /// De-chunk the body (an HTTP/1.0 client).
+    decode: bool,
+    close_client: bool,
+    reusable: bool,
+}
+
+impl Connection {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), End> {
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        // The routing table this connection uses, refreshed when a new one was swapped in.
+        let mut generation = self.shared.routes.generation();
+        let mut table = self.shared.routes.current();
+        loop {
+            let step = loop {
+                // (Checked with the head complete: a request uses the newest table.)
+                if self.shared.routes.generation() != generation {
+                    generation = self.shared.routes.generation();
+                    table = self.shared.routes.current();
+                }
+                match self.begin(&table) {
+                    Ok(Some(step)) => break step,
+                    Ok(None) => {}
+                    Err(status) => {
+                        answer_error(&mut self.response_out, None, status, true);
+                        let _ = self.client.stream.write_all(&self.response_out).await;
+                        return Err(End("malformed request"));
+                    }
+                }
+                if self.client.buf.len() >= MAX_HEAD {
+                    answer_error(&mut self.response_out, None, StatusCode::BAD_REQUEST, true);
+                    let _ = self.client.stream.write_all(&self.response_out).await;
+                    return Err(End("request head too large"));
+                }
+                let idle = table
+                    .listeners
+                    .get(&self.local)
+                    .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
+                let read = tokio::select! {
+                    biased;
+                    read = self.client.read_more(idle) => read,
+                    _ = &mut cancelled => return Ok(()),
+                };
+                match read {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(RelayError::Timeout) => return Err(End("idle timeout")),
+                    Err(_) => return Err(End("read failed")),
+                }
+            };
+            let keep = match step {
+                Step::Answer { head_len, close } => {
+                    self.client.buf.advance(head_len);
+                    self.client
+                        .stream
+                        .write_all(&self.response_out)
+                        .await
+                        .map_err(|_| End("write failed"))?;
+                    !close
+                }
+                Step::Forward(plan) => self.forward(plan, shutdown).await?,
+            };
+            if !keep || shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses the request head at the front of the client's buffer and decides what to do:
+    /// `None` while the head is incomplete; `Err` for a malformed request.
+    fn begin<'t>(&mut self, table: &'t RoutingTable) -> Result<Option<Step<'t>>, StatusCode> {
+        if self.client.buf.is_empty() {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let head_len = match request.parse(&self.client.buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        };
+        let (Some(method), Some(target), Some(version)) =
+            (request.method, request.path, request.version)
+        else {
+            return Err(StatusCode::BAD_REQUEST);
+        };
+        let headers: &[httparse::Header] = request.headers;
+        let scan = Scan::of(headers)?;
+        let (authority, path_and_query) = split_target(target)?;
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let view = RawRequest {
+            method,
+            path,
+            query,
+            host: scan.host.or(authority),
+            headers,
+        };
+        let http10 = version == 0;
+        let keep_alive = if http10 { scan.keep_alive } else { !scan.close };
+        let body = match (scan.chunked, scan.content_length) {
+            (true, _) => Framing::Chunked(ChunkedDecoder::default()),
+            (false, Some(length)) if length > 0 => Framing::Length(length),
+            _ => Framing::Empty,
+        };
+        let has_body = !matches!(body, Framing::Empty);
+
+        let Some(listener) = table.listeners.get(&self.local) else {
+            answer_error(
+                &mut self.response_out,
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+                true,
+            );
+            return Ok(Some(Step::Answer {
+                head_len,
+                close: true,
+            }));
+        };
+        let lb = &listener.load_balancer;
+        let metrics = &lb.metrics.http;
+        metrics.request();
+        // The load balancer answers without reading the request's body: the connection then
+        // closes, since what follows is not a request.
+        let close = !keep_alive || has_body;
+        let client = self.client_ip;
+        let Some(rule) = listener
+            .rules
+            .iter()
+            .find(|rule| rule.conditions.iter().all(|c| c.matches(&view, client)))
+        else {
+            answer_error(
+                &mut self.response_out,
+                Some(metrics),
+                StatusCode::SERVICE_UNAVAILABLE,
+                close,
+            );
+            return Ok(Some(Step::Answer { head_len, close }));
+        };
+        let head_request = method == "HEAD";
+        match &rule.action {
+            Action::FixedResponse {
+                status,
+                content_type,
+                body,
+            } => {
+                metrics.fixed_response();
+                let content_type = content_type.as_ref().map(|c| c.as_bytes());
+                write_answer(
+                    &mut self.response_out,
+                    *status,
+                    &[],
+                    content_type,
+                    body,
+                    head_request,
+                    close,
+                );
+                Ok(Some(Step::Answer { head_len, close }))
+            }
+            Action::Redirect {
+                protocol,
+                host,
+                port,
+                path,
+                query,
+                status,
+            } => {
+                metrics.redirect();
+                let location =
+                    redirect_location(&view, listener.port, [protocol, host, port, path, query]);
+                if location.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                    answer_error(
+                        &mut self.response_out,
+                        Some(metrics),
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        close,
+                    );
+                } else {
+                    let headers = [("Location", location.as_bytes())];
+                    write_answer(
+                        &mut self.response_out,
+                        *status,
+                        &headers,
+                        None,
+                        &[],
+                        head_request,
+                        close,
+                    );
+                }
+                Ok(Some(Step::Answer { head_len, close }))
+            }
+            Action::Forward(forward) => {
+                let StickyCookies { group, target } = scan.sticky;
+                let Some(weighted) = forward.choose_group(group) else {
+                    answer_error(
+                        &mut self.response_out,
+                        Some(metrics),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        close,
+                    );
+                    return Ok(Some(Step::Answer { head_len, close }));
+                };
+                let group = &weighted.group;
+                weighted.metrics.request();
+                let sticky_target = group.lb_cookie_seconds.and(target);
+                let Some(chosen) = group.choose_target(sticky_target, Instant::now()) else {
+                    answer_error(
+                        &mut self.response_out,
+                        Some(metrics),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        close,
+                    );
+                    return Ok(Some(Step::Answer { head_len, close }));
+                };
+                let mut cookies = String::new();
+                if let Some(seconds) = forward.stickiness_seconds {
+                    let _ = write!(
+                        cookies,
+                        "Set-Cookie: {TG_COOKIE}={}; Max-Age={seconds}; Path=/\r\n",
+                        group.id
+                    );
+                }
+                if let Some(seconds) = group.lb_cookie_seconds {
+                    let _ = write!(
+                        cookies,
+                        "Set-Cookie: {TARGET_COOKIE}={:016x}; Max-Age={seconds}; Path=/\r\n",
+                        chosen.runtime.cookie
+                    );
+                }
+                let out = &mut self.request_out;
+                out.clear();
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(path_and_query.as_bytes());
+                out.extend_from_slice(b" HTTP/1.1\r\n");
+                for header in headers {
+                    if !scan.forwarded(header.name) {
+                        continue;
+                    }
+                    push_header(out, header.name.as_bytes(), header.value);
+                }
+                if scan.host.is_none() {
+                    if let Some(authority) = authority {
+                        push_header(out, b"Host", authority.as_bytes());
+                    }
+                }
+                out.extend_from_slice(b"X-Forwarded-For: ");
+                for header in headers {
+                    if header.name.eq_ignore_ascii_case("x-forwarded-for") {
+                        out.extend_from_slice(header.value);
+                        out.extend_from_slice(b", ");
+                    }
+                }
+                out.extend_from_slice(self.client_ip_text.as_bytes());
+                out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
+                out.extend_from_slice(listener.port_header.as_bytes());
+                out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
+                write_trace_value(scan.trace, out);
+                out.extend_from_slice(b"\r\n\r\n");
+                Ok(Some(Step::Forward(Plan {
+                    head_len,
+                    target: &chosen.runtime,
+                    load_balancer: lb,
+                    pair: &weighted.metrics,
+                    body,
+                    expect_continue: scan.expect_continue && has_body,
+                    head_request,
+                    keep_alive,
+                    http10,
+                    idempotent: matches!(
+                        method,
+                        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+                    ),
+                    cookies,
+                })))
+            }
+        }
+    }
+
+    /// Forwards one request and relays the answer. Returns whether the client connection
+    /// stays open for another request.
+    async fn forward(
+        &mut self,
+        mut plan: Plan<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, End> {
+        self.client.buf.advance(plan.head_len);
+        let target = plan.target;
+        let in_flight = Outstanding::start(target);
+        let idle = plan.load_balancer.idle_timeout;
+        let metrics = &plan.load_balancer.metrics.http;
+        if plan.expect_continue {
+            self.client
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| End("write failed"))?;
+        }
+        // The body bytes already here go out with the head; a request that is then complete
+        // can be sent again should a pooled connection turn out to be closed.
+        let whole = plan
+            .body
+            .take(&mut self.client.buf, &mut self.request_out, false)
+            .map_err(|_| End("malformed request body"))?;
+        let mut retry = whole && plan.idempotent;
+        let sent = Instant::now();
+        let (mut upstream, answered) = loop {
+            let (mut upstream, reused) = match upstream::check_out_raw(target) {
+                Some(upstream) => (upstream, true),
+                None => match upstream::connect_raw(target.address).await {
+                    Ok(upstream) => (upstream, false),
+                    Err(error) => {
+                        tracing::debug!(target = %target.address, %error, "target connection failed");
+                        return self.fail(metrics, StatusCode::BAD_GATEWAY, &plan).await;
+                    }
+                },
+            };
+            let written = if whole {
+                upstream.stream.write_all(&self.request_out).await.is_ok()
+            } else {
+                let relayed = relay(
+                    &mut self.client,
+                    &mut upstream.stream,
+                    &mut self.request_out,
+                    &mut plan.body,
+                    false,
+                    idle,
+                    target,
+                )
+                .await;
+                if let Err(RelayError::Read(_) | RelayError::Truncated) = relayed {
+                    // The client went away mid-body.
+                    return Err(End("client closed during its request body"));
+                }
+                if let Err(RelayError::Malformed) = relayed {
+                    answer_error(
+                        &mut self.response_out,
+                        Some(metrics),
+                        StatusCode::BAD_REQUEST,
+                        true,
+                    );
+                    let _ = self.client.stream.write_all(&self.response_out).await;
+                    return Err(End("malformed request body"));
+                }
+                relayed.is_ok()
+            };
+            let answered = if written {
+                self.await_answer(&mut upstream, &plan, idle).await
+            } else {
+                Err(RelayError::Truncated)
+            };
+            match answered {
+                // The draining deadline passed while the target was answering.
+                Ok(_) if target.is_closed() => {
+                    return self.fail(metrics, StatusCode::BAD_GATEWAY, &plan).await;
+                }
+                Ok(answered) => break (upstream, answered),
+                Err(RelayError::Timeout) => {
+                    return self.fail(metrics, StatusCode::GATEWAY_TIMEOUT, &plan).await;
+                }
+                Err(_) if reused && retry && upstream.buf.is_empty() => {
+                    // The pooled connection was closing: once more on a new one.
+                    retry = false;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::debug!(target = %target.address, %error, "target request failed");
+                    return self.fail(metrics, StatusCode::BAD_GATEWAY, &plan).await;
+                }
+            }
+        };
+        let elapsed = sent.elapsed();
+        metrics.target_response(answered.status, elapsed);
+        plan.pair.target_response(answered.status, elapsed);
+
+        upstream.buf.advance(answered.head_len);
+        let mut body = answered.body;
+        let relayed = relay(
+            &mut upstream,
+            &mut self.client.stream,
+            &mut self.response_out,
+            &mut body,
+            answered.decode,
+            idle,
+            target,
+        )
+        .await;
+        drop(in_flight);
+        match relayed {
+            Ok(()) => {
+                if answered.reusable && upstream.buf.is_empty() {
+                    upstream::check_in_raw(target, upstream);
+                }
+                Ok(!answered.close_client && !shutdown.is_cancelled())
+            }
+            // The client has part of a response: only closing tells it so.
+            Err(RelayError::Write(_)) => Err(End("client went away")),
+            Err(error) => {
+                tracing::debug!(target = %target.address, %error, "target response cut");
+                Err(End("target response cut"))
+            }
+        }
+    }
+
+    /// Reads the target's response head (skipping interim 1xx responses) and writes the
+    /// client's into `response_out`.
+    async fn await_answer(
+        &mut self,
+        upstream: &mut Buffered,
+        plan: &Plan<'_>,
+        idle: Duration,
+    ) -> Result<Answered, RelayError> {
+        loop {
+            match self.answer_head(&upstream.buf, plan) {
+                Ok(Some(answered)) if answered.status < 200 => {
+                    upstream.buf.advance(answered.head_len);
+                    continue;
+                }
+                Ok(Some(answered)) => return Ok(answered),
+                Ok(None) if upstream.buf.len() < MAX_HEAD => {}
+                _ => return Err(RelayError::Malformed),
+            }
+            if upstream.read_more(idle).await? == 0 {
+                return Err(RelayError::Truncated);
+            }
+        }
+    }
+
+    fn answer_head(&mut self, buf: &[u8], plan: &Plan<'_>) -> Result<Option<Answered>, ()> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let (Some(status), Some(version)) = (response.code, response.version) else {
+            return Err(());
+        };
+        let headers: &[httparse::Header] = response.headers;
+        let scan = Scan::of(headers).map_err(|_| ())?;
+        if status < 200 {
+            // 101 cannot happen (`Upgrade` is not forwarded); 100 and 103 are skipped.
+            return if status == 101 {
+                Err(())
+            } else {
+                Ok(Some(Answered {
+                    head_len,
+                    status,
+                    body: Framing::Empty,
+                    decode: false,
+                    close_client: false,
+                    reusable: false,
+                }))
+            };
+        }
+        let body = if plan.head_request || status == 204 || status == 304 {
+            Framing::Empty
+        } else if scan.chunked {
+            Framing::Chunked(ChunkedDecoder::default())
+        } else if let Some(length) = scan.content_length {
+            Framing::Length(length)
+        } else {
+            Framing::UntilClose
+        };
+        let decode = plan.http10 && matches!(body, Framing::Chunked(_));
+        let close_client = !plan.keep_alive || matches!(body, Framing::UntilClose) || decode;
+        let reusable = version == 1 && !scan.close && !matches!(body, Framing::UntilClose);
+
+        let out = &mut self.response_out;
+        out.clear();
+        let reason = response.reason.unwrap_or("");
+        let _ = write!(ByteWriter(out), "HTTP/1.1 {status} {reason}\r\n");
+        for header in headers {
+            if !scan.forwarded(header.name)
+                || (decode && header.name.eq_ignore_ascii_case("transfer-encoding"))
+                || (scan.chunked && header.name.eq_ignore_ascii_case("content-length"))
+            {
+                continue;
+            }
+            push_header(out, header.name.as_bytes(), header.value);
+        }
+        out.extend_from_slice(plan.cookies.as_bytes());
+        if close_client {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if plan.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(Some(Answered {
+            head_len,
+            status,
+            body,
+            decode,
+            close_client,
+            reusable,
+        }))
+    }
+
+    /// Answers a forward that failed before a response came back; the connection stays
+    /// open when the request's body was read whole.
+    async fn fail(
+        &mut self,
+        metrics: &HttpMetrics,
+        status: StatusCode,
+        plan: &Plan<'_>,
+    ) -> Result<bool, End> {
+        let close = !plan.keep_alive || !plan.body.is_done();
+        answer_error(&mut self.response_out, Some(metrics), status, close);
+        self.client
+            .stream
+            .write_all(&self.response_out)
+            .await
+            .map_err(|_| End("write failed"))?;
+        Ok(!close)
+    }
+}
+
+/// Writes one of ALB's error pages into `out` (and counts it).
+fn answer_error(out: &mut Vec<u8>, metrics: Option<&HttpMetrics>, status: StatusCode, close: bool) {
+    if let Some(metrics) = metrics {
+        metrics.elb_error(status.as_u16());
+    }
+    let page = error_page(status);
+    write_answer(
+        out,
+        status,
+        &[("Server", b"awselb/2.0")],
+        Some(b"text/html"),
+        page.as_bytes(),
+        false,
+        close,
+    );
+}
+
+/// Counts a request outstanding on its target while it is being forwarded.
+struct Outstanding<'t>(&'t TargetRuntime);
+
+impl<'t> Outstanding<'t> {
+    fn start(target: &'t TargetRuntime) -> Self {
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(target)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A whole response the load balancer makes itself.
+fn write_answer(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &[(&str, &[u8])],
+    content_type: Option<&[u8]>,
+    body: &[u8],
+    head_request: bool,
+    close: bool,
+) {
+    out.clear();
+    let reason = status.canonical_reason().unwrap_or("");
+    let _ = write!(
+        ByteWriter(out),
+        "HTTP/1.1 {} {reason}\r\nDate: {}\r\n",
+        status.as_u16(),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    for (name, value) in headers {
+        push_header(out, name.as_bytes(), value);
+    }
+    if let Some(content_type) = content_type {
+        push_header(out, b"Content-Type", content_type);
+    }
+    let _ = write!(ByteWriter(out), "Content-Length: {}\r\n", body.len());
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `fmt::Write` into a byte buffer.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The request target as (authority of an absolute-form target, path and query).
+fn split_target(target: &str) -> Result<(Option<&str>, &str), StatusCode> {
+    if target.starts_with('/') || target == "*" {
+        return Ok((None, target));
+    }
+    let scheme_end = target.find("://").ok_or(StatusCode::BAD_REQUEST)?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    Ok((Some(authority), if path.is_empty() { "/" } else { path }))
+}
+
+/// What one pass over a message's headers finds.
+#[derive(Default)]
+struct Scan<'b> {
+    host: Option<&'b str>,
+    content_length: Option<u64>,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    trace: Option<&'b [u8]>,
+    sticky: StickyCookies<'b>,
+    /// Further headers `Connection` names as hop-by-hop.
+    listed: [&'b str; 8],
+    listed_count: usize,
+}
+
+impl<'b> Scan<'b> {
+    fn of(headers: &[httparse::Header<'b>]) -> Result<Scan<'b>, StatusCode> {
+        let mut scan = Scan::default();
+        let bad = StatusCode::BAD_REQUEST;
+        for header in headers {
+            let name = header.name;
+            let value = header.value;
+            if name.eq_ignore_ascii_case("content-length") {
+                let length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or(bad)?;
+                if scan.content_length.is_some_and(|seen| seen != length) {
+                    return Err(bad);
+                }
+                scan.content_length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // Only `chunked`, last, is a framing this proxy relays.
+                let value = std::str::from_utf8(value).map_err(|_| bad)?;
+                let last = value.rsplit(',').next().unwrap_or("").trim();
+                if !last.eq_ignore_ascii_case("chunked") {
+                    return Err(StatusCode::NOT_IMPLEMENTED);
+                }
+                scan.chunked = true;
+            } else if name.eq_ignore_ascii_case("host") {
+                scan.host = std::str::from_utf8(value).ok().map(str::trim);
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in std::str::from_utf8(value).unwrap_or("").split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        scan.close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        scan.keep_alive = true;
+                    } else if !token.is_empty() && scan.listed_count < scan.listed.len() {
+                        scan.listed[scan.listed_count] = token;
+                        scan.listed_count += 1;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                scan.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            } else if name.eq_ignore_ascii_case("x-amzn-trace-id") {
+                scan.trace = Some(value);
+            } else if name.eq_ignore_ascii_case("cookie") {
+                if let Ok(value) = std::str::from_utf8(value) {
+                    parse_sticky_cookie(value, &mut scan.sticky);
+                }
+            }
+        }
+        if scan.chunked && scan.content_length.is_some() {
+            // Both: a request smuggling attempt or a broken sender (RFC 9112 §6.1).
+            return Err(bad);
+        }
+        Ok(scan)
+    }
+
+    /// Whether a header with this name is passed on to the other side.
+    fn forwarded(&self, name: &str) -> bool {
+        let is = |n: &&str| n.eq_ignore_ascii_case(name);
+        !(HOP_BY_HOP.iter().any(is)
+            || REPLACED.iter().any(is)
+            || (self.expect_continue && name.eq_ignore_ascii_case("expect"))
+            || self.listed[..self.listed_count].iter().any(is))
+    }
+}
+
+/// The raw path's request, for rule conditions.
+struct RawRequest<'b> {
+    method: &'b str,
+    path: &'b str,
+    query: Option<&'b str>,
+    host: Option<&'b str>,
+    headers: &'b [httparse::Header<'b>],
+}
+
+impl RequestView for RawRequest<'_> {
+    fn method(&self) -> &str {
+        self.method
+    }
+
+    fn path(&self) -> &str {
+        self.path
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.host
+    }
+
+    fn any_header_value(&self, name: &str, matches: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| matches(h.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_into_authority_and_path() {
+        assert_eq!(split_target("/a?b"), Ok((None, "/a?b")));
+        assert_eq!(
+            split_target("http://example.com:8080/x?y"),
+            Ok((Some("example.com:8080"), "/x?y"))
+        );
+        assert_eq!(
+            split_target("http://example.com?q"),
+            Ok((Some("example.com"), "?q"))
+        );
+        assert_eq!(
+            split_target("HTTP://example.com"),
+            Ok((Some("example.com"), "/"))
+        );
+        assert!(split_target("example.com:443").is_err());
+        assert!(split_target("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn scans_refuse_conflicting_framing() {
+        let h = |name: &'static str, value: &'static [u8]| httparse::Header { name, value };
+        assert!(Scan::of(&[h("Content-Length", b"3"), h("content-length", b"4")]).is_err());
+        assert!(Scan::of(&[
+            h("Content-Length", b"3"),
+            h("Transfer-Encoding", b"chunked")
+        ])
+        .is_err());
+        assert_eq!(
+            Scan::of(&[h("Transfer-Encoding", b"gzip")]).err(),
+            Some(StatusCode::NOT_IMPLEMENTED)
+        );
+        let scan = Scan::of(&[
+            h("Connection", b"close, X-Private"),
+            h("X-Private", b"1"),
+            h("Host", b"a"),
+        ])
+        .unwrap();
+        assert!(scan.close);
+        assert!(!scan.forwarded("x-private"));
+        assert!(!scan.forwarded("Keep-Alive"));
+        assert!(!scan.forwarded("X-Forwarded-For"));
+        assert!(scan.forwarded("host"));
+        assert!(scan.forwarded("transfer-encoding"));
+    }
+}
