@@ -2,11 +2,13 @@
 //! nginx proxying to the same backend, and the time from a target turning healthy to its first
 //! routed request.
 //!
-//! One in-process hyper backend (its own runtime thread), the lb in process (its own runtime,
-//! `WHARF_LB_BENCH_WORKERS` workers, 2 by default) with an in-memory route source, and nginx
+//! One in-process hyper backend (its own runtime thread), the lb in process
+//! (`WHARF_LB_BENCH_WORKERS` worker threads, 2 by default, as nginx's `worker_processes auto`
+//! here) with an in-memory route source, and nginx
 //! from Debian with a keep-alive upstream. wrk (1 thread, 64 connections) loads each in
-//! interleaved runs after a direct-to-backend floor; the table shows medians. Without wrk or
-//! nginx the benchmark says why and exits successfully.
+//! interleaved runs after a direct-to-backend floor; the table shows medians, and the CPU time
+//! the proxy itself used per request (the lb's worker threads; nginx's processes), read from
+//! /proc around each run. Without wrk or nginx the benchmark says why and exits successfully.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -46,16 +48,19 @@ fn main() -> anyhow::Result<()> {
     let backends = BackendPool::start();
     let backend = backends.add(200);
 
+    // The node's own tasks (routes, health checks); connections run on its worker threads.
     let lb_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let control_plane = Arc::new(MemoryControlPlane::new());
     let cancel = CancellationToken::new();
     let lb_address = free_address();
     let handle = lb_runtime.block_on(async {
+        let mut config = LoadBalancerConfig::new("bench");
+        config.workers = workers;
         LoadBalancerNode::start(
-            LoadBalancerConfig::new("bench"),
+            config,
             control_plane.clone(),
             control_plane.clone(),
             cancel.clone(),
@@ -91,11 +96,13 @@ fn main() -> anyhow::Result<()> {
         results
             .entry("wharf lb")
             .or_default()
-            .push(wrk(lb_address, &duration)?);
+            .push(wrk_measured(lb_address, &duration, lb_tasks)?);
         results
             .entry("nginx")
             .or_default()
-            .push(wrk(nginx_address, &duration)?);
+            .push(wrk_measured(nginx_address, &duration, || {
+                nginx_tasks(nginx.id())
+            })?);
     }
     results
         .entry("direct")
@@ -111,14 +118,16 @@ fn main() -> anyhow::Result<()> {
             median(runs.iter().map(|r| r.p99_us)),
         )
     };
+    let cpu = |name: &str| median(results[name].iter().map(|r| r.cpu_us_per_request));
+    let user = |name: &str| median(results[name].iter().map(|r| r.user_us_per_request));
     let (direct_rps, direct_p50, direct_p99) = summary("direct");
     println!();
     println!(
         "wrk -t1 -c64 -d{duration}s, lb workers: {workers}, medians of {RUNS} interleaved runs"
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>16} {:>16}",
-        "target", "requests/s", "p50", "p99", "added p50", "added p99"
+        "{:<10} {:>12} {:>10} {:>10} {:>16} {:>16} {:>12}",
+        "target", "requests/s", "p50", "p99", "added p50", "added p99", "cpu/request"
     );
     for name in ["direct", "wharf lb", "nginx"] {
         let (rps, p50, p99) = summary(name);
@@ -126,8 +135,13 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|r| format!("{:.0}", r.requests_per_second))
             .collect();
+        let cpu = if name == "direct" {
+            "-".to_string()
+        } else {
+            format!("{:.1}us", cpu(name))
+        };
         println!(
-            "{name:<10} {rps:>12.0} {:>8.0}us {:>8.0}us {:>14.0}us {:>14.0}us   runs: {}",
+            "{name:<10} {rps:>12.0} {:>8.0}us {:>8.0}us {:>14.0}us {:>14.0}us {cpu:>12}   runs: {}",
             p50,
             p99,
             p50 - direct_p50,
@@ -142,6 +156,14 @@ fn main() -> anyhow::Result<()> {
         lb_rps / nginx_rps,
         lb_p50 / nginx_p50,
         lb_p99 / nginx_p99
+    );
+    println!(
+        "proxy CPU per request lb/nginx: {:.2}x ({:.1}us vs {:.1}us; in user space {:.1}us vs {:.1}us, the rest is the kernel's TCP work)",
+        cpu("wharf lb") / cpu("nginx"),
+        cpu("wharf lb"),
+        cpu("nginx"),
+        user("wharf lb"),
+        user("nginx"),
     );
 
     let delays =
@@ -451,8 +473,81 @@ fn wait_for_http(address: SocketAddr) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 struct WrkResult {
     requests_per_second: f64,
+    requests: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The proxy's CPU time per request (0 when not measured), and its user-space part.
+    cpu_us_per_request: f64,
+    user_us_per_request: f64,
+}
+
+/// A wrk run with the CPU time used by the tasks `tasks` lists (`/proc/.../stat` files).
+fn wrk_measured(
+    address: SocketAddr,
+    seconds: &str,
+    tasks: impl Fn() -> Vec<std::path::PathBuf>,
+) -> anyhow::Result<WrkResult> {
+    let (user_before, system_before) = cpu_ticks(&tasks());
+    let mut result = wrk(address, seconds)?;
+    let (user, system) = cpu_ticks(&tasks());
+    let (user, system) = (user - user_before, system - system_before);
+    // `/proc` counts in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / result.requests.max(1.0);
+    result.cpu_us_per_request = per_request(user + system);
+    result.user_us_per_request = per_request(user);
+    Ok(result)
+}
+
+/// (utime, stime) summed over the tasks, in clock ticks.
+fn cpu_ticks(stats: &[std::path::PathBuf]) -> (u64, u64) {
+    stats
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|stat| {
+            // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+            (field(14).unwrap_or(0), field(15).unwrap_or(0))
+        })
+        .fold((0, 0), |(u, s), (user, system)| (u + user, s + system))
+}
+
+/// The lb's worker threads in this process.
+fn lb_tasks() -> Vec<std::path::PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("wharf-lb-"))
+        })
+        .map(|task| task.path().join("stat"))
+        .collect()
+}
+
+/// nginx's master and its worker processes.
+fn nginx_tasks(master: u32) -> Vec<std::path::PathBuf> {
+    let mut stats = vec![std::path::PathBuf::from(format!("/proc/{master}/stat"))];
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return stats;
+    };
+    for process in processes.filter_map(Result::ok) {
+        let path = process.path().join("stat");
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if parent == Some(master) {
+            stats.push(path);
+        }
+    }
+    stats
 }
 
 fn wrk(address: SocketAddr, seconds: &str) -> anyhow::Result<WrkResult> {
@@ -479,7 +574,15 @@ fn wrk(address: SocketAddr, seconds: &str) -> anyhow::Result<WrkResult> {
         if let Some(errors) = errors {
             eprintln!("wrk against {address}: {}", errors.trim());
         }
+        let requests = text
+            .lines()
+            .find(|line| line.contains(" requests in "))
+            .and_then(|line| line.split_whitespace().next())
+            .and_then(|n| n.parse().ok())?;
         Some(WrkResult {
+            requests,
+            cpu_us_per_request: 0.0,
+            user_us_per_request: 0.0,
             requests_per_second: field("Requests/sec:")?.parse().ok()?,
             p50_us: duration_us(field("50%")?)?,
             p99_us: duration_us(field("99%")?)?,

@@ -53,7 +53,7 @@ impl GroupEntry {
     }
 
     /// The target for a new request or connection. `sticky` is an `AWSALB` cookie value.
-    pub fn choose_target(&self, sticky: Option<u64>, now: Instant) -> Option<&TargetEntry> {
+    pub fn choose_target(&self, sticky: Option<u64>) -> Option<&TargetEntry> {
         let healthy_only = self.any_healthy();
         let candidate =
             |t: &&TargetEntry| Self::available(t) && (!healthy_only || t.runtime.is_healthy());
@@ -80,7 +80,7 @@ impl GroupEntry {
                 }
                 // Slow start: a target that turned healthy less than `slow_start` ago takes
                 // its turn with a probability growing linearly from 0 to 1.
-                let now_ms = crate::clock::monotonic_ms(now);
+                let now_ms = crate::clock::monotonic_ms(Instant::now());
                 let window = self.slow_start.as_millis() as u64;
                 let mut first = None;
                 for target in candidates.take(count) {

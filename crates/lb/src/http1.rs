@@ -193,9 +193,11 @@ impl Connection {
                         .map_err(|_| End("write failed"))?;
                     !close
                 }
-                Step::Forward(plan) => self.forward(plan, shutdown).await?,
+                Step::Forward(plan) => self.forward(plan).await?,
             };
-            if !keep || shutdown.is_cancelled() {
+            // A shutdown (of the node or this listener) comes with a new table generation:
+            // only then is the token's lock taken.
+            if !keep || (self.shared.routes.generation() != generation && shutdown.is_cancelled()) {
                 return Ok(());
             }
         }
@@ -226,11 +228,17 @@ impl Connection {
             Some((path, query)) => (path, Some(query)),
             None => (path_and_query, None),
         };
+        // An absolute-form target's authority is the host, whatever `Host` says (RFC 9112
+        // §3.2.2); HTTP/1.1 requires a `Host`, HTTP/1.0 gets the listener's address.
+        if version == 1 && scan.host.is_none() && authority.is_none() {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let host = authority.or(scan.host);
         let view = RawRequest {
             method,
             path,
             query,
-            host: scan.host.or(authority),
+            host,
             headers,
         };
         let http10 = version == 0;
@@ -340,7 +348,7 @@ impl Connection {
                 let group = &weighted.group;
                 weighted.metrics.request();
                 let sticky_target = group.lb_cookie_seconds.and(target);
-                let Some(chosen) = group.choose_target(sticky_target, Instant::now()) else {
+                let Some(chosen) = group.choose_target(sticky_target) else {
                     answer_error(
                         &mut self.response_out,
                         Some(metrics),
@@ -371,14 +379,15 @@ impl Connection {
                 out.extend_from_slice(path_and_query.as_bytes());
                 out.extend_from_slice(b" HTTP/1.1\r\n");
                 for header in headers {
-                    if !scan.forwarded(header.name) {
+                    if !scan.forwarded(header.name) || header.name.eq_ignore_ascii_case("host") {
                         continue;
                     }
                     push_header(out, header.name.as_bytes(), header.value);
                 }
-                if scan.host.is_none() {
-                    if let Some(authority) = authority {
-                        push_header(out, b"Host", authority.as_bytes());
+                match host {
+                    Some(host) => push_header(out, b"Host", host.as_bytes()),
+                    None => {
+                        let _ = write!(ByteWriter(out), "Host: {}\r\n", self.local);
                     }
                 }
                 out.extend_from_slice(b"X-Forwarded-For: ");
@@ -400,7 +409,8 @@ impl Connection {
                     load_balancer: lb,
                     pair: &weighted.metrics,
                     body,
-                    expect_continue: scan.expect_continue && has_body,
+                    // HTTP/1.0 clients do not wait for it (RFC 9110 §10.1.1).
+                    expect_continue: scan.expect_continue && has_body && !http10,
                     head_request,
                     keep_alive,
                     http10,
@@ -416,11 +426,7 @@ impl Connection {
 
     /// Forwards one request and relays the answer. Returns whether the client connection
     /// stays open for another request.
-    async fn forward(
-        &mut self,
-        mut plan: Plan<'_>,
-        shutdown: &CancellationToken,
-    ) -> Result<bool, End> {
+    async fn forward(&mut self, mut plan: Plan<'_>) -> Result<bool, End> {
         self.client.buf.advance(plan.head_len);
         let target = plan.target;
         let in_flight = Outstanding::start(target);
@@ -435,10 +441,19 @@ impl Connection {
         }
         // The body bytes already here go out with the head; a request that is then complete
         // can be sent again should a pooled connection turn out to be closed.
-        let whole = plan
+        let Ok(whole) = plan
             .body
             .take(&mut self.client.buf, &mut self.request_out, false)
-            .map_err(|_| End("malformed request body"))?;
+        else {
+            answer_error(
+                &mut self.response_out,
+                Some(metrics),
+                StatusCode::BAD_REQUEST,
+                true,
+            );
+            let _ = self.client.stream.write_all(&self.response_out).await;
+            return Err(End("malformed request body"));
+        };
         let mut retry = whole && plan.idempotent;
         let sent = Instant::now();
         let (mut upstream, answered) = loop {
@@ -528,7 +543,7 @@ impl Connection {
                 if answered.reusable && upstream.buf.is_empty() {
                     upstream::check_in_raw(target, upstream);
                 }
-                Ok(!answered.close_client && !shutdown.is_cancelled())
+                Ok(!answered.close_client)
             }
             // The client has part of a response: only closing tells it so.
             Err(RelayError::Write(_)) => Err(End("client went away")),
@@ -797,7 +812,11 @@ impl<'b> Scan<'b> {
                 }
                 scan.chunked = true;
             } else if name.eq_ignore_ascii_case("host") {
-                scan.host = std::str::from_utf8(value).ok().map(str::trim);
+                // Two could route by one and be served by the other (RFC 9112 §3.2).
+                if scan.host.is_some() {
+                    return Err(bad);
+                }
+                scan.host = Some(std::str::from_utf8(value).map_err(|_| bad)?.trim());
             } else if name.eq_ignore_ascii_case("connection") {
                 for token in std::str::from_utf8(value).unwrap_or("").split(',') {
                     let token = token.trim();

@@ -242,7 +242,7 @@ impl Connection {
         let group = &weighted.group;
         weighted.metrics.request();
         let sticky_target = group.lb_cookie_seconds.and(target_cookie);
-        let Some(target) = group.choose_target(sticky_target, Instant::now()) else {
+        let Some(target) = group.choose_target(sticky_target) else {
             lb_metrics.elb_error(503);
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };

@@ -11,6 +11,7 @@
 //! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
 //!   clients, [`framing`] relays their bodies); [`listeners`] binds them; [`upstream`] pools
 //!   keep-alive connections to targets;
+//! - [`workers`]: the threads client connections run on;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
 //! Architecture invariant: the data plane never writes desired state; it serves the last
@@ -32,6 +33,7 @@ pub mod source;
 pub mod table;
 pub mod tcp_proxy;
 pub mod upstream;
+pub mod workers;
 
 pub use node::{LoadBalancerConfig, LoadBalancerHandle, LoadBalancerNode};
 pub use source::{ControlPlaneError, MemoryControlPlane, Reporter, RouteSource};

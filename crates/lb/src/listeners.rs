@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::elb::LoadBalancerFailure;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http_proxy::{serve_connection, HttpShared};
 use crate::table::{Routes, RoutingTable};
 use crate::tcp_proxy::serve_flow;
+use crate::workers::Workers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenerKind {
@@ -48,6 +49,7 @@ pub struct ListenerContext {
     pub routes: Arc<Routes>,
     pub http: Arc<HttpShared>,
     pub tracker: TaskTracker,
+    pub workers: Arc<Workers>,
     pub shutdown: CancellationToken,
 }
 
@@ -165,26 +167,33 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, remote)) => match kind {
-                ListenerKind::Http => {
-                    context.tracker.spawn(serve_connection(
-                        stream,
-                        remote,
-                        local,
-                        context.http.clone(),
-                        token.clone(),
-                    ));
-                }
-                ListenerKind::Tcp => {
-                    context.tracker.spawn(serve_flow(
-                        stream,
-                        remote,
-                        local,
-                        context.routes.clone(),
-                        token.clone(),
-                    ));
-                }
-            },
+            Ok((stream, remote)) => {
+                // Re-registered with the worker's reactor (see `crate::workers`).
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::debug!(%remote, %error, "cannot hand a connection to a worker");
+                        continue;
+                    }
+                };
+                let (http, routes, token) =
+                    (context.http.clone(), context.routes.clone(), token.clone());
+                context.workers.spawn(async move {
+                    let stream = match TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::debug!(%remote, %error, "cannot register a connection");
+                            return;
+                        }
+                    };
+                    match kind {
+                        ListenerKind::Http => {
+                            serve_connection(stream, remote, local, http, token).await
+                        }
+                        ListenerKind::Tcp => serve_flow(stream, remote, local, routes, token).await,
+                    }
+                });
+            }
             Err(error) => {
                 // Out of file descriptors and the like: pause instead of spinning.
                 tracing::warn!(%local, %error, "accept failed");

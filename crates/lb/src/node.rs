@@ -8,7 +8,9 @@
 //! - the health reporter: `ReportTargetHealth` within a moment of any state change and in
 //!   full every `health_report_interval`;
 //! - the metrics flusher: `ReportRequestMetrics` every `metrics_interval`;
-//! - listeners, connections, health checks and draining timers.
+//! - listeners, connections, health checks and draining timers. Client connections run on
+//!   the node's worker threads ([`crate::workers`]), everything else on the runtime that
+//!   started the node.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use crate::listeners::{ListenerContext, Listeners, LoadBalancerStates};
 use crate::metrics::DatumBuilder;
 use crate::source::{Reporter, RouteSource};
 use crate::table::{Registry, Routes, RoutingTable};
+use crate::workers::Workers;
 
 /// A node's settings.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct LoadBalancerConfig {
     pub routes_wait: Duration,
     /// How often listeners that could not be bound are tried again.
     pub bind_retry_interval: Duration,
+    /// Worker threads serving client connections (0: the starting runtime serves them).
+    pub workers: usize,
 }
 
 impl LoadBalancerConfig {
@@ -52,6 +57,7 @@ impl LoadBalancerConfig {
             metrics_interval: Duration::from_secs(10),
             routes_wait: Duration::from_secs(model::elb::MAX_ROUTES_WAIT_SECONDS - 5),
             bind_retry_interval: Duration::from_secs(5),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -64,6 +70,7 @@ struct NodeState {
     config: LoadBalancerConfig,
     routes: Arc<Routes>,
     http: Arc<HttpShared>,
+    workers: Arc<Workers>,
     health: HealthClient,
     health_changed: Arc<Notify>,
     load_balancers: Mutex<LoadBalancerStates>,
@@ -87,8 +94,14 @@ impl LoadBalancerNode {
     ) -> LoadBalancerHandle {
         let routes = Arc::new(Routes::default());
         let tracker = TaskTracker::new();
+        let workers = Workers::start(config.workers, tracker.clone(), cancel.clone())
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot start worker threads, serving on the node's runtime");
+                Workers::start(0, tracker.clone(), cancel.clone()).expect("no threads to start")
+            });
         let state = Arc::new(NodeState {
             config,
+            workers: Arc::new(workers),
             http: Arc::new(HttpShared::new(
                 routes.clone(),
                 tracker.clone(),
@@ -178,12 +191,13 @@ impl LoadBalancerHandle {
 }
 
 async fn routes_loop(state: Arc<NodeState>, source: Arc<dyn RouteSource>) {
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_pool_slots(state.workers.slots());
     let mut listeners = Listeners::default();
     let context = ListenerContext {
         routes: state.routes.clone(),
         http: state.http.clone(),
         tracker: state.tracker.clone(),
+        workers: state.workers.clone(),
         shutdown: state.cancel.clone(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -244,6 +258,7 @@ async fn routes_loop(state: Arc<NodeState>, source: Arc<dyn RouteSource>) {
         }
     }
     listeners.close_all();
+    state.routes.touch();
     for runtime in registry.targets() {
         runtime.stop.cancel();
         runtime.set_drain_deadline(None);

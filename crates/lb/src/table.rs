@@ -48,7 +48,8 @@ pub struct TargetRuntime {
     /// Idle keep-alive connections (see [`crate::upstream`]): hyper's, for HTTP/2 clients'
     /// requests, and raw ones for HTTP/1.x clients'.
     pub idle: Mutex<Vec<crate::upstream::IdleConnection>>,
-    pub raw_idle: Mutex<Vec<crate::upstream::RawIdleConnection>>,
+    /// One pool per worker thread ([`crate::workers::current_worker`]).
+    pub raw_idle: Box<[Mutex<Vec<crate::upstream::RawIdleConnection>>]>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
     /// The draining deadline a timer is armed for, and that timer's cancellation.
@@ -62,6 +63,7 @@ impl TargetRuntime {
         id: &str,
         port: u16,
         address: SocketAddr,
+        pool_slots: usize,
     ) -> Self {
         let key = model::elb::target_key(id, i32::from(port));
         Self {
@@ -77,7 +79,7 @@ impl TargetRuntime {
             closed: CancellationToken::new(),
             stop: CancellationToken::new(),
             idle: Mutex::new(Vec::new()),
-            raw_idle: Mutex::new(Vec::new()),
+            raw_idle: (0..pool_slots).map(|_| Mutex::new(Vec::new())).collect(),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(spec.clone()),
             drain_timer: Mutex::new(None),
@@ -94,7 +96,9 @@ impl TargetRuntime {
     /// Drops the idle keep-alive connections.
     pub fn clear_pools(&self) {
         self.idle.lock().expect("poisoned").clear();
-        self.raw_idle.lock().expect("poisoned").clear();
+        for pool in &self.raw_idle {
+            pool.lock().expect("poisoned").clear();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -308,6 +312,8 @@ pub struct RoutingTable {
 /// State kept across snapshots.
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// Raw connection pools per target ([`crate::workers::Workers::slots`]).
+    pool_slots: usize,
     targets: HashMap<(String, String), Arc<TargetRuntime>>,
     load_balancer_metrics: HashMap<String, Arc<LoadBalancerMetrics>>,
     pair_metrics: HashMap<(String, String), Arc<HttpMetrics>>,
@@ -323,6 +329,13 @@ pub struct Changes {
 }
 
 impl Registry {
+    pub fn with_pool_slots(pool_slots: usize) -> Registry {
+        Registry {
+            pool_slots: pool_slots.max(1),
+            ..Registry::default()
+        }
+    }
+
     /// Every target runtime currently known.
     pub fn targets(&self) -> impl Iterator<Item = &Arc<TargetRuntime>> {
         self.targets.values()
@@ -372,6 +385,7 @@ impl Registry {
                             &target.id,
                             target.port,
                             address,
+                            self.pool_slots.max(1),
                         ));
                         if let Some(old) = self.targets.insert(key.clone(), runtime.clone()) {
                             old.retire();
@@ -570,6 +584,11 @@ impl Routes {
         let table = Arc::new(table);
         // The old table is dropped outside the lock.
         let _old = std::mem::replace(&mut *self.current.write().expect("poisoned"), table);
+        self.touch();
+    }
+
+    /// A new generation without a new table: connections look at their shutdown token again.
+    pub fn touch(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +35,7 @@ pub async fn serve_flow(
                 Action::Forward(forward) => forward.choose_group(None),
                 _ => None,
             })
-            .and_then(|weighted| weighted.group.choose_target(None, Instant::now()))
+            .and_then(|weighted| weighted.group.choose_target(None))
             .map(|target| target.runtime.clone());
         (target, metrics)
     };

@@ -64,7 +64,7 @@ pub enum UpstreamError {
 /// something unasked), and it is dropped.
 pub fn check_out_raw(target: &TargetRuntime) -> Option<Buffered> {
     let now = Instant::now();
-    let mut idle = target.raw_idle.lock().expect("poisoned");
+    let mut idle = raw_pool(target).lock().expect("poisoned");
     while let Some((connection, last_used)) = idle.pop() {
         if now.duration_since(last_used) >= IDLE_TIMEOUT {
             idle.clear();
@@ -83,11 +83,16 @@ pub fn check_in_raw(target: &TargetRuntime, connection: Buffered) {
     if target.is_closed() {
         return;
     }
-    target
-        .raw_idle
+    raw_pool(target)
         .lock()
         .expect("poisoned")
         .push((connection, Instant::now()));
+}
+
+/// This worker's pool of raw connections to `target`.
+fn raw_pool(target: &TargetRuntime) -> &std::sync::Mutex<Vec<RawIdleConnection>> {
+    let slot = crate::workers::current_worker();
+    &target.raw_idle[slot % target.raw_idle.len()]
 }
 
 /// A new raw connection to `address`.
