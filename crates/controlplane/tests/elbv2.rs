@@ -1400,6 +1400,26 @@ async fn targets_health_and_the_load_balancer_protocol() {
     )
     .await;
     assert_eq!(server.store.revision().await.unwrap(), after);
+    // Snapshots name each registration; a report about an earlier one is ignored.
+    let registered_at = routes(&server)
+        .await
+        .target_groups
+        .iter()
+        .flat_map(|g| &g.targets)
+        .find(|t| t.id == "10.0.0.1" && t.port == 80)
+        .and_then(|t| t.registered_at_ms)
+        .expect("the snapshot names the registration");
+    lb_call(
+        &server,
+        "ReportTargetHealth",
+        report(json!([
+            {"id": "10.0.0.1", "port": 80, "state": "unhealthy", "registeredAtMs": registered_at - 1, "reason": "Target.Timeout"},
+        ])),
+    )
+    .await;
+    assert_eq!(server.store.revision().await.unwrap(), after);
+    let body = ok(&server, "DescribeTargetHealth", &[("TargetGroupArn", &web)]).await;
+    assert_eq!(texts(&body, "State"), vec!["healthy", "unhealthy"]);
 
     // A long poll wakes on a route change, not on health reports.
     let since = routes(&server).await.revision;

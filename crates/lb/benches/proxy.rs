@@ -376,6 +376,7 @@ fn group(name: &str, targets: &[SocketAddr]) -> TargetGroupRoutes {
                 address: a.to_string(),
                 availability_zone: None,
                 draining_until_ms: None,
+                registered_at_ms: None,
             })
             .collect(),
     }

@@ -278,6 +278,7 @@ fn health_report(runtime: &crate::table::TargetRuntime) -> TargetHealthReport {
     TargetHealthReport {
         id: runtime.id.clone(),
         port: i32::from(runtime.port),
+        registered_at_ms: runtime.registered_at_ms,
         state: status.state.to_string(),
         reason: status.reason.map(str::to_string),
         description: status.description,

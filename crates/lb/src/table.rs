@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderValue;
-use model::elb::{LoadBalancerKind, RouteAction, RouteSnapshot, TargetGroupRoutes};
+use model::elb::{LoadBalancerKind, RouteAction, RouteSnapshot, RouteTarget, TargetGroupRoutes};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheckSpec, HealthStatus, STATE_HEALTHY, STATE_INITIAL};
@@ -30,6 +30,8 @@ pub struct TargetRuntime {
     pub id: String,
     pub port: u16,
     pub address: SocketAddr,
+    /// Which registration of `id:port` this is ([`model::elb::RouteTarget::registered_at_ms`]).
+    pub registered_at_ms: Option<i64>,
     /// The `AWSALB` stickiness cookie value naming this target.
     pub cookie: u64,
     /// Routing reads this; the health checker writes it.
@@ -60,17 +62,17 @@ impl TargetRuntime {
     fn new(
         group: &TargetGroupRoutes,
         spec: &HealthCheckSpec,
-        id: &str,
-        port: u16,
+        target: &RouteTarget,
         address: SocketAddr,
         pool_slots: usize,
     ) -> Self {
-        let key = model::elb::target_key(id, i32::from(port));
+        let key = model::elb::target_key(&target.id, i32::from(target.port));
         Self {
             group_arn: group.arn.clone(),
-            id: id.to_string(),
-            port,
+            id: target.id.clone(),
+            port: target.port,
             address,
+            registered_at_ms: target.registered_at_ms,
             cookie: cookie_value(&group.arn, &key),
             health: AtomicU8::new(HEALTH_INITIAL),
             healthy_since_ms: AtomicU64::new(0),
@@ -364,9 +366,11 @@ impl Registry {
                     model::elb::target_key(&target.id, i32::from(target.port)),
                 );
                 let existing = self.targets.get(&key).filter(|runtime| {
-                    // A new address, or a target re-registered after its deadline closed it,
-                    // starts over as a new target (as a re-registration does in AWS).
+                    // A new address or a new registration (also of a target still draining),
+                    // or a target re-registered after its deadline closed it, starts over as a
+                    // new target (as a re-registration does in AWS).
                     runtime.address == address
+                        && runtime.registered_at_ms == target.registered_at_ms
                         && (target.draining_until_ms.is_some() || !runtime.is_closed())
                 });
                 let runtime = match existing {
@@ -382,8 +386,7 @@ impl Registry {
                         let runtime = Arc::new(TargetRuntime::new(
                             group,
                             &spec,
-                            &target.id,
-                            target.port,
+                            target,
                             address,
                             self.pool_slots.max(1),
                         ));

@@ -653,3 +653,59 @@ async fn request_metrics_are_counted_and_reported() {
         .iter()
         .all(|d| d.unit == "Seconds" && d.minimum <= d.maximum));
 }
+
+#[tokio::test]
+async fn a_target_registered_again_while_draining_starts_over_without_health() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let lb = load_balancer(
+        "again",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("again", 1)]))],
+    );
+    // Two passing checks to turn healthy, 5 s apart: a new registration stays `initial` for
+    // a while, long enough to see.
+    let registered = |at: i64, draining: bool| {
+        let mut group = group("again", &[&web]);
+        group.health_check = health_check("/health", 2, 2);
+        group.health_check.interval_seconds = 5;
+        group.targets[0].registered_at_ms = Some(at);
+        if draining {
+            group.targets[0].draining_until_ms = Some(model_now_ms() + 60_000);
+        }
+        group
+    };
+    node.publish(snapshot(vec![lb.clone()], vec![registered(1, false)]))
+        .await;
+    node.wait_for_state("again", &web, "healthy").await;
+    node.publish(snapshot(vec![lb.clone()], vec![registered(1, true)]))
+        .await;
+    assert_eq!(
+        node.handle
+            .target_health(
+                &group_arn("again"),
+                &web.address.ip().to_string(),
+                web.address.port()
+            )
+            .map(|h| (h.state, h.registered_at_ms)),
+        Some(("healthy".to_string(), Some(1)))
+    );
+    // Registered again before its deadline: a new target, reported as such.
+    node.publish(snapshot(vec![lb], vec![registered(2, false)]))
+        .await;
+    let report = node
+        .handle
+        .target_health(
+            &group_arn("again"),
+            &web.address.ip().to_string(),
+            web.address.port(),
+        )
+        .unwrap();
+    assert_eq!(
+        (report.state.as_str(), report.registered_at_ms),
+        ("initial", Some(2))
+    );
+    node.wait_for_state("again", &web, "healthy").await;
+}

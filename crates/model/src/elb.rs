@@ -396,6 +396,10 @@ pub struct RouteTarget {
     /// (the control plane's clock, see `RouteSnapshot::now_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draining_until_ms: Option<i64>,
+    /// `RegisteredTarget::registered_at_ms`: which registration this is. A target registered
+    /// again (say, while draining) is a new target to the data plane, with no health yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at_ms: Option<i64>,
 }
 
 // ---- The load-balancer protocol ----
@@ -441,6 +445,10 @@ pub struct TargetGroupHealthReport {
 pub struct TargetHealthReport {
     pub id: String,
     pub port: i32,
+    /// The registration observed (`RouteTarget::registered_at_ms`): a report about an earlier
+    /// registration of the same `id:port` is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at_ms: Option<i64>,
     /// `initial`, `healthy` or `unhealthy`.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

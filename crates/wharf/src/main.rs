@@ -166,6 +166,9 @@ struct LbArgs {
     /// Secret for --access-key-id.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_access_key: String,
+    /// Threads serving client connections (default: one per core).
+    #[arg(long, env = "WHARF_LB_WORKERS")]
+    workers: Option<usize>,
 }
 
 /// `wharf agent --capacity-type`'s values.
@@ -282,14 +285,19 @@ fn start_lb(
     node: String,
     region: &str,
     credentials: agent::AgentCredentials,
+    workers: Option<usize>,
     cancel: CancellationToken,
 ) -> Result<lb::LoadBalancerHandle> {
     let client = Arc::new(
         lb::control_plane::Client::new(server, credentials, region)
             .with_context(|| format!("cannot use {server} as the server endpoint"))?,
     );
+    let mut config = lb::LoadBalancerConfig::new(node);
+    if let Some(workers) = workers {
+        config.workers = workers;
+    }
     Ok(lb::LoadBalancerNode::start(
-        lb::LoadBalancerConfig::new(node),
+        config,
         client.clone(),
         client,
         cancel,
@@ -315,6 +323,7 @@ async fn run_lb(args: LbArgs) -> Result<()> {
             access_key_id: args.access_key_id.clone(),
             secret_access_key: args.secret_access_key.clone(),
         },
+        args.workers,
         cancel.clone(),
     )?;
     say!(
@@ -517,6 +526,7 @@ async fn run_server(
                 access_key_id: credentials.access_key_id.clone(),
                 secret_access_key: credentials.secret_access_key.clone(),
             },
+            None,
             cancel.clone(),
         )?;
         say!("local load balancer: ALBs and NLBs listen on their DNSName (a 127.x.y.z address)");

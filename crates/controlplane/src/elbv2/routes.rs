@@ -339,6 +339,7 @@ fn group_routes(
             address: format!("{host}:{port}"),
             availability_zone: target.availability_zone.clone(),
             draining_until_ms: target.deregistered_at_ms.map(|at| at + delay * 1000),
+            registered_at_ms: Some(target.registered_at_ms),
         });
     }
     TargetGroupRoutes {
@@ -557,6 +558,13 @@ async fn record_group_health(
             continue;
         };
         if !REPORTED_STATES.contains(&target.state.as_str()) {
+            continue;
+        }
+        // Checks of an earlier registration say nothing about this one.
+        if target
+            .registered_at_ms
+            .is_some_and(|at| at != registered.registered_at_ms)
+        {
             continue;
         }
         // An observation of an earlier target with this key does not carry over.

@@ -189,6 +189,7 @@ pub fn target(address: SocketAddr) -> RouteTarget {
         address: address.to_string(),
         availability_zone: None,
         draining_until_ms: None,
+        registered_at_ms: None,
     }
 }
 
