@@ -42,9 +42,9 @@ use crate::table::{Action, LoadBalancerEntry, RoutingTable, TargetRuntime};
 use crate::upstream;
 
 /// Headers per message at most (more: 400 from a client, 502 from a target).
-const MAX_HEADERS: usize = 128;
+pub(crate) const MAX_HEADERS: usize = 128;
 /// A request or response head larger than this is refused.
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Headers that describe one hop's connection, never forwarded (besides those `Connection`
 /// lists). `Transfer-Encoding` is not among them: bodies keep their framing.
 const HOP_BY_HOP: [&str; 6] = [
@@ -606,15 +606,7 @@ impl Connection {
                 }))
             };
         }
-        let body = if plan.head_request || status == 204 || status == 304 {
-            Framing::Empty
-        } else if scan.chunked {
-            Framing::Chunked(ChunkedDecoder::default())
-        } else if let Some(length) = scan.content_length {
-            Framing::Length(length)
-        } else {
-            Framing::UntilClose
-        };
+        let body = response_framing(plan.head_request, status, &scan);
         let decode = plan.http10 && matches!(body, Framing::Chunked(_));
         let close_client = !plan.keep_alive || matches!(body, Framing::UntilClose) || decode;
         let reusable = version == 1 && !scan.close && !matches!(body, Framing::UntilClose);
@@ -701,6 +693,19 @@ impl Drop for Outstanding<'_> {
     }
 }
 
+/// How a target's response body is delimited (RFC 9112 §6.3).
+pub(crate) fn response_framing(head_request: bool, status: u16, scan: &Scan<'_>) -> Framing {
+    if head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else if scan.chunked {
+        Framing::Chunked(ChunkedDecoder::default())
+    } else if let Some(length) = scan.content_length {
+        Framing::Length(length)
+    } else {
+        Framing::UntilClose
+    }
+}
+
 /// A whole response the load balancer makes itself.
 fn write_answer(
     out: &mut Vec<u8>,
@@ -773,11 +778,11 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), StatusCode> {
 
 /// What one pass over a message's headers finds.
 #[derive(Default)]
-struct Scan<'b> {
+pub(crate) struct Scan<'b> {
     host: Option<&'b str>,
     content_length: Option<u64>,
     chunked: bool,
-    close: bool,
+    pub close: bool,
     keep_alive: bool,
     expect_continue: bool,
     trace: Option<&'b [u8]>,
@@ -788,7 +793,7 @@ struct Scan<'b> {
 }
 
 impl<'b> Scan<'b> {
-    fn of(headers: &[httparse::Header<'b>]) -> Result<Scan<'b>, StatusCode> {
+    pub(crate) fn of(headers: &[httparse::Header<'b>]) -> Result<Scan<'b>, StatusCode> {
         let mut scan = Scan::default();
         let bad = StatusCode::BAD_REQUEST;
         for header in headers {
@@ -847,7 +852,7 @@ impl<'b> Scan<'b> {
     }
 
     /// Whether a header with this name is passed on to the other side.
-    fn forwarded(&self, name: &str) -> bool {
+    pub(crate) fn forwarded(&self, name: &str) -> bool {
         let is = |n: &&str| n.eq_ignore_ascii_case(name);
         !(HOP_BY_HOP.iter().any(is)
             || REPLACED.iter().any(is)

@@ -1,7 +1,8 @@
 //! The ALB data path's entry: a client connection's first bytes tell HTTP/2 with prior
 //! knowledge (its connection preface) from HTTP/1.x, which [`crate::http1`] serves. HTTP/2
 //! connections are served by hyper here: rules evaluated in order, then a fixed response, a
-//! redirect, or a forward to a target over pooled keep-alive HTTP/1.1 connections. The pieces
+//! redirect, or a forward to a target over pooled keep-alive HTTP/1.1 connections
+//! ([`crate::upstream::exchange`]). The pieces
 //! both paths share (error pages, stickiness cookies, trace ids, redirect locations) live here.
 //!
 //! The HTTP/2 path takes the routing table as one `Arc` per request, holds no lock across an
@@ -30,16 +31,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::framing::Buffered;
+use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
 use crate::table::{Action, Forward, ListenerTable, Routes, TargetRuntime};
+use crate::upstream::RawBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,8 +50,6 @@ const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) const TG_COOKIE: &str = "AWSALBTG";
-/// Bodies up to this size (by `Content-Length`) are read before the response headers are sent.
-const PREFETCH_LIMIT: u64 = 16 * 1024;
 pub(crate) const TARGET_COOKIE: &str = "AWSALB";
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -60,19 +58,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[derive(Debug)]
 pub struct HttpShared {
     pub routes: Arc<Routes>,
-    /// Owns the tasks driving connections to targets.
-    pub tracker: TaskTracker,
-    /// The node's shutdown: target connections stop being driven (after a grace period).
-    pub shutdown: CancellationToken,
     server: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl HttpShared {
-    pub fn new(routes: Arc<Routes>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(routes: Arc<Routes>) -> Self {
         Self {
             routes,
-            tracker,
-            shutdown,
             server: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),
         }
     }
@@ -249,33 +241,24 @@ impl Connection {
         let in_flight = InFlight::start(&target.runtime);
 
         self.prepare_upstream(&mut parts, listener);
-        let upstream = Request::from_parts(parts, body);
         let sent = Instant::now();
         let idle_timeout = listener.load_balancer.idle_timeout;
-        let answer = tokio::time::timeout(
-            idle_timeout,
-            crate::upstream::send(
-                &in_flight.0,
-                &self.shared.tracker,
-                &self.shared.shutdown,
-                upstream,
-            ),
-        )
-        .await;
-        let (mut response, connection) = match answer {
-            Ok(Ok(answer)) if !in_flight.0.is_closed() => answer,
-            Ok(Ok(_)) => {
+        let answer = crate::upstream::exchange(&target.runtime, &parts, body, idle_timeout).await;
+        let mut response = match answer {
+            // The draining deadline passed while the target was answering.
+            Ok(_) if in_flight.0.is_closed() => {
                 lb_metrics.elb_error(502);
                 return elb_error(StatusCode::BAD_GATEWAY);
             }
-            Ok(Err(error)) => {
+            Ok(response) => response,
+            Err(error) if error.is_timeout() => {
+                lb_metrics.elb_error(504);
+                return elb_error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Err(error) => {
                 tracing::debug!(target = %in_flight.0.address, error = %error_chain(&error), "target request failed");
                 lb_metrics.elb_error(502);
                 return elb_error(StatusCode::BAD_GATEWAY);
-            }
-            Err(_) => {
-                lb_metrics.elb_error(504);
-                return elb_error(StatusCode::GATEWAY_TIMEOUT);
             }
         };
         let elapsed = sent.elapsed();
@@ -284,7 +267,6 @@ impl Connection {
         weighted.metrics.target_response(status, elapsed);
 
         let headers = response.headers_mut();
-        strip_hop_by_hop(headers);
         if let Some(seconds) = forward.stickiness_seconds {
             append_cookie(headers, TG_COOKIE, &group.id, seconds);
         }
@@ -296,37 +278,7 @@ impl Connection {
                 seconds,
             );
         }
-        // A small body is awaited before the headers go out, so both leave in one write (and
-        // one packet) instead of two: it usually arrived with the headers anyway.
-        let (parts, mut body) = response.into_parts();
-        let mut first = None;
-        let small = body
-            .size_hint()
-            .exact()
-            .is_some_and(|length| length <= PREFETCH_LIMIT);
-        if small && !body.is_end_stream() {
-            match tokio::time::timeout(idle_timeout, body.frame()).await {
-                Ok(Some(Ok(frame))) => first = Some(frame),
-                Ok(None) => {}
-                Ok(Some(Err(_))) => {
-                    lb_metrics.elb_error(502);
-                    return elb_error(StatusCode::BAD_GATEWAY);
-                }
-                Err(_) => {
-                    lb_metrics.elb_error(504);
-                    return elb_error(StatusCode::GATEWAY_TIMEOUT);
-                }
-            }
-        }
-        Response::from_parts(
-            parts,
-            ProxyBody::Upstream {
-                first,
-                body,
-                connection: Some(connection),
-                in_flight,
-            },
-        )
+        response.map(|body| ProxyBody::Upstream { body, in_flight })
     }
 
     /// Rewrites the client's request for the target: origin-form URI, HTTP/1.1,
@@ -386,14 +338,7 @@ impl Drop for InFlight {
 
 /// A response body: streamed from a target, or made by the load balancer.
 pub enum ProxyBody {
-    Upstream {
-        /// A frame already read from `body` (see `PREFETCH_LIMIT`).
-        first: Option<Frame<Bytes>>,
-        body: Incoming,
-        /// Back to the pool when the body was read to its end.
-        connection: Option<hyper::client::conn::http1::SendRequest<Incoming>>,
-        in_flight: InFlight,
-    },
+    Upstream { body: RawBody, in_flight: InFlight },
     Full(Option<Bytes>),
 }
 
@@ -407,28 +352,6 @@ impl ProxyBody {
     }
 }
 
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        if let ProxyBody::Upstream {
-            body,
-            connection,
-            in_flight,
-            ..
-        } = self
-        {
-            if let Some(connection) = connection.take().filter(|_| body.is_end_stream()) {
-                // (A prefetched frame left unsent still leaves the connection reusable: the
-                // target's side of the exchange is complete.)
-                crate::upstream::check_in(&in_flight.0, connection);
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the target's draining deadline passed")]
-struct DrainDeadlinePassed;
-
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -438,21 +361,11 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream {
-                first,
-                body,
-                in_flight,
-                ..
-            } => {
+            ProxyBody::Upstream { body, in_flight } => {
                 if in_flight.0.is_closed() {
-                    return Poll::Ready(Some(Err(Box::new(DrainDeadlinePassed))));
+                    return Poll::Ready(Some(Err(Box::new(RelayError::Drained))));
                 }
-                if let Some(frame) = first.take() {
-                    return Poll::Ready(Some(Ok(frame)));
-                }
-                Pin::new(body)
-                    .poll_frame(cx)
-                    .map_err(|e| Box::new(e) as BoxError)
+                Pin::new(body).poll_frame(cx)
             }
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
@@ -460,26 +373,14 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { first, body, .. } => first.is_none() && body.is_end_stream(),
+            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { first, body, .. } => {
-                let prefetched = first
-                    .as_ref()
-                    .and_then(|f| f.data_ref())
-                    .map_or(0, |d| d.len() as u64);
-                let hint = body.size_hint();
-                let mut total = SizeHint::new();
-                total.set_lower(hint.lower() + prefetched);
-                if let Some(upper) = hint.upper() {
-                    total.set_upper(upper + prefetched);
-                }
-                total
-            }
+            ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -102,11 +102,7 @@ impl LoadBalancerNode {
         let state = Arc::new(NodeState {
             config,
             workers: Arc::new(workers),
-            http: Arc::new(HttpShared::new(
-                routes.clone(),
-                tracker.clone(),
-                cancel.clone(),
-            )),
+            http: Arc::new(HttpShared::new(routes.clone())),
             routes,
             health: health_client(),
             health_changed: Arc::new(Notify::new()),

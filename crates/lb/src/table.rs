@@ -47,10 +47,8 @@ pub struct TargetRuntime {
     pub closed: CancellationToken,
     /// Stops the health-check task.
     pub stop: CancellationToken,
-    /// Idle keep-alive connections (see [`crate::upstream`]): hyper's, for HTTP/2 clients'
-    /// requests, and raw ones for HTTP/1.x clients'.
-    pub idle: Mutex<Vec<crate::upstream::IdleConnection>>,
-    /// One pool per worker thread ([`crate::workers::current_worker`]).
+    /// Idle keep-alive connections (see [`crate::upstream`]), one pool per worker thread
+    /// ([`crate::workers::current_worker`]).
     pub raw_idle: Box<[Mutex<Vec<crate::upstream::RawIdleConnection>>]>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
@@ -80,7 +78,6 @@ impl TargetRuntime {
             closed_flag: AtomicBool::new(false),
             closed: CancellationToken::new(),
             stop: CancellationToken::new(),
-            idle: Mutex::new(Vec::new()),
             raw_idle: (0..pool_slots).map(|_| Mutex::new(Vec::new())).collect(),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(spec.clone()),
@@ -97,7 +94,6 @@ impl TargetRuntime {
 
     /// Drops the idle keep-alive connections.
     pub fn clear_pools(&self) {
-        self.idle.lock().expect("poisoned").clear();
         for pool in &self.raw_idle {
             pool.lock().expect("poisoned").clear();
         }

@@ -1,42 +1,40 @@
-//! Keep-alive HTTP/1.1 connections to targets, pooled per target (in its
-//! [`TargetRuntime`]): a request checks a connection out, and the connection goes back when
-//! the response body has been read to its end. Connections idle longer than [`IDLE_TIMEOUT`]
-//! are dropped at the next checkout.
+//! Keep-alive HTTP/1.1 connections to targets, pooled per target and per worker thread (in
+//! its [`TargetRuntime`]): a request checks a connection out, and the connection goes back
+//! when the response has been read to its end. Connections idle longer than
+//! [`IDLE_TIMEOUT`] are dropped at the next checkout, and one the target closed is noticed at
+//! checkout from the reactor's readiness (no system call), see [`check_out_raw`].
 //!
-//! Two kinds, one pool each: raw connections ([`Buffered`]) for the HTTP/1.x path, which
-//! reads and writes them itself, and hyper client connections for HTTP/2 clients' requests,
-//! each driven by a task in the node's tracker. A pooled hyper connection the target closed is
-//! noticed before the request is written (hyper hands the request back), and the request is
-//! retried on another connection; a raw one the target closed is noticed at checkout from the
-//! reactor's readiness (no system call), see [`check_out_raw`].
+//! The HTTP/1.x path ([`crate::http1`]) reads and writes these connections itself;
+//! [`exchange`] does the same for the requests hyper parsed (HTTP/2 clients'), handing the
+//! response body to hyper as a [`RawBody`].
 
 use std::net::SocketAddr;
-use std::task::{Context, Waker};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::framing::Buffered;
+use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
+use crate::http1::{response_framing, Scan, MAX_HEAD, MAX_HEADERS};
 use crate::table::TargetRuntime;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
 /// connection the target is about to close is rarely reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long a node's shutdown waits for a response still coming from a target.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long connecting to a target may take (HTTP and NLB flows alike).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An idle connection and when it was last used.
-pub type IdleConnection = (SendRequest<Incoming>, Instant);
 /// An idle raw connection and when it was last used.
 pub type RawIdleConnection = (Buffered, Instant);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -47,16 +45,26 @@ pub enum UpstreamError {
     },
     #[error("connecting to {address} timed out")]
     ConnectTimeout { address: SocketAddr },
-    #[error("the HTTP handshake with {address} failed: {source}")]
-    Handshake {
+    #[error("the exchange with {address} failed: {source}")]
+    Exchange {
         address: SocketAddr,
-        source: hyper::Error,
+        source: RelayError,
     },
-    #[error("the request to {address} failed: {source}")]
-    Request {
-        address: SocketAddr,
-        source: hyper::Error,
-    },
+    #[error("the client's request body failed: {0}")]
+    ClientBody(hyper::Error),
+}
+
+impl UpstreamError {
+    /// The target did not answer within the idle timeout (504 rather than 502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Exchange {
+                source: RelayError::Timeout,
+                ..
+            }
+        )
+    }
 }
 
 /// A pooled raw connection to `target`, if one is idle and still open. An idle connection
@@ -101,7 +109,7 @@ pub async fn connect_raw(address: SocketAddr) -> Result<Buffered, UpstreamError>
 }
 
 /// A TCP connection to a target, with Nagle off (requests and responses are written whole).
-async fn open(address: SocketAddr) -> Result<TcpStream, UpstreamError> {
+pub(crate) async fn open(address: SocketAddr) -> Result<TcpStream, UpstreamError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
         .map_err(|_| UpstreamError::ConnectTimeout { address })?
@@ -110,94 +118,303 @@ async fn open(address: SocketAddr) -> Result<TcpStream, UpstreamError> {
     Ok(stream)
 }
 
-/// Sends `request` to `target`: the response, and the connection to give back with
-/// [`check_in`] once the response body is done.
-pub async fn send(
-    target: &TargetRuntime,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-    mut request: Request<Incoming>,
-) -> Result<(Response<Incoming>, SendRequest<Incoming>), UpstreamError> {
+/// Sends a request hyper parsed (its headers already rewritten for the target) as HTTP/1.1
+/// over a pooled connection, and reads the response head (at most `idle` per read). A request
+/// without a body goes out whole, so an idempotent one is sent again on a new connection when
+/// a pooled one turns out to be closed.
+pub async fn exchange(
+    target: &Arc<TargetRuntime>,
+    parts: &http::request::Parts,
+    mut body: Incoming,
+    idle: Duration,
+) -> Result<http::Response<RawBody>, UpstreamError> {
+    let address = target.address;
+    let failed = |source| UpstreamError::Exchange { address, source };
+    let chunked = !body.is_end_stream() && body.size_hint().exact().is_none();
+    let head = request_head(parts, &body, chunked);
+    let head_request = parts.method == http::Method::HEAD;
+    let mut retry = body.is_end_stream()
+        && matches!(
+            parts.method.as_str(),
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        );
     loop {
-        let (mut sender, reused) = match check_out(target) {
-            Some(sender) => (sender, true),
-            None => (connect(target.address, tracker, shutdown).await?, false),
+        let (mut connection, reused) = match check_out_raw(target) {
+            Some(connection) => (connection, true),
+            None => (connect_raw(address).await?, false),
         };
-        if reused && sender.ready().await.is_err() {
+        let sent = match connection.stream.write_all(&head).await {
+            Ok(()) => send_body(&mut connection.stream, &mut body, chunked, address).await,
+            Err(error) => Err(UpstreamError::Exchange {
+                address,
+                source: RelayError::Write(error),
+            }),
+        };
+        let answered = match sent {
+            Ok(()) => read_head(&mut connection, head_request, idle)
+                .await
+                .map_err(failed),
+            Err(error) => Err(error),
+        };
+        match answered {
+            Ok((mut response, reusable)) => {
+                let framing = std::mem::replace(&mut response.body_mut().framing, Framing::Empty);
+                let body = RawBody::new(target.clone(), connection, framing, reusable);
+                return Ok(response.map(|_| body));
+            }
+            Err(UpstreamError::Exchange { source, .. })
+                if reused
+                    && retry
+                    && connection.buf.is_empty()
+                    && !matches!(source, RelayError::Timeout) =>
+            {
+                // The pooled connection was closing: once more on a new one.
+                retry = false;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The request line and headers, framed by `Content-Length` or chunked encoding.
+fn request_head(parts: &http::request::Parts, body: &Incoming, chunked: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
             continue;
         }
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, sender)),
-            Err(mut error) => match error.take_message() {
-                // Not written: the pooled connection was closing. Another one will do.
-                Some(unsent) if reused => request = unsent,
-                _ => {
-                    return Err(UpstreamError::Request {
-                        address: target.address,
-                        source: error.into_error(),
-                    })
-                }
-            },
-        }
+        push_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
+    if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if let Some(length) = body.size_hint().exact().filter(|&l| l > 0) {
+        head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+    } else if !matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS" | "DELETE") {
+        head.extend_from_slice(b"content-length: 0\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
-fn check_out(target: &TargetRuntime) -> Option<SendRequest<Incoming>> {
-    let now = Instant::now();
-    let mut idle = target.idle.lock().expect("poisoned");
-    while let Some((sender, last_used)) = idle.pop() {
-        if now.duration_since(last_used) >= IDLE_TIMEOUT {
-            // The rest are older still (the pool is a stack): drop them all.
-            idle.clear();
-            return None;
-        }
-        if !sender.is_closed() {
-            return Some(sender);
-        }
-    }
-    None
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Gives a connection back after its response body was read to the end.
-pub fn check_in(target: &TargetRuntime, sender: SendRequest<Incoming>) {
-    if sender.is_closed() || target.is_closed() {
-        return;
-    }
-    target
-        .idle
-        .lock()
-        .expect("poisoned")
-        .push((sender, Instant::now()));
-}
-
-async fn connect(
+/// Streams the client's body to the target as it arrives.
+async fn send_body(
+    stream: &mut TcpStream,
+    body: &mut Incoming,
+    chunked: bool,
     address: SocketAddr,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> Result<SendRequest<Incoming>, UpstreamError> {
-    let stream = open(address).await?;
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| UpstreamError::Handshake { address, source })?;
-    let shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        tokio::pin!(connection);
-        let result = tokio::select! {
-            result = &mut connection => result,
-            // The node is stopping: responses in flight may still finish (client connections
-            // shut down gracefully), and an idle pooled connection ends once the node clears
-            // the pools (`LoadBalancerHandle::wait`); never hold the shutdown longer than this.
-            _ = shutdown.cancelled() => {
-                match tokio::time::timeout(SHUTDOWN_GRACE, &mut connection).await {
-                    Ok(result) => result,
-                    Err(_) => Ok(()),
+) -> Result<(), UpstreamError> {
+    let write = |error| UpstreamError::Exchange {
+        address,
+        source: RelayError::Write(error),
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(UpstreamError::ClientBody)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            stream.write_all(size.as_bytes()).await.map_err(write)?;
+            stream.write_all(&data).await.map_err(write)?;
+            stream.write_all(b"\r\n").await.map_err(write)?;
+        } else {
+            stream.write_all(&data).await.map_err(write)?;
+        }
+    }
+    if chunked {
+        stream.write_all(b"0\r\n\r\n").await.map_err(write)?;
+    }
+    Ok(())
+}
+
+/// Reads the final response head (interim 1xx responses skipped): the response with its
+/// framing in a placeholder body, and whether the connection can be reused after it.
+async fn read_head(
+    connection: &mut Buffered,
+    head_request: bool,
+    idle: Duration,
+) -> Result<(http::Response<RawHead>, bool), RelayError> {
+    loop {
+        match parse_head(&connection.buf, head_request)? {
+            Some((head_len, None)) => {
+                let _ = connection.buf.split_to(head_len);
+            }
+            Some((head_len, Some(answer))) => {
+                let _ = connection.buf.split_to(head_len);
+                return Ok(answer);
+            }
+            None if connection.buf.len() >= MAX_HEAD => return Err(RelayError::Malformed),
+            None => {
+                if connection.read_more(idle).await? == 0 {
+                    return Err(RelayError::Truncated);
                 }
             }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%address, %error, "target connection ended with an error");
         }
-    });
-    Ok(sender)
+    }
+}
+
+/// The framing of a response, before [`RawBody`] takes over.
+pub struct RawHead {
+    framing: Framing,
+}
+
+type ParsedHead = (usize, Option<(http::Response<RawHead>, bool)>);
+
+/// A complete head at the front of `buf`: its length, and the response (`None` for an
+/// interim 1xx one).
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<ParsedHead>, RelayError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(RelayError::Malformed),
+    };
+    let (Some(status), Some(version)) = (response.code, response.version) else {
+        return Err(RelayError::Malformed);
+    };
+    let headers: &[httparse::Header] = response.headers;
+    if status < 200 {
+        // 101 cannot happen (`Upgrade` is not forwarded); 100 and 103 are skipped.
+        return if status == 101 {
+            Err(RelayError::Malformed)
+        } else {
+            Ok(Some((head_len, None)))
+        };
+    }
+    let scan = Scan::of(headers).map_err(|_| RelayError::Malformed)?;
+    let framing = response_framing(head_request, status, &scan);
+    let reusable = version == 1 && !scan.close && !matches!(framing, Framing::UntilClose);
+    let chunked = matches!(framing, Framing::Chunked(_));
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for header in headers {
+        // HTTP/2 frames the body itself: no transfer coding, and no length next to chunks.
+        if !scan.forwarded(header.name)
+            || header.name.eq_ignore_ascii_case("transfer-encoding")
+            || (chunked && header.name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_bytes(header.value),
+        ) else {
+            return Err(RelayError::Malformed);
+        };
+        map.append(name, value);
+    }
+    let mut answer = http::Response::new(RawHead { framing });
+    *answer.status_mut() = http::StatusCode::from_u16(status).map_err(|_| RelayError::Malformed)?;
+    *answer.headers_mut() = map;
+    Ok(Some((head_len, Some((answer, reusable)))))
+}
+
+/// A target's response body read from a raw connection (de-chunked), for hyper to send on.
+/// The connection goes back to the pool once the body was read to its end.
+pub struct RawBody {
+    target: Arc<TargetRuntime>,
+    connection: Option<Buffered>,
+    framing: Framing,
+    reusable: bool,
+}
+
+impl RawBody {
+    fn new(
+        target: Arc<TargetRuntime>,
+        connection: Buffered,
+        framing: Framing,
+        reusable: bool,
+    ) -> RawBody {
+        let mut body = RawBody {
+            target,
+            connection: Some(connection),
+            framing,
+            reusable,
+        };
+        if body.framing.is_done() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            if self.reusable && connection.buf.is_empty() {
+                check_in_raw(&self.target, connection);
+            }
+        }
+    }
+}
+
+impl Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(connection) = this.connection.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let mut data = Vec::new();
+            let done = match this.framing.take(&mut connection.buf, &mut data, true) {
+                Ok(done) => done,
+                Err(error) => return Poll::Ready(Some(Err(Box::new(error)))),
+            };
+            if done {
+                this.finish();
+                return Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(Bytes::from(data)))));
+            }
+            if !data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
+            }
+            connection.buf.reserve(READ_CHUNK);
+            let read = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut connection.stream),
+                cx,
+                &mut connection.buf
+            ));
+            match read {
+                Ok(0) if matches!(this.framing, Framing::UntilClose) => {
+                    this.connection = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return Poll::Ready(Some(Err(Box::new(RelayError::Truncated)))),
+                Ok(_) => {}
+                Err(error) => return Poll::Ready(Some(Err(Box::new(RelayError::Read(error))))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.connection.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(remaining) if self.connection.is_some() => {
+                SizeHint::with_exact(remaining)
+            }
+            _ if self.connection.is_none() => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
 }

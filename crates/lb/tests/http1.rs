@@ -934,3 +934,61 @@ async fn the_host_comes_from_an_absolute_target_and_http11_requires_one() {
     client.expect_closed().await;
     assert!(requests.try_recv().is_err());
 }
+
+#[tokio::test]
+async fn http2_clients_reach_targets_over_the_same_pooled_http11_connections() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use hyper_util::rt::TokioExecutor;
+
+    // The target answers each request with a chunked body and reports what it received.
+    let (sender, mut received) = mpsc::unbounded_channel();
+    let backend = raw_backend(move |mut wire| {
+        let sender = sender.clone();
+        async move {
+            while let Some(request) = wire.read_request().await {
+                let _ = sender.send(request);
+                wire.write(
+                    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\nConnection: X-Gone\r\nX-Gone: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                )
+                .await;
+            }
+        }
+    })
+    .await;
+    let (_node, address) = serve(&[backend.address]).await;
+    type Frames =
+        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>;
+    let client: Client<HttpConnector, StreamBody<Frames>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    for round in 0..3 {
+        // A body of unknown length (no size hint): the target gets it chunked.
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"hello "))),
+            Ok(Frame::data(Bytes::from_static(b"world"))),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let request = hyper::Request::post(format!("http://{address}/upload/{round}"))
+            .body(body)
+            .unwrap();
+        let pending = client.request(request);
+        let response = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        assert_eq!(response.status(), 201);
+        assert_eq!(response.headers()["x-kept"], "1");
+        assert!(response.headers().get("x-gone").is_none());
+        assert!(response.headers().get("transfer-encoding").is_none());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"abcde");
+
+        let seen = next(&mut received).await;
+        assert_eq!(seen.head.start, format!("POST /upload/{round} HTTP/1.1"));
+        assert_eq!(seen.head.all("transfer-encoding"), vec!["chunked"]);
+        assert_eq!(seen.body, b"hello world");
+        assert_eq!(seen.head.all("x-forwarded-for"), vec!["127.0.0.1"]);
+    }
+    assert_eq!(backend.accepts(), 1, "one pooled target connection");
+}
