@@ -47,7 +47,7 @@ pub(crate) const MAX_HEADERS: usize = 128;
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Headers that describe one hop's connection, never forwarded (besides those `Connection`
 /// lists). `Transfer-Encoding` is not among them: bodies keep their framing.
-const HOP_BY_HOP: [&str; 6] = [
+pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -740,7 +740,7 @@ fn write_answer(
     }
 }
 
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

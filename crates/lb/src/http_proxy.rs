@@ -47,8 +47,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) const TG_COOKIE: &str = "AWSALBTG";
 pub(crate) const TARGET_COOKIE: &str = "AWSALB";
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
@@ -420,16 +418,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in crate::http1::HOP_BY_HOP {
         headers.remove(name);
     }
+    // The request's framing is the target connection's own (see `upstream::exchange`).
+    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// The stickiness cookies a request carries.

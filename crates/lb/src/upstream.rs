@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
-use crate::http1::{response_framing, Scan, MAX_HEAD, MAX_HEADERS};
+use crate::http1::{push_header, response_framing, Scan, MAX_HEAD, MAX_HEADERS};
 use crate::table::TargetRuntime;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
@@ -199,13 +199,6 @@ fn request_head(parts: &http::request::Parts, body: &Incoming, chunked: bool) ->
     }
     head.extend_from_slice(b"\r\n");
     head
-}
-
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Streams the client's body to the target as it arrives.
