@@ -57,6 +57,7 @@ async fn tcp_listeners_proxy_bytes_both_ways() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let mut streams = Vec::new();
     for round in 0..3 {
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         let message = format!("hello through the nlb {round}");
@@ -64,7 +65,34 @@ async fn tcp_listeners_proxy_bytes_both_ways() {
         let mut echoed = vec![0; message.len()];
         stream.read_exact(&mut echoed).await.unwrap();
         assert_eq!(echoed, message.as_bytes());
+        streams.push(stream);
     }
+    // The flows are still open: their bytes count already (each message went both ways).
+    let carried = 2.0
+        * (0..3)
+            .map(|r| format!("hello through the nlb {r}").len() as f64)
+            .sum::<f64>();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let bytes: f64 = node
+            .control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "ProcessedBytes")
+            .map(|d| d.sum)
+            .sum();
+        if bytes >= carried {
+            assert_eq!(bytes, carried);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "open flows' bytes not reported ({bytes} of {carried})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(streams);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let flows: f64 = node
