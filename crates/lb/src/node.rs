@@ -316,24 +316,29 @@ async fn health_report_loop(state: Arc<NodeState>, reporter: Arc<dyn Reporter>) 
     {
         return;
     }
-    let mut failed = false;
+    // After a failed report, the next one comes after a growing delay (or a change).
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut retry_in: Option<Duration> = None;
     loop {
         tokio::select! {
             _ = full.tick() => {}
             _ = state.health_changed.notified() => {
                 tokio::time::sleep(CHANGE_REPORT_DELAY).await;
             }
-            _ = tokio::time::sleep(Duration::from_secs(1)), if failed => {}
+            _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => {}
             _ = state.cancel.cancelled() => return,
         }
         let input = health_input(&state);
         match reporter.report_target_health(input).await {
-            Ok(()) => failed = false,
+            Ok(()) => {
+                backoff.reset();
+                retry_in = None;
+            }
             Err(error) => {
-                if !failed {
+                if retry_in.is_none() {
                     tracing::warn!(%error, "cannot report target health, retrying");
                 }
-                failed = true;
+                retry_in = Some(backoff.next_delay());
             }
         }
     }
