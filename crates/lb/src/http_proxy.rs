@@ -97,7 +97,12 @@ pub async fn serve_connection(
             serve_http2(client, remote, local, shared, shutdown).await;
             return;
         }
-        let idle = Duration::from_secs(60);
+        let idle = shared
+            .routes
+            .current()
+            .listeners
+            .get(&local)
+            .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
         let read = tokio::select! {
             read = client.read_more(idle) => read,
             _ = shutdown.cancelled() => return,
