@@ -11,9 +11,11 @@
 //! `Expect: 100-continue` is answered by the load balancer. What the client receives: the
 //! target's status and headers minus hop-by-hop ones, with stickiness cookies added.
 //!
-//! ALB's own answers: 400 for a malformed request (then the connection closes), 503 when no
-//! rule or no target matches, 502 when the target refused, reset or closed the connection or
-//! sent a malformed response, 504 when it did not answer within the idle timeout. A request
+//! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
+//! client stopped sending its body for the idle timeout, 503 when no rule or no target
+//! matches, 502 when the target refused, reset or closed the connection or sent a malformed
+//! response, 504 when it did not answer within the idle timeout. A target that stops reading a
+//! body and answers early (a 413, say) has that answer relayed. A request
 //! on a pooled connection the target had just closed is sent again on a new connection when
 //! nothing came back and the request was idempotent and sent whole.
 //!
@@ -455,6 +457,7 @@ impl Connection {
             return Err(End("malformed request body"));
         };
         let mut retry = whole && plan.idempotent;
+        let mut body_cut = false;
         let sent = Instant::now();
         let (mut upstream, answered) = loop {
             let (mut upstream, reused) = match upstream::check_out_raw(target) {
@@ -480,21 +483,33 @@ impl Connection {
                     target,
                 )
                 .await;
-                if let Err(RelayError::Read(_) | RelayError::Truncated) = relayed {
+                match relayed {
+                    Ok(()) => true,
                     // The client went away mid-body.
-                    return Err(End("client closed during its request body"));
+                    Err(RelayError::Read(_) | RelayError::Truncated) => {
+                        return Err(End("client closed during its request body"));
+                    }
+                    Err(error @ (RelayError::Malformed | RelayError::Timeout)) => {
+                        // ALB's answers: 400 for a broken body, 408 for a client that stopped
+                        // sending it for the idle timeout.
+                        let status = match error {
+                            RelayError::Timeout => StatusCode::REQUEST_TIMEOUT,
+                            _ => StatusCode::BAD_REQUEST,
+                        };
+                        answer_error(&mut self.response_out, Some(metrics), status, true);
+                        let _ = self.client.stream.write_all(&self.response_out).await;
+                        return Err(End("request body not received"));
+                    }
+                    // The target stopped reading the body: it may have answered early (413,
+                    // say). That answer is relayed, and the client's connection then closes
+                    // (the rest of its body is not read).
+                    Err(RelayError::Write(_)) => {
+                        body_cut = true;
+                        plan.keep_alive = false;
+                        true
+                    }
+                    Err(RelayError::Drained) => false,
                 }
-                if let Err(RelayError::Malformed) = relayed {
-                    answer_error(
-                        &mut self.response_out,
-                        Some(metrics),
-                        StatusCode::BAD_REQUEST,
-                        true,
-                    );
-                    let _ = self.client.stream.write_all(&self.response_out).await;
-                    return Err(End("malformed request body"));
-                }
-                relayed.is_ok()
             };
             let answered = if written {
                 self.await_answer(&mut upstream, &plan, idle).await
@@ -540,7 +555,7 @@ impl Connection {
         drop(in_flight);
         match relayed {
             Ok(()) => {
-                if answered.reusable && upstream.buf.is_empty() {
+                if answered.reusable && !body_cut && upstream.buf.is_empty() {
                     upstream::check_in_raw(target, upstream);
                 }
                 Ok(!answered.close_client)

@@ -992,3 +992,71 @@ async fn http2_clients_reach_targets_over_the_same_pooled_http11_connections() {
     }
     assert_eq!(backend.accepts(), 1, "one pooled target connection");
 }
+
+#[tokio::test]
+async fn an_early_answer_from_a_target_that_stops_reading_reaches_the_client() {
+    // The target refuses the upload after its head: it answers 413 and closes without
+    // reading the body, while the client is still sending it.
+    let backend = raw_backend(|mut wire| async move {
+        if wire.read_head().await.is_some() {
+            wire.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!")
+                .await;
+            let _ = wire.stream.shutdown().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    let (_node, address) = serve(&[backend.address]).await;
+    let mut client = dial(address).await;
+    let size = 32 * 1024 * 1024;
+    client
+        .write(
+            format!("POST /upload HTTP/1.1\r\nHost: app.example\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    // The body goes out from another task: the client reads the answer meanwhile.
+    let (reader, mut writer) = client.stream.into_split();
+    let sending = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = reader;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, reader.read_to_end(&mut answer)).await;
+    let answer = text(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+    assert!(answer.ends_with("too big!"), "{answer:?}");
+    sending.abort();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_gets_408() {
+    let (backend, _requests) = echo_backend().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets = vec![target(backend.address)];
+    let mut lb = load_balancer(
+        "stall",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("raw", 1)]))],
+    );
+    lb.idle_timeout_seconds = 1;
+    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let mut client = dial(address).await;
+    client
+        .write(b"POST /stall HTTP/1.1\r\nHost: app.example\r\nContent-Length: 10\r\n\r\nhalf")
+        .await;
+    let started = std::time::Instant::now();
+    let answer = client.read_to_end().await;
+    assert!(answer.starts_with(b"HTTP/1.1 408 "), "{:?}", text(&answer));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
