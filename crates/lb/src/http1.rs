@@ -9,7 +9,9 @@
 //! to), `X-Forwarded-Proto`, `X-Forwarded-Port` and `X-Amzn-Trace-Id` set. Bodies are
 //! relayed as they arrive, framed as the sender framed them (see [`crate::framing`]); an
 //! `Expect: 100-continue` is answered by the load balancer. What the client receives: the
-//! target's status and headers minus hop-by-hop ones, with stickiness cookies added.
+//! target's status and headers minus hop-by-hop ones, with stickiness cookies added. An
+//! upgrade request (WebSocket) keeps its `Connection: upgrade` and `Upgrade`; when the target
+//! answers 101, the connection becomes a byte stream both ways.
 //!
 //! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
 //! client stopped sending its body for the idle timeout, 503 when no rule or no target
@@ -128,6 +130,9 @@ struct Plan<'t> {
     idempotent: bool,
     /// `Set-Cookie` lines for stickiness (empty without stickiness).
     cookies: String,
+    /// The client asked to switch protocols (WebSocket): on a 101 the connection becomes a
+    /// byte stream between client and target.
+    upgrade: bool,
 }
 
 /// What the target answered, as far as the client's side needs it.
@@ -139,6 +144,8 @@ struct Answered {
     decode: bool,
     close_client: bool,
     reusable: bool,
+    /// A 101 to an upgrade request: bytes flow both ways from here on.
+    switched: bool,
 }
 
 impl Connection {
@@ -404,7 +411,16 @@ impl Connection {
                 out.extend_from_slice(listener.port_header.as_bytes());
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);
-                out.extend_from_slice(b"\r\n\r\n");
+                out.extend_from_slice(b"\r\n");
+                let upgrade = match scan.upgrade.filter(|_| scan.connection_upgrade && !http10) {
+                    Some(protocol) => {
+                        out.extend_from_slice(b"Connection: upgrade\r\n");
+                        push_header(out, b"Upgrade", protocol);
+                        true
+                    }
+                    None => false,
+                };
+                out.extend_from_slice(b"\r\n");
                 Ok(Some(Step::Forward(Plan {
                     head_len,
                     target: &chosen.runtime,
@@ -421,6 +437,7 @@ impl Connection {
                         "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
                     ),
                     cookies,
+                    upgrade,
                 })))
             }
         }
@@ -541,6 +558,9 @@ impl Connection {
         plan.pair.target_response(answered.status, elapsed);
 
         upstream.buf.advance(answered.head_len);
+        if answered.switched {
+            return self.tunnel(upstream, target).await;
+        }
         let mut body = answered.body;
         let relayed = relay(
             &mut upstream,
@@ -569,6 +589,35 @@ impl Connection {
         }
     }
 
+    /// After a 101: the client and the target exchange bytes until either closes (or the
+    /// target's draining deadline passes, or the node stops). Whatever either side sent
+    /// already goes first.
+    async fn tunnel(
+        &mut self,
+        mut upstream: Buffered,
+        target: &TargetRuntime,
+    ) -> Result<bool, End> {
+        let mut head = std::mem::take(&mut self.response_out);
+        head.extend_from_slice(&upstream.buf);
+        upstream.buf.clear();
+        let written = self.client.stream.write_all(&head).await;
+        self.response_out = head;
+        written.map_err(|_| End("write failed"))?;
+        if !self.client.buf.is_empty() {
+            upstream
+                .stream
+                .write_all(&self.client.buf)
+                .await
+                .map_err(|_| End("upgraded target went away"))?;
+            self.client.buf.clear();
+        }
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut self.client.stream, &mut upstream.stream) => {}
+            _ = target.closed.cancelled() => {}
+        }
+        Err(End("upgraded connection ended"))
+    }
+
     /// Reads the target's response head (skipping interim 1xx responses) and writes the
     /// client's into `response_out`.
     async fn await_answer(
@@ -579,7 +628,7 @@ impl Connection {
     ) -> Result<Answered, RelayError> {
         loop {
             match self.answer_head(&upstream.buf, plan) {
-                Ok(Some(answered)) if answered.status < 200 => {
+                Ok(Some(answered)) if answered.status < 200 && !answered.switched => {
                     upstream.buf.advance(answered.head_len);
                     continue;
                 }
@@ -606,20 +655,44 @@ impl Connection {
         };
         let headers: &[httparse::Header] = response.headers;
         let scan = Scan::of(headers).map_err(|_| ())?;
-        if status < 200 {
-            // 101 cannot happen (`Upgrade` is not forwarded); 100 and 103 are skipped.
-            return if status == 101 {
-                Err(())
-            } else {
-                Ok(Some(Answered {
-                    head_len,
-                    status,
-                    body: Framing::Empty,
-                    decode: false,
-                    close_client: false,
-                    reusable: false,
-                }))
+        if status == 101 {
+            // Only an upgrade request may be answered so; the protocol goes back with it.
+            let Some(protocol) = scan.upgrade.filter(|_| plan.upgrade) else {
+                return Err(());
             };
+            let out = &mut self.response_out;
+            out.clear();
+            let reason = response.reason.unwrap_or("");
+            let _ = write!(ByteWriter(out), "HTTP/1.1 101 {reason}\r\n");
+            for header in headers {
+                if scan.forwarded(header.name) {
+                    push_header(out, header.name.as_bytes(), header.value);
+                }
+            }
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+            push_header(out, b"Upgrade", protocol);
+            out.extend_from_slice(b"\r\n");
+            return Ok(Some(Answered {
+                head_len,
+                status,
+                body: Framing::Empty,
+                decode: false,
+                close_client: true,
+                reusable: false,
+                switched: true,
+            }));
+        }
+        if status < 200 {
+            // 100 and 103 are skipped.
+            return Ok(Some(Answered {
+                head_len,
+                status,
+                body: Framing::Empty,
+                decode: false,
+                close_client: false,
+                reusable: false,
+                switched: false,
+            }));
         }
         let body = response_framing(plan.head_request, status, &scan);
         let decode = plan.http10 && matches!(body, Framing::Chunked(_));
@@ -653,6 +726,7 @@ impl Connection {
             decode,
             close_client,
             reusable,
+            switched: false,
         }))
     }
 
@@ -799,6 +873,9 @@ pub(crate) struct Scan<'b> {
     chunked: bool,
     pub close: bool,
     keep_alive: bool,
+    /// `Connection: upgrade` with an `Upgrade` header: the protocol asked for.
+    connection_upgrade: bool,
+    upgrade: Option<&'b [u8]>,
     expect_continue: bool,
     trace: Option<&'b [u8]>,
     sticky: StickyCookies<'b>,
@@ -844,11 +921,15 @@ impl<'b> Scan<'b> {
                         scan.close = true;
                     } else if token.eq_ignore_ascii_case("keep-alive") {
                         scan.keep_alive = true;
+                    } else if token.eq_ignore_ascii_case("upgrade") {
+                        scan.connection_upgrade = true;
                     } else if !token.is_empty() && scan.listed_count < scan.listed.len() {
                         scan.listed[scan.listed_count] = token;
                         scan.listed_count += 1;
                     }
                 }
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                scan.upgrade = Some(value);
             } else if name.eq_ignore_ascii_case("expect") {
                 scan.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             } else if name.eq_ignore_ascii_case("x-amzn-trace-id") {

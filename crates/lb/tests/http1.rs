@@ -1060,3 +1060,70 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
     assert!(answer.starts_with(b"HTTP/1.1 408 "), "{:?}", text(&answer));
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn websocket_upgrades_become_byte_streams_to_the_target() {
+    // The target switches protocols and then echoes every byte back, upper-cased.
+    let (sender, mut received) = mpsc::unbounded_channel();
+    let backend = raw_backend(move |mut wire| {
+        let sender = sender.clone();
+        async move {
+            let Some(head) = wire.read_head().await else {
+                return;
+            };
+            let _ = sender.send(head);
+            wire.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nhello")
+                .await;
+            loop {
+                let mut byte = [0u8; 1];
+                match wire.stream.read(&mut byte).await {
+                    Ok(1) => wire.write(&byte.to_ascii_uppercase()).await,
+                    _ => return,
+                }
+            }
+        }
+    })
+    .await;
+    let (_node, address) = serve(&[backend.address]).await;
+    let mut client = dial(address).await;
+    client
+        .write(b"GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await;
+    let head = client.read_head().await.expect("an answer");
+    assert_eq!(head.status(), 101);
+    assert_eq!(head.all("upgrade"), vec!["websocket"]);
+    assert_eq!(head.all("connection"), vec!["upgrade"]);
+    assert_eq!(
+        head.all("sec-websocket-accept"),
+        vec!["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="]
+    );
+    let seen = next(&mut received).await;
+    assert_eq!(seen.start, "GET /chat HTTP/1.1");
+    assert_eq!(seen.all("upgrade"), vec!["websocket"]);
+    assert_eq!(seen.all("connection"), vec!["upgrade"]);
+    assert_eq!(
+        seen.all("sec-websocket-key"),
+        vec!["dGhlIHNhbXBsZSBub25jZQ=="]
+    );
+    // What the target sent with its 101, then a conversation both ways.
+    assert_eq!(client.take(5).await, b"hello");
+    client.write(b"ping").await;
+    assert_eq!(client.take(4).await, b"PING");
+    client.write(b"again").await;
+    assert_eq!(client.take(5).await, b"AGAIN");
+    // A 101 nobody asked for is a broken target: 502.
+    let rogue = raw_backend(|mut wire| async move {
+        if wire.read_head().await.is_some() {
+            wire.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    let (_node, address) = serve(&[rogue.address]).await;
+    let mut client = dial(address).await;
+    client
+        .write(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response(false).await.head.status(), 502);
+}
