@@ -428,22 +428,33 @@ async fn stats_and_awslogs_reach_the_server_signed_for_their_services() {
     );
     runtime.log(&id, LogSource::Stdout, "hello from the task\n");
 
+    // (A sample taken before the stats were set may come first: wait for one after.)
+    let set = |t: &serde_json::Value| {
+        t["taskArn"] == arn.as_str()
+            && t["samples"]
+                .as_array()
+                .is_some_and(|samples| samples.iter().any(|s| s["cpuTotalNanos"] == 123_456))
+    };
     server
         .wait_until("task statistics", WAIT, |s| {
             s.calls("ReportTaskStats").iter().any(|input| {
                 input["tasks"]
                     .as_array()
-                    .is_some_and(|tasks| tasks.iter().any(|t| t["taskArn"] == arn.as_str()))
+                    .is_some_and(|tasks| tasks.iter().any(set))
             })
         })
         .await;
     let report = server
         .calls("ReportTaskStats")
         .into_iter()
-        .find(|input| input["tasks"][0]["taskArn"] == arn.as_str())
+        .find(|input| set(&input["tasks"][0]))
         .expect("a report of the task");
     assert_eq!(report["cluster"], "default");
-    let sample = &report["tasks"][0]["samples"][0];
+    let sample = report["tasks"][0]["samples"]
+        .as_array()
+        .and_then(|samples| samples.iter().find(|s| s["cpuTotalNanos"] == 123_456))
+        .expect("the sample with the stats set")
+        .clone();
     assert_eq!(sample["cpuTotalNanos"], 123_456);
     assert_eq!(sample["memoryBytes"], 7 << 20);
     assert_eq!(sample["containers"][0]["name"], "app");
