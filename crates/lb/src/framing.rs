@@ -149,18 +149,18 @@ impl ChunkedDecoder {
             let rest = &input[at..];
             match self.state {
                 ChunkState::Done => return Ok(at),
-                ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        at += used;
-                        self.state = if size == 0 {
-                            ChunkState::Trailers
-                        } else {
-                            ChunkState::Data(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if rest.len() < MAX_LINE => return Ok(at),
-                    _ => return Err(RelayError::Malformed),
-                },
+                ChunkState::Size => {
+                    let Some(line) = next_line(rest)? else {
+                        return Ok(at);
+                    };
+                    let size = chunk_size(line)?;
+                    at += line.len() + 2;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
                 ChunkState::Data(remaining) => {
                     if rest.is_empty() {
                         return Ok(at);
@@ -178,28 +178,61 @@ impl ChunkedDecoder {
                         at += 2;
                         self.state = ChunkState::Size;
                     }
-                    [b'\n', ..] => {
-                        at += 1;
-                        self.state = ChunkState::Size;
-                    }
                     [] | [b'\r'] => return Ok(at),
                     _ => return Err(RelayError::Malformed),
                 },
-                ChunkState::Trailers => match rest.iter().position(|&b| b == b'\n') {
-                    Some(end) => {
-                        let line = &rest[..end];
-                        let line = line.strip_suffix(b"\r").unwrap_or(line);
-                        at += end + 1;
-                        if line.is_empty() {
-                            self.state = ChunkState::Done;
-                        }
+                ChunkState::Trailers => {
+                    let Some(line) = next_line(rest)? else {
+                        return Ok(at);
+                    };
+                    if line.iter().any(|&b| is_ctl(b)) {
+                        return Err(RelayError::Malformed);
                     }
-                    None if rest.len() < MAX_LINE => return Ok(at),
-                    None => return Err(RelayError::Malformed),
-                },
+                    at += line.len() + 2;
+                    if line.is_empty() {
+                        self.state = ChunkState::Done;
+                    }
+                }
             }
         }
     }
+}
+
+/// The line at the front of `input` without its CRLF, `None` while incomplete. Bare LFs are
+/// refused: the proxy relays chunked bodies verbatim, so it must not read them differently
+/// from a strict target (RFC 9112 §7.1; lenient parsing is how requests get smuggled).
+fn next_line(input: &[u8]) -> Result<Option<&[u8]>, RelayError> {
+    match input.iter().position(|&b| b == b'\n') {
+        Some(end) => match input[..end].strip_suffix(b"\r") {
+            Some(line) => Ok(Some(line)),
+            None => Err(RelayError::Malformed),
+        },
+        None if input.len() < MAX_LINE => Ok(None),
+        None => Err(RelayError::Malformed),
+    }
+}
+
+fn is_ctl(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+}
+
+/// `chunk-size [ chunk-ext ]`: at least one hex digit (at most 15, so it fits), then nothing
+/// or extensions starting with `;`, with no control characters.
+fn chunk_size(line: &[u8]) -> Result<u64, RelayError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return Err(RelayError::Malformed);
+    }
+    let extensions = &line[digits..];
+    let rest = extensions
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .map_or(&[][..], |start| &extensions[start..]);
+    if !(rest.is_empty() || rest[0] == b';') || extensions.iter().any(|&b| is_ctl(b)) {
+        return Err(RelayError::Malformed);
+    }
+    let digits = std::str::from_utf8(&line[..digits]).map_err(|_| RelayError::Malformed)?;
+    u64::from_str_radix(digits, 16).map_err(|_| RelayError::Malformed)
 }
 
 /// Copies one body from `from` to `to`: first `out` (a head, possibly empty) together with
@@ -218,7 +251,13 @@ pub async fn relay(
     loop {
         let done = framing.take(&mut from.buf, out, decode)?;
         if !out.is_empty() {
-            to.write_all(out).await.map_err(RelayError::Write)?;
+            // A reader that stops reading holds the relay no longer than the idle timeout.
+            match tokio::time::timeout(idle, to.write_all(out)).await {
+                Ok(written) => written.map_err(RelayError::Write)?,
+                Err(_) => {
+                    return Err(RelayError::Write(std::io::ErrorKind::TimedOut.into()));
+                }
+            }
             out.clear();
         }
         if done {
@@ -283,6 +322,33 @@ mod tests {
     fn malformed_chunks_are_refused() {
         assert!(decode_all(&[b"zz\r\n"]).is_err());
         assert!(decode_all(&[b"3\r\nabcX\r\n"]).is_err());
+        // Leniencies a strict target would read differently.
+        assert!(decode_all(&[b"\r\n"]).is_err(), "an empty size line");
+        assert!(decode_all(&[b"3\nabc\r\n0\r\n\r\n"]).is_err(), "a bare LF");
+        assert!(
+            decode_all(&[b"3\r\nabc\n0\r\n\r\n"]).is_err(),
+            "a bare LF after data"
+        );
+        assert!(
+            decode_all(&[b"3;a\x01b\r\nabc\r\n"]).is_err(),
+            "a control in an extension"
+        );
+        assert!(decode_all(&[b"+3\r\nabc\r\n"]).is_err(), "a sign");
+        assert!(
+            decode_all(&[b"3 x\r\nabc\r\n"]).is_err(),
+            "junk after the size"
+        );
+        assert!(
+            decode_all(&[b"1000000000000000\r\n"]).is_err(),
+            "too many digits"
+        );
+        assert!(
+            decode_all(&[b"0\r\nX: 1\n\r\n"]).is_err(),
+            "a bare LF in trailers"
+        );
+        let (_, data, done) = decode_all(&[b"3 ; name=\"v\"\r\nabc\r\n0\r\n\r\n"]).unwrap();
+        assert!(done);
+        assert_eq!(data, b"abc");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub(crate) const HOP_BY_HOP: [&str; 6] = [
     "trailer",
     "upgrade",
 ];
+/// Headers a `Connection` list cannot make hop-by-hop: dropping them while relaying the body
+/// by them would let the target see a different message boundary (request smuggling).
+const NEVER_HOP_BY_HOP: [&str; 3] = ["content-length", "transfer-encoding", "host"];
 /// Set by the load balancer; the client's values are replaced (`X-Forwarded-For` is appended
 /// to, `X-Amzn-Trace-Id` extended, separately).
 const REPLACED: [&str; 4] = [
@@ -135,6 +138,17 @@ struct Plan<'t> {
     upgrade: bool,
 }
 
+impl Plan<'_> {
+    /// How the load balancer's own answer to this request goes out.
+    fn reply(&self, close: bool) -> Reply {
+        Reply {
+            close,
+            head_request: self.head_request,
+            http10: self.http10,
+        }
+    }
+}
+
 /// What the target answered, as far as the client's side needs it.
 struct Answered {
     head_len: usize,
@@ -166,13 +180,18 @@ impl Connection {
                     Ok(Some(step)) => break step,
                     Ok(None) => {}
                     Err(status) => {
-                        answer_error(&mut self.response_out, None, status, true);
+                        answer_error(&mut self.response_out, None, status, Reply::CLOSING);
                         let _ = self.client.stream.write_all(&self.response_out).await;
                         return Err(End("malformed request"));
                     }
                 }
                 if self.client.buf.len() >= MAX_HEAD {
-                    answer_error(&mut self.response_out, None, StatusCode::BAD_REQUEST, true);
+                    answer_error(
+                        &mut self.response_out,
+                        None,
+                        StatusCode::BAD_REQUEST,
+                        Reply::CLOSING,
+                    );
                     let _ = self.client.stream.write_all(&self.response_out).await;
                     return Err(End("request head too large"));
                 }
@@ -237,6 +256,8 @@ impl Connection {
             Some((path, query)) => (path, Some(query)),
             None => (path_and_query, None),
         };
+        // `http://host?q` has an empty path: it is `/`.
+        let path = if path.is_empty() { "/" } else { path };
         // An absolute-form target's authority is the host, whatever `Host` says (RFC 9112
         // §3.2.2); HTTP/1.1 requires a `Host`, HTTP/1.0 gets the listener's address.
         if version == 1 && scan.host.is_none() && authority.is_none() {
@@ -258,13 +279,18 @@ impl Connection {
             _ => Framing::Empty,
         };
         let has_body = !matches!(body, Framing::Empty);
+        let head_request = method == "HEAD";
 
         let Some(listener) = table.listeners.get(&self.local) else {
             answer_error(
                 &mut self.response_out,
                 None,
                 StatusCode::SERVICE_UNAVAILABLE,
-                true,
+                Reply {
+                    close: true,
+                    head_request,
+                    http10,
+                },
             );
             return Ok(Some(Step::Answer {
                 head_len,
@@ -277,6 +303,11 @@ impl Connection {
         // The load balancer answers without reading the request's body: the connection then
         // closes, since what follows is not a request.
         let close = !keep_alive || has_body;
+        let reply = Reply {
+            close,
+            head_request,
+            http10,
+        };
         let client = self.client_ip;
         let Some(rule) = listener
             .rules
@@ -287,11 +318,10 @@ impl Connection {
                 &mut self.response_out,
                 Some(metrics),
                 StatusCode::SERVICE_UNAVAILABLE,
-                close,
+                reply,
             );
             return Ok(Some(Step::Answer { head_len, close }));
         };
-        let head_request = method == "HEAD";
         match &rule.action {
             Action::FixedResponse {
                 status,
@@ -306,8 +336,7 @@ impl Connection {
                     &[],
                     content_type,
                     body,
-                    head_request,
-                    close,
+                    reply,
                 );
                 Ok(Some(Step::Answer { head_len, close }))
             }
@@ -327,19 +356,11 @@ impl Connection {
                         &mut self.response_out,
                         Some(metrics),
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        close,
+                        reply,
                     );
                 } else {
                     let headers = [("Location", location.as_bytes())];
-                    write_answer(
-                        &mut self.response_out,
-                        *status,
-                        &headers,
-                        None,
-                        &[],
-                        head_request,
-                        close,
-                    );
+                    write_answer(&mut self.response_out, *status, &headers, None, &[], reply);
                 }
                 Ok(Some(Step::Answer { head_len, close }))
             }
@@ -350,7 +371,7 @@ impl Connection {
                         &mut self.response_out,
                         Some(metrics),
                         StatusCode::SERVICE_UNAVAILABLE,
-                        close,
+                        reply,
                     );
                     return Ok(Some(Step::Answer { head_len, close }));
                 };
@@ -362,7 +383,7 @@ impl Connection {
                         &mut self.response_out,
                         Some(metrics),
                         StatusCode::SERVICE_UNAVAILABLE,
-                        close,
+                        reply,
                     );
                     return Ok(Some(Step::Answer { head_len, close }));
                 };
@@ -385,6 +406,9 @@ impl Connection {
                 out.clear();
                 out.extend_from_slice(method.as_bytes());
                 out.push(b' ');
+                if path_and_query.starts_with('?') {
+                    out.push(b'/');
+                }
                 out.extend_from_slice(path_and_query.as_bytes());
                 out.extend_from_slice(b" HTTP/1.1\r\n");
                 for header in headers {
@@ -412,7 +436,12 @@ impl Connection {
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);
                 out.extend_from_slice(b"\r\n");
-                let upgrade = match scan.upgrade.filter(|_| scan.connection_upgrade && !http10) {
+                // WebSocket only, as ALB (an `h2c` upgrade could smuggle requests past rules).
+                let upgrade = match scan.upgrade.filter(|protocol| {
+                    scan.connection_upgrade
+                        && !http10
+                        && protocol.eq_ignore_ascii_case(b"websocket")
+                }) {
                     Some(protocol) => {
                         out.extend_from_slice(b"Connection: upgrade\r\n");
                         push_header(out, b"Upgrade", protocol);
@@ -468,7 +497,7 @@ impl Connection {
                 &mut self.response_out,
                 Some(metrics),
                 StatusCode::BAD_REQUEST,
-                true,
+                plan.reply(true),
             );
             let _ = self.client.stream.write_all(&self.response_out).await;
             return Err(End("malformed request body"));
@@ -513,7 +542,12 @@ impl Connection {
                             RelayError::Timeout => StatusCode::REQUEST_TIMEOUT,
                             _ => StatusCode::BAD_REQUEST,
                         };
-                        answer_error(&mut self.response_out, Some(metrics), status, true);
+                        answer_error(
+                            &mut self.response_out,
+                            Some(metrics),
+                            status,
+                            plan.reply(true),
+                        );
                         let _ = self.client.stream.write_all(&self.response_out).await;
                         return Err(End("request body not received"));
                     }
@@ -665,7 +699,7 @@ impl Connection {
             let reason = response.reason.unwrap_or("");
             let _ = write!(ByteWriter(out), "HTTP/1.1 101 {reason}\r\n");
             for header in headers {
-                if scan.forwarded(header.name) {
+                if scan.passed_back(header.name) {
                     push_header(out, header.name.as_bytes(), header.value);
                 }
             }
@@ -704,7 +738,7 @@ impl Connection {
         let reason = response.reason.unwrap_or("");
         let _ = write!(ByteWriter(out), "HTTP/1.1 {status} {reason}\r\n");
         for header in headers {
-            if !scan.forwarded(header.name)
+            if !scan.passed_back(header.name)
                 || (decode && header.name.eq_ignore_ascii_case("transfer-encoding"))
                 || (scan.chunked && header.name.eq_ignore_ascii_case("content-length"))
             {
@@ -739,7 +773,12 @@ impl Connection {
         plan: &Plan<'_>,
     ) -> Result<bool, End> {
         let close = !plan.keep_alive || !plan.body.is_done();
-        answer_error(&mut self.response_out, Some(metrics), status, close);
+        answer_error(
+            &mut self.response_out,
+            Some(metrics),
+            status,
+            plan.reply(close),
+        );
         self.client
             .stream
             .write_all(&self.response_out)
@@ -749,8 +788,33 @@ impl Connection {
     }
 }
 
+/// How an answer the load balancer makes itself goes out.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    /// `Connection: close`, and the connection closes after it.
+    close: bool,
+    /// No body (the request was a HEAD).
+    head_request: bool,
+    /// An HTTP/1.0 client kept alive is told so (`Connection: keep-alive`).
+    http10: bool,
+}
+
+impl Reply {
+    /// Before a request could be read: close, and nothing more is known.
+    const CLOSING: Reply = Reply {
+        close: true,
+        head_request: false,
+        http10: false,
+    };
+}
+
 /// Writes one of ALB's error pages into `out` (and counts it).
-fn answer_error(out: &mut Vec<u8>, metrics: Option<&HttpMetrics>, status: StatusCode, close: bool) {
+fn answer_error(
+    out: &mut Vec<u8>,
+    metrics: Option<&HttpMetrics>,
+    status: StatusCode,
+    reply: Reply,
+) {
     if let Some(metrics) = metrics {
         metrics.elb_error(status.as_u16());
     }
@@ -761,8 +825,7 @@ fn answer_error(out: &mut Vec<u8>, metrics: Option<&HttpMetrics>, status: Status
         &[("Server", b"awselb/2.0")],
         Some(b"text/html"),
         page.as_bytes(),
-        false,
-        close,
+        reply,
     );
 }
 
@@ -802,8 +865,7 @@ fn write_answer(
     headers: &[(&str, &[u8])],
     content_type: Option<&[u8]>,
     body: &[u8],
-    head_request: bool,
-    close: bool,
+    reply: Reply,
 ) {
     out.clear();
     let reason = status.canonical_reason().unwrap_or("");
@@ -820,11 +882,13 @@ fn write_answer(
         push_header(out, b"Content-Type", content_type);
     }
     let _ = write!(ByteWriter(out), "Content-Length: {}\r\n", body.len());
-    if close {
+    if reply.close {
         out.extend_from_slice(b"Connection: close\r\n");
+    } else if reply.http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_request {
+    if !reply.head_request {
         out.extend_from_slice(body);
     }
 }
@@ -892,9 +956,12 @@ impl<'b> Scan<'b> {
             let name = header.name;
             let value = header.value;
             if name.eq_ignore_ascii_case("content-length") {
+                // Digits only (`u64::from_str` would take `+5`, which a target may not).
                 let length = std::str::from_utf8(value)
                     .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
                     .ok_or(bad)?;
                 if scan.content_length.is_some_and(|seen| seen != length) {
                     return Err(bad);
@@ -923,7 +990,12 @@ impl<'b> Scan<'b> {
                         scan.keep_alive = true;
                     } else if token.eq_ignore_ascii_case("upgrade") {
                         scan.connection_upgrade = true;
-                    } else if !token.is_empty() && scan.listed_count < scan.listed.len() {
+                    } else if !token.is_empty()
+                        && !NEVER_HOP_BY_HOP
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(token))
+                        && scan.listed_count < scan.listed.len()
+                    {
                         scan.listed[scan.listed_count] = token;
                         scan.listed_count += 1;
                     }
@@ -947,13 +1019,19 @@ impl<'b> Scan<'b> {
         Ok(scan)
     }
 
-    /// Whether a header with this name is passed on to the other side.
-    pub(crate) fn forwarded(&self, name: &str) -> bool {
+    /// Whether a request header with this name is passed on to the target.
+    fn forwarded(&self, name: &str) -> bool {
         let is = |n: &&str| n.eq_ignore_ascii_case(name);
-        !(HOP_BY_HOP.iter().any(is)
-            || REPLACED.iter().any(is)
-            || (self.expect_continue && name.eq_ignore_ascii_case("expect"))
-            || self.listed[..self.listed_count].iter().any(is))
+        self.passed_back(name)
+            && !(REPLACED.iter().any(is)
+                || (self.expect_continue && name.eq_ignore_ascii_case("expect")))
+    }
+
+    /// Whether a response header with this name is passed on to the client (a target's own
+    /// `X-Forwarded-*` or `X-Amzn-Trace-Id` are, as ALB does).
+    pub(crate) fn passed_back(&self, name: &str) -> bool {
+        let is = |n: &&str| n.eq_ignore_ascii_case(name);
+        !(HOP_BY_HOP.iter().any(is) || self.listed[..self.listed_count].iter().any(is))
     }
 }
 

@@ -297,7 +297,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<ParsedHead>, Rela
     let mut map = HeaderMap::with_capacity(headers.len());
     for header in headers {
         // HTTP/2 frames the body itself: no transfer coding, and no length next to chunks.
-        if !scan.forwarded(header.name)
+        if !scan.passed_back(header.name)
             || header.name.eq_ignore_ascii_case("transfer-encoding")
             || (chunked && header.name.eq_ignore_ascii_case("content-length"))
         {

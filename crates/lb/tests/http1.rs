@@ -1127,3 +1127,105 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
         .await;
     assert_eq!(client.read_response(false).await.head.status(), 502);
 }
+
+#[tokio::test]
+async fn framing_headers_cannot_be_made_hop_by_hop() {
+    // `Connection: content-length` must not drop the length the body is relayed by: the
+    // target would read the body as a second request that skipped the rules.
+    let (backend, mut requests) = echo_backend().await;
+    let (_node, address) = serve(&[backend.address]).await;
+    let mut client = dial(address).await;
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: a\r\n\r\n";
+    client
+        .write(
+            format!(
+                "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: content-length, host\r\n\r\n{smuggled}",
+                smuggled.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(text(&client.read_response(false).await.body), "/form");
+    let seen = next(&mut requests).await;
+    assert_eq!(seen.head.start, "POST /form HTTP/1.1");
+    assert_eq!(
+        seen.head.all("content-length"),
+        vec![smuggled.len().to_string()]
+    );
+    assert_eq!(seen.head.all("host"), vec!["a"]);
+    assert_eq!(seen.body, smuggled.as_bytes());
+    assert!(requests.try_recv().is_err(), "no second request");
+
+    // Lengths are digits only.
+    let mut client = dial(address).await;
+    client
+        .write(b"POST /plus HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello")
+        .await;
+    assert_eq!(client.read_response(false).await.head.status(), 400);
+    // `http://host?q` goes on as `/?q`.
+    let mut client = dial(address).await;
+    client
+        .write(b"GET http://example.com?q=1 HTTP/1.1\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response(false).await.head.status(), 200);
+    assert_eq!(next(&mut requests).await.head.start, "GET /?q=1 HTTP/1.1");
+    // Only WebSocket upgrades are passed on (`h2c` could smuggle requests past the rules).
+    client
+        .write(b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response(false).await.head.status(), 200);
+    let seen = next(&mut requests).await;
+    assert!(seen.head.all("upgrade").is_empty(), "{:?}", seen.head);
+    assert!(seen.head.all("connection").is_empty(), "{:?}", seen.head);
+    assert!(
+        seen.head.all("http2-settings").is_empty(),
+        "{:?}",
+        seen.head
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_answers_keep_keep_alive_connections_in_step() {
+    // No target: 503s. A HEAD gets the page's length and no page, so the next answer on the
+    // connection is read from the right place; an HTTP/1.0 keep-alive client is told it stays
+    // open.
+    let (_node, address) = serve(&[]).await;
+    let mut client = dial(address).await;
+    client
+        .write(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let head = client.read_response(true).await;
+    assert_eq!(head.head.status(), 503);
+    assert!(head.body.is_empty());
+    let get = client.read_response(false).await;
+    assert_eq!(get.head.status(), 503);
+    assert!(text(&get.body).contains("<h1>503 Service Unavailable</h1>"));
+    let mut client = dial(address).await;
+    client
+        .write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    let answer = client.read_response(false).await;
+    assert_eq!(answer.head.status(), 503);
+    assert_eq!(answer.head.all("connection"), vec!["keep-alive"]);
+    client
+        .write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    assert_eq!(client.read_response(false).await.head.status(), 503);
+}
+
+#[tokio::test]
+async fn a_targets_own_forwarding_headers_reach_the_client() {
+    let backend = raw_backend(|mut wire| async move {
+        while wire.read_request().await.is_some() {
+            wire.write(b"HTTP/1.1 200 OK\r\nX-Amzn-Trace-Id: Root=1-abc\r\nX-Forwarded-For: 10.0.0.9\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    })
+    .await;
+    let (_node, address) = serve(&[backend.address]).await;
+    let mut client = dial(address).await;
+    client.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let answer = client.read_response(false).await;
+    assert_eq!(answer.head.all("x-amzn-trace-id"), vec!["Root=1-abc"]);
+    assert_eq!(answer.head.all("x-forwarded-for"), vec!["10.0.0.9"]);
+}
