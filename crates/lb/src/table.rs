@@ -4,7 +4,7 @@
 //! each target's runtime state (health, outstanding requests, draining), and the metrics
 //! counters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,7 +49,7 @@ pub struct TargetRuntime {
     pub stop: CancellationToken,
     /// Idle keep-alive connections (see [`crate::upstream`]), one pool per worker thread
     /// ([`crate::workers::current_worker`]).
-    pub raw_idle: Box<[Mutex<Vec<crate::upstream::RawIdleConnection>>]>,
+    pub raw_idle: Box<[Mutex<VecDeque<crate::upstream::RawIdleConnection>>]>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
     /// The draining deadline a timer is armed for, and that timer's cancellation.
@@ -78,7 +78,9 @@ impl TargetRuntime {
             closed_flag: AtomicBool::new(false),
             closed: CancellationToken::new(),
             stop: CancellationToken::new(),
-            raw_idle: (0..pool_slots).map(|_| Mutex::new(Vec::new())).collect(),
+            raw_idle: (0..pool_slots)
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(spec.clone()),
             drain_timer: Mutex::new(None),
@@ -179,6 +181,14 @@ impl TargetRuntime {
             _ = disarmed.cancelled() => {}
             _ = self.stop.cancelled() => {}
         }
+    }
+
+    /// A new registration (or address) of the same target replaced this one: no more checks or
+    /// pooled connections, but requests in flight to it finish (bounded by the idle timeout).
+    pub fn supersede(&self) {
+        self.stop.cancel();
+        self.set_drain_deadline(None);
+        self.clear_pools();
     }
 
     /// The target left the snapshot: stop checking it and close what is still open.
@@ -387,7 +397,7 @@ impl Registry {
                             self.pool_slots.max(1),
                         ));
                         if let Some(old) = self.targets.insert(key.clone(), runtime.clone()) {
-                            old.retire();
+                            old.supersede();
                         }
                         changes.added.push(runtime.clone());
                         runtime

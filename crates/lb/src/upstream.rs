@@ -1,13 +1,15 @@
 //! Keep-alive HTTP/1.1 connections to targets, pooled per target and per worker thread (in
 //! its [`TargetRuntime`]): a request checks a connection out, and the connection goes back
-//! when the response has been read to its end. Connections idle longer than
-//! [`IDLE_TIMEOUT`] are dropped at the next checkout, and one the target closed is noticed at
-//! checkout from the reactor's readiness (no system call), see [`check_out_raw`].
+//! when the response has been read to its end. A pool keeps at most [`MAX_IDLE`] connections;
+//! those idle longer than [`IDLE_TIMEOUT`] are dropped at checkout (the newest end) and at
+//! check-in (the oldest end), and one the target closed is noticed at checkout from the
+//! reactor's readiness (no system call), see [`check_out_raw`].
 //!
 //! The HTTP/1.x path ([`crate::http1`]) reads and writes these connections itself;
 //! [`exchange`] does the same for the requests hyper parsed (HTTP/2 clients'), handing the
 //! response body to hyper as a [`RawBody`].
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use crate::table::TargetRuntime;
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
 /// connection the target is about to close is rarely reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Idle connections kept per target and worker: after a burst, the rest are closed.
+pub const MAX_IDLE: usize = 256;
 /// How long connecting to a target may take (HTTP and NLB flows alike).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,7 +77,7 @@ impl UpstreamError {
 pub fn check_out_raw(target: &TargetRuntime) -> Option<Buffered> {
     let now = Instant::now();
     let mut idle = raw_pool(target).lock().expect("poisoned");
-    while let Some((connection, last_used)) = idle.pop() {
+    while let Some((connection, last_used)) = idle.pop_back() {
         if now.duration_since(last_used) >= IDLE_TIMEOUT {
             idle.clear();
             return None;
@@ -91,14 +95,21 @@ pub fn check_in_raw(target: &TargetRuntime, connection: Buffered) {
     if target.is_closed() {
         return;
     }
-    raw_pool(target)
-        .lock()
-        .expect("poisoned")
-        .push((connection, Instant::now()));
+    let now = Instant::now();
+    let mut idle = raw_pool(target).lock().expect("poisoned");
+    // The oldest are at the front: those past the idle timeout, or beyond the cap, go.
+    while idle
+        .front()
+        .is_some_and(|(_, last_used)| now.duration_since(*last_used) >= IDLE_TIMEOUT)
+        || idle.len() >= MAX_IDLE
+    {
+        idle.pop_front();
+    }
+    idle.push_back((connection, now));
 }
 
 /// This worker's pool of raw connections to `target`.
-fn raw_pool(target: &TargetRuntime) -> &std::sync::Mutex<Vec<RawIdleConnection>> {
+fn raw_pool(target: &TargetRuntime) -> &std::sync::Mutex<VecDeque<RawIdleConnection>> {
     let slot = crate::workers::current_worker();
     &target.raw_idle[slot % target.raw_idle.len()]
 }

@@ -680,6 +680,16 @@ async fn a_target_registered_again_while_draining_starts_over_without_health() {
     node.publish(snapshot(vec![lb.clone()], vec![registered(1, false)]))
         .await;
     node.wait_for_state("again", &web, "healthy").await;
+    // A request in flight to this registration, which is then deregistered and registered
+    // again: it still finishes.
+    let client = http_client();
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, address, "/hold").await })
+    };
+    while web.in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     node.publish(snapshot(vec![lb.clone()], vec![registered(1, true)]))
         .await;
     assert_eq!(
@@ -695,6 +705,9 @@ async fn a_target_registered_again_while_draining_starts_over_without_health() {
     // Registered again before its deadline: a new target, reported as such.
     node.publish(snapshot(vec![lb], vec![registered(2, false)]))
         .await;
+    web.release.notify_waiters();
+    let answer = held.await.unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "web"));
     let report = node
         .handle
         .target_health(
