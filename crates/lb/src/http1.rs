@@ -85,6 +85,7 @@ pub async fn serve(
         client_ip: remote.ip(),
         client_ip_text: remote.ip().to_string(),
         shared,
+        shutdown: shutdown.clone(),
         request_out: Vec::with_capacity(1024),
         response_out: Vec::with_capacity(1024),
     };
@@ -103,6 +104,8 @@ struct Connection {
     client_ip: IpAddr,
     client_ip_text: String,
     shared: Arc<HttpShared>,
+    /// This listener's (and the node's) shutdown, for upgraded connections.
+    shutdown: CancellationToken,
     request_out: Vec<u8>,
     response_out: Vec<u8>,
 }
@@ -623,9 +626,9 @@ impl Connection {
         }
     }
 
-    /// After a 101: the client and the target exchange bytes until either closes (or the
-    /// target's draining deadline passes, or the node stops). Whatever either side sent
-    /// already goes first.
+    /// After a 101: the client and the target exchange bytes until either closes, the
+    /// target's draining deadline passes, or the listener or node stops. Whatever either side
+    /// sent already goes first.
     async fn tunnel(
         &mut self,
         mut upstream: Buffered,
@@ -648,6 +651,7 @@ impl Connection {
         tokio::select! {
             _ = tokio::io::copy_bidirectional(&mut self.client.stream, &mut upstream.stream) => {}
             _ = target.closed.cancelled() => {}
+            _ = self.shutdown.cancelled() => {}
         }
         Err(End("upgraded connection ended"))
     }

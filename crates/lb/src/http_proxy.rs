@@ -15,9 +15,9 @@
 //! configured duration. `app_cookie` stickiness is not implemented (no stickiness).
 //!
 //! A draining target's in-flight requests finish; once its deadline passes, response bodies
-//! still streaming from it are cut at the next frame, and responses still awaited fail at the
-//! idle timeout at the latest (the request path polls no cancellation token, which would cost
-//! a lock per request).
+//! still streaming from it are cut at the next frame (a target sending nothing at all is cut
+//! at the idle timeout), and responses still awaited fail at the idle timeout at the latest
+//! (the request path polls no cancellation token, which would cost a lock per request).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -257,6 +257,10 @@ impl Connection {
             Err(error) if error.is_timeout() => {
                 lb_metrics.elb_error(504);
                 return elb_error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Err(crate::upstream::UpstreamError::ClientBodyTimeout) => {
+                lb_metrics.elb_error(408);
+                return elb_error(StatusCode::REQUEST_TIMEOUT);
             }
             Err(error) => {
                 tracing::debug!(target = %in_flight.0.address, error = %error_chain(&error), "target request failed");

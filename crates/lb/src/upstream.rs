@@ -10,6 +10,7 @@
 //! response body to hyper as a [`RawBody`].
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub enum UpstreamError {
     },
     #[error("the client's request body failed: {0}")]
     ClientBody(hyper::Error),
+    #[error("the client sent no more of its body within the idle timeout")]
+    ClientBodyTimeout,
 }
 
 impl UpstreamError {
@@ -154,12 +157,9 @@ pub async fn exchange(
             Some(connection) => (connection, true),
             None => (connect_raw(address).await?, false),
         };
-        let sent = match connection.stream.write_all(&head).await {
-            Ok(()) => send_body(&mut connection.stream, &mut body, chunked, address).await,
-            Err(error) => Err(UpstreamError::Exchange {
-                address,
-                source: RelayError::Write(error),
-            }),
+        let sent = match write_within(&mut connection.stream, &head, idle, address).await {
+            Ok(()) => send_body(&mut connection.stream, &mut body, chunked, address, idle).await,
+            Err(error) => Err(error),
         };
         let answered = match sent {
             Ok(()) => read_head(&mut connection, head_request, idle)
@@ -170,7 +170,7 @@ pub async fn exchange(
         match answered {
             Ok((mut response, reusable)) => {
                 let framing = std::mem::replace(&mut response.body_mut().framing, Framing::Empty);
-                let body = RawBody::new(target.clone(), connection, framing, reusable);
+                let body = RawBody::new(target.clone(), connection, framing, reusable, idle);
                 return Ok(response.map(|_| body));
             }
             Err(UpstreamError::Exchange { source, .. })
@@ -213,37 +213,60 @@ fn request_head(parts: &http::request::Parts, body: &Incoming, chunked: bool) ->
 }
 
 /// Streams the client's body to the target as it arrives.
+/// Streams the client's body to the target as it arrives; each wait for the client or the
+/// target is bounded by `idle`.
 async fn send_body(
     stream: &mut TcpStream,
     body: &mut Incoming,
     chunked: bool,
     address: SocketAddr,
+    idle: Duration,
 ) -> Result<(), UpstreamError> {
-    let write = |error| UpstreamError::Exchange {
-        address,
-        source: RelayError::Write(error),
-    };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(UpstreamError::ClientBody)?;
+    let mut out = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(frame)) => frame.map_err(UpstreamError::ClientBody)?,
+            Ok(None) => break,
+            Err(_) => return Err(UpstreamError::ClientBodyTimeout),
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
         if data.is_empty() {
             continue;
         }
+        out.clear();
         if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            stream.write_all(size.as_bytes()).await.map_err(write)?;
-            stream.write_all(&data).await.map_err(write)?;
-            stream.write_all(b"\r\n").await.map_err(write)?;
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+            write_within(stream, &out, idle, address).await?;
         } else {
-            stream.write_all(&data).await.map_err(write)?;
+            write_within(stream, &data, idle, address).await?;
         }
     }
     if chunked {
-        stream.write_all(b"0\r\n\r\n").await.map_err(write)?;
+        write_within(stream, b"0\r\n\r\n", idle, address).await?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to a target that must take them within `idle`.
+async fn write_within(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    idle: Duration,
+    address: SocketAddr,
+) -> Result<(), UpstreamError> {
+    let error = match tokio::time::timeout(idle, stream.write_all(bytes)).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(error)) => error,
+        Err(_) => std::io::ErrorKind::TimedOut.into(),
+    };
+    Err(UpstreamError::Exchange {
+        address,
+        source: RelayError::Write(error),
+    })
 }
 
 /// Reads the final response head (interim 1xx responses skipped): the response with its
@@ -335,6 +358,9 @@ pub struct RawBody {
     connection: Option<Buffered>,
     framing: Framing,
     reusable: bool,
+    /// How long the target may send nothing; the timer runs while a read waits.
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl RawBody {
@@ -343,12 +369,15 @@ impl RawBody {
         connection: Buffered,
         framing: Framing,
         reusable: bool,
+        idle: Duration,
     ) -> RawBody {
         let mut body = RawBody {
             target,
             connection: Some(connection),
             framing,
             reusable,
+            idle,
+            timer: None,
         };
         if body.framing.is_done() {
             body.finish();
@@ -391,11 +420,25 @@ impl Body for RawBody {
                 return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
             }
             connection.buf.reserve(READ_CHUNK);
-            let read = ready!(tokio_util::io::poll_read_buf(
+            let read = match tokio_util::io::poll_read_buf(
                 Pin::new(&mut connection.stream),
                 cx,
-                &mut connection.buf
-            ));
+                &mut connection.buf,
+            ) {
+                Poll::Ready(read) => {
+                    this.timer = None;
+                    read
+                }
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    ready!(timer.as_mut().poll(cx));
+                    this.connection = None;
+                    return Poll::Ready(Some(Err(Box::new(RelayError::Timeout))));
+                }
+            };
             match read {
                 Ok(0) if matches!(this.framing, Framing::UntilClose) => {
                     this.connection = None;

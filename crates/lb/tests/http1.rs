@@ -1084,7 +1084,7 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
         }
     })
     .await;
-    let (_node, address) = serve(&[backend.address]).await;
+    let (node, address) = serve(&[backend.address]).await;
     let mut client = dial(address).await;
     client
         .write(b"GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -1111,6 +1111,13 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
     assert_eq!(client.take(4).await, b"PING");
     client.write(b"again").await;
     assert_eq!(client.take(5).await, b"AGAIN");
+    // The listener goes away (its load balancer was deleted, the target stays registered):
+    // the tunnel closes too.
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets = vec![target(backend.address)];
+    node.publish(snapshot(vec![], vec![raw])).await;
+    assert!(client.read_to_end().await.is_empty());
     // A 101 nobody asked for is a broken target: 502.
     let rogue = raw_backend(|mut wire| async move {
         if wire.read_head().await.is_some() {
@@ -1228,4 +1235,51 @@ async fn a_targets_own_forwarding_headers_reach_the_client() {
     let answer = client.read_response(false).await;
     assert_eq!(answer.head.all("x-amzn-trace-id"), vec!["Root=1-abc"]);
     assert_eq!(answer.head.all("x-forwarded-for"), vec!["10.0.0.9"]);
+}
+
+#[tokio::test]
+async fn http2_responses_from_a_stalled_target_end_at_the_idle_timeout() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use hyper_util::rt::TokioExecutor;
+
+    // Half the promised body, then nothing.
+    let backend = raw_backend(|mut wire| async move {
+        if wire.read_request().await.is_some() {
+            wire.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets = vec![target(backend.address)];
+    let mut lb = load_balancer(
+        "stalled",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("raw", 1)]))],
+    );
+    lb.idle_timeout_seconds = 1;
+    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let response = client
+        .request(
+            hyper::Request::get(format!("http://{address}/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(WAIT, response.into_body().collect())
+        .await
+        .expect("the body ends within the idle timeout");
+    assert!(body.is_err(), "a cut body is an error, not a short success");
 }
