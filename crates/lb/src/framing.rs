@@ -235,6 +235,27 @@ fn chunk_size(line: &[u8]) -> Result<u64, RelayError> {
     u64::from_str_radix(digits, 16).map_err(|_| RelayError::Malformed)
 }
 
+/// Writes `bytes`; a reader that stops reading holds the writer no longer than `idle`. The
+/// common case, a socket with room, is one system call and no timer.
+pub async fn write_within(
+    to: &mut TcpStream,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), RelayError> {
+    let written = match to.try_write(bytes) {
+        Ok(n) => n,
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(error) => return Err(RelayError::Write(error)),
+    };
+    if written == bytes.len() {
+        return Ok(());
+    }
+    match tokio::time::timeout(idle, to.write_all(&bytes[written..])).await {
+        Ok(result) => result.map_err(RelayError::Write),
+        Err(_) => Err(RelayError::Write(std::io::ErrorKind::TimedOut.into())),
+    }
+}
+
 /// Copies one body from `from` to `to`: first `out` (a head, possibly empty) together with
 /// the body bytes already buffered, then the rest as it arrives, each read waiting at most
 /// `idle`. `target`: the body comes from or goes to this target, and is cut when its draining
@@ -251,13 +272,7 @@ pub async fn relay(
     loop {
         let done = framing.take(&mut from.buf, out, decode)?;
         if !out.is_empty() {
-            // A reader that stops reading holds the relay no longer than the idle timeout.
-            match tokio::time::timeout(idle, to.write_all(out)).await {
-                Ok(written) => written.map_err(RelayError::Write)?,
-                Err(_) => {
-                    return Err(RelayError::Write(std::io::ErrorKind::TimedOut.into()));
-                }
-            }
+            write_within(to, out, idle).await?;
             out.clear();
         }
         if done {

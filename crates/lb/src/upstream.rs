@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
@@ -258,15 +257,9 @@ async fn write_within(
     idle: Duration,
     address: SocketAddr,
 ) -> Result<(), UpstreamError> {
-    let error = match tokio::time::timeout(idle, stream.write_all(bytes)).await {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(error)) => error,
-        Err(_) => std::io::ErrorKind::TimedOut.into(),
-    };
-    Err(UpstreamError::Exchange {
-        address,
-        source: RelayError::Write(error),
-    })
+    crate::framing::write_within(stream, bytes, idle)
+        .await
+        .map_err(|source| UpstreamError::Exchange { address, source })
 }
 
 /// Reads the final response head (interim 1xx responses skipped): the response with its
