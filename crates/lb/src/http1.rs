@@ -483,13 +483,6 @@ impl Connection {
         let in_flight = Outstanding::start(target);
         let idle = plan.load_balancer.idle_timeout;
         let metrics = &plan.load_balancer.metrics.http;
-        if plan.expect_continue {
-            self.client
-                .stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .map_err(|_| End("write failed"))?;
-        }
         // The body bytes already here go out with the head; a request that is then complete
         // can be sent again should a pooled connection turn out to be closed.
         let Ok(whole) = plan
@@ -519,6 +512,14 @@ impl Connection {
                     }
                 },
             };
+            // The client may send its body once a target is there to take it.
+            if std::mem::take(&mut plan.expect_continue) {
+                self.client
+                    .stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(|_| End("write failed"))?;
+            }
             let written = if whole {
                 upstream.stream.write_all(&self.request_out).await.is_ok()
             } else {

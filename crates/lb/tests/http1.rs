@@ -1283,3 +1283,20 @@ async fn http2_responses_from_a_stalled_target_end_at_the_idle_timeout() {
         .expect("the body ends within the idle timeout");
     assert!(body.is_err(), "a cut body is an error, not a short success");
 }
+
+#[tokio::test]
+async fn no_100_continue_comes_before_a_target_is_reached() {
+    // A target that refuses connections: the client, waiting to send its body, gets the 502
+    // straight away and never a `100 Continue` it would answer with its body.
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (_node, address) = serve(&[gone]).await;
+    let mut client = dial(address).await;
+    client
+        .write(b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await;
+    let answer = client.read_response(false).await;
+    assert_eq!(answer.head.status(), 502);
+}
