@@ -458,3 +458,72 @@ impl Body for RawBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use model::elb::{RouteSnapshot, TargetGroupRoutes};
+
+    use super::*;
+    use crate::table::Registry;
+
+    #[tokio::test]
+    async fn pools_keep_the_newest_connections_up_to_their_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let group: TargetGroupRoutes = serde_json::from_value(serde_json::json!({
+            "arn": "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/pool/1",
+            "name": "pool",
+            "dimension": "targetgroup/pool/1",
+            "protocol": "HTTP",
+            "healthCheck": {
+                "enabled": false, "protocol": "HTTP", "port": "traffic-port",
+                "intervalSeconds": 30, "timeoutSeconds": 5,
+                "healthyThresholdCount": 5, "unhealthyThresholdCount": 2
+            },
+            "deregistrationDelaySeconds": 300,
+            "slowStartSeconds": 0,
+            "algorithm": "round_robin",
+            "targets": [{"id": "127.0.0.1", "port": address.port(), "address": address.to_string()}],
+        }))
+        .unwrap();
+        let snapshot = RouteSnapshot {
+            revision: 1,
+            now_ms: 0,
+            load_balancers: vec![],
+            target_groups: vec![group],
+        };
+        let (table, _) = Registry::with_pool_slots(1).compile(&snapshot, Instant::now());
+        let target = table.groups[0].targets[0].runtime.clone();
+
+        let mut first = None;
+        for _ in 0..MAX_IDLE + 10 {
+            let connection = connect_raw(address).await.unwrap();
+            let port = connection.stream.local_addr().unwrap().port();
+            first.get_or_insert(port);
+            check_in_raw(&target, connection);
+        }
+        let pool = target.raw_idle[0].lock().unwrap();
+        assert_eq!(pool.len(), MAX_IDLE, "capped");
+        let kept: Vec<u16> = pool
+            .iter()
+            .map(|(c, _)| c.stream.local_addr().unwrap().port())
+            .collect();
+        assert!(!kept.contains(&first.unwrap()), "the oldest went first");
+        drop(pool);
+        // The newest is the next one out.
+        let newest = check_out_raw(&target).unwrap();
+        assert_eq!(
+            Some(&newest.stream.local_addr().unwrap().port()),
+            kept.last()
+        );
+        accepting.abort();
+    }
+}
