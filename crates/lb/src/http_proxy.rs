@@ -22,7 +22,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -121,10 +121,18 @@ async fn serve_http2(
     shared: Arc<HttpShared>,
     shutdown: CancellationToken,
 ) {
+    let activity = Arc::new(AtomicU64::new(crate::clock::monotonic_ms(Instant::now())));
     let stream = Prefixed {
         prefix: client.buf.freeze(),
         stream: client.stream,
+        activity: activity.clone(),
     };
+    let idle = shared
+        .routes
+        .current()
+        .listeners
+        .get(&local)
+        .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
     let connection = Arc::new(Connection {
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
@@ -140,17 +148,31 @@ async fn serve_http2(
         .server
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
-    tokio::select! {
-        result = serving.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%remote, error = %error, "client connection ended with an error");
+    // The idle timeout: no byte either way for that long closes the connection (GOAWAY, then
+    // what is in flight finishes). Checked at a tenth of it, from the activity the stream notes.
+    let mut check = tokio::time::interval(idle / 10);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = serving.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%remote, error = %error, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled() => break,
+            _ = check.tick() => {
+                let last = activity.load(Ordering::Relaxed);
+                let now = crate::clock::monotonic_ms(Instant::now());
+                if now.saturating_sub(last) >= idle.as_millis() as u64 {
+                    tracing::debug!(%remote, "closing an idle HTTP/2 connection");
+                    break;
+                }
             }
         }
-        _ = shutdown.cancelled() => {
-            serving.as_mut().graceful_shutdown();
-            let _ = serving.await;
-        }
     }
+    serving.as_mut().graceful_shutdown();
+    let _ = serving.await;
 }
 
 impl Connection {
@@ -564,10 +586,20 @@ pub(crate) fn redirect_location<R: RequestView + ?Sized>(
 }
 
 /// A client stream whose first bytes were already read (to tell HTTP/2 from HTTP/1.x): they
-/// are read again first.
+/// are read again first. It notes when bytes last moved (for the idle timeout).
 struct Prefixed {
     prefix: Bytes,
     stream: TcpStream,
+    activity: Arc<AtomicU64>,
+}
+
+impl Prefixed {
+    fn moved(&self) {
+        self.activity.store(
+            crate::clock::monotonic_ms(Instant::now()),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 impl tokio::io::AsyncRead for Prefixed {
@@ -582,7 +614,12 @@ impl tokio::io::AsyncRead for Prefixed {
             buf.put_slice(&this.prefix.split_to(n));
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.moved();
+        }
+        read
     }
 }
 
@@ -592,7 +629,12 @@ impl tokio::io::AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -600,7 +642,12 @@ impl tokio::io::AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1300,3 +1300,47 @@ async fn no_100_continue_comes_before_a_target_is_reached() {
     let answer = client.read_response(false).await;
     assert_eq!(answer.head.status(), 502);
 }
+
+#[tokio::test]
+async fn idle_http2_connections_close_at_the_idle_timeout() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (backend, _requests) = echo_backend().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets = vec![target(backend.address)];
+    let mut lb = load_balancer(
+        "idle",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("raw", 1)]))],
+    );
+    lb.idle_timeout_seconds = 1;
+    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let stream = TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            hyper::Request::get(format!("http://{address}/busy"))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"/busy");
+    // Then nothing: the load balancer closes the connection about a second later.
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(WAIT, connection).await;
+    assert!(ended.is_ok(), "the idle connection stays open");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}
