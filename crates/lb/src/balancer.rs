@@ -15,6 +15,20 @@ use std::time::Instant;
 use crate::table::{Algorithm, Forward, GroupEntry, TargetEntry, WeightedGroup};
 
 impl Forward {
+    /// The group and target for a new request with these stickiness cookies (`AWSALBTG`, and
+    /// `AWSALB` parsed); the chosen group's pair counts the request.
+    pub fn route(
+        &self,
+        group_cookie: Option<&str>,
+        target_cookie: Option<u64>,
+    ) -> Option<(&WeightedGroup, &TargetEntry)> {
+        let weighted = self.choose_group(group_cookie)?;
+        weighted.metrics.request();
+        let group = &weighted.group;
+        let target = group.choose_target(group.lb_cookie_seconds.and(target_cookie))?;
+        Some((weighted, target))
+    }
+
     /// The group for a new request: the sticky one (`AWSALBTG` value = group id) when it is
     /// still in the action, else a weighted random choice.
     pub fn choose_group(&self, sticky_id: Option<&str>) -> Option<&WeightedGroup> {

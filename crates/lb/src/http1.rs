@@ -37,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{relay, Buffered, ChunkedDecoder, Framing, RelayError};
 use crate::http_proxy::{
-    error_page, parse_sticky_cookie, redirect_location, write_trace_value, HttpShared,
-    StickyCookies, TARGET_COOKIE, TG_COOKIE,
+    error_page, parse_sticky_cookie, redirect_location, sticky_set_cookies, write_trace_value,
+    HttpShared, StickyCookies,
 };
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
@@ -369,19 +369,7 @@ impl Connection {
             }
             Action::Forward(forward) => {
                 let StickyCookies { group, target } = scan.sticky;
-                let Some(weighted) = forward.choose_group(group) else {
-                    answer_error(
-                        &mut self.response_out,
-                        Some(metrics),
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        reply,
-                    );
-                    return Ok(Some(Step::Answer { head_len, close }));
-                };
-                let group = &weighted.group;
-                weighted.metrics.request();
-                let sticky_target = group.lb_cookie_seconds.and(target);
-                let Some(chosen) = group.choose_target(sticky_target) else {
+                let Some((weighted, chosen)) = forward.route(group, target) else {
                     answer_error(
                         &mut self.response_out,
                         Some(metrics),
@@ -391,19 +379,8 @@ impl Connection {
                     return Ok(Some(Step::Answer { head_len, close }));
                 };
                 let mut cookies = String::new();
-                if let Some(seconds) = forward.stickiness_seconds {
-                    let _ = write!(
-                        cookies,
-                        "Set-Cookie: {TG_COOKIE}={}; Max-Age={seconds}; Path=/\r\n",
-                        group.id
-                    );
-                }
-                if let Some(seconds) = group.lb_cookie_seconds {
-                    let _ = write!(
-                        cookies,
-                        "Set-Cookie: {TARGET_COOKIE}={:016x}; Max-Age={seconds}; Path=/\r\n",
-                        chosen.runtime.cookie
-                    );
+                for cookie in sticky_set_cookies(forward, &weighted.group, &chosen.runtime) {
+                    let _ = write!(cookies, "Set-Cookie: {cookie}\r\n");
                 }
                 let out = &mut self.request_out;
                 out.clear();

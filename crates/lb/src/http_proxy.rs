@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
-use crate::table::{Action, Forward, ListenerTable, Routes, TargetRuntime};
+use crate::table::{Action, Forward, GroupEntry, ListenerTable, Routes, TargetRuntime};
 use crate::upstream::RawBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -251,15 +251,7 @@ impl Connection {
                 parse_sticky_cookie(value, &mut sticky);
             }
         }
-        let (group_cookie, target_cookie) = (sticky.group, sticky.target);
-        let Some(weighted) = forward.choose_group(group_cookie) else {
-            lb_metrics.elb_error(503);
-            return elb_error(StatusCode::SERVICE_UNAVAILABLE);
-        };
-        let group = &weighted.group;
-        weighted.metrics.request();
-        let sticky_target = group.lb_cookie_seconds.and(target_cookie);
-        let Some(target) = group.choose_target(sticky_target) else {
+        let Some((weighted, target)) = forward.route(sticky.group, sticky.target) else {
             lb_metrics.elb_error(503);
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };
@@ -295,17 +287,10 @@ impl Connection {
         lb_metrics.target_response(status, elapsed);
         weighted.metrics.target_response(status, elapsed);
 
-        let headers = response.headers_mut();
-        if let Some(seconds) = forward.stickiness_seconds {
-            append_cookie(headers, TG_COOKIE, &group.id, seconds);
-        }
-        if let Some(seconds) = group.lb_cookie_seconds {
-            append_cookie(
-                headers,
-                TARGET_COOKIE,
-                &format!("{:016x}", target.runtime.cookie),
-                seconds,
-            );
+        for cookie in sticky_set_cookies(forward, &weighted.group, &target.runtime) {
+            if let Ok(cookie) = HeaderValue::try_from(cookie) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
         }
         response.map(|body| ProxyBody::Upstream { body, in_flight })
     }
@@ -482,11 +467,23 @@ pub(crate) fn parse_sticky_cookie<'a>(value: &'a str, found: &mut StickyCookies<
     }
 }
 
-fn append_cookie(headers: &mut HeaderMap, name: &str, value: &str, seconds: u64) {
-    if let Ok(cookie) = HeaderValue::try_from(format!("{name}={value}; Max-Age={seconds}; Path=/"))
-    {
-        headers.append(header::SET_COOKIE, cookie);
-    }
+/// The `Set-Cookie` values a forwarded response carries: `AWSALBTG` with group stickiness,
+/// `AWSALB` with the group's `lb_cookie` stickiness.
+pub(crate) fn sticky_set_cookies(
+    forward: &Forward,
+    group: &GroupEntry,
+    target: &TargetRuntime,
+) -> impl Iterator<Item = String> {
+    let group_cookie = forward
+        .stickiness_seconds
+        .map(|seconds| format!("{TG_COOKIE}={}; Max-Age={seconds}; Path=/", group.id));
+    let target_cookie = group.lb_cookie_seconds.map(|seconds| {
+        format!(
+            "{TARGET_COOKIE}={:016x}; Max-Age={seconds}; Path=/",
+            target.cookie
+        )
+    });
+    group_cookie.into_iter().chain(target_cookie)
 }
 
 /// `X-Amzn-Trace-Id` as a header value (see [`write_trace_value`]).
