@@ -347,21 +347,22 @@ async fn next<T>(receiver: &mut mpsc::UnboundedReceiver<T>) -> T {
 /// A node serving one ALB whose default rule forwards to the group "raw" of `targets`
 /// (health checks off: the targets are healthy at once).
 async fn serve(targets: &[SocketAddr]) -> (Node, SocketAddr) {
+    serve_with_idle_timeout(targets, 60).await
+}
+
+/// [`serve`] with the load balancer's idle timeout set.
+async fn serve_with_idle_timeout(targets: &[SocketAddr], seconds: u64) -> (Node, SocketAddr) {
     let node = Node::start().await;
     let address = listener_address();
-    let mut raw = group("raw", &[]);
-    raw.health_check.enabled = false;
-    raw.targets = targets.iter().map(|a| target(*a)).collect();
-    node.publish(snapshot(
-        vec![load_balancer(
-            "wire",
-            LoadBalancerKind::Application,
-            address,
-            vec![rule(None, vec![], forward(&[("raw", 1)]))],
-        )],
-        vec![raw],
-    ))
-    .await;
+    let mut lb = load_balancer(
+        "wire",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("raw", 1)]))],
+    );
+    lb.idle_timeout_seconds = seconds;
+    node.publish(snapshot(vec![lb], vec![raw_group(targets)]))
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for t in targets {
         loop {
@@ -380,6 +381,14 @@ async fn serve(targets: &[SocketAddr]) -> (Node, SocketAddr) {
         }
     }
     (node, address)
+}
+
+/// The group "raw" of `targets`, health checks off.
+fn raw_group(targets: &[SocketAddr]) -> TargetGroupRoutes {
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets = targets.iter().map(|a| target(*a)).collect();
+    raw
 }
 
 /// A new client connection to the load balancer.
@@ -1038,19 +1047,7 @@ async fn an_early_answer_from_a_target_that_stops_reading_reaches_the_client() {
 #[tokio::test]
 async fn a_client_that_stops_sending_its_body_gets_408() {
     let (backend, _requests) = echo_backend().await;
-    let node = Node::start().await;
-    let address = listener_address();
-    let mut raw = group("raw", &[]);
-    raw.health_check.enabled = false;
-    raw.targets = vec![target(backend.address)];
-    let mut lb = load_balancer(
-        "stall",
-        LoadBalancerKind::Application,
-        address,
-        vec![rule(None, vec![], forward(&[("raw", 1)]))],
-    );
-    lb.idle_timeout_seconds = 1;
-    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
     let mut client = dial(address).await;
     client
         .write(b"POST /stall HTTP/1.1\r\nHost: app.example\r\nContent-Length: 10\r\n\r\nhalf")
@@ -1113,10 +1110,8 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
     assert_eq!(client.take(5).await, b"AGAIN");
     // The listener goes away (its load balancer was deleted, the target stays registered):
     // the tunnel closes too.
-    let mut raw = group("raw", &[]);
-    raw.health_check.enabled = false;
-    raw.targets = vec![target(backend.address)];
-    node.publish(snapshot(vec![], vec![raw])).await;
+    node.publish(snapshot(vec![], vec![raw_group(&[backend.address])]))
+        .await;
     assert!(client.read_to_end().await.is_empty());
     // A 101 nobody asked for is a broken target: 502.
     let rogue = raw_backend(|mut wire| async move {
@@ -1253,19 +1248,7 @@ async fn http2_responses_from_a_stalled_target_end_at_the_idle_timeout() {
         }
     })
     .await;
-    let node = Node::start().await;
-    let address = listener_address();
-    let mut raw = group("raw", &[]);
-    raw.health_check.enabled = false;
-    raw.targets = vec![target(backend.address)];
-    let mut lb = load_balancer(
-        "stalled",
-        LoadBalancerKind::Application,
-        address,
-        vec![rule(None, vec![], forward(&[("raw", 1)]))],
-    );
-    lb.idle_timeout_seconds = 1;
-    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build(HttpConnector::new());
@@ -1308,19 +1291,7 @@ async fn idle_http2_connections_close_at_the_idle_timeout() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let (backend, _requests) = echo_backend().await;
-    let node = Node::start().await;
-    let address = listener_address();
-    let mut raw = group("raw", &[]);
-    raw.health_check.enabled = false;
-    raw.targets = vec![target(backend.address)];
-    let mut lb = load_balancer(
-        "idle",
-        LoadBalancerKind::Application,
-        address,
-        vec![rule(None, vec![], forward(&[("raw", 1)]))],
-    );
-    lb.idle_timeout_seconds = 1;
-    node.publish(snapshot(vec![lb], vec![raw])).await;
+    let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
     let stream = TcpStream::connect(address).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
