@@ -2,13 +2,17 @@
 //! nginx proxying to the same backend, and the time from a target turning healthy to its first
 //! routed request.
 //!
-//! One in-process hyper backend (its own runtime thread), the lb in process
+//! One in-process hyper backend (its own runtime thread, `bench-backend`), the lb in process
 //! (`WHARF_LB_BENCH_WORKERS` worker threads, 2 by default, as nginx's `worker_processes auto`
-//! here) with an in-memory route source, and nginx
-//! from Debian with a keep-alive upstream. wrk (1 thread, 64 connections) loads each in
-//! interleaved runs after a direct-to-backend floor; the table shows medians, and the CPU time
-//! the proxy itself used per request (the lb's worker threads; nginx's processes), read from
-//! /proc around each run. Without wrk or nginx the benchmark says why and exits successfully.
+//! here) with an in-memory route source, nginx from Debian with a keep-alive upstream, and a
+//! relay that only moves bytes (`relay_floor`: what any user-space proxy here is bounded by).
+//! wrk (1 thread, 64 connections) loads each in interleaved runs after a direct-to-backend
+//! floor. The table shows medians, with the CPU time per request of the proxy (the lb's worker
+//! threads, nginx's processes, the relay's threads) and of the backend, read from /proc around
+//! each run, and how much of the machine stood idle. Without wrk or nginx the benchmark says
+//! why and exits successfully.
+
+mod relay_floor;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -79,12 +83,16 @@ fn main() -> anyhow::Result<()> {
     let nginx_dir = tempfile::tempdir()?;
     let nginx_address = free_address();
     let mut nginx = start_nginx(nginx_dir.path(), nginx_address, backend.0)?;
+    let floor_address = free_address();
+    relay_floor::start(floor_address, backend.0, workers)?;
     wait_for_http(nginx_address)?;
     wait_for_http(lb_address)?;
+    wait_for_http(floor_address)?;
 
     println!("warming up");
     wrk(lb_address, "2")?;
     wrk(nginx_address, "2")?;
+    wrk(floor_address, "2")?;
     let mut results: BTreeMap<&str, Vec<WrkResult>> = BTreeMap::new();
     println!("direct floor");
     results
@@ -96,13 +104,20 @@ fn main() -> anyhow::Result<()> {
         results
             .entry("wharf lb")
             .or_default()
-            .push(wrk_measured(lb_address, &duration, lb_tasks)?);
+            .push(wrk_measured(lb_address, &duration, || {
+                threads_named("wharf-lb-")
+            })?);
         results
             .entry("nginx")
             .or_default()
             .push(wrk_measured(nginx_address, &duration, || {
                 nginx_tasks(nginx.id())
             })?);
+        results.entry("relay floor").or_default().push(wrk_measured(
+            floor_address,
+            &duration,
+            || threads_named("relay-floor-"),
+        )?);
     }
     results
         .entry("direct")
@@ -119,34 +134,51 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let cpu = |name: &str| median(results[name].iter().map(|r| r.cpu_us_per_request));
-    let user = |name: &str| median(results[name].iter().map(|r| r.user_us_per_request));
     let (direct_rps, direct_p50, direct_p99) = summary("direct");
     println!();
     println!(
         "wrk -t1 -c64 -d{duration}s, lb workers: {workers}, medians of {RUNS} interleaved runs"
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>16} {:>16} {:>12}",
-        "target", "requests/s", "p50", "p99", "added p50", "added p99", "cpu/request"
+        "{:<12} {:>10} {:>8} {:>8} {:>10} {:>10} {:>14} {:>8} {:>5}",
+        "target",
+        "requests/s",
+        "p50",
+        "p99",
+        "added p50",
+        "added p99",
+        "cpu/req (user)",
+        "backend",
+        "idle"
     );
-    for name in ["direct", "wharf lb", "nginx"] {
+    for name in ["direct", "wharf lb", "nginx", "relay floor"] {
+        let runs = &results[name];
         let (rps, p50, p99) = summary(name);
-        let runs: Vec<String> = results[name]
+        let of = |value: fn(&WrkResult) -> f64| median(runs.iter().map(value));
+        let (cpu, backend, idle) = if name == "direct" {
+            ("-".to_string(), "-".to_string(), "-".to_string())
+        } else {
+            (
+                format!(
+                    "{:.1}us ({:.1})",
+                    of(|r| r.cpu_us_per_request),
+                    of(|r| r.user_us_per_request)
+                ),
+                format!("{:.1}us", of(|r| r.backend_us_per_request)),
+                format!("{:.0}%", of(|r| r.idle_share) * 100.0),
+            )
+        };
+        let list: Vec<String> = runs
             .iter()
             .map(|r| format!("{:.0}", r.requests_per_second))
             .collect();
-        let cpu = if name == "direct" {
-            "-".to_string()
-        } else {
-            format!("{:.1}us", cpu(name))
-        };
         println!(
-            "{name:<10} {rps:>12.0} {:>8.0}us {:>8.0}us {:>14.0}us {:>14.0}us {cpu:>12}   runs: {}",
+            "{name:<12} {rps:>10.0} {:>6.0}us {:>6.0}us {:>8.0}us {:>8.0}us {cpu:>14} {backend:>8} {idle:>5}   runs: {}",
             p50,
             p99,
             p50 - direct_p50,
             p99 - direct_p99,
-            runs.join(", ")
+            list.join(", ")
         );
     }
     let (lb_rps, lb_p50, lb_p99) = summary("wharf lb");
@@ -157,13 +189,17 @@ fn main() -> anyhow::Result<()> {
         lb_p50 / nginx_p50,
         lb_p99 / nginx_p99
     );
+    let (floor_rps, _, floor_p99) = summary("relay floor");
     println!(
-        "proxy CPU per request lb/nginx: {:.2}x ({:.1}us vs {:.1}us; in user space {:.1}us vs {:.1}us, the rest is the kernel's TCP work)",
+        "relay floor (moves bytes, no HTTP): requests/s floor/nginx {:.2}x, lb/floor {:.2}x, p99 lb/floor {:.2}x",
+        floor_rps / nginx_rps,
+        lb_rps / floor_rps,
+        lb_p99 / floor_p99
+    );
+    println!(
+        "proxy CPU per request lb/nginx: {:.2}x; lb/relay floor: {:.2}x (nearly all of the relay's is the kernel's TCP work, which no proxy avoids)",
         cpu("wharf lb") / cpu("nginx"),
-        cpu("wharf lb"),
-        cpu("nginx"),
-        user("wharf lb"),
-        user("nginx"),
+        cpu("wharf lb") / cpu("relay floor"),
     );
 
     let delays =
@@ -193,14 +229,17 @@ struct Backend(SocketAddr, Arc<AtomicU16>, Arc<Mutex<Option<Instant>>>);
 impl BackendPool {
     fn start() -> BackendPool {
         let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            sender.send(runtime.handle().clone()).unwrap();
-            runtime.block_on(std::future::pending::<()>());
-        });
+        std::thread::Builder::new()
+            .name("bench-backend".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                sender.send(runtime.handle().clone()).unwrap();
+                runtime.block_on(std::future::pending::<()>());
+            })
+            .expect("backend thread");
         BackendPool {
             runtime: receiver.recv().unwrap(),
         }
@@ -480,6 +519,11 @@ struct WrkResult {
     /// The proxy's CPU time per request (0 when not measured), and its user-space part.
     cpu_us_per_request: f64,
     user_us_per_request: f64,
+    /// The backend's CPU time per request (what the proxy's requests cost the target).
+    backend_us_per_request: f64,
+    /// Shares of the machine's CPU time that were idle and in softirq during the run.
+    idle_share: f64,
+    softirq_share: f64,
 }
 
 /// A wrk run with the CPU time used by the tasks `tasks` lists (`/proc/.../stat` files).
@@ -488,15 +532,39 @@ fn wrk_measured(
     seconds: &str,
     tasks: impl Fn() -> Vec<std::path::PathBuf>,
 ) -> anyhow::Result<WrkResult> {
+    let backend = || threads_named("bench-backend");
     let (user_before, system_before) = cpu_ticks(&tasks());
+    let (backend_user_before, backend_system_before) = cpu_ticks(&backend());
+    let machine_before = machine_ticks();
     let mut result = wrk(address, seconds)?;
+    let machine_after = machine_ticks();
     let (user, system) = cpu_ticks(&tasks());
+    let (backend_user, backend_system) = cpu_ticks(&backend());
+    let total: u64 = machine_after.iter().sum::<u64>() - machine_before.iter().sum::<u64>();
+    let share =
+        |field: usize| (machine_after[field] - machine_before[field]) as f64 / total.max(1) as f64;
+    // /proc/stat's cpu line: user nice system idle iowait irq softirq ...
+    result.idle_share = share(3);
+    result.softirq_share = share(6);
     let (user, system) = (user - user_before, system - system_before);
     // `/proc` counts in clock ticks of 10 ms (USER_HZ is 100 on Linux).
     let per_request = |ticks: u64| ticks as f64 * 10_000.0 / result.requests.max(1.0);
     result.cpu_us_per_request = per_request(user + system);
     result.user_us_per_request = per_request(user);
+    result.backend_us_per_request =
+        per_request(backend_user + backend_system - backend_user_before - backend_system_before);
     Ok(result)
+}
+
+/// The first eight fields of /proc/stat's `cpu` line (all CPUs), in clock ticks.
+fn machine_ticks() -> [u64; 8] {
+    let mut ticks = [0; 8];
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or_default();
+    for (tick, field) in ticks.iter_mut().zip(line.split_whitespace().skip(1)) {
+        *tick = field.parse().unwrap_or(0);
+    }
+    ticks
 }
 
 /// (utime, stime) summed over the tasks, in clock ticks.
@@ -514,8 +582,8 @@ fn cpu_ticks(stats: &[std::path::PathBuf]) -> (u64, u64) {
         .fold((0, 0), |(u, s), (user, system)| (u + user, s + system))
 }
 
-/// The lb's worker threads in this process.
-fn lb_tasks() -> Vec<std::path::PathBuf> {
+/// This process's threads whose names start with `prefix` (the lb's workers, the relay's).
+fn threads_named(prefix: &str) -> Vec<std::path::PathBuf> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -523,7 +591,7 @@ fn lb_tasks() -> Vec<std::path::PathBuf> {
         .filter_map(Result::ok)
         .filter(|task| {
             std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.starts_with("wharf-lb-"))
+                .is_ok_and(|name| name.starts_with(prefix))
         })
         .map(|task| task.path().join("stat"))
         .collect()
@@ -584,6 +652,9 @@ fn wrk(address: SocketAddr, seconds: &str) -> anyhow::Result<WrkResult> {
             requests,
             cpu_us_per_request: 0.0,
             user_us_per_request: 0.0,
+            backend_us_per_request: 0.0,
+            idle_share: 0.0,
+            softirq_share: 0.0,
             requests_per_second: field("Requests/sec:")?.parse().ok()?,
             p50_us: duration_us(field("50%")?)?,
             p99_us: duration_us(field("99%")?)?,
