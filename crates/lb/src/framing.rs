@@ -7,11 +7,15 @@
 //! chunked encoding. A body's first bytes usually arrived with its head: they go out in the
 //! same write as the rewritten head (one syscall, one packet).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::table::TargetRuntime;
 
@@ -42,6 +46,68 @@ impl Buffered {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(error)) => Err(RelayError::Read(error)),
             Err(_) => Err(RelayError::Timeout),
+        }
+    }
+
+    /// [`Buffered::read_more`] with `timer` bounding the wait: for a task that waits on
+    /// its connections one at a time (an HTTP/1 client connection's), many times a second.
+    pub async fn read_within(
+        &mut self,
+        timer: &mut IdleTimer,
+        timeout: Duration,
+    ) -> Result<usize, RelayError> {
+        self.buf.reserve(READ_CHUNK);
+        let mut waiting = false;
+        std::future::poll_fn(|cx| {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf) {
+                Poll::Ready(Ok(n)) => return Poll::Ready(Ok(n)),
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(RelayError::Read(error))),
+                Poll::Pending => {}
+            }
+            // Data already there needs no deadline (nor a clock read).
+            if !waiting {
+                timer.start(timeout);
+                waiting = true;
+            }
+            timer.poll_expired(cx).map(|()| Err(RelayError::Timeout))
+        })
+        .await
+    }
+}
+
+/// One task's deadline for its waits, moved lazily. A new `tokio::time::timeout` per wait
+/// puts an entry in the runtime's timer wheel and takes it out again, twice per proxied
+/// request; this timer stays armed, and when it fires early (an earlier wait's deadline) it
+/// is moved on to the current one: about one wheel operation per idle timeout instead.
+#[derive(Debug, Default)]
+pub struct IdleTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    due: Option<Instant>,
+}
+
+impl IdleTimer {
+    /// A wait of at most `timeout` starts now.
+    fn start(&mut self, timeout: Duration) {
+        let due = Instant::now() + timeout;
+        self.due = Some(due);
+        match &mut self.sleep {
+            Some(sleep) if sleep.deadline() <= due => {}
+            Some(sleep) => sleep.as_mut().reset(due),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(due))),
+        }
+    }
+
+    /// Ready once the current wait's deadline has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (Some(sleep), Some(due)) = (self.sleep.as_mut(), self.due) else {
+            return Poll::Pending;
+        };
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            sleep.as_mut().reset(due);
         }
     }
 }
@@ -258,7 +324,7 @@ pub async fn write_within(
 
 /// Copies one body from `from` to `to`: first `out` (a head, possibly empty) together with
 /// the body bytes already buffered, then the rest as it arrives, each read waiting at most
-/// `idle`. `target`: the body comes from or goes to this target, and is cut when its draining
+/// `idle` (measured by `timer`). `target`: the body comes from or goes to this target, and is cut when its draining
 /// deadline passes. Bytes after the body stay in `from.buf`.
 pub async fn relay(
     from: &mut Buffered,
@@ -266,7 +332,7 @@ pub async fn relay(
     out: &mut Vec<u8>,
     framing: &mut Framing,
     decode: bool,
-    idle: Duration,
+    (timer, idle): (&mut IdleTimer, Duration),
     target: &TargetRuntime,
 ) -> Result<(), RelayError> {
     loop {
@@ -281,7 +347,7 @@ pub async fn relay(
         if target.is_closed() {
             return Err(RelayError::Drained);
         }
-        if from.read_more(idle).await? == 0 {
+        if from.read_within(timer, idle).await? == 0 {
             return match framing {
                 Framing::UntilClose => {
                     *framing = Framing::Empty;
@@ -374,5 +440,88 @@ mod tests {
         assert!(framing.take(&mut buf, &mut out, false).unwrap());
         assert_eq!(out, b"abc");
         assert_eq!(&buf[..], b"def");
+    }
+
+    /// A connected pair: the reading side buffered, the writing side raw.
+    async fn pair() -> (Buffered, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let writer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (reader, _) = listener.accept().await.unwrap();
+        (Buffered::new(reader), writer)
+    }
+
+    #[tokio::test]
+    async fn idle_timer_measures_each_wait_from_its_own_start() {
+        let (mut reader, mut writer) = pair().await;
+        let mut timer = IdleTimer::default();
+        let timeout = Duration::from_millis(300);
+        // A first wait arms the timer for its deadline (300 ms) and ends with data at 50 ms.
+        let send = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            writer.write_all(b"x").await.unwrap();
+            writer
+        });
+        assert_eq!(reader.read_within(&mut timer, timeout).await.unwrap(), 1);
+        let _writer = send.await.unwrap();
+        // A second wait from 200 ms: the first deadline passes during it, and must not end it.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = std::time::Instant::now();
+        let waited = reader.read_within(&mut timer, timeout).await;
+        assert!(matches!(waited, Err(RelayError::Timeout)), "{waited:?}");
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(290),
+            "ended after {elapsed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(2), "ended after {elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn idle_timer_takes_a_shorter_timeout_at_once() {
+        let (mut reader, mut writer) = pair().await;
+        let mut timer = IdleTimer::default();
+        writer.write_all(b"x").await.unwrap();
+        assert_eq!(
+            reader
+                .read_within(&mut timer, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+        // Armed (or not) for a minute: a 100 ms wait still ends after 100 ms.
+        let started = std::time::Instant::now();
+        let waited = reader
+            .read_within(&mut timer, Duration::from_millis(100))
+            .await;
+        assert!(matches!(waited, Err(RelayError::Timeout)), "{waited:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A wait that had to arm the timer for a minute, cut short by data...
+        let send = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            writer.write_all(b"y").await.unwrap();
+            writer
+        });
+        assert_eq!(
+            reader
+                .read_within(&mut timer, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+        let _writer = send.await.unwrap();
+        // ...then a short one: the timer moves back to the nearer deadline.
+        let started = std::time::Instant::now();
+        let waited = reader
+            .read_within(&mut timer, Duration::from_millis(100))
+            .await;
+        assert!(matches!(waited, Err(RelayError::Timeout)), "{waited:?}");
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(95),
+            "ended after {elapsed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "ended after {elapsed:?}");
     }
 }

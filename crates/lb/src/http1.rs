@@ -35,7 +35,7 @@ use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{relay, Buffered, ChunkedDecoder, Framing, RelayError};
+use crate::framing::{relay, Buffered, ChunkedDecoder, Framing, IdleTimer, RelayError};
 use crate::http_proxy::{
     error_page, parse_sticky_cookie, redirect_location, sticky_set_cookies, write_trace_value,
     HttpShared, StickyCookies,
@@ -88,11 +88,20 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         request_out: Vec::with_capacity(1024),
         response_out: Vec::with_capacity(1024),
+        timer: IdleTimer::default(),
     };
     if let Err(end) = connection.run(&shutdown).await {
         tracing::debug!(%remote, reason = end.0, "client connection closed");
     }
     let _ = connection.client.stream.shutdown().await;
+}
+
+/// The idle timeout of the load balancer listening on `local` (AWS's default without one).
+fn idle_timeout(table: &RoutingTable, local: &SocketAddr) -> Duration {
+    table
+        .listeners
+        .get(local)
+        .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout)
 }
 
 /// Why a client connection ended (for the debug log).
@@ -108,6 +117,8 @@ struct Connection {
     shutdown: CancellationToken,
     request_out: Vec<u8>,
     response_out: Vec<u8>,
+    /// Bounds every wait on the client and its targets by the idle timeout.
+    timer: IdleTimer,
 }
 
 /// What the load balancer does with one request, decided from its head alone.
@@ -172,12 +183,15 @@ impl Connection {
         // The routing table this connection uses, refreshed when a new one was swapped in.
         let mut generation = self.shared.routes.generation();
         let mut table = self.shared.routes.current();
+        // How long the client may stay silent, looked up once per table.
+        let mut idle = idle_timeout(&table, &self.local);
         loop {
             let step = loop {
                 // (Checked with the head complete: a request uses the newest table.)
                 if self.shared.routes.generation() != generation {
                     generation = self.shared.routes.generation();
                     table = self.shared.routes.current();
+                    idle = idle_timeout(&table, &self.local);
                 }
                 match self.begin(&table) {
                     Ok(Some(step)) => break step,
@@ -198,13 +212,9 @@ impl Connection {
                     let _ = self.client.stream.write_all(&self.response_out).await;
                     return Err(End("request head too large"));
                 }
-                let idle = table
-                    .listeners
-                    .get(&self.local)
-                    .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
                 let read = tokio::select! {
                     biased;
-                    read = self.client.read_more(idle) => read,
+                    read = self.client.read_within(&mut self.timer, idle) => read,
                     _ = &mut cancelled => return Ok(()),
                 };
                 match read {
@@ -479,7 +489,7 @@ impl Connection {
         let mut body_cut = false;
         let sent = Instant::now();
         let (mut upstream, answered) = loop {
-            let (mut upstream, reused) = match upstream::check_out_raw(target) {
+            let (mut upstream, reused) = match upstream::check_out_raw(target, sent) {
                 Some(upstream) => (upstream, true),
                 None => match upstream::connect_raw(target.address).await {
                     Ok(upstream) => (upstream, false),
@@ -506,7 +516,7 @@ impl Connection {
                     &mut self.request_out,
                     &mut plan.body,
                     false,
-                    idle,
+                    (&mut self.timer, idle),
                     target,
                 )
                 .await;
@@ -568,7 +578,8 @@ impl Connection {
                 }
             }
         };
-        let elapsed = sent.elapsed();
+        let answered_at = Instant::now();
+        let elapsed = answered_at.duration_since(sent);
         metrics.target_response(answered.status, elapsed);
         plan.pair.target_response(answered.status, elapsed);
 
@@ -583,7 +594,7 @@ impl Connection {
             &mut self.response_out,
             &mut body,
             answered.decode,
-            idle,
+            (&mut self.timer, idle),
             target,
         )
         .await;
@@ -591,7 +602,7 @@ impl Connection {
         match relayed {
             Ok(()) => {
                 if answered.reusable && !body_cut && upstream.buf.is_empty() {
-                    upstream::check_in_raw(target, upstream);
+                    upstream::check_in_raw(target, upstream, answered_at);
                 }
                 Ok(!answered.close_client)
             }
@@ -652,7 +663,7 @@ impl Connection {
                 Ok(None) if upstream.buf.len() < MAX_HEAD => {}
                 _ => return Err(RelayError::Malformed),
             }
-            if upstream.read_more(idle).await? == 0 {
+            if upstream.read_within(&mut self.timer, idle).await? == 0 {
                 return Err(RelayError::Truncated);
             }
         }

@@ -75,9 +75,8 @@ impl UpstreamError {
 
 /// A pooled raw connection to `target`, if one is idle and still open. An idle connection
 /// has nothing to read: if the reactor saw it readable, the target closed it (or sent
-/// something unasked), and it is dropped.
-pub fn check_out_raw(target: &TargetRuntime) -> Option<Buffered> {
-    let now = Instant::now();
+/// something unasked), and it is dropped. `now`: the caller's clock reading (one per request).
+pub fn check_out_raw(target: &TargetRuntime, now: Instant) -> Option<Buffered> {
     let mut idle = raw_pool(target).lock().expect("poisoned");
     while let Some((connection, last_used)) = idle.pop_back() {
         if now.duration_since(last_used) >= IDLE_TIMEOUT {
@@ -92,12 +91,12 @@ pub fn check_out_raw(target: &TargetRuntime) -> Option<Buffered> {
     None
 }
 
-/// Gives a raw connection back after its response was read to the end (and nothing more).
-pub fn check_in_raw(target: &TargetRuntime, connection: Buffered) {
+/// Gives a raw connection back after its response was read to the end (and nothing more),
+/// last used at `now`.
+pub fn check_in_raw(target: &TargetRuntime, connection: Buffered, now: Instant) {
     if target.is_closed() {
         return;
     }
-    let now = Instant::now();
     let mut idle = raw_pool(target).lock().expect("poisoned");
     // The oldest are at the front: those past the idle timeout, or beyond the cap, go.
     while idle
@@ -152,7 +151,7 @@ pub async fn exchange(
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         );
     loop {
-        let (mut connection, reused) = match check_out_raw(target) {
+        let (mut connection, reused) = match check_out_raw(target, Instant::now()) {
             Some(connection) => (connection, true),
             None => (connect_raw(address).await?, false),
         };
@@ -381,7 +380,7 @@ impl RawBody {
     fn finish(&mut self) {
         if let Some(connection) = self.connection.take() {
             if self.reusable && connection.buf.is_empty() {
-                check_in_raw(&self.target, connection);
+                check_in_raw(&self.target, connection, Instant::now());
             }
         }
     }
@@ -508,7 +507,7 @@ mod tests {
             let connection = connect_raw(address).await.unwrap();
             let port = connection.stream.local_addr().unwrap().port();
             first.get_or_insert(port);
-            check_in_raw(&target, connection);
+            check_in_raw(&target, connection, Instant::now());
         }
         let pool = target.raw_idle[0].lock().unwrap();
         assert_eq!(pool.len(), MAX_IDLE, "capped");
@@ -519,7 +518,7 @@ mod tests {
         assert!(!kept.contains(&first.unwrap()), "the oldest went first");
         drop(pool);
         // The newest is the next one out.
-        let newest = check_out_raw(&target).unwrap();
+        let newest = check_out_raw(&target, Instant::now()).unwrap();
         assert_eq!(
             Some(&newest.stream.local_addr().unwrap().port()),
             kept.last()
