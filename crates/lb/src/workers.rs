@@ -62,11 +62,8 @@ impl Workers {
     ) -> std::io::Result<Workers> {
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
-            // Sockets and timers only: without the signal and process drivers a worker does
-            // not look for exited child processes each time it parks.
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
+                .enable_all()
                 .build()?;
             let tasks = TaskTracker::new();
             workers.push(Worker {
