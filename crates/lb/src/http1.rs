@@ -96,6 +96,12 @@ pub async fn serve(
     let _ = connection.client.stream.shutdown().await;
 }
 
+/// Room for a head's headers, left uninitialized: zeroing 128 of them (4 KiB) for each
+/// request and response was a tenth of the proxy's own CPU time per request.
+pub(crate) fn uninit_headers<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// The idle timeout of the load balancer listening on `local` (AWS's default without one).
 fn idle_timeout(table: &RoutingTable, local: &SocketAddr) -> Duration {
     table
@@ -250,9 +256,9 @@ impl Connection {
         if self.client.buf.is_empty() {
             return Ok(None);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let head_len = match request.parse(&self.client.buf) {
+        let mut headers = uninit_headers();
+        let mut request = httparse::Request::new(&mut []);
+        let head_len = match request.parse_with_uninit_headers(&self.client.buf, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(StatusCode::BAD_REQUEST),
@@ -670,9 +676,13 @@ impl Connection {
     }
 
     fn answer_head(&mut self, buf: &[u8], plan: &Plan<'_>) -> Result<Option<Answered>, ()> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let head_len = match response.parse(buf) {
+        let mut headers = uninit_headers();
+        let mut response = httparse::Response::new(&mut []);
+        let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(()),

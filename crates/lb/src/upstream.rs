@@ -24,7 +24,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::net::TcpStream;
 
 use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
-use crate::http1::{push_header, response_framing, Scan, MAX_HEAD, MAX_HEADERS};
+use crate::http1::{push_header, response_framing, uninit_headers, Scan, MAX_HEAD};
 use crate::table::TargetRuntime;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
@@ -297,9 +297,13 @@ type ParsedHead = (usize, Option<(http::Response<RawHead>, bool)>);
 /// A complete head at the front of `buf`: its length, and the response (`None` for an
 /// interim 1xx one).
 fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<ParsedHead>, RelayError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let head_len = match response.parse(buf) {
+    let mut headers = uninit_headers();
+    let mut response = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(RelayError::Malformed),
