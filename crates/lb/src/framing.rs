@@ -9,11 +9,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -356,6 +357,80 @@ pub async fn relay(
                 _ => Err(RelayError::Truncated),
             };
         }
+    }
+}
+
+/// Bytes both ways between `a` and `b` (half-closes passed on, as `copy_bidirectional`)
+/// until both have closed, or until nothing has moved either way for `idle`: an upgraded
+/// (WebSocket) connection is idle when neither side sends, and ALB closes it then.
+pub async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
+    let started = Instant::now();
+    // Milliseconds from `started` to the last read that brought bytes.
+    let last = AtomicU64::new(0);
+    let mut a = Noted {
+        stream: a,
+        started,
+        last: &last,
+    };
+    let mut b = Noted {
+        stream: b,
+        started,
+        last: &last,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    let mut deadline = started + idle;
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                deadline = started + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+                if deadline <= Instant::now() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A stream that notes when a read last brought bytes (for [`tunnel`]'s idle timeout).
+struct Noted<'a> {
+    stream: &'a mut TcpStream,
+    started: Instant,
+    last: &'a AtomicU64,
+}
+
+impl AsyncRead for Noted<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let at = self.started.elapsed().as_millis() as u64;
+            self.last.store(at, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Noted<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.stream).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_shutdown(cx)
     }
 }
 

@@ -11,7 +11,8 @@
 //! `Expect: 100-continue` is answered by the load balancer. What the client receives: the
 //! target's status and headers minus hop-by-hop ones, with stickiness cookies added. An
 //! upgrade request (WebSocket) keeps its `Connection: upgrade` and `Upgrade`; when the target
-//! answers 101, the connection becomes a byte stream both ways.
+//! answers 101, the connection becomes a byte stream both ways, closed once nothing moves
+//! either way for the idle timeout.
 //!
 //! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
 //! client stopped sending its body for the idle timeout, 503 when no rule or no target
@@ -35,7 +36,7 @@ use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{relay, Buffered, ChunkedDecoder, Framing, IdleTimer, RelayError};
+use crate::framing::{relay, tunnel, Buffered, ChunkedDecoder, Framing, IdleTimer, RelayError};
 use crate::http_proxy::{
     error_page, parse_sticky_cookie, redirect_location, sticky_set_cookies, write_trace_value,
     HttpShared, StickyCookies,
@@ -591,7 +592,7 @@ impl Connection {
 
         upstream.buf.advance(answered.head_len);
         if answered.switched {
-            return self.tunnel(upstream, target).await;
+            return self.tunnel(upstream, target, idle).await;
         }
         let mut body = answered.body;
         let relayed = relay(
@@ -621,13 +622,14 @@ impl Connection {
         }
     }
 
-    /// After a 101: the client and the target exchange bytes until either closes, the
-    /// target's draining deadline passes, or the listener or node stops. Whatever either side
-    /// sent already goes first.
+    /// After a 101: the client and the target exchange bytes until both close, nothing moves
+    /// either way for the idle timeout, the target's draining deadline passes, or the listener
+    /// or node stops. Whatever either side sent already goes first.
     async fn tunnel(
         &mut self,
         mut upstream: Buffered,
         target: &TargetRuntime,
+        idle: Duration,
     ) -> Result<bool, End> {
         let mut head = std::mem::take(&mut self.response_out);
         head.extend_from_slice(&upstream.buf);
@@ -644,7 +646,7 @@ impl Connection {
             self.client.buf.clear();
         }
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut self.client.stream, &mut upstream.stream) => {}
+            _ = tunnel(&mut self.client.stream, &mut upstream.stream, idle) => {}
             _ = target.closed.cancelled() => {}
             _ = self.shutdown.cancelled() => {}
         }

@@ -1058,10 +1058,10 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
-#[tokio::test]
-async fn websocket_upgrades_become_byte_streams_to_the_target() {
-    // The target switches protocols and then echoes every byte back, upper-cased.
-    let (sender, mut received) = mpsc::unbounded_channel();
+/// A target that switches protocols on any request (sending `hello` with its 101) and then
+/// echoes every byte back upper-cased; the request heads it got come out of the receiver.
+async fn websocket_echo_backend() -> (RawBackend, mpsc::UnboundedReceiver<Head>) {
+    let (sender, received) = mpsc::unbounded_channel();
     let backend = raw_backend(move |mut wire| {
         let sender = sender.clone();
         async move {
@@ -1081,11 +1081,17 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
         }
     })
     .await;
+    (backend, received)
+}
+
+const WEBSOCKET_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[tokio::test]
+async fn websocket_upgrades_become_byte_streams_to_the_target() {
+    let (backend, mut received) = websocket_echo_backend().await;
     let (node, address) = serve(&[backend.address]).await;
     let mut client = dial(address).await;
-    client
-        .write(b"GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .await;
+    client.write(WEBSOCKET_REQUEST).await;
     let head = client.read_head().await.expect("an answer");
     assert_eq!(head.status(), 101);
     assert_eq!(head.all("upgrade"), vec!["websocket"]);
@@ -1128,6 +1134,31 @@ async fn websocket_upgrades_become_byte_streams_to_the_target() {
         .write(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n")
         .await;
     assert_eq!(client.read_response(false).await.head.status(), 502);
+}
+
+#[tokio::test]
+async fn websocket_tunnels_close_when_idle_for_the_idle_timeout() {
+    let (backend, _received) = websocket_echo_backend().await;
+    let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
+    let mut client = dial(address).await;
+    client.write(WEBSOCKET_REQUEST).await;
+    assert_eq!(client.read_head().await.expect("an answer").status(), 101);
+    assert_eq!(client.take(5).await, b"hello");
+    // A byte each way every 400 ms keeps the tunnel open well past the 1 s timeout...
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        client.write(b"a").await;
+        assert_eq!(client.take(1).await, b"A");
+    }
+    // ...and a second of silence closes it.
+    let started = std::time::Instant::now();
+    assert!(client.read_to_end().await.is_empty());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
 }
 
 #[tokio::test]
