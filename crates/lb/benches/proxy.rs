@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 const WRK: &str = "/usr/bin/wrk";
 const NGINX: &str = "/usr/sbin/nginx";
+/// The row of nginx configured to add what ALB adds.
+const ALB_NGINX: &str = "nginx+alb";
 const RUNS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
@@ -80,18 +82,26 @@ fn main() -> anyhow::Result<()> {
     });
     lb_runtime.block_on(handle.wait_for_revision(revision));
 
+    // nginx twice: as configured out of the box (it forwards what it got, with its own
+    // `Host`), and doing the lb's job, adding the client's `Host`, `X-Forwarded-*` and a
+    // trace id as ALB does (the like-for-like comparison).
     let nginx_dir = tempfile::tempdir()?;
     let nginx_address = free_address();
-    let mut nginx = start_nginx(nginx_dir.path(), nginx_address, backend.0)?;
+    let mut nginx = start_nginx(nginx_dir.path(), nginx_address, backend.0, false)?;
+    let alb_nginx_dir = tempfile::tempdir()?;
+    let alb_nginx_address = free_address();
+    let mut alb_nginx = start_nginx(alb_nginx_dir.path(), alb_nginx_address, backend.0, true)?;
     let floor_address = free_address();
     relay_floor::start(floor_address, backend.0, workers)?;
     wait_for_http(nginx_address)?;
+    wait_for_http(alb_nginx_address)?;
     wait_for_http(lb_address)?;
     wait_for_http(floor_address)?;
 
     println!("warming up");
     wrk(lb_address, "2")?;
     wrk(nginx_address, "2")?;
+    wrk(alb_nginx_address, "2")?;
     wrk(floor_address, "2")?;
     let mut results: BTreeMap<&str, Vec<WrkResult>> = BTreeMap::new();
     println!("direct floor");
@@ -113,6 +123,11 @@ fn main() -> anyhow::Result<()> {
             .push(wrk_measured(nginx_address, &duration, || {
                 nginx_tasks(nginx.id())
             })?);
+        results.entry(ALB_NGINX).or_default().push(wrk_measured(
+            alb_nginx_address,
+            &duration,
+            || nginx_tasks(alb_nginx.id()),
+        )?);
         results.entry("relay floor").or_default().push(wrk_measured(
             floor_address,
             &duration,
@@ -124,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         .or_default()
         .push(wrk(backend.0, &duration)?);
     stop_nginx(&mut nginx);
+    stop_nginx(&mut alb_nginx);
 
     let summary = |name: &str| {
         let runs = &results[name];
@@ -151,7 +167,7 @@ fn main() -> anyhow::Result<()> {
         "backend",
         "idle"
     );
-    for name in ["direct", "wharf lb", "nginx", "relay floor"] {
+    for name in ["direct", "wharf lb", "nginx", ALB_NGINX, "relay floor"] {
         let runs = &results[name];
         let (rps, p50, p99) = summary(name);
         let of = |value: fn(&WrkResult) -> f64| median(runs.iter().map(value));
@@ -182,24 +198,26 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let (lb_rps, lb_p50, lb_p99) = summary("wharf lb");
-    let (nginx_rps, nginx_p50, nginx_p99) = summary("nginx");
-    println!(
-        "ratios lb/nginx: requests/s {:.2}x, p50 {:.2}x, p99 {:.2}x (direct floor {direct_rps:.0} req/s, p50 {direct_p50:.0}us, p99 {direct_p99:.0}us)",
-        lb_rps / nginx_rps,
-        lb_p50 / nginx_p50,
-        lb_p99 / nginx_p99
-    );
+    for peer in ["nginx", ALB_NGINX] {
+        let (rps, p50, p99) = summary(peer);
+        println!(
+            "ratios lb/{peer}: requests/s {:.2}x, p50 {:.2}x, p99 {:.2}x, proxy CPU per request {:.2}x",
+            lb_rps / rps,
+            lb_p50 / p50,
+            lb_p99 / p99,
+            cpu("wharf lb") / cpu(peer),
+        );
+    }
     let (floor_rps, _, floor_p99) = summary("relay floor");
     println!(
-        "relay floor (moves bytes, no HTTP): requests/s floor/nginx {:.2}x, lb/floor {:.2}x, p99 lb/floor {:.2}x",
-        floor_rps / nginx_rps,
+        "relay floor (moves bytes, no HTTP): requests/s floor/nginx {:.2}x, lb/floor {:.2}x, p99 lb/floor {:.2}x, proxy CPU per request lb/floor {:.2}x",
+        floor_rps / summary("nginx").0,
         lb_rps / floor_rps,
-        lb_p99 / floor_p99
+        lb_p99 / floor_p99,
+        cpu("wharf lb") / cpu("relay floor"),
     );
     println!(
-        "proxy CPU per request lb/nginx: {:.2}x; lb/relay floor: {:.2}x (nearly all of the relay's is the kernel's TCP work, which no proxy avoids)",
-        cpu("wharf lb") / cpu("nginx"),
-        cpu("wharf lb") / cpu("relay floor"),
+        "(direct floor {direct_rps:.0} req/s, p50 {direct_p50:.0}us, p99 {direct_p99:.0}us; nearly all of the relay's CPU is the kernel's TCP work, which no proxy avoids)"
     );
 
     let delays =
@@ -458,8 +476,24 @@ fn free_address() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-fn start_nginx(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> anyhow::Result<Child> {
+/// nginx from Debian proxying `listen` to `backend` over keep-alive connections; with
+/// `alb_headers`, it also sets what ALB sets on the way to the target.
+fn start_nginx(
+    dir: &Path,
+    listen: SocketAddr,
+    backend: SocketAddr,
+    alb_headers: bool,
+) -> anyhow::Result<Child> {
     let d = dir.display();
+    let headers = if alb_headers {
+        "proxy_set_header Host $host;\n      \
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
+         proxy_set_header X-Forwarded-Proto $scheme;\n      \
+         proxy_set_header X-Forwarded-Port $server_port;\n      \
+         proxy_set_header X-Amzn-Trace-Id Root=$request_id;\n"
+    } else {
+        ""
+    };
     let config = format!(
         "daemon off;\nworker_processes auto;\nerror_log stderr;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\n\
@@ -467,7 +501,8 @@ fn start_nginx(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> anyhow::R
            fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            upstream backend {{ server {backend}; keepalive 64; }}\n\
            server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://backend;\n\
-               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      {headers}\
+           }}\n  }}\n}}\n"
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, config)?;
