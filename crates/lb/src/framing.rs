@@ -1,6 +1,7 @@
 //! HTTP/1.1 message bodies on the raw data path (RFC 9112 §6–7): how a body is delimited
 //! ([`Framing`]), where a chunked body ends ([`ChunkedDecoder`]), and [`relay`], which copies
-//! one body from one connection to another.
+//! one body from one connection to another; [`IdleTimer`] bounds a connection's waits, and
+//! [`tunnel`] carries an upgraded connection's bytes both ways.
 //!
 //! Bodies are relayed as they arrive, verbatim (chunked stays chunked, so the proxy never
 //! re-frames what it forwards), or de-chunked for an HTTP/1.0 client, which cannot read
@@ -325,8 +326,8 @@ pub async fn write_within(
 
 /// Copies one body from `from` to `to`: first `out` (a head, possibly empty) together with
 /// the body bytes already buffered, then the rest as it arrives, each read waiting at most
-/// `idle` (measured by `timer`). `target`: the body comes from or goes to this target, and is cut when its draining
-/// deadline passes. Bytes after the body stay in `from.buf`.
+/// `idle` (measured by `timer`). `target`: the body comes from or goes to this target, and is
+/// cut when its draining deadline passes. Bytes after the body stay in `from.buf`.
 pub async fn relay(
     from: &mut Buffered,
     to: &mut TcpStream,
@@ -367,15 +368,19 @@ pub async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
     let started = Instant::now();
     // Milliseconds from `started` to the last read that brought bytes.
     let last = AtomicU64::new(0);
-    let mut a = Noted {
-        stream: a,
-        started,
-        last: &last,
+    let note = |read: usize| {
+        if read > 0 {
+            let at = started.elapsed().as_millis() as u64;
+            last.store(at, Ordering::Relaxed);
+        }
     };
-    let mut b = Noted {
+    let mut a = Watched {
+        stream: a,
+        on_read: &note,
+    };
+    let mut b = Watched {
         stream: b,
-        started,
-        last: &last,
+        on_read: &note,
     };
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
@@ -393,30 +398,27 @@ pub async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
     }
 }
 
-/// A stream that notes when a read last brought bytes (for [`tunnel`]'s idle timeout).
-struct Noted<'a> {
-    stream: &'a mut TcpStream,
-    started: Instant,
-    last: &'a AtomicU64,
+/// A stream that tells `on_read` how many bytes each read brought, for what copies both ways
+/// with `copy_bidirectional`: a tunnel's idle clock, an NLB flow's `ProcessedBytes`.
+pub struct Watched<'a> {
+    pub stream: &'a mut TcpStream,
+    pub on_read: &'a (dyn Fn(usize) + Sync),
 }
 
-impl AsyncRead for Noted<'_> {
+impl AsyncRead for Watched<'_> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut *self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let at = self.started.elapsed().as_millis() as u64;
-            self.last.store(at, Ordering::Relaxed);
-        }
-        polled
+        ready!(Pin::new(&mut *self.stream).poll_read(cx, buf))?;
+        (self.on_read)(buf.filled().len() - before);
+        Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for Noted<'_> {
+impl AsyncWrite for Watched<'_> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -98,7 +98,7 @@ pub async fn serve(
 }
 
 /// Room for a head's headers, left uninitialized: zeroing 128 of them (4 KiB) for each
-/// request and response was a tenth of the proxy's own CPU time per request.
+/// request and response took about a tenth of the proxy's user-space time per request.
 pub(crate) fn uninit_headers<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
     [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
 }

@@ -4,15 +4,13 @@
 //! side closes. A flow to a draining target is closed when its deadline passes.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::framing::Watched;
 use crate::http_proxy::InFlight;
 use crate::table::{Action, Routes};
 
@@ -62,14 +60,20 @@ pub async fn serve_flow(
     match upstream {
         Ok(Ok(mut upstream)) => {
             let _ = upstream.set_nodelay(true);
-            let bytes = &flows.processed_bytes;
-            let mut client = Counted {
-                stream: &mut client,
-                bytes,
+            // `ProcessedBytes` counts bytes as they pass: long-lived flows show in every
+            // metrics period, and flows cut by draining or shutdown count what they carried.
+            let count = |read: usize| {
+                flows
+                    .processed_bytes
+                    .fetch_add(read as u64, Ordering::Relaxed);
             };
-            let mut upstream = Counted {
+            let mut client = Watched {
+                stream: &mut client,
+                on_read: &count,
+            };
+            let mut upstream = Watched {
                 stream: &mut upstream,
-                bytes,
+                on_read: &count,
             };
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -88,45 +92,4 @@ pub async fn serve_flow(
     }
     drop(in_flight);
     flows.active_flows.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// One side of a flow, counting the bytes read from it into `ProcessedBytes` as they pass:
-/// long-lived flows show in every metrics period, and flows cut by draining or shutdown count
-/// what they carried.
-struct Counted<'a> {
-    stream: &'a mut TcpStream,
-    bytes: &'a AtomicU64,
-}
-
-impl AsyncRead for Counted<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut *this.stream).poll_read(cx, buf))?;
-        let read = buf.filled().len() - before;
-        this.bytes.fetch_add(read as u64, Ordering::Relaxed);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Counted<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.get_mut().stream).poll_shutdown(cx)
-    }
 }
