@@ -4,8 +4,9 @@
 //!
 //! One in-process hyper backend (its own runtime thread, `bench-backend`), the lb in process
 //! (`WHARF_LB_BENCH_WORKERS` worker threads, 2 by default, as nginx's `worker_processes auto`
-//! here) with an in-memory route source, nginx from Debian with a keep-alive upstream, and a
-//! relay that only moves bytes (`relay_floor`: what any user-space proxy here is bounded by).
+//! here) with an in-memory route source, nginx from Debian with a keep-alive upstream (twice:
+//! out of the box, and `nginx+alb` setting what ALB sets), and a relay that only moves bytes
+//! (`relay_floor`: what any user-space proxy here is bounded by).
 //! wrk (1 thread, 64 connections) loads each in interleaved runs after a direct-to-backend
 //! floor. The table shows medians, with the CPU time per request of the proxy (the lb's worker
 //! threads, nginx's processes, the relay's threads) and of the backend, read from /proc around
