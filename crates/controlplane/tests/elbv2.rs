@@ -1520,6 +1520,14 @@ async fn targets_health_and_the_load_balancer_protocol() {
         .await;
         text(&body, "LoadBalancerArn")
     };
+    // Its TCP flows get AWS's 350 s idle timeout.
+    let snapshot = routes(&server).await;
+    let net_routes = snapshot
+        .load_balancers
+        .iter()
+        .find(|l| l.arn == net)
+        .expect("the NLB is in the routes");
+    assert_eq!(net_routes.idle_timeout_seconds, 350);
     lb_call(
         &server,
         "ReportTargetHealth",

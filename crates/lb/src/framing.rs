@@ -362,13 +362,19 @@ pub async fn relay(
 }
 
 /// Bytes both ways between `a` and `b` (half-closes passed on, as `copy_bidirectional`)
-/// until both have closed, or until nothing has moved either way for `idle`: an upgraded
-/// (WebSocket) connection is idle when neither side sends, and ALB closes it then.
-pub async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
+/// until both have closed, or until nothing has moved either way for `idle` (ALB closes an
+/// upgraded connection then, NLB a TCP flow). `on_read` hears of every read, as [`Watched`].
+pub async fn tunnel(
+    a: &mut TcpStream,
+    b: &mut TcpStream,
+    idle: Duration,
+    on_read: &(dyn Fn(usize) + Sync),
+) {
     let started = Instant::now();
     // Milliseconds from `started` to the last read that brought bytes.
     let last = AtomicU64::new(0);
     let note = |read: usize| {
+        on_read(read);
         if read > 0 {
             let at = started.elapsed().as_millis() as u64;
             last.store(at, Ordering::Relaxed);
@@ -398,11 +404,11 @@ pub async fn tunnel(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
     }
 }
 
-/// A stream that tells `on_read` how many bytes each read brought, for what copies both ways
-/// with `copy_bidirectional`: a tunnel's idle clock, an NLB flow's `ProcessedBytes`.
-pub struct Watched<'a> {
-    pub stream: &'a mut TcpStream,
-    pub on_read: &'a (dyn Fn(usize) + Sync),
+/// A stream that tells `on_read` how many bytes each read brought ([`tunnel`]'s idle clock
+/// and its caller's byte count).
+struct Watched<'a> {
+    stream: &'a mut TcpStream,
+    on_read: &'a (dyn Fn(usize) + Sync),
 }
 
 impl AsyncRead for Watched<'_> {

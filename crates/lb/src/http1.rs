@@ -646,7 +646,7 @@ impl Connection {
             self.client.buf.clear();
         }
         tokio::select! {
-            _ = tunnel(&mut self.client.stream, &mut upstream.stream, idle) => {}
+            _ = tunnel(&mut self.client.stream, &mut upstream.stream, idle, &|_| {}) => {}
             _ = target.closed.cancelled() => {}
             _ = self.shutdown.cancelled() => {}
         }

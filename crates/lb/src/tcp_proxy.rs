@@ -1,7 +1,8 @@
 //! The NLB data path: each accepted connection (a flow) goes to one target of the listener's
 //! forward action, chosen like HTTP requests are (weighted group, then round robin over the
-//! healthy targets, failing open when none is), and bytes are copied both ways until either
-//! side closes. A flow to a draining target is closed when its deadline passes.
+//! healthy targets, failing open when none is), and bytes are copied both ways until both
+//! sides close or nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP
+//! flows). A flow to a draining target is closed when its deadline passes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::Watched;
+use crate::framing::tunnel;
 use crate::http_proxy::InFlight;
 use crate::table::{Action, Routes};
 
@@ -23,12 +24,13 @@ pub async fn serve_flow(
     shutdown: CancellationToken,
 ) {
     let _ = client.set_nodelay(true);
-    let (target, metrics) = {
+    let (target, metrics, idle) = {
         let table = routes.current();
         let Some(listener) = table.listeners.get(&local) else {
             return;
         };
         let metrics = listener.load_balancer.metrics.clone();
+        let idle = listener.load_balancer.idle_timeout;
         let target = listener
             .rules
             .iter()
@@ -38,7 +40,7 @@ pub async fn serve_flow(
             })
             .and_then(|weighted| weighted.group.choose_target(None))
             .map(|target| target.runtime.clone());
-        (target, metrics)
+        (target, metrics, idle)
     };
     let Some(target) = target else {
         tracing::debug!(%remote, %local, "no target for a new flow, closing it");
@@ -67,16 +69,8 @@ pub async fn serve_flow(
                     .processed_bytes
                     .fetch_add(read as u64, Ordering::Relaxed);
             };
-            let mut client = Watched {
-                stream: &mut client,
-                on_read: &count,
-            };
-            let mut upstream = Watched {
-                stream: &mut upstream,
-                on_read: &count,
-            };
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                _ = tunnel(&mut client, &mut upstream, idle, &count) => {}
                 _ = target.closed.cancelled() => {
                     tracing::debug!(%remote, target = %target.address, "closing a flow to a drained target");
                 }

@@ -114,3 +114,62 @@ async fn tcp_listeners_proxy_bytes_both_ways() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn tcp_flows_close_when_idle_for_the_idle_timeout() {
+    let echo = echo_server().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut echo_group = TargetGroupRoutes {
+        protocol: "TCP".into(),
+        ..group("echo", &[])
+    };
+    echo_group.health_check.enabled = false;
+    echo_group.targets.push(target(echo));
+    let mut nlb = load_balancer(
+        "tcp",
+        LoadBalancerKind::Network,
+        address,
+        vec![rule(None, vec![], forward(&[("echo", 1)]))],
+    );
+    nlb.idle_timeout_seconds = 1;
+    node.publish(snapshot(vec![nlb], vec![echo_group])).await;
+    let mut stream = connect(address).await;
+    // A byte each way every 400 ms keeps the flow open well past the 1 s timeout...
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stream.write_all(b"a").await.unwrap();
+        let mut echoed = [0u8; 1];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"a");
+    }
+    // ...and a second of silence closes it.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the flow closes");
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed after {elapsed:?}"
+    );
+}
+
+/// A connection to the NLB's listener, once it is bound.
+async fn connect(address: SocketAddr) -> tokio::net::TcpStream {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => return stream,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{address} not listening: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

@@ -238,6 +238,9 @@ pub enum LoadBalancerKind {
     Network,
 }
 
+/// AWS's idle timeout for an NLB's TCP flows.
+pub const NLB_TCP_IDLE_TIMEOUT_SECONDS: u64 = 350;
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerRoutes {
@@ -248,7 +251,8 @@ pub struct LoadBalancerRoutes {
     pub address: String,
     /// The CloudWatch `LoadBalancer` dimension: `app/<name>/<id>` or `net/<name>/<id>`.
     pub dimension: String,
-    /// `idle_timeout.timeout_seconds` (ALB; default 60).
+    /// How long a connection may stay idle: ALB's `idle_timeout.timeout_seconds` (default 60),
+    /// [`NLB_TCP_IDLE_TIMEOUT_SECONDS`] for an NLB's TCP flows.
     pub idle_timeout_seconds: u64,
     pub listeners: Vec<ListenerRoutes>,
 }

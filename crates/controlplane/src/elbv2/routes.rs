@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use metricstore::{MetricKey, Point, Resolution, Sample};
 use model::elb::{
-    keys, GetRoutesInput, ListenerRoutes, LoadBalancerRoutes, ObservedTargetHealth,
-    QueryStringPair, ReportRequestMetricsInput, ReportTargetHealthInput, RouteAction,
-    RouteCondition, RouteRule, RouteSnapshot, RouteTarget, Stickiness, TargetGroupRecord,
-    TargetGroupRoutes, TargetHealthRecord, WeightedTargetGroup, MAX_ROUTES_WAIT_SECONDS,
+    keys, GetRoutesInput, ListenerRoutes, LoadBalancerKind, LoadBalancerRoutes,
+    ObservedTargetHealth, QueryStringPair, ReportRequestMetricsInput, ReportTargetHealthInput,
+    RouteAction, RouteCondition, RouteRule, RouteSnapshot, RouteTarget, Stickiness,
+    TargetGroupRecord, TargetGroupRoutes, TargetHealthRecord, WeightedTargetGroup,
+    MAX_ROUTES_WAIT_SECONDS, NLB_TCP_IDLE_TIMEOUT_SECONDS,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -267,11 +268,16 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
             kind: lb.kind,
             address: lb.address.clone(),
             dimension: lb.dimension(),
-            idle_timeout_seconds: lb
-                .attributes
-                .get("idle_timeout.timeout_seconds")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(60),
+            idle_timeout_seconds: match lb.kind {
+                LoadBalancerKind::Application => lb
+                    .attributes
+                    .get("idle_timeout.timeout_seconds")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+                // AWS's idle timeout for NLB TCP flows (the `tcp.idle_timeout.seconds`
+                // listener attribute that changes it is not served).
+                LoadBalancerKind::Network => NLB_TCP_IDLE_TIMEOUT_SECONDS,
+            },
             listeners: routes,
         });
     }
