@@ -20,10 +20,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 const WAKER: Token = Token(usize::MAX);
 
-/// Starts the relay on `listen`, forwarding to `backend`, with `threads` poll threads (named
-/// `relay-floor-N`, for the benchmark's CPU accounting). It runs until the process exits.
-pub fn start(listen: SocketAddr, backend: SocketAddr, threads: usize) -> std::io::Result<()> {
-    let listener = std::net::TcpListener::bind(listen)?;
+/// Starts the relay on a free loopback port, forwarding to `backend`, with `threads` poll
+/// threads (named `relay-floor-N`, for the benchmark's CPU accounting), and returns its
+/// address. It runs until the process exits.
+pub fn start(backend: SocketAddr, threads: usize) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
     let mut workers = Vec::new();
     for n in 0..threads.max(1) {
         let poll = Poll::new()?;
@@ -45,7 +47,7 @@ pub fn start(listen: SocketAddr, backend: SocketAddr, threads: usize) -> std::io
                 }
             }
         })?;
-    Ok(())
+    Ok(address)
 }
 
 /// One poll thread: connection pair `i` has tokens `2i` (client) and `2i + 1` (backend).
