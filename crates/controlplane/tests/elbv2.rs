@@ -1778,6 +1778,167 @@ async fn health_checks_tag_quotas_group_claims_and_rule_paging() {
     server.server.shutdown().await;
 }
 
+/// The value of attribute `key` in a Describe/ModifyListenerAttributes answer.
+fn attribute(body: &str, key: &str) -> Option<String> {
+    let keys = texts(body, "Key");
+    let values = texts(body, "Value");
+    keys.iter()
+        .position(|k| k == key)
+        .map(|i| values[i].clone())
+}
+
+#[tokio::test]
+async fn listener_attributes_have_aws_defaults_and_the_tcp_idle_timeout_reaches_the_routes() {
+    let server = support::start().await;
+    let (vpc, subnets) = default_network(&server).await;
+    // An ALB's HTTP listener: the response-header attributes with their defaults.
+    let lb = create_lb(&server, "front", &subnets).await;
+    let web = create_tg(&server, "web", "HTTP", &vpc, "ip").await;
+    let http = create_listener(&server, &lb, "80", &web).await;
+    let body = ok(
+        &server,
+        "DescribeListenerAttributes",
+        &[("ListenerArn", &http)],
+    )
+    .await;
+    assert_eq!(texts(&body, "Key").len(), 11, "{body}");
+    assert_eq!(
+        attribute(&body, "routing.http.response.server.enabled").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attribute(&body, "routing.http.response.x_frame_options.header_value").as_deref(),
+        Some("")
+    );
+    assert_eq!(attribute(&body, "tcp.idle_timeout.seconds"), None);
+    // Defaults are accepted; what the data plane would not apply is refused, not stored.
+    ok(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &http),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.response.server.enabled",
+            ),
+            ("Attributes.member.1.Value", "true"),
+        ],
+    )
+    .await;
+    let message = fails(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &http),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.response.x_frame_options.header_value",
+            ),
+            ("Attributes.member.1.Value", "DENY"),
+        ],
+        "InvalidConfigurationRequest",
+    )
+    .await;
+    assert!(message.contains("x_frame_options"), "{message}");
+    fails(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &http),
+            ("Attributes.member.1.Key", "tcp.idle_timeout.seconds"),
+            ("Attributes.member.1.Value", "120"),
+        ],
+        "ValidationError",
+    )
+    .await;
+
+    // An NLB's TCP listener: the idle timeout, 350 s by default, 60-6000 when set.
+    let net = {
+        let body = ok(
+            &server,
+            "CreateLoadBalancer",
+            &[
+                ("Name", "net"),
+                ("Type", "network"),
+                ("Subnets.member.1", &subnets[0]),
+            ],
+        )
+        .await;
+        text(&body, "LoadBalancerArn")
+    };
+    let flows = create_tg(&server, "flows", "TCP", &vpc, "ip").await;
+    let body = ok(
+        &server,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", &net),
+            ("Protocol", "TCP"),
+            ("Port", "5432"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &flows),
+        ],
+    )
+    .await;
+    let tcp = text(&body, "ListenerArn");
+    let body = ok(
+        &server,
+        "DescribeListenerAttributes",
+        &[("ListenerArn", &tcp)],
+    )
+    .await;
+    assert_eq!(texts(&body, "Key"), vec!["tcp.idle_timeout.seconds"]);
+    assert_eq!(texts(&body, "Value"), vec!["350"]);
+    for bad in ["59", "6001", "soon"] {
+        fails(
+            &server,
+            "ModifyListenerAttributes",
+            &[
+                ("ListenerArn", &tcp),
+                ("Attributes.member.1.Key", "tcp.idle_timeout.seconds"),
+                ("Attributes.member.1.Value", bad),
+            ],
+            "InvalidConfigurationRequest",
+        )
+        .await;
+    }
+    let body = ok(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &tcp),
+            ("Attributes.member.1.Key", "tcp.idle_timeout.seconds"),
+            ("Attributes.member.1.Value", "120"),
+        ],
+    )
+    .await;
+    assert_eq!(texts(&body, "Value"), vec!["120"]);
+    let body = ok(
+        &server,
+        "DescribeListenerAttributes",
+        &[("ListenerArn", &tcp)],
+    )
+    .await;
+    assert_eq!(texts(&body, "Value"), vec!["120"]);
+    let snapshot = routes(&server).await;
+    let listener = snapshot
+        .load_balancers
+        .iter()
+        .flat_map(|l| &l.listeners)
+        .find(|l| l.arn == tcp)
+        .expect("the TCP listener is in the routes");
+    assert_eq!(listener.idle_timeout_seconds, Some(120));
+    fails(
+        &server,
+        "DescribeListenerAttributes",
+        &[(
+            "ListenerArn",
+            &format!("{}0000000000000000", &tcp[..=tcp.rfind('/').unwrap()]),
+        )],
+        "ListenerNotFound",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn health_reports_skip_unreadable_records_and_keep_the_first_failure() {
     let server = support::start().await;
@@ -1871,6 +2032,8 @@ rule = elb.create_rule(ListenerArn=listener["ListenerArn"], Priority=10,
 assert rule["Priority"] == "10" and rule["IsDefault"] is False, rule
 rules = elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
 assert [r["Priority"] for r in rules] == ["10", "default"], rules
+attributes = elb.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]
+assert {"Key": "routing.http.response.server.enabled", "Value": "true"} in attributes, attributes
 elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": "10.1.2.3", "Port": 8080}])
 health = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
 assert health[0]["TargetHealth"]["State"] == "initial", health

@@ -488,6 +488,7 @@ fn alb(address: SocketAddr, group_name: &str) -> LoadBalancerRoutes {
                     stickiness_seconds: None,
                 },
             }],
+            idle_timeout_seconds: None,
         }],
     }
 }

@@ -298,6 +298,8 @@ pub struct ListenerTable {
     /// `X-Forwarded-Port`.
     pub port_header: HeaderValue,
     pub rules: Vec<Rule>,
+    /// How long a connection may stay idle: the listener's own, else its load balancer's.
+    pub idle_timeout: Duration,
 }
 
 /// A (load balancer, target group) pair, for host-count metrics.
@@ -555,6 +557,9 @@ impl Registry {
                 table.listeners.insert(
                     SocketAddr::new(address, listener.port),
                     ListenerTable {
+                        idle_timeout: listener
+                            .idle_timeout_seconds
+                            .map_or(entry.idle_timeout, |s| Duration::from_secs(s.max(1))),
                         load_balancer: entry.clone(),
                         port: listener.port,
                         port_header: HeaderValue::from(listener.port),

@@ -30,7 +30,7 @@ pub async fn serve_flow(
             return;
         };
         let metrics = listener.load_balancer.metrics.clone();
-        let idle = listener.load_balancer.idle_timeout;
+        let idle = listener.idle_timeout;
         let target = listener
             .rules
             .iter()

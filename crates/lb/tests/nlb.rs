@@ -132,7 +132,8 @@ async fn tcp_flows_close_when_idle_for_the_idle_timeout() {
         address,
         vec![rule(None, vec![], forward(&[("echo", 1)]))],
     );
-    nlb.idle_timeout_seconds = 1;
+    // The listener's own timeout (`tcp.idle_timeout.seconds`) wins over its load balancer's.
+    nlb.listeners[0].idle_timeout_seconds = Some(1);
     node.publish(snapshot(vec![nlb], vec![echo_group])).await;
     let mut stream = connect(address).await;
     // A byte each way every 400 ms keeps the flow open well past the 1 s timeout...

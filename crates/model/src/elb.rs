@@ -266,6 +266,10 @@ pub struct ListenerRoutes {
     pub protocol: String,
     /// Rules in evaluation order: by priority, the default rule (no conditions) last.
     pub rules: Vec<RouteRule>,
+    /// The listener's own idle timeout where it has one (an NLB TCP listener's
+    /// `tcp.idle_timeout.seconds`); otherwise its load balancer's applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -6,12 +6,14 @@
 //! them (a single-group forward has both `TargetGroupArn` and `ForwardConfig`; redirects have
 //! every component with its `#{…}` default).
 
-use model::elb::{keys, LoadBalancerKind, TargetGroupRecord};
+use std::collections::BTreeMap;
+
+use model::elb::{keys, LoadBalancerKind, TargetGroupRecord, NLB_TCP_IDLE_TIMEOUT_SECONDS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{invalid, Result};
-use super::load_balancers::enum_error;
+use super::load_balancers::{attributes_value, enum_error, AttributeInput};
 use super::records::{
     self, validate_tags, Action, ForwardConfig, ListenerRecord, LoadBalancerRecord, RedirectConfig,
     StickinessConfig, Tag, TargetGroupTuple,
@@ -455,6 +457,7 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             default_actions: Vec::new(),
             default_rule_id: records::new_id(),
             tags: tags.clone(),
+            attributes: BTreeMap::new(),
         };
         apply_settings(ctx, &lb, &mut record, &input.settings, &topology).await?;
         if let Some((existing, _)) = topology
@@ -613,6 +616,188 @@ pub async fn delete_listener(ctx: &Elbv2Context, input: Value) -> Result<Value> 
 }
 
 pub use delete_listener as delete;
+
+/// The attributes DescribeListenerAttributes lists for a listener of `protocol`, with AWS's
+/// defaults. TLS listeners have none to describe (AWS refuses the call for them).
+fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
+    const RESPONSE: &[(&str, &str)] = &[
+        ("routing.http.response.server.enabled", "true"),
+        (
+            "routing.http.response.strict_transport_security.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_allow_origin.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_allow_methods.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_allow_headers.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_allow_credentials.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_expose_headers.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.access_control_max_age.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.content_security_policy.header_value",
+            "",
+        ),
+        (
+            "routing.http.response.x_content_type_options.header_value",
+            "",
+        ),
+        ("routing.http.response.x_frame_options.header_value", ""),
+    ];
+    // HTTPS only: the names of the TLS request headers ALB adds.
+    const REQUEST: &[(&str, &str)] = &[
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name",
+            "X-Amzn-Mtls-Clientcert-Serial-Number",
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_issuer.header_name",
+            "X-Amzn-Mtls-Clientcert-Issuer",
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_subject.header_name",
+            "X-Amzn-Mtls-Clientcert-Subject",
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_validity.header_name",
+            "X-Amzn-Mtls-Clientcert-Validity",
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_leaf.header_name",
+            "X-Amzn-Mtls-Clientcert-Leaf",
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert.header_name",
+            "X-Amzn-Mtls-Clientcert",
+        ),
+        (
+            "routing.http.request.x_amzn_tls_version.header_name",
+            "X-Amzn-Tls-Version",
+        ),
+        (
+            "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+            "X-Amzn-Tls-Cipher-Suite",
+        ),
+    ];
+    let tcp = [(
+        "tcp.idle_timeout.seconds",
+        NLB_TCP_IDLE_TIMEOUT_SECONDS.to_string(),
+    )];
+    let owned = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let pairs = match protocol {
+        "TCP" => tcp
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        "HTTP" => owned(RESPONSE),
+        "HTTPS" => [owned(REQUEST), owned(RESPONSE)].concat(),
+        _ => Vec::new(),
+    };
+    pairs.into_iter().collect()
+}
+
+/// A listener's attributes: the defaults for its protocol, with what was set on top.
+pub(super) fn listener_attributes(record: &ListenerRecord) -> BTreeMap<String, String> {
+    let mut attributes = default_attributes(&record.protocol);
+    for (key, value) in &record.attributes {
+        if let Some(slot) = attributes.get_mut(key) {
+            slot.clone_from(value);
+        }
+    }
+    attributes
+}
+
+/// Checks one attribute for a listener of `protocol`. The data plane applies the TCP idle
+/// timeout; ALB's response and TLS header settings are not applied, so only their defaults
+/// are accepted (rather than stored and ignored).
+fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
+    let defaults = default_attributes(protocol);
+    let Some(default) = defaults.get(key) else {
+        return Err(invalid(format!(
+            "Listener attribute key '{key}' is not recognized" // guessed
+        )));
+    };
+    match key {
+        "tcp.idle_timeout.seconds" => match value.parse::<u64>() {
+            Ok(n) if (60..=6000).contains(&n) => Ok(()),
+            _ => Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Listener attribute value '{value}' is not valid for key '{key}': it must be from 60 to 6000" // guessed
+            ))),
+        },
+        "routing.http.response.server.enabled" if !matches!(value, "true" | "false") => {
+            Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Listener attribute value '{value}' is not valid for key '{key}'" // guessed
+            )))
+        }
+        _ if value == default => Ok(()),
+        _ => Err(Elbv2Error::InvalidConfigurationRequest(format!(
+            "Listener attribute '{key}' is not supported by Wharf's load balancer: only its default '{default}' is accepted"
+        ))),
+    }
+}
+
+pub async fn describe_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ArnInput = parse(input)?;
+    let (record, _) = ctx.listener(&input.listener_arn).await?;
+    if record.protocol == "TLS" {
+        return Err(Elbv2Error::InvalidConfigurationRequest(
+            "Listener attributes are not supported for TLS listeners".into(), // guessed
+        ));
+    }
+    Ok(attributes_value(&listener_attributes(&record)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ModifyAttributesInput {
+    listener_arn: String,
+    attributes: Vec<AttributeInput>,
+}
+
+pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ModifyAttributesInput = parse(input)?;
+    if input.attributes.is_empty() {
+        return Err(invalid("At least one attribute must be specified")); // guessed
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut record, revision) = ctx.listener(&input.listener_arn).await?;
+        for attribute in &input.attributes {
+            let key = attribute.key.clone().unwrap_or_default();
+            let value = attribute.value.clone().unwrap_or_default();
+            validate_attribute(&record.protocol, &key, &value)?;
+            record.attributes.insert(key, value);
+        }
+        let key = keys::listener(&record.load_balancer_id, &record.id);
+        if ctx
+            .commit(&[(key.clone(), revision)], vec![put_json(&key, &record)])
+            .await?
+        {
+            return Ok(attributes_value(&listener_attributes(&record)));
+        }
+    }
+    Err(conflict())
+}
 
 #[cfg(test)]
 mod tests {

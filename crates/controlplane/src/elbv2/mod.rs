@@ -412,6 +412,8 @@ async fn dispatch(ctx: &Elbv2Context, operation: &str, input: Value) -> Result<V
         "DescribeListeners" => listeners::describe(ctx, input).await,
         "ModifyListener" => listeners::modify(ctx, input).await,
         "DeleteListener" => listeners::delete(ctx, input).await,
+        "DescribeListenerAttributes" => listeners::describe_attributes(ctx, input).await,
+        "ModifyListenerAttributes" => listeners::modify_attributes(ctx, input).await,
         "CreateRule" => rules::create(ctx, input).await,
         "DescribeRules" => rules::describe(ctx, input).await,
         "ModifyRule" => rules::modify(ctx, input).await,

@@ -85,6 +85,9 @@ pub struct ListenerRecord {
     pub default_rule_id: String,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Listener attributes set away from their defaults (ModifyListenerAttributes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl ListenerRecord {

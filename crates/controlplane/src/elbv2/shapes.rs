@@ -300,6 +300,14 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("DeregisterTargetsOutput", Shape::Structure(&[])),
     (
+        "DescribeListenerAttributesInput",
+        Shape::Structure(&[("ListenerArn", "ListenerArn")]),
+    ),
+    (
+        "DescribeListenerAttributesOutput",
+        Shape::Structure(&[("Attributes", "ListenerAttributes")]),
+    ),
+    (
         "DescribeListenersInput",
         Shape::Structure(&[
             ("LoadBalancerArn", "LoadBalancerArn"),
@@ -504,6 +512,16 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("ListenerArn", Shape::String),
     ("ListenerArns", Shape::List("ListenerArn")),
+    (
+        "ListenerAttribute",
+        Shape::Structure(&[
+            ("Key", "ListenerAttributeKey"),
+            ("Value", "ListenerAttributeValue"),
+        ]),
+    ),
+    ("ListenerAttributeKey", Shape::String),
+    ("ListenerAttributeValue", Shape::String),
+    ("ListenerAttributes", Shape::List("ListenerAttribute")),
     ("Listeners", Shape::List("Listener")),
     (
         "LoadBalancer",
@@ -574,6 +592,17 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("MitigationInEffectEnum", Shape::String),
     ("Mode", Shape::String),
+    (
+        "ModifyListenerAttributesInput",
+        Shape::Structure(&[
+            ("ListenerArn", "ListenerArn"),
+            ("Attributes", "ListenerAttributes"),
+        ]),
+    ),
+    (
+        "ModifyListenerAttributesOutput",
+        Shape::Structure(&[("Attributes", "ListenerAttributes")]),
+    ),
     (
         "ModifyListenerInput",
         Shape::Structure(&[
@@ -1020,6 +1049,16 @@ pub const OPERATIONS: &[(&str, Option<&str>, Option<&str>)] = &[
         "DeleteListener",
         Some("DeleteListenerInput"),
         Some("DeleteListenerOutput"),
+    ),
+    (
+        "DescribeListenerAttributes",
+        Some("DescribeListenerAttributesInput"),
+        Some("DescribeListenerAttributesOutput"),
+    ),
+    (
+        "ModifyListenerAttributes",
+        Some("ModifyListenerAttributesInput"),
+        Some("ModifyListenerAttributesOutput"),
     ),
     (
         "CreateRule",

@@ -262,6 +262,7 @@ pub fn load_balancer(
                 LoadBalancerKind::Network => "TCP".into(),
             },
             rules,
+            idle_timeout_seconds: None,
         }],
     }
 }
