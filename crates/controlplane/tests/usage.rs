@@ -232,10 +232,18 @@ async fn reported_samples_become_task_usage() {
     let cluster_points = statistics(vec![dimension("ClusterName", "usage")]).await;
     assert!(!cluster_points.is_empty());
     // Per second: 512 of 2048 units, plus the spiky task's 256 units in the two seconds
-    // it was sampled: (3 × 25 % + 2 × 37.5 %) ÷ 5 = 30 %.
-    for point in &cluster_points {
-        assert!((point.average().unwrap() - 30.0).abs() < 0.5, "{point:?}");
-    }
+    // it was sampled: (3 × 25 % + 2 × 37.5 %) ÷ 5 = 30 %. The five seconds may straddle a
+    // minute, and so two 60 s points: their averages are weighed by their sample counts.
+    let seconds: f64 = cluster_points.iter().filter_map(|p| p.sample_count()).sum();
+    let weighted: f64 = cluster_points
+        .iter()
+        .map(|p| p.average().unwrap() * p.sample_count().unwrap())
+        .sum();
+    assert_eq!(seconds, 5.0, "{cluster_points:?}");
+    assert!(
+        (weighted / seconds - 30.0).abs() < 0.5,
+        "{cluster_points:?}"
+    );
 
     // Samples fall out of the live view when they stop.
     clock.advance(Duration::from_secs(16));
