@@ -432,15 +432,11 @@ fn group(name: &str, targets: &[SocketAddr]) -> TargetGroupRoutes {
         dimension: format!("targetgroup/{name}/0123456789abcdef"),
         protocol: "HTTP".into(),
         health_check: HealthCheckConfig {
-            enabled: true,
-            protocol: "HTTP".into(),
-            port: "traffic-port".into(),
             path: Some("/health".into()),
             interval_seconds: 5,
             timeout_seconds: 2,
             healthy_threshold_count: 2,
-            unhealthy_threshold_count: 2,
-            matcher_http_code: Some("200".into()),
+            ..HealthCheckConfig::aws_default("HTTP")
         },
         deregistration_delay_seconds: 300,
         slow_start_seconds: 0,

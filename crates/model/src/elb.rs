@@ -92,6 +92,26 @@ pub struct HealthCheckConfig {
     pub matcher_http_code: Option<String>,
 }
 
+impl HealthCheckConfig {
+    /// AWS's health check for a new target group of `protocol`: an HTTP or HTTPS group gets
+    /// `GET /` over its own protocol expecting 200, any other group a TCP connect; every 30 s,
+    /// healthy after 5 passes, unhealthy after 2 failures, timing out after 5 s (HTTP) or 10 s.
+    pub fn aws_default(protocol: &str) -> HealthCheckConfig {
+        let http = matches!(protocol, "HTTP" | "HTTPS");
+        HealthCheckConfig {
+            enabled: true,
+            protocol: if http { protocol } else { "TCP" }.to_string(),
+            port: "traffic-port".to_string(),
+            path: http.then(|| "/".to_string()),
+            interval_seconds: 30,
+            timeout_seconds: if http { 5 } else { 10 },
+            healthy_threshold_count: 5,
+            unhealthy_threshold_count: 2,
+            matcher_http_code: http.then(|| "200".to_string()),
+        }
+    }
+}
+
 /// One registered target. ECS-registered targets name their task.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -88,17 +88,7 @@ fn health_check(
     let http_group = is_http(protocol);
     let mut check = match current {
         Some(current) => current.clone(),
-        None => HealthCheckConfig {
-            enabled: true,
-            protocol: if http_group { protocol } else { "TCP" }.to_string(),
-            port: "traffic-port".to_string(),
-            path: None,
-            interval_seconds: 30,
-            timeout_seconds: if http_group { 5 } else { 10 },
-            healthy_threshold_count: 5,
-            unhealthy_threshold_count: 2,
-            matcher_http_code: None,
-        },
+        None => HealthCheckConfig::aws_default(protocol),
     };
     if let Some(p) = &input.health_check_protocol {
         if !matches!(p.as_str(), "HTTP" | "HTTPS" | "TCP") {

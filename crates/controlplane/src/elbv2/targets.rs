@@ -352,17 +352,7 @@ mod tests {
             vpc_id: None,
             target_type: "ip".into(),
             ip_address_type: None,
-            health_check: HealthCheckConfig {
-                enabled: true,
-                protocol: "HTTP".into(),
-                port: "traffic-port".into(),
-                path: Some("/".into()),
-                interval_seconds: 30,
-                timeout_seconds: 5,
-                healthy_threshold_count: 5,
-                unhealthy_threshold_count: 2,
-                matcher_http_code: Some("200".into()),
-            },
+            health_check: HealthCheckConfig::aws_default("HTTP"),
             attributes: [(
                 "deregistration_delay.timeout_seconds".to_string(),
                 "10".to_string(),

@@ -356,17 +356,7 @@ impl Cluster {
             vpc_id: None,
             target_type: target_type.to_string(),
             ip_address_type: Some("ipv4".to_string()),
-            health_check: model::elb::HealthCheckConfig {
-                enabled: true,
-                protocol: "HTTP".to_string(),
-                port: "traffic-port".to_string(),
-                path: Some("/".to_string()),
-                interval_seconds: 30,
-                timeout_seconds: 5,
-                healthy_threshold_count: 5,
-                unhealthy_threshold_count: 2,
-                matcher_http_code: Some("200".to_string()),
-            },
+            health_check: model::elb::HealthCheckConfig::aws_default("HTTP"),
             attributes: [(
                 model::elb::DEREGISTRATION_DELAY_ATTRIBUTE.to_string(),
                 delay_seconds.to_string(),

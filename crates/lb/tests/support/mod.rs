@@ -170,15 +170,12 @@ pub fn group_arn(name: &str) -> String {
 
 pub fn health_check(path: &str, healthy: i32, unhealthy: i32) -> HealthCheckConfig {
     HealthCheckConfig {
-        enabled: true,
-        protocol: "HTTP".into(),
-        port: "traffic-port".into(),
         path: Some(path.into()),
         interval_seconds: 1,
         timeout_seconds: 1,
         healthy_threshold_count: healthy,
         unhealthy_threshold_count: unhealthy,
-        matcher_http_code: Some("200".into()),
+        ..HealthCheckConfig::aws_default("HTTP")
     }
 }
 
