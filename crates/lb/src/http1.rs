@@ -103,14 +103,6 @@ pub(crate) fn uninit_headers<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b
     [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
-/// The idle timeout of the load balancer listening on `local` (AWS's default without one).
-fn idle_timeout(table: &RoutingTable, local: &SocketAddr) -> Duration {
-    table
-        .listeners
-        .get(local)
-        .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout)
-}
-
 /// Why a client connection ended (for the debug log).
 struct End(&'static str);
 
@@ -191,14 +183,14 @@ impl Connection {
         let mut generation = self.shared.routes.generation();
         let mut table = self.shared.routes.current();
         // How long the client may stay silent, looked up once per table.
-        let mut idle = idle_timeout(&table, &self.local);
+        let mut idle = table.idle_timeout(&self.local);
         loop {
             let step = loop {
                 // (Checked with the head complete: a request uses the newest table.)
                 if self.shared.routes.generation() != generation {
                     generation = self.shared.routes.generation();
                     table = self.shared.routes.current();
-                    idle = idle_timeout(&table, &self.local);
+                    idle = table.idle_timeout(&self.local);
                 }
                 match self.begin(&table) {
                     Ok(Some(step)) => break step,

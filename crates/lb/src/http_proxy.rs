@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -97,12 +97,7 @@ pub async fn serve_connection(
             serve_http2(client, remote, local, shared, shutdown).await;
             return;
         }
-        let idle = shared
-            .routes
-            .current()
-            .listeners
-            .get(&local)
-            .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
+        let idle = shared.routes.current().idle_timeout(&local);
         let read = tokio::select! {
             read = client.read_more(idle) => read,
             _ = shutdown.cancelled() => return,
@@ -127,12 +122,7 @@ async fn serve_http2(
         stream: client.stream,
         activity: activity.clone(),
     };
-    let idle = shared
-        .routes
-        .current()
-        .listeners
-        .get(&local)
-        .map_or(Duration::from_secs(60), |l| l.load_balancer.idle_timeout);
+    let idle = shared.routes.current().idle_timeout(&local);
     let connection = Arc::new(Connection {
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),

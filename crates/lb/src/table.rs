@@ -319,6 +319,16 @@ pub struct RoutingTable {
     pub pairs: Vec<PairEntry>,
 }
 
+impl RoutingTable {
+    /// How long a connection to the listener on `local` may stay idle (AWS's 60 s when no
+    /// listener is there any more).
+    pub fn idle_timeout(&self, local: &SocketAddr) -> Duration {
+        self.listeners
+            .get(local)
+            .map_or(Duration::from_secs(60), |l| l.idle_timeout)
+    }
+}
+
 /// State kept across snapshots.
 #[derive(Debug, Default)]
 pub struct Registry {

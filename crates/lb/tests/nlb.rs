@@ -24,18 +24,25 @@ async fn echo_server() -> SocketAddr {
     address
 }
 
-#[tokio::test]
-async fn tcp_listeners_proxy_bytes_both_ways() {
-    let echo = echo_server().await;
-    let node = Node::start().await;
-    let address = listener_address();
+/// The TCP group "echo" of `echo`, health-checked by TCP connects or not checked at all.
+fn tcp_group(echo: SocketAddr, checked: bool) -> TargetGroupRoutes {
     let mut echo_group = TargetGroupRoutes {
         protocol: "TCP".into(),
         ..group("echo", &[])
     };
     echo_group.health_check.protocol = "TCP".into();
     echo_group.health_check.path = None;
+    echo_group.health_check.enabled = checked;
     echo_group.targets.push(target(echo));
+    echo_group
+}
+
+#[tokio::test]
+async fn tcp_listeners_proxy_bytes_both_ways() {
+    let echo = echo_server().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let echo_group = tcp_group(echo, true);
     node.publish(snapshot(
         vec![load_balancer(
             "tcp",
@@ -120,12 +127,7 @@ async fn tcp_flows_close_when_idle_for_the_idle_timeout() {
     let echo = echo_server().await;
     let node = Node::start().await;
     let address = listener_address();
-    let mut echo_group = TargetGroupRoutes {
-        protocol: "TCP".into(),
-        ..group("echo", &[])
-    };
-    echo_group.health_check.enabled = false;
-    echo_group.targets.push(target(echo));
+    let echo_group = tcp_group(echo, false);
     let mut nlb = load_balancer(
         "tcp",
         LoadBalancerKind::Network,
