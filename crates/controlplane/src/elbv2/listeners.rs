@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{invalid, Result};
-use super::load_balancers::{attributes_value, enum_error, AttributeInput};
+use super::load_balancers::{
+    attributes_value, enum_error, require_attributes, set_attributes, AttributeInput,
+};
 use super::records::{
     self, validate_tags, Action, ForwardConfig, ListenerRecord, LoadBalancerRecord, RedirectConfig,
     StickinessConfig, Tag, TargetGroupTuple,
@@ -717,6 +719,18 @@ fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
     pairs.into_iter().collect()
 }
 
+/// A TCP listener's `tcp.idle_timeout.seconds` (what was set, else AWS's 350); `None` for
+/// other protocols.
+pub(super) fn tcp_idle_timeout_seconds(record: &ListenerRecord) -> Option<u64> {
+    (record.protocol == "TCP").then(|| {
+        record
+            .attributes
+            .get("tcp.idle_timeout.seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(NLB_TCP_IDLE_TIMEOUT_SECONDS)
+    })
+}
+
 /// A listener's attributes: the defaults for its protocol, with what was set on top.
 pub(super) fn listener_attributes(record: &ListenerRecord) -> BTreeMap<String, String> {
     let mut attributes = default_attributes(&record.protocol);
@@ -777,17 +791,13 @@ struct ModifyAttributesInput {
 
 pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: ModifyAttributesInput = parse(input)?;
-    if input.attributes.is_empty() {
-        return Err(invalid("At least one attribute must be specified")); // guessed
-    }
+    require_attributes(&input.attributes)?;
     for _ in 0..MAX_ATTEMPTS {
         let (mut record, revision) = ctx.listener(&input.listener_arn).await?;
-        for attribute in &input.attributes {
-            let key = attribute.key.clone().unwrap_or_default();
-            let value = attribute.value.clone().unwrap_or_default();
-            validate_attribute(&record.protocol, &key, &value)?;
-            record.attributes.insert(key, value);
-        }
+        let protocol = record.protocol.clone();
+        set_attributes(&input.attributes, &mut record.attributes, |key, value| {
+            validate_attribute(&protocol, key, value)
+        })?;
         let key = keys::listener(&record.load_balancer_id, &record.id);
         if ctx
             .commit(&[(key.clone(), revision)], vec![put_json(&key, &record)])

@@ -565,6 +565,29 @@ pub(super) struct AttributeInput {
     pub value: Option<String>,
 }
 
+/// The Modify*Attributes check that something is to be set, before the resource is read.
+pub(super) fn require_attributes(input: &[AttributeInput]) -> Result<()> {
+    if input.is_empty() {
+        return Err(invalid("At least one attribute must be specified")); // guessed
+    }
+    Ok(())
+}
+
+/// Sets each of `input` in `attributes` once `validate` accepted its key and value.
+pub(super) fn set_attributes(
+    input: &[AttributeInput],
+    attributes: &mut BTreeMap<String, String>,
+    validate: impl Fn(&str, &str) -> Result<()>,
+) -> Result<()> {
+    for attribute in input {
+        let key = attribute.key.clone().unwrap_or_default();
+        let value = attribute.value.clone().unwrap_or_default();
+        validate(&key, &value)?;
+        attributes.insert(key, value);
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ModifyAttributesInput {
@@ -574,17 +597,13 @@ struct ModifyAttributesInput {
 
 pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: ModifyAttributesInput = parse(input)?;
-    if input.attributes.is_empty() {
-        return Err(invalid("At least one attribute must be specified")); // guessed
-    }
+    require_attributes(&input.attributes)?;
     for _ in 0..MAX_ATTEMPTS {
         let (mut record, revision) = ctx.load_balancer(&input.load_balancer_arn).await?;
-        for attribute in &input.attributes {
-            let key = attribute.key.clone().unwrap_or_default();
-            let value = attribute.value.clone().unwrap_or_default();
-            validate_attribute(record.kind, &key, &value)?;
-            record.attributes.insert(key, value);
-        }
+        let kind = record.kind;
+        set_attributes(&input.attributes, &mut record.attributes, |key, value| {
+            validate_attribute(kind, key, value)
+        })?;
         let key = keys::load_balancer(&record.name);
         if ctx
             .commit(&[(key.clone(), revision)], vec![put_json(&key, &record)])

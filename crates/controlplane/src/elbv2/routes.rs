@@ -260,10 +260,7 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
                 port: u16::try_from(listener.port).unwrap_or_default(),
                 protocol: listener.protocol.clone(),
                 rules: route_rules,
-                // A TCP listener's `tcp.idle_timeout.seconds` (350 unless set).
-                idle_timeout_seconds: super::listeners::listener_attributes(listener)
-                    .get("tcp.idle_timeout.seconds")
-                    .and_then(|v| v.parse().ok()),
+                idle_timeout_seconds: super::listeners::tcp_idle_timeout_seconds(listener),
             });
         }
         out.load_balancers.push(LoadBalancerRoutes {

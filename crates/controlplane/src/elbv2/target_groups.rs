@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{invalid, Result};
-use super::load_balancers::{attributes_value, enum_error, AttributeInput};
+use super::load_balancers::{
+    attributes_value, enum_error, require_attributes, set_attributes, AttributeInput,
+};
 use super::records::{self, validate_name, validate_tags, Tag};
 use super::MAX_ATTEMPTS;
 use super::{conflict, delete_key, page, parse, put_json, Elbv2Context, Elbv2Error, Topology};
@@ -640,18 +642,13 @@ struct ModifyAttributesInput {
 
 pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value> {
     let input: ModifyAttributesInput = parse(input)?;
-    if input.attributes.is_empty() {
-        return Err(invalid("At least one attribute must be specified")); // guessed
-    }
+    require_attributes(&input.attributes)?;
     for _ in 0..MAX_ATTEMPTS {
         let (mut record, revision) = ctx.target_group(&input.target_group_arn).await?;
         let protocol = record.protocol.clone().unwrap_or_default();
-        for attribute in &input.attributes {
-            let key = attribute.key.clone().unwrap_or_default();
-            let value = attribute.value.clone().unwrap_or_default();
-            validate_attribute(&protocol, &key, &value)?;
-            record.attributes.insert(key, value);
-        }
+        set_attributes(&input.attributes, &mut record.attributes, |key, value| {
+            validate_attribute(&protocol, key, value)
+        })?;
         let a = &record.attributes;
         if a.get("stickiness.enabled").map(String::as_str) == Some("true")
             && a.get("stickiness.type").map(String::as_str) == Some("app_cookie")
