@@ -288,6 +288,25 @@ impl LogSink for RecordingLogSink {
         self.changed.notify_waiters();
         Ok(())
     }
+
+    async fn newest_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, ClientError> {
+        let state = lock(&self.state);
+        let Some(stored) = state.streams.get(&(group.to_string(), stream.to_string())) else {
+            return Err(not_found(
+                "GetLogEvents",
+                "The specified log stream does not exist.",
+            ));
+        };
+        // The service orders a stream by timestamp, and by arrival within a millisecond.
+        let mut events = stored.clone();
+        events.sort_by_key(|e| e.timestamp);
+        Ok(events.split_off(events.len().saturating_sub(limit)))
+    }
 }
 
 impl RecordingLogSink {

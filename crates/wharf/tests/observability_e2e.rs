@@ -444,6 +444,27 @@ fn awslogs_lines_reach_cloudwatch_logs_exactly_once_across_an_agent_restart() ->
                 && json_hits["events"][0]["logStreamName"] == stream.as_str(),
             "JSON filter gave {json_hits}"
         );
+
+        // What a restarted agent asks to tell whether its last batch landed (the stream's
+        // newest events), through the agent's own client.
+        use agent::logs::LogSink;
+        let client = agent::client::ServerClient::new(
+            &wharf.endpoint,
+            agent::AgentCredentials {
+                access_key_id: wharf.access_key_id.clone(),
+                secret_access_key: wharf.secret_access_key.clone(),
+            },
+            &wharf.region,
+        )?;
+        let newest = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(client.newest_log_events("/e2e/talker", &stream, 2))?;
+        let newest: Vec<&str> = newest.iter().map(|e| e.message.as_str()).collect();
+        ensure!(
+            newest == ["line 60", expected[60].as_str()],
+            "the stream's newest events: {newest:?}"
+        );
         Ok(())
     })();
     let _ = restarted.kill();

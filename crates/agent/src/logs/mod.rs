@@ -7,13 +7,15 @@
 //! - [`LogDestination`]: the group and stream, from the container's options (and, for an agent
 //!   restarted after the server forgot the task, from the container's labels);
 //! - [`batch`]: entries → lines → events → batches within PutLogEvents' limits (pure);
-//! - [`checkpoint`]: how far a container's log was shipped, persisted after every delivery;
+//! - [`checkpoint`]: how far a container's log was shipped, and the batch being delivered,
+//!   persisted before and after every delivery;
 //! - [`shipper`]: the loop per container.
 //!
 //! Nothing is lost across an agent restart: the lines stay in the engine's file and the
 //! checkpoint (a `since` for the engine and how many of the entries it then returns were
 //! shipped: a position in the file, as the engine's timestamps are not in file order) says
-//! where to resume. A batch in flight when the agent stops may be sent twice.
+//! where to resume. Nothing is sent twice either: a batch in flight when the agent stopped is
+//! looked for at the end of its stream before it is sent again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -161,6 +163,14 @@ pub trait LogSink: Send + Sync + 'static {
         stream: &str,
         events: &[LogEvent],
     ) -> Result<(), ClientError>;
+    /// The stream's newest `limit` events (at most), oldest first, as GetLogEvents returns them
+    /// from the end of a stream.
+    async fn newest_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, ClientError>;
 }
 
 #[derive(serde::Serialize)]
@@ -182,6 +192,21 @@ struct PutLogEventsInput<'a> {
     log_group_name: &'a str,
     log_stream_name: &'a str,
     log_events: &'a [LogEvent],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GetLogEventsInput<'a> {
+    log_group_name: &'a str,
+    log_stream_name: &'a str,
+    limit: usize,
+    start_from_head: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct GetLogEventsOutput {
+    events: Vec<LogEvent>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -241,6 +266,24 @@ impl LogSink for ServerClient {
             tracing::warn!(group, stream, rejected = %rejected, "CloudWatch Logs rejected some log events");
         }
         Ok(())
+    }
+
+    async fn newest_log_events(
+        &self,
+        group: &str,
+        stream: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, ClientError> {
+        let input = GetLogEventsInput {
+            log_group_name: group,
+            log_stream_name: stream,
+            limit,
+            start_from_head: false,
+        };
+        let output: GetLogEventsOutput = self
+            .call(Service::Logs, "GetLogEvents", &input, LOGS_CALL_TIMEOUT)
+            .await?;
+        Ok(output.events)
     }
 }
 

@@ -1,13 +1,15 @@
 //! The [`Shipper`] of one awslogs container: follows the container's log in the engine from
 //! its checkpoint, turns entries into events, and delivers them in batches: when a batch is
-//! full, and at least every `flush_interval` (one second). After each delivery it persists the
-//! checkpoint. It ends ([`ShipperExit::Finished`]) once the container stopped and everything it
+//! full, and at least every `flush_interval` (one second). Before each delivery it persists the
+//! batch as in flight, after it the checkpoint past it. It ends ([`ShipperExit::Finished`]) once the container stopped and everything it
 //! logged was delivered (or refused), or when cancelled.
 //!
 //! Failures:
 //! - retryable (server unreachable, 5xx, throttling): the batch is dropped from memory, the
-//!   lines stay in the engine's file; after a backoff the shipper follows again from its
-//!   checkpoint;
+//!   lines stay in the engine's file; after a backoff the shipper asks the stream whether the
+//!   batch landed after all (a lost answer) and follows again from past it or from its
+//!   checkpoint. A shipper that finds a batch in flight at its start (the agent stopped during
+//!   a delivery) does the same;
 //! - `ResourceNotFoundException` from PutLogEvents (the stream or group was deleted): it
 //!   creates them again and retries once;
 //! - any other refusal (for example `InvalidParameterException`, or a server without
@@ -24,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{split_line, Batch, Line, LineAssembler, LogEvent, PositionTracker, Read};
-use super::checkpoint::{Checkpoint, CheckpointStore};
+use super::checkpoint::{Checkpoint, CheckpointStore, InFlight, TailDigest};
 use super::{LogDestination, LogSink};
 use crate::backoff::Backoff;
 use crate::client::ClientError;
@@ -83,6 +85,10 @@ pub struct Shipper {
     flush_interval: Duration,
     cancel: CancellationToken,
     checkpoint: Checkpoint,
+    /// A batch sent without a confirmation that it landed; settled before following again.
+    in_flight: Option<InFlight>,
+    /// The newest event this shipper delivered to the stream, while it knows it.
+    last_delivered: Option<LogEvent>,
     backoff: Backoff,
     /// Error codes already warned about.
     refusals: BTreeSet<String>,
@@ -118,6 +124,8 @@ impl Shipper {
             flush_interval: FLUSH_INTERVAL,
             cancel,
             checkpoint: Checkpoint::default(),
+            in_flight: None,
+            last_delivered: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             refusals: BTreeSet::new(),
         }
@@ -130,8 +138,10 @@ impl Shipper {
 
     /// Ships until the container's log is done, or until cancelled.
     pub async fn run(mut self) -> ShipperExit {
-        self.checkpoint = self.checkpoints.load(&self.container_id).await;
-        tracing::debug!(container_id = %self.container_id, group = %self.destination.group, stream = %self.stream_name, checkpoint = ?self.checkpoint, "shipping container log");
+        let saved = self.checkpoints.load(&self.container_id).await;
+        self.checkpoint = saved.checkpoint;
+        self.in_flight = saved.in_flight;
+        tracing::debug!(container_id = %self.container_id, group = %self.destination.group, stream = %self.stream_name, checkpoint = ?self.checkpoint, in_flight = self.in_flight.is_some(), "shipping container log");
         let cancel = self.cancel.clone();
         let mut prepared = false;
         let mut final_pass = false;
@@ -151,6 +161,19 @@ impl Shipper {
                         // Deliveries will tell whether the destination is usable after all.
                         self.refused("creating the log stream", &error);
                         prepared = true;
+                    }
+                }
+            }
+            if self.in_flight.is_some() {
+                match cancellable(&cancel, self.settle()).await {
+                    None => return ShipperExit::Cancelled,
+                    Some(Ok(())) => {}
+                    Some(Err(error)) => {
+                        tracing::warn!(container_id = %self.container_id, error = %error, "cannot tell whether the last log batch was delivered, will retry");
+                        if !self.pause().await {
+                            return ShipperExit::Cancelled;
+                        }
+                        continue;
                     }
                 }
             }
@@ -193,6 +216,51 @@ impl Shipper {
         cancellable(&self.cancel, tokio::time::sleep(delay))
             .await
             .is_some()
+    }
+
+    /// Decides where the batch in flight leaves the checkpoint: past it when the stream's
+    /// newest events are the batch's, else where it was (the batch is sent again). Only a
+    /// retryable error leaves it undecided; a missing stream or a refusal means it did not
+    /// land (sending it again can duplicate lines, never lose them).
+    async fn settle(&mut self) -> Result<(), ClientError> {
+        let Some(in_flight) = self.in_flight.clone() else {
+            return Ok(());
+        };
+        let newest = self
+            .sink
+            .newest_log_events(
+                &self.destination.group,
+                &self.stream_name,
+                in_flight.tail.events,
+            )
+            .await;
+        let landed = match newest {
+            Ok(newest) if in_flight.tail.matches(&newest) => {
+                self.last_delivered = newest.last().cloned();
+                true
+            }
+            Ok(_) => false,
+            Err(error) if error.is_retryable() => return Err(error),
+            Err(error) => {
+                tracing::debug!(container_id = %self.container_id, error = %error, "cannot read the log stream's newest events; sending the last batch again");
+                false
+            }
+        };
+        if landed {
+            tracing::info!(container_id = %self.container_id, checkpoint = ?in_flight.after, "the log batch in flight was delivered; not sending it again");
+            self.checkpoint = in_flight.after;
+        } else {
+            tracing::debug!(container_id = %self.container_id, checkpoint = ?self.checkpoint, "the log batch in flight was not delivered; sending it again");
+        }
+        self.in_flight = None;
+        if let Err(error) = self
+            .checkpoints
+            .save(&self.container_id, self.checkpoint)
+            .await
+        {
+            tracing::warn!(container_id = %self.container_id, error = %error, "cannot save log checkpoint");
+        }
+        Ok(())
     }
 
     /// Creates the group (when asked to) and the stream.
@@ -332,22 +400,40 @@ impl Shipper {
     /// Delivers the batch and moves the checkpoint past it.
     async fn flush(&mut self, batch: &mut Batch, tracker: &mut PositionTracker) -> Flushed {
         let (events, cursor) = batch.take();
+        let after = cursor.map(|cursor| tracker.checkpoint_at(cursor));
         if !events.is_empty() {
+            if let Some(after) = after {
+                // Recorded first, so that a stop before the checkpoint below is saved can tell
+                // whether the batch landed (see `settle`).
+                let in_flight = InFlight {
+                    after,
+                    tail: TailDigest::after_delivery(self.last_delivered.as_ref(), &events),
+                };
+                let saved = self
+                    .checkpoints
+                    .save_in_flight(&self.container_id, self.checkpoint, in_flight.clone())
+                    .await;
+                if let Err(error) = saved {
+                    tracing::warn!(container_id = %self.container_id, error = %error, "cannot save log checkpoint");
+                }
+                self.in_flight = Some(in_flight);
+            }
             match self.deliver(&events).await {
-                Delivery::Delivered => {}
+                Delivery::Delivered => self.last_delivered = events.last().cloned(),
                 Delivery::Dropped => {
                     tracing::debug!(container_id = %self.container_id, events = events.len(), "log events dropped");
                 }
                 Delivery::Retry(error) => {
+                    // It may have landed with its answer lost; `run` settles that.
                     tracing::warn!(container_id = %self.container_id, error = %error, "cannot deliver log events, will retry from the engine's log");
                     return Flushed::Failed;
                 }
                 Delivery::Cancelled => return Flushed::Cancelled,
             }
+            self.in_flight = None;
             self.backoff.reset();
         }
-        if let Some(cursor) = cursor {
-            let checkpoint = tracker.checkpoint_at(cursor);
+        if let Some(checkpoint) = after {
             self.checkpoint = checkpoint;
             if let Err(error) = self.checkpoints.save(&self.container_id, checkpoint).await {
                 // Shipping goes on; a restart before the next save may send lines again.
@@ -374,8 +460,10 @@ impl Shipper {
                 Some(Err(error))
                     if error.code() == Some("ResourceNotFoundException") && !recreated =>
                 {
-                    // Deleted behind the agent's back: create it again, once.
+                    // Deleted behind the agent's back: create it again, once. The new stream
+                    // does not hold what was delivered before.
                     recreated = true;
+                    self.last_delivered = None;
                     match cancellable(&cancel, self.prepare()).await {
                         None => return Delivery::Cancelled,
                         Some(Ok(())) => {}
@@ -398,6 +486,7 @@ mod tests {
     use crate::runtime::fake::FakeRuntime;
     use crate::runtime::{ContainerSpec, LogSource};
     use crate::testing::RecordingLogSink;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     const GROUP: &str = "/ecs/web";
     const STREAM: &str = "ecs/app/0123";
@@ -476,7 +565,7 @@ mod tests {
         assert_eq!(events[0].timestamp, logged[0].timestamp_nanos / 1_000_000);
         // All four entries, counted from the second a skew allowance before the newest.
         assert_eq!(
-            checkpoints.load(&id).await,
+            checkpoints.load(&id).await.checkpoint,
             Checkpoint {
                 since_seconds: (logged[3].timestamp_nanos - 1_000_000_000)
                     .div_euclid(1_000_000_000),
@@ -567,7 +656,7 @@ mod tests {
         // With the log shipped, `since` moved past everything but the skew allowance before
         // the newest entry, which is all it still counts.
         assert_eq!(
-            checkpoints.load(&id).await,
+            checkpoints.load(&id).await.checkpoint,
             Checkpoint {
                 since_seconds: 1_800_000_008,
                 entries: 1,
@@ -673,5 +762,122 @@ mod tests {
         let sizes = sink.batch_sizes();
         assert!(sizes.iter().all(|s| *s <= 10_000), "{sizes:?}");
         assert!(sizes.len() >= 4, "{sizes:?}");
+    }
+
+    /// Stores the first batch, then does not answer: it hangs (the agent is stopped during the
+    /// call) or fails retryably (the answer was lost).
+    struct AnswerLost {
+        inner: Arc<RecordingLogSink>,
+        hang: bool,
+        lost: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl LogSink for AnswerLost {
+        async fn create_log_group(&self, group: &str) -> Result<(), ClientError> {
+            self.inner.create_log_group(group).await
+        }
+
+        async fn create_log_stream(&self, group: &str, stream: &str) -> Result<(), ClientError> {
+            self.inner.create_log_stream(group, stream).await
+        }
+
+        async fn put_log_events(
+            &self,
+            group: &str,
+            stream: &str,
+            events: &[LogEvent],
+        ) -> Result<(), ClientError> {
+            self.inner.put_log_events(group, stream, events).await?;
+            if self.lost.swap(true, Ordering::SeqCst) {
+                return Ok(());
+            }
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            Err(ClientError::Timeout {
+                operation: "PutLogEvents".into(),
+                seconds: 30,
+            })
+        }
+
+        async fn newest_log_events(
+            &self,
+            group: &str,
+            stream: &str,
+            limit: usize,
+        ) -> Result<Vec<LogEvent>, ClientError> {
+            self.inner.newest_log_events(group, stream, limit).await
+        }
+    }
+
+    fn answer_lost(sink: &Arc<RecordingLogSink>, hang: bool) -> Arc<AnswerLost> {
+        Arc::new(AnswerLost {
+            inner: sink.clone(),
+            hang,
+            lost: AtomicBool::new(false),
+        })
+    }
+
+    fn ship_to(
+        fake: &FakeRuntime,
+        id: &str,
+        sink: Arc<dyn LogSink>,
+        checkpoints: &CheckpointStore,
+    ) -> Running {
+        let cancel = CancellationToken::new();
+        let shipper = Shipper::new(
+            id,
+            destination(),
+            Arc::new(fake.clone()),
+            sink,
+            checkpoints.clone(),
+            cancel.clone(),
+        );
+        Running {
+            cancel,
+            handle: tokio::spawn(shipper.run()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_delivered_as_the_agent_stopped_is_not_sent_again() {
+        let fake = FakeRuntime::new();
+        let id = running(&fake).await;
+        let sink = Arc::new(RecordingLogSink::default());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoints = CheckpointStore::in_dir(dir.path().join("logs"));
+        fake.log(&id, LogSource::Stdout, "one\n");
+        fake.log(&id, LogSource::Stdout, "one\n");
+        let first = ship_to(&fake, &id, answer_lost(&sink, true), &checkpoints);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Stopped after the batch landed and before its checkpoint was saved.
+        first.cancel.cancel();
+        assert_eq!(first.handle.await.expect("ends"), ShipperExit::Cancelled);
+        assert_eq!(sink.messages(GROUP, STREAM), vec!["one", "one"]);
+        assert!(checkpoints.load(&id).await.in_flight.is_some());
+
+        let second = ship(&fake, &id, &sink, &checkpoints);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        fake.log(&id, LogSource::Stdout, "two\n");
+        fake.exit(&id, 0);
+        assert_eq!(second.handle.await.expect("ends"), ShipperExit::Finished);
+        assert_eq!(sink.messages(GROUP, STREAM), vec!["one", "one", "two"]);
+        assert_eq!(checkpoints.load(&id).await.in_flight, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_whose_answer_was_lost_is_not_sent_again() {
+        let fake = FakeRuntime::new();
+        let id = running(&fake).await;
+        let sink = Arc::new(RecordingLogSink::default());
+        let checkpoints = CheckpointStore::in_memory();
+        fake.log(&id, LogSource::Stdout, "one\n");
+        let shipper = ship_to(&fake, &id, answer_lost(&sink, false), &checkpoints);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        fake.log(&id, LogSource::Stdout, "two\n");
+        fake.exit(&id, 0);
+        assert_eq!(shipper.handle.await.expect("ends"), ShipperExit::Finished);
+        assert_eq!(sink.messages(GROUP, STREAM), vec!["one", "two"]);
     }
 }
