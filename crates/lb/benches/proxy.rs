@@ -7,11 +7,13 @@
 //! here) with an in-memory route source, nginx from Debian with a keep-alive upstream (twice:
 //! out of the box, and `nginx+alb` setting what ALB sets), and a relay that only moves bytes
 //! (`relay_floor`: what any user-space proxy here is bounded by).
-//! wrk (1 thread, 64 connections) loads each in interleaved runs after a direct-to-backend
-//! floor. The table shows medians, with the CPU time per request of the proxy (the lb's worker
-//! threads, nginx's processes, the relay's threads) and of the backend, read from /proc around
-//! each run, and how much of the machine stood idle. Without wrk or nginx the benchmark says
-//! why and exits successfully.
+//! wrk (1 thread, 64 connections) loads each in interleaved rounds (`WHARF_LB_BENCH_RUNS`, 3
+//! by default, of `WHARF_LB_BENCH_SECONDS`, 5) after a direct-to-backend floor. The table shows
+//! medians, with the CPU time per request of the proxy (the lb's worker threads, nginx's
+//! processes, the relay's threads) and of the backend, read from /proc around each run, how
+//! much of the machine stood idle, and the TCP segments sent per request; the ratio lines also
+//! show each round's own ratio. Without wrk or nginx the benchmark says why and exits
+//! successfully.
 
 mod relay_floor;
 
@@ -37,6 +39,7 @@ const WRK: &str = "/usr/bin/wrk";
 const NGINX: &str = "/usr/sbin/nginx";
 /// The row of nginx configured to add what ALB adds.
 const ALB_NGINX: &str = "nginx+alb";
+/// Interleaved rounds (`WHARF_LB_BENCH_RUNS`) unless set.
 const RUNS: usize = 3;
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +54,11 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(2);
+    let runs: usize = std::env::var("WHARF_LB_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(RUNS);
 
     let backends = BackendPool::start();
     let backend = backends.add(200);
@@ -121,8 +129,8 @@ fn main() -> anyhow::Result<()> {
         .entry("direct")
         .or_default()
         .push(wrk(backend.0, &duration)?);
-    for run in 1..=RUNS {
-        println!("run {run}/{RUNS}");
+    for run in 1..=runs {
+        println!("run {run}/{runs}");
         results
             .entry("wharf lb")
             .or_default()
@@ -174,10 +182,10 @@ fn main() -> anyhow::Result<()> {
     let (direct_p50, direct_p99) = (best(|r| r.p50_us), best(|r| r.p99_us));
     println!();
     println!(
-        "wrk -t1 -c64 -d{duration}s, lb workers: {workers}, medians of {RUNS} interleaved runs"
+        "wrk -t1 -c64 -d{duration}s, lb workers: {workers}, medians of {runs} interleaved runs"
     );
     println!(
-        "{:<12} {:>10} {:>8} {:>8} {:>10} {:>10} {:>14} {:>8} {:>5}",
+        "{:<12} {:>10} {:>8} {:>8} {:>10} {:>10} {:>14} {:>8} {:>5} {:>5}",
         "target",
         "requests/s",
         "p50",
@@ -186,14 +194,20 @@ fn main() -> anyhow::Result<()> {
         "added p99",
         "cpu/req (user)",
         "backend",
-        "idle"
+        "idle",
+        "segs"
     );
     for name in ["direct", "wharf lb", "nginx", ALB_NGINX, "relay floor"] {
         let runs = &results[name];
         let (rps, p50, p99) = summary(name);
         let of = |value: fn(&WrkResult) -> f64| median(runs.iter().map(value));
-        let (cpu, backend, idle) = if name == "direct" {
-            ("-".to_string(), "-".to_string(), "-".to_string())
+        let (cpu, backend, idle, segments) = if name == "direct" {
+            (
+                "-".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+            )
         } else {
             (
                 format!(
@@ -203,6 +217,7 @@ fn main() -> anyhow::Result<()> {
                 ),
                 format!("{:.1}us", of(|r| r.backend_us_per_request)),
                 format!("{:.0}%", of(|r| r.idle_share) * 100.0),
+                format!("{:.2}", of(|r| r.segments_per_request)),
             )
         };
         let list: Vec<String> = runs
@@ -210,7 +225,7 @@ fn main() -> anyhow::Result<()> {
             .map(|r| format!("{:.0}", r.requests_per_second))
             .collect();
         println!(
-            "{name:<12} {rps:>10.0} {:>6.0}us {:>6.0}us {:>8.0}us {:>8.0}us {cpu:>14} {backend:>8} {idle:>5}   runs: {}",
+            "{name:<12} {rps:>10.0} {:>6.0}us {:>6.0}us {:>8.0}us {:>8.0}us {cpu:>14} {backend:>8} {idle:>5} {segments:>5}   runs: {}",
             p50,
             p99,
             p50 - direct_p50,
@@ -221,9 +236,17 @@ fn main() -> anyhow::Result<()> {
     let (lb_rps, lb_p50, lb_p99) = summary("wharf lb");
     for peer in ["nginx", ALB_NGINX] {
         let (rps, p50, p99) = summary(peer);
+        // Each round runs the lb and its peers back to back, so a round's own ratio is spared
+        // the machine's slower drifts; their spread says how far to trust the medians.
+        let rounds: Vec<String> = results["wharf lb"]
+            .iter()
+            .zip(&results[peer])
+            .map(|(lb, peer)| format!("{:.2}", lb.requests_per_second / peer.requests_per_second))
+            .collect();
         println!(
-            "ratios lb/{peer}: requests/s {:.2}x, p50 {:.2}x, p99 {:.2}x, proxy CPU per request {:.2}x",
+            "ratios lb/{peer}: requests/s {:.2}x (per round: {}), p50 {:.2}x, p99 {:.2}x, proxy CPU per request {:.2}x",
             lb_rps / rps,
+            rounds.join(", "),
             lb_p50 / p50,
             lb_p99 / p99,
             cpu("wharf lb") / cpu(peer),
@@ -577,6 +600,9 @@ struct WrkResult {
     /// Shares of the machine's CPU time that were idle and in softirq during the run.
     idle_share: f64,
     softirq_share: f64,
+    /// TCP segments sent on the machine per request (wrk, proxy and backend together): a
+    /// proxy that makes the kernel send more packets (ACKs, split writes) shows here.
+    segments_per_request: f64,
 }
 
 /// A wrk run with the CPU time used by the tasks `tasks` lists (`/proc/.../stat` files).
@@ -589,7 +615,9 @@ fn wrk_measured(
     let (user_before, system_before) = cpu_ticks(&tasks());
     let (backend_user_before, backend_system_before) = cpu_ticks(&backend());
     let machine_before = machine_ticks();
+    let segments_before = tcp_segments_sent();
     let mut result = wrk(address, seconds)?;
+    let segments = tcp_segments_sent() - segments_before;
     let machine_after = machine_ticks();
     let (user, system) = cpu_ticks(&tasks());
     let (backend_user, backend_system) = cpu_ticks(&backend());
@@ -606,7 +634,23 @@ fn wrk_measured(
     result.user_us_per_request = per_request(user);
     result.backend_us_per_request =
         per_request(backend_user + backend_system - backend_user_before - backend_system_before);
+    result.segments_per_request = segments as f64 / result.requests.max(1.0);
     Ok(result)
+}
+
+/// The machine's TCP segments sent so far (`Tcp: OutSegs` in /proc/net/snmp).
+fn tcp_segments_sent() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The first eight fields of /proc/stat's `cpu` line (all CPUs), in clock ticks.
@@ -707,6 +751,7 @@ fn wrk(address: SocketAddr, seconds: &str) -> anyhow::Result<WrkResult> {
             user_us_per_request: 0.0,
             backend_us_per_request: 0.0,
             idle_share: 0.0,
+            segments_per_request: 0.0,
             softirq_share: 0.0,
             requests_per_second: field("Requests/sec:")?.parse().ok()?,
             p50_us: duration_us(field("50%")?)?,
