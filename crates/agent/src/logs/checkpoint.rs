@@ -18,8 +18,9 @@
 //!
 //! [`CheckpointStore::in_dir`] keeps one small JSON file per container id under the agent's
 //! data directory (`logs/<container id>.json`), written before and after every delivery:
-//! written to a temporary file and synced, renamed over the old one, and the directory synced,
-//! so a crash or power loss leaves the old or the new checkpoint, never an empty file;
+//! written to a temporary file and synced, renamed over the old one, and the directory synced
+//! (not for an in-flight record: losing one only sends its batch again), so a crash or power
+//! loss leaves the old or the new checkpoint, never an empty file;
 //! [`CheckpointStore::in_memory`] is for engines without a data directory (tests).
 //!
 //! [`PositionTracker`]: super::batch::PositionTracker
@@ -195,9 +196,10 @@ fn file_name(container_id: &str) -> String {
 
 /// Replaces `path` with `bytes` so that after a crash or a power loss it holds either the old
 /// or the new content: the data is synced before the rename makes it visible (otherwise the
-/// rename can reach the disk before the data and leave an empty file), and the directory after
-/// it (otherwise the rename itself can be lost).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// rename can reach the disk before the data and leave an empty file), and, with
+/// `keep_rename`, the directory after it (otherwise the rename itself can be lost, leaving the
+/// old content).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8], keep_rename: bool) -> std::io::Result<()> {
     use std::io::Write;
     if !dir.is_dir() {
         std::fs::create_dir_all(dir)?;
@@ -213,7 +215,10 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, &path)?;
-    sync_dir(dir)
+    if keep_rename {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -316,6 +321,9 @@ impl CheckpointStore {
     }
 
     async fn write(&self, container_id: &str, saved: Saved) -> Result<(), std::io::Error> {
+        // A batch in flight whose record a power loss undoes is sent again (its checkpoint is
+        // the one before), so that record spares itself the directory's sync.
+        let keep_rename = saved.in_flight.is_none();
         match self {
             CheckpointStore::Memory(map) => {
                 map.lock()
@@ -332,7 +340,7 @@ impl CheckpointStore {
                 };
                 let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
                 // One blocking task for the whole sequence rather than one per step.
-                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes))
+                tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes, keep_rename))
                     .await
                     .map_err(std::io::Error::other)?
             }
