@@ -1,8 +1,9 @@
 //! The [`Shipper`] of one awslogs container: follows the container's log in the engine from
 //! its checkpoint, turns entries into events, and delivers them in batches: when a batch is
 //! full, and at least every `flush_interval` (one second). Before each delivery it persists the
-//! batch as in flight, after it the checkpoint past it. It ends ([`ShipperExit::Finished`]) once the container stopped and everything it
-//! logged was delivered (or refused), or when cancelled.
+//! batch as in flight, after it the checkpoint past it. It ends ([`ShipperExit::Finished`])
+//! once the container stopped and everything it logged was delivered (or refused), or when
+//! cancelled.
 //!
 //! Failures:
 //! - retryable (server unreachable, 5xx, throttling): the batch is dropped from memory, the
@@ -524,12 +525,21 @@ mod tests {
         sink: &Arc<RecordingLogSink>,
         checkpoints: &CheckpointStore,
     ) -> Running {
+        ship_to(fake, id, sink.clone(), checkpoints)
+    }
+
+    fn ship_to(
+        fake: &FakeRuntime,
+        id: &str,
+        sink: Arc<dyn LogSink>,
+        checkpoints: &CheckpointStore,
+    ) -> Running {
         let cancel = CancellationToken::new();
         let shipper = Shipper::new(
             id,
             destination(),
             Arc::new(fake.clone()),
-            sink.clone(),
+            sink,
             checkpoints.clone(),
             cancel.clone(),
         );
@@ -817,27 +827,6 @@ mod tests {
             hang,
             lost: AtomicBool::new(false),
         })
-    }
-
-    fn ship_to(
-        fake: &FakeRuntime,
-        id: &str,
-        sink: Arc<dyn LogSink>,
-        checkpoints: &CheckpointStore,
-    ) -> Running {
-        let cancel = CancellationToken::new();
-        let shipper = Shipper::new(
-            id,
-            destination(),
-            Arc::new(fake.clone()),
-            sink,
-            checkpoints.clone(),
-            cancel.clone(),
-        );
-        Running {
-            cancel,
-            handle: tokio::spawn(shipper.run()),
-        }
     }
 
     #[tokio::test(start_paused = true)]
