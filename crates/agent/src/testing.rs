@@ -182,6 +182,9 @@ struct LogsState {
     streams: BTreeMap<(String, String), Vec<LogEvent>>,
     batch_sizes: Vec<usize>,
     put_failures: VecDeque<ClientError>,
+    /// Accepted PutLogEvents calls whose answer is lost: `true` never answers, `false` times
+    /// out.
+    lost_answers: VecDeque<bool>,
     violations: Vec<String>,
 }
 
@@ -259,7 +262,7 @@ impl LogSink for RecordingLogSink {
         stream: &str,
         events: &[LogEvent],
     ) -> Result<(), ClientError> {
-        {
+        let lost = {
             let mut state = lock(&self.state);
             if let Some(error) = state.put_failures.pop_front() {
                 return Err(error);
@@ -284,9 +287,17 @@ impl LogSink for RecordingLogSink {
             };
             stored.extend_from_slice(events);
             state.batch_sizes.push(events.len());
-        }
+            state.lost_answers.pop_front()
+        };
         self.changed.notify_waiters();
-        Ok(())
+        match lost {
+            None => Ok(()),
+            Some(true) => std::future::pending().await,
+            Some(false) => Err(ClientError::Timeout {
+                operation: "PutLogEvents".to_string(),
+                seconds: 30,
+            }),
+        }
     }
 
     async fn newest_log_events(
@@ -323,6 +334,13 @@ impl RecordingLogSink {
                 .put_failures
                 .push_back(sink_error("PutLogEvents", retryable));
         }
+    }
+
+    /// The next `count` PutLogEvents calls store their events and then lose the answer: they
+    /// never answer (`hang`: the agent stops during the call) or time out.
+    pub fn lose_next_answers(&self, count: usize, hang: bool) {
+        let mut state = lock(&self.state);
+        state.lost_answers.extend(std::iter::repeat_n(hang, count));
     }
 
     /// Forgets the failures still queued.

@@ -96,11 +96,7 @@ fn digest(events: &[&LogEvent]) -> String {
         hasher.update((event.message.len() as u64).to_le_bytes());
         hasher.update(event.message.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// A batch whose delivery was started and not yet confirmed.
@@ -114,21 +110,15 @@ pub struct InFlight {
 }
 
 /// What the store holds for a container: where shipping resumes, and the batch that was being
-/// delivered when the record was written, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Saved {
-    pub checkpoint: Checkpoint,
-    pub in_flight: Option<InFlight>,
-}
-
-/// This version's file.
-#[derive(serde::Serialize)]
+/// delivered when the record was written, if any. Written as the file's content: the
+/// checkpoint's fields, and `inFlight` when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CheckpointFile<'a> {
+pub struct Saved {
     #[serde(flatten)]
-    checkpoint: Checkpoint,
+    pub checkpoint: Checkpoint,
     #[serde(skip_serializing_if = "Option::is_none")]
-    in_flight: Option<&'a InFlight>,
+    pub in_flight: Option<InFlight>,
 }
 
 /// A checkpoint file as found on disk: this version's, or the one before it (the timestamp of
@@ -334,11 +324,7 @@ impl CheckpointStore {
             CheckpointStore::Dir(dir) => {
                 let dir = dir.clone();
                 let name = file_name(container_id);
-                let file = CheckpointFile {
-                    checkpoint: saved.checkpoint,
-                    in_flight: saved.in_flight.as_ref(),
-                };
-                let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+                let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
                 // One blocking task for the whole sequence rather than one per step.
                 tokio::task::spawn_blocking(move || write_durably(&dir, &name, &bytes, keep_rename))
                     .await

@@ -487,7 +487,6 @@ mod tests {
     use crate::runtime::fake::FakeRuntime;
     use crate::runtime::{ContainerSpec, LogSource};
     use crate::testing::RecordingLogSink;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     const GROUP: &str = "/ecs/web";
     const STREAM: &str = "ecs/app/0123";
@@ -525,21 +524,12 @@ mod tests {
         sink: &Arc<RecordingLogSink>,
         checkpoints: &CheckpointStore,
     ) -> Running {
-        ship_to(fake, id, sink.clone(), checkpoints)
-    }
-
-    fn ship_to(
-        fake: &FakeRuntime,
-        id: &str,
-        sink: Arc<dyn LogSink>,
-        checkpoints: &CheckpointStore,
-    ) -> Running {
         let cancel = CancellationToken::new();
         let shipper = Shipper::new(
             id,
             destination(),
             Arc::new(fake.clone()),
-            sink,
+            sink.clone(),
             checkpoints.clone(),
             cancel.clone(),
         );
@@ -774,61 +764,6 @@ mod tests {
         assert!(sizes.len() >= 4, "{sizes:?}");
     }
 
-    /// Stores the first batch, then does not answer: it hangs (the agent is stopped during the
-    /// call) or fails retryably (the answer was lost).
-    struct AnswerLost {
-        inner: Arc<RecordingLogSink>,
-        hang: bool,
-        lost: AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl LogSink for AnswerLost {
-        async fn create_log_group(&self, group: &str) -> Result<(), ClientError> {
-            self.inner.create_log_group(group).await
-        }
-
-        async fn create_log_stream(&self, group: &str, stream: &str) -> Result<(), ClientError> {
-            self.inner.create_log_stream(group, stream).await
-        }
-
-        async fn put_log_events(
-            &self,
-            group: &str,
-            stream: &str,
-            events: &[LogEvent],
-        ) -> Result<(), ClientError> {
-            self.inner.put_log_events(group, stream, events).await?;
-            if self.lost.swap(true, Ordering::SeqCst) {
-                return Ok(());
-            }
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
-            Err(ClientError::Timeout {
-                operation: "PutLogEvents".into(),
-                seconds: 30,
-            })
-        }
-
-        async fn newest_log_events(
-            &self,
-            group: &str,
-            stream: &str,
-            limit: usize,
-        ) -> Result<Vec<LogEvent>, ClientError> {
-            self.inner.newest_log_events(group, stream, limit).await
-        }
-    }
-
-    fn answer_lost(sink: &Arc<RecordingLogSink>, hang: bool) -> Arc<AnswerLost> {
-        Arc::new(AnswerLost {
-            inner: sink.clone(),
-            hang,
-            lost: AtomicBool::new(false),
-        })
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_batch_delivered_as_the_agent_stopped_is_not_sent_again() {
         let fake = FakeRuntime::new();
@@ -838,7 +773,8 @@ mod tests {
         let checkpoints = CheckpointStore::in_dir(dir.path().join("logs"));
         fake.log(&id, LogSource::Stdout, "one\n");
         fake.log(&id, LogSource::Stdout, "one\n");
-        let first = ship_to(&fake, &id, answer_lost(&sink, true), &checkpoints);
+        sink.lose_next_answers(1, true);
+        let first = ship(&fake, &id, &sink, &checkpoints);
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Stopped after the batch landed and before its checkpoint was saved.
         first.cancel.cancel();
@@ -862,7 +798,8 @@ mod tests {
         let sink = Arc::new(RecordingLogSink::default());
         let checkpoints = CheckpointStore::in_memory();
         fake.log(&id, LogSource::Stdout, "one\n");
-        let shipper = ship_to(&fake, &id, answer_lost(&sink, false), &checkpoints);
+        sink.lose_next_answers(1, false);
+        let shipper = ship(&fake, &id, &sink, &checkpoints);
         tokio::time::sleep(Duration::from_secs(3)).await;
         fake.log(&id, LogSource::Stdout, "two\n");
         fake.exit(&id, 0);
