@@ -692,26 +692,50 @@ async fn target_groups_listeners_rules_and_tags() {
         )
         .await;
     }
-    // Stickiness the data plane does not serve is refused, not stored and ignored.
-    let refused = fails(
+    // Application-based stickiness needs a cookie name, and not one of the load balancer's.
+    let app_cookie = |name: &'static str| {
+        [
+            ("TargetGroupArn", web.clone()),
+            ("Attributes.member.1.Key", "stickiness.enabled".into()),
+            ("Attributes.member.1.Value", "true".into()),
+            ("Attributes.member.2.Key", "stickiness.type".into()),
+            ("Attributes.member.2.Value", "app_cookie".into()),
+            (
+                "Attributes.member.3.Key",
+                "stickiness.app_cookie.cookie_name".into(),
+            ),
+            ("Attributes.member.3.Value", name.into()),
+        ]
+    };
+    for name in ["", "AWSALBAPP-1", "two words"] {
+        let pairs = app_cookie(name);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = fails(
+            &server,
+            "ModifyTargetGroupAttributes",
+            &pairs,
+            "InvalidConfigurationRequest",
+        )
+        .await;
+        assert!(refused.contains("cookie_name"), "{refused}");
+    }
+    let pairs = app_cookie("SESSION");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = ok(&server, "ModifyTargetGroupAttributes", &pairs).await;
+    assert!(
+        body.contains("<Key>stickiness.type</Key><Value>app_cookie</Value>"),
+        "{body}"
+    );
+    ok(
         &server,
         "ModifyTargetGroupAttributes",
         &[
             ("TargetGroupArn", &web),
             ("Attributes.member.1.Key", "stickiness.enabled"),
-            ("Attributes.member.1.Value", "true"),
-            ("Attributes.member.2.Key", "stickiness.type"),
-            ("Attributes.member.2.Value", "app_cookie"),
-            (
-                "Attributes.member.3.Key",
-                "stickiness.app_cookie.cookie_name",
-            ),
-            ("Attributes.member.3.Value", "SESSION"),
+            ("Attributes.member.1.Value", "false"),
         ],
-        "InvalidConfigurationRequest",
     )
     .await;
-    assert!(refused.contains("app_cookie"), "{refused}");
     // As AWS: slow start does not combine with least outstanding requests (set above).
     fails(
         &server,
@@ -1927,6 +1951,59 @@ async fn listener_attributes_have_aws_defaults_and_the_tcp_idle_timeout_reaches_
         .find(|l| l.arn == tcp)
         .expect("the TCP listener is in the routes");
     assert_eq!(listener.idle_timeout_seconds, Some(120));
+
+    // The NLB group's attributes the data plane applies reach the routes; client IP
+    // preservation, which it cannot do, is off and stays off.
+    let body = ok(
+        &server,
+        "DescribeTargetGroupAttributes",
+        &[("TargetGroupArn", &flows)],
+    )
+    .await;
+    assert!(
+        body.contains("<Key>preserve_client_ip.enabled</Key><Value>false</Value>"),
+        "{body}"
+    );
+    let refused = fails(
+        &server,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &flows),
+            ("Attributes.member.1.Key", "preserve_client_ip.enabled"),
+            ("Attributes.member.1.Value", "true"),
+        ],
+        "InvalidConfigurationRequest",
+    )
+    .await;
+    assert!(refused.contains("proxy_protocol_v2"), "{refused}");
+    ok(
+        &server,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", &flows),
+            ("Attributes.member.1.Key", "proxy_protocol_v2.enabled"),
+            ("Attributes.member.1.Value", "true"),
+            (
+                "Attributes.member.2.Key",
+                "deregistration_delay.connection_termination.enabled",
+            ),
+            ("Attributes.member.2.Value", "true"),
+            ("Attributes.member.3.Key", "stickiness.enabled"),
+            ("Attributes.member.3.Value", "true"),
+        ],
+    )
+    .await;
+    let snapshot = routes(&server).await;
+    let group = snapshot
+        .target_groups
+        .iter()
+        .find(|g| g.arn == flows)
+        .expect("the TCP group is in the routes");
+    assert!(group.proxy_protocol_v2 && group.connection_termination);
+    assert_eq!(
+        group.stickiness.as_ref().map(|s| s.kind.as_str()),
+        Some("source_ip")
+    );
     fails(
         &server,
         "DescribeListenerAttributes",

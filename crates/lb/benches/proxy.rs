@@ -476,6 +476,8 @@ fn group(name: &str, targets: &[SocketAddr]) -> TargetGroupRoutes {
                 registered_at_ms: None,
             })
             .collect(),
+        proxy_protocol_v2: false,
+        connection_termination: false,
     }
 }
 

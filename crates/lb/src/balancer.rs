@@ -9,23 +9,22 @@
 //!
 //! No allocation: candidates are counted and then walked in place.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::table::{Algorithm, Forward, GroupEntry, TargetEntry, WeightedGroup};
+use crate::http_proxy::{app_cookie_entries, unix_seconds, StickyCookies};
+use crate::table::{Algorithm, Forward, GroupEntry, TargetEntry, TargetStickiness, WeightedGroup};
 
 impl Forward {
-    /// The group and target for a new request with these stickiness cookies (`AWSALBTG`, and
-    /// `AWSALB` parsed); the chosen group's pair counts the request.
-    pub fn route(
-        &self,
-        group_cookie: Option<&str>,
-        target_cookie: Option<u64>,
-    ) -> Option<(&WeightedGroup, &TargetEntry)> {
-        let weighted = self.choose_group(group_cookie)?;
+    /// The group and target for a new request with these stickiness cookies; the chosen
+    /// group's pair counts the request.
+    pub fn route(&self, sticky: &StickyCookies<'_>) -> Option<(&WeightedGroup, &TargetEntry)> {
+        let weighted = self.choose_group(sticky.group)?;
         weighted.metrics.request();
         let group = &weighted.group;
-        let target = group.choose_target(group.lb_cookie_seconds.and(target_cookie))?;
+        let target = group.choose_target(group.sticky_target(sticky))?;
         Some((weighted, target))
     }
 
@@ -57,6 +56,41 @@ impl Forward {
 impl GroupEntry {
     fn available(target: &TargetEntry) -> bool {
         !target.draining && !target.runtime.is_closed()
+    }
+
+    /// The target a request's cookies stick it to under this group's stickiness, if any: the
+    /// `AWSALB` target, or the first `AWSALBAPP-0` entry naming one of this group's targets
+    /// whose stickiness duration has not run out.
+    fn sticky_target(&self, sticky: &StickyCookies<'_>) -> Option<u64> {
+        match &self.stickiness {
+            TargetStickiness::LbCookie { .. } => sticky.target,
+            TargetStickiness::AppCookie { seconds, .. } => {
+                let now = unix_seconds();
+                app_cookie_entries(sticky.app?)
+                    .filter(|entry| now.saturating_sub(entry.issued) < *seconds)
+                    .map(|entry| entry.target)
+                    .find(|cookie| self.targets.iter().any(|t| t.runtime.cookie == *cookie))
+            }
+            TargetStickiness::None | TargetStickiness::SourceIp => None,
+        }
+    }
+
+    /// The target for a new flow from `client` under `source_ip` stickiness: of the
+    /// candidates, the one scoring highest for this address (rendezvous hashing), so a client
+    /// keeps its target while that target stays a candidate, and targets coming or going move
+    /// only the clients they win or held.
+    pub fn choose_target_for_source(&self, client: IpAddr) -> Option<&TargetEntry> {
+        let healthy_only = self.any_healthy();
+        self.targets
+            .iter()
+            .filter(|t| Self::available(t) && (!healthy_only || t.runtime.is_healthy()))
+            .max_by_key(|t| {
+                // `DefaultHasher::new` has fixed keys: every node and restart of one build
+                // scores a pair the same.
+                let mut state = DefaultHasher::new();
+                (client, t.runtime.cookie).hash(&mut state);
+                state.finish()
+            })
     }
 
     /// Whether any available target is healthy (else the group fails open).

@@ -21,8 +21,9 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use model::elb::HealthCheckConfig;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 use crate::table::TargetRuntime;
@@ -77,6 +78,10 @@ pub struct HealthCheckSpec {
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
     pub matcher: Matcher,
+    /// The group's `proxy_protocol_v2.enabled`: each check's connection starts with a `LOCAL`
+    /// Proxy Protocol header, as AWS's do (a target that expects the header would otherwise
+    /// fail every check).
+    pub proxy_protocol: bool,
 }
 
 impl HealthCheckSpec {
@@ -93,6 +98,7 @@ impl HealthCheckSpec {
             healthy_threshold: config.healthy_threshold_count.max(1) as u32,
             unhealthy_threshold: config.unhealthy_threshold_count.max(1) as u32,
             matcher: Matcher::parse(config.matcher_http_code.as_deref().unwrap_or("200")),
+            proxy_protocol: false,
         }
     }
 }
@@ -227,29 +233,43 @@ pub async fn check_once(
     spec: &HealthCheckSpec,
     address: SocketAddr,
 ) -> CheckResult {
-    if !spec.http {
-        return match tokio::time::timeout(spec.timeout, tokio::net::TcpStream::connect(address))
-            .await
-        {
-            Ok(Ok(_)) => CheckResult::Passed,
-            Ok(Err(_)) => CheckResult::Failed,
-            Err(_) => CheckResult::Timeout,
-        };
-    }
-    let uri = format!("http://{address}{}", spec.path);
-    let request = match http::Request::get(uri)
-        .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
-        .header(http::header::HOST, address.to_string())
-        .body(Empty::new())
-    {
-        Ok(request) => request,
-        Err(_) => return CheckResult::Failed,
+    let request = || {
+        http::Request::get(format!("http://{address}{}", spec.path))
+            .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+            .header(http::header::HOST, address.to_string())
+            .body(Empty::<Bytes>::new())
     };
-    match tokio::time::timeout(spec.timeout, client.request(request)).await {
+    let answer = async {
+        if spec.proxy_protocol {
+            // The pooled client cannot write bytes ahead of the request, so these checks
+            // speak HTTP/1.1 over a connection of their own.
+            let mut stream = tokio::net::TcpStream::connect(address).await?;
+            stream
+                .write_all(&crate::proxy_protocol::local_header())
+                .await?;
+            if !spec.http {
+                return Ok(None);
+            }
+            let _ = stream.set_nodelay(true);
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let request = request()?;
+            return Ok(Some(sender.send_request(request).await?.status()));
+        }
+        if !spec.http {
+            tokio::net::TcpStream::connect(address).await?;
+            return Ok(None);
+        }
+        let request = request()?;
+        Ok::<_, CheckError>(Some(client.request(request).await?.status()))
+    };
+    match tokio::time::timeout(spec.timeout, answer).await {
         Err(_) => CheckResult::Timeout,
         Ok(Err(_)) => CheckResult::Failed,
-        Ok(Ok(response)) => {
-            let code = response.status().as_u16();
+        Ok(Ok(None)) => CheckResult::Passed,
+        Ok(Ok(Some(status))) => {
+            let code = status.as_u16();
             if spec.matcher.matches(code) {
                 CheckResult::Passed
             } else {
@@ -257,6 +277,19 @@ pub async fn check_once(
             }
         }
     }
+}
+
+/// Why a check could not get an answer; every kind fails the check the same way.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    Request(#[from] http::Error),
 }
 
 /// The check loop of one target, until the target leaves the snapshot.
@@ -311,6 +344,7 @@ mod tests {
             healthy_threshold: healthy,
             unhealthy_threshold: unhealthy,
             matcher: Matcher::parse("200"),
+            proxy_protocol: false,
         }
     }
 

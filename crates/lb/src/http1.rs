@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::{relay, tunnel, Buffered, ChunkedDecoder, Framing, IdleTimer, RelayError};
 use crate::http_proxy::{
     error_page, parse_sticky_cookie, redirect_location, sticky_set_cookies, write_trace_value,
-    HttpShared, StickyCookies,
+    AppCookiePlan, HttpShared, StickyCookies,
 };
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
@@ -146,6 +146,8 @@ struct Plan<'t> {
     idempotent: bool,
     /// `Set-Cookie` lines for stickiness (empty without stickiness).
     cookies: String,
+    /// `app_cookie` stickiness: its `Set-Cookie` goes out if the target sets the cookie.
+    app_cookie: Option<AppCookiePlan<'t>>,
     /// The client asked to switch protocols (WebSocket): on a 101 the connection becomes a
     /// byte stream between client and target.
     upgrade: bool,
@@ -377,8 +379,7 @@ impl Connection {
                 Ok(Some(Step::Answer { head_len, close }))
             }
             Action::Forward(forward) => {
-                let StickyCookies { group, target } = scan.sticky;
-                let Some((weighted, chosen)) = forward.route(group, target) else {
+                let Some((weighted, chosen)) = forward.route(&scan.sticky) else {
                     answer_error(
                         &mut self.response_out,
                         Some(metrics),
@@ -391,6 +392,8 @@ impl Connection {
                 for cookie in sticky_set_cookies(forward, &weighted.group, &chosen.runtime) {
                     let _ = write!(cookies, "Set-Cookie: {cookie}\r\n");
                 }
+                let app_cookie =
+                    AppCookiePlan::new(&weighted.group, &chosen.runtime, scan.sticky.app);
                 let out = &mut self.request_out;
                 out.clear();
                 out.extend_from_slice(method.as_bytes());
@@ -455,6 +458,7 @@ impl Connection {
                         "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
                     ),
                     cookies,
+                    app_cookie,
                     upgrade,
                 })))
             }
@@ -734,6 +738,7 @@ impl Connection {
         out.clear();
         let reason = response.reason.unwrap_or("");
         let _ = write!(ByteWriter(out), "HTTP/1.1 {status} {reason}\r\n");
+        let mut app_cookie_set = false;
         for header in headers {
             if !scan.passed_back(header.name)
                 || (decode && header.name.eq_ignore_ascii_case("transfer-encoding"))
@@ -741,9 +746,16 @@ impl Connection {
             {
                 continue;
             }
+            if let Some(app) = &plan.app_cookie {
+                app_cookie_set |=
+                    header.name.eq_ignore_ascii_case("set-cookie") && app.is_set_by(header.value);
+            }
             push_header(out, header.name.as_bytes(), header.value);
         }
         out.extend_from_slice(plan.cookies.as_bytes());
+        if let Some(app) = plan.app_cookie.as_ref().filter(|_| app_cookie_set) {
+            push_header(out, b"Set-Cookie", app.set_cookie.as_bytes());
+        }
         if close_client {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if plan.http10 {

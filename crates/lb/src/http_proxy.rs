@@ -12,7 +12,12 @@
 //!
 //! Stickiness cookies: `AWSALBTG` (target group stickiness, the group's id) and `AWSALB`
 //! (`lb_cookie` target stickiness, an opaque hash of the target), both with `Max-Age` for the
-//! configured duration. `app_cookie` stickiness is not implemented (no stickiness).
+//! configured duration. With `app_cookie` stickiness, a response in which the target sets the
+//! application's cookie also gets `AWSALBAPP-0`, valid for 7 days as AWS's: it names the
+//! target and when the cookie was set, and a request carrying it sticks to that target while
+//! the group's duration has not run out since. One `AWSALBAPP-0` holds an entry per target
+//! group (up to [`APP_COOKIE_ENTRIES`]), so a client keeps its target in each of the groups
+//! a listener's rules forward to.
 //!
 //! A draining target's in-flight requests finish; once its deadline passes, response bodies
 //! still streaming from it are cut at the next frame (a target sending nothing at all is cut
@@ -20,6 +25,7 @@
 //! (the request path polls no cancellation token, which would cost a lock per request).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
-use crate::table::{Action, Forward, GroupEntry, ListenerTable, Routes, TargetRuntime};
+use crate::table::{
+    Action, Forward, GroupEntry, ListenerTable, Routes, TargetRuntime, TargetStickiness,
+};
 use crate::upstream::RawBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -49,6 +57,12 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 pub(crate) const TG_COOKIE: &str = "AWSALBTG";
 pub(crate) const TARGET_COOKIE: &str = "AWSALB";
+pub(crate) const APP_COOKIE: &str = "AWSALBAPP-0";
+/// How long a browser keeps `AWSALBAPP-0`: AWS's fixed 7 days (the stickiness duration is
+/// checked against the time inside the cookie).
+const APP_COOKIE_MAX_AGE: u64 = 7 * 24 * 3600;
+/// The most target groups one `AWSALBAPP-0` remembers a target in; the oldest entry goes.
+pub(crate) const APP_COOKIE_ENTRIES: usize = 8;
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -241,11 +255,12 @@ impl Connection {
                 parse_sticky_cookie(value, &mut sticky);
             }
         }
-        let Some((weighted, target)) = forward.route(sticky.group, sticky.target) else {
+        let Some((weighted, target)) = forward.route(&sticky) else {
             lb_metrics.elb_error(503);
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };
         let in_flight = InFlight::start(&target.runtime);
+        let app_cookie = AppCookiePlan::new(&weighted.group, &target.runtime, sticky.app);
 
         self.prepare_upstream(&mut parts, listener);
         let sent = Instant::now();
@@ -277,7 +292,16 @@ impl Connection {
         lb_metrics.target_response(status, elapsed);
         weighted.metrics.target_response(status, elapsed);
 
-        for cookie in sticky_set_cookies(forward, &weighted.group, &target.runtime) {
+        let app_cookie = app_cookie.filter(|plan| {
+            response
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .any(|value| plan.is_set_by(value.as_bytes()))
+        });
+        let cookies = sticky_set_cookies(forward, &weighted.group, &target.runtime)
+            .chain(app_cookie.map(|plan| plan.set_cookie));
+        for cookie in cookies {
             if let Ok(cookie) = HeaderValue::try_from(cookie) {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
@@ -433,15 +457,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The stickiness cookies a request carries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StickyCookies<'a> {
+pub struct StickyCookies<'a> {
     /// `AWSALBTG`: the target group's id.
     pub group: Option<&'a str>,
     /// `AWSALB`, parsed: the target's cookie value.
     pub target: Option<u64>,
+    /// `AWSALBAPP-0` as sent (see [`app_cookie_entries`]).
+    pub app: Option<&'a str>,
 }
 
-/// Picks the `AWSALBTG` and `AWSALB` values out of one `Cookie` header's value.
+/// Picks the `AWSALBTG`, `AWSALB` and `AWSALBAPP-0` values out of one `Cookie` header's value.
 pub(crate) fn parse_sticky_cookie<'a>(value: &'a str, found: &mut StickyCookies<'a>) {
+    // Every name looked for starts so; most requests' cookies are skipped at this one search.
     if !value.contains(TARGET_COOKIE) {
         return;
     }
@@ -452,13 +479,14 @@ pub(crate) fn parse_sticky_cookie<'a>(value: &'a str, found: &mut StickyCookies<
         match name {
             TG_COOKIE => found.group = Some(value),
             TARGET_COOKIE => found.target = u64::from_str_radix(value, 16).ok(),
+            APP_COOKIE => found.app = Some(value),
             _ => {}
         }
     }
 }
 
-/// The `Set-Cookie` values a forwarded response carries: `AWSALBTG` with group stickiness,
-/// `AWSALB` with the group's `lb_cookie` stickiness.
+/// The `Set-Cookie` values a forwarded response carries whatever the target answers:
+/// `AWSALBTG` with group stickiness, `AWSALB` with the group's `lb_cookie` stickiness.
 pub(crate) fn sticky_set_cookies(
     forward: &Forward,
     group: &GroupEntry,
@@ -467,13 +495,99 @@ pub(crate) fn sticky_set_cookies(
     let group_cookie = forward
         .stickiness_seconds
         .map(|seconds| format!("{TG_COOKIE}={}; Max-Age={seconds}; Path=/", group.id));
-    let target_cookie = group.lb_cookie_seconds.map(|seconds| {
-        format!(
+    let target_cookie = match group.stickiness {
+        TargetStickiness::LbCookie { seconds } => Some(format!(
             "{TARGET_COOKIE}={:016x}; Max-Age={seconds}; Path=/",
             target.cookie
-        )
-    });
+        )),
+        _ => None,
+    };
     group_cookie.into_iter().chain(target_cookie)
+}
+
+/// One entry of `AWSALBAPP-0`: a target's cookie value and when (Unix seconds) its
+/// application cookie was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppCookieEntry {
+    pub target: u64,
+    pub issued: u64,
+}
+
+/// The entries of an `AWSALBAPP-0` value: 24 hex digits each, the target's 16 then the
+/// time's 8. Anything malformed ends the list (the cookie is the client's to corrupt).
+pub fn app_cookie_entries(value: &str) -> impl Iterator<Item = AppCookieEntry> + '_ {
+    value
+        .as_bytes()
+        .chunks(24)
+        .map_while(|chunk| {
+            let chunk = std::str::from_utf8(chunk).ok().filter(|c| c.len() == 24)?;
+            Some(AppCookieEntry {
+                target: u64::from_str_radix(&chunk[..16], 16).ok()?,
+                issued: u64::from_str_radix(&chunk[16..], 16).ok()?,
+            })
+        })
+        .take(APP_COOKIE_ENTRIES)
+}
+
+/// What a forwarded request needs to answer `app_cookie` stickiness: the application cookie's
+/// name, and the `Set-Cookie` value that sticks the client to the target, added only if the
+/// target's response sets that cookie.
+#[derive(Debug)]
+pub(crate) struct AppCookiePlan<'a> {
+    pub name: &'a str,
+    pub set_cookie: String,
+}
+
+impl<'a> AppCookiePlan<'a> {
+    /// The plan for a request to `target` of `group` carrying `previous` (its `AWSALBAPP-0`):
+    /// the new cookie's first entry is the target's, then the previous entries of other
+    /// groups' targets.
+    pub fn new(
+        group: &'a GroupEntry,
+        target: &TargetRuntime,
+        previous: Option<&str>,
+    ) -> Option<Self> {
+        let TargetStickiness::AppCookie { name, .. } = &group.stickiness else {
+            return None;
+        };
+        let ours = |cookie: u64| group.targets.iter().any(|t| t.runtime.cookie == cookie);
+        let mut value = String::with_capacity(APP_COOKIE.len() + 24 * 2 + 40);
+        let _ = write!(
+            value,
+            "{APP_COOKIE}={:016x}{:08x}",
+            target.cookie,
+            unix_seconds() & 0xffff_ffff
+        );
+        for entry in previous
+            .into_iter()
+            .flat_map(app_cookie_entries)
+            .filter(|entry| !ours(entry.target))
+            .take(APP_COOKIE_ENTRIES - 1)
+        {
+            let _ = write!(value, "{:016x}{:08x}", entry.target, entry.issued);
+        }
+        let _ = write!(value, "; Max-Age={APP_COOKIE_MAX_AGE}; Path=/");
+        Some(AppCookiePlan {
+            name: name.as_str(),
+            set_cookie: value,
+        })
+    }
+
+    /// Whether one `Set-Cookie` value of the target's response sets the application cookie.
+    pub fn is_set_by(&self, set_cookie: &[u8]) -> bool {
+        let name = set_cookie
+            .iter()
+            .position(|&b| b == b'=')
+            .map_or(set_cookie, |end| &set_cookie[..end]);
+        name.trim_ascii() == self.name.as_bytes()
+    }
+}
+
+/// Wall-clock seconds since the Unix epoch: `AWSALBAPP-0` must mean the same on every node.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// `X-Amzn-Trace-Id` as a header value (see [`write_trace_value`]).
@@ -737,8 +851,48 @@ mod tests {
     #[test]
     fn sticky_cookies_are_found() {
         let mut found = StickyCookies::default();
-        parse_sticky_cookie("a=1; AWSALBTG=73e2; AWSALB=00000000000000ff", &mut found);
+        parse_sticky_cookie(
+            "a=1; AWSALBTG=73e2; AWSALB=00000000000000ff; AWSALBAPP-0=xyz",
+            &mut found,
+        );
         assert_eq!(found.group, Some("73e2"));
         assert_eq!(found.target, Some(255));
+        assert_eq!(found.app, Some("xyz"));
+    }
+
+    #[test]
+    fn app_cookie_entries_stop_at_anything_malformed() {
+        let entries: Vec<_> =
+            app_cookie_entries("00000000000000ff6740a1b2000000000000000100000010zz").collect();
+        assert_eq!(
+            entries,
+            vec![
+                AppCookieEntry {
+                    target: 255,
+                    issued: 0x6740_a1b2
+                },
+                AppCookieEntry {
+                    target: 1,
+                    issued: 0x10
+                },
+            ]
+        );
+        assert_eq!(app_cookie_entries("not hex at all, 24 chars").count(), 0);
+        assert_eq!(
+            app_cookie_entries(&"0".repeat(24 * 20)).count(),
+            APP_COOKIE_ENTRIES
+        );
+    }
+
+    #[test]
+    fn the_application_cookie_is_found_by_name_only() {
+        let plan = AppCookiePlan {
+            name: "SESSION",
+            set_cookie: String::new(),
+        };
+        assert!(plan.is_set_by(b"SESSION=abc; Path=/"));
+        assert!(plan.is_set_by(b" SESSION =abc"));
+        assert!(!plan.is_set_by(b"SESSIONS=abc"));
+        assert!(!plan.is_set_by(b"other=SESSION"));
     }
 }

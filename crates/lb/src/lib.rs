@@ -9,8 +9,9 @@
 //! - [`table`]: the compiled routing table, swapped whole, and per-target runtime state;
 //! - [`matching`] and [`balancer`]: rule conditions, group and target choice;
 //! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
-//!   clients, [`framing`] relays their bodies); [`listeners`] binds them; [`upstream`] pools
-//!   keep-alive connections to targets;
+//!   clients, [`framing`] relays their bodies, [`proxy_protocol`] writes the headers NLB
+//!   flows can start with); [`listeners`] binds them; [`upstream`] pools keep-alive
+//!   connections to targets;
 //! - [`workers`]: the threads client connections run on;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
@@ -29,6 +30,7 @@ pub mod listeners;
 pub mod matching;
 pub mod metrics;
 pub mod node;
+pub mod proxy_protocol;
 pub mod source;
 pub mod table;
 pub mod tcp_proxy;

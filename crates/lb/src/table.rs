@@ -217,6 +217,24 @@ pub struct TargetEntry {
     pub draining: bool,
 }
 
+/// A target group's stickiness (the `stickiness.*` attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetStickiness {
+    None,
+    /// `lb_cookie`: the load balancer's `AWSALB` cookie names the target for `seconds`.
+    LbCookie {
+        seconds: u64,
+    },
+    /// `app_cookie`: once the target sets the application's cookie `name`, the load
+    /// balancer's `AWSALBAPP-0` cookie names the target for `seconds` from then.
+    AppCookie {
+        name: String,
+        seconds: u64,
+    },
+    /// `source_ip` (NLB): flows from one client address go to one target.
+    SourceIp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     RoundRobin,
@@ -231,8 +249,13 @@ pub struct GroupEntry {
     pub dimension: String,
     pub algorithm: Algorithm,
     pub slow_start: Duration,
-    /// `lb_cookie` stickiness duration in seconds.
-    pub lb_cookie_seconds: Option<u64>,
+    /// How a client keeps its target.
+    pub stickiness: TargetStickiness,
+    /// Flows and health checks start with a Proxy Protocol v2 header (NLB groups).
+    pub proxy_protocol_v2: bool,
+    /// Flows to a deregistered target close at the end of its delay (NLB groups; ALB requests
+    /// always do).
+    pub connection_termination: bool,
     pub targets: Vec<TargetEntry>,
     /// The round-robin cursor.
     pub next: AtomicUsize,
@@ -372,7 +395,8 @@ impl Registry {
         let mut seen_targets = HashSet::new();
         let mut groups: HashMap<&str, Arc<GroupEntry>> = HashMap::new();
         for group in &snapshot.target_groups {
-            let spec = HealthCheckSpec::from_config(&group.health_check);
+            let mut spec = HealthCheckSpec::from_config(&group.health_check);
+            spec.proxy_protocol = group.proxy_protocol_v2;
             let mut targets = Vec::with_capacity(group.targets.len());
             for target in &group.targets {
                 let Ok(address) = target.address.parse::<SocketAddr>() else {
@@ -431,11 +455,20 @@ impl Registry {
             } else {
                 Algorithm::RoundRobin
             };
-            let lb_cookie_seconds = group
-                .stickiness
-                .as_ref()
-                .filter(|s| s.kind == "lb_cookie")
-                .map(|s| s.duration_seconds);
+            let stickiness = match group.stickiness.as_ref() {
+                Some(s) if s.kind == "lb_cookie" => TargetStickiness::LbCookie {
+                    seconds: s.duration_seconds,
+                },
+                Some(s) if s.kind == "app_cookie" => match &s.cookie_name {
+                    Some(name) if !name.is_empty() => TargetStickiness::AppCookie {
+                        name: name.clone(),
+                        seconds: s.duration_seconds,
+                    },
+                    _ => TargetStickiness::None,
+                },
+                Some(s) if s.kind == "source_ip" => TargetStickiness::SourceIp,
+                _ => TargetStickiness::None,
+            };
             groups.insert(
                 &group.arn,
                 Arc::new(GroupEntry {
@@ -446,7 +479,9 @@ impl Registry {
                     dimension: group.dimension.clone(),
                     algorithm,
                     slow_start: Duration::from_secs(group.slow_start_seconds),
-                    lb_cookie_seconds,
+                    stickiness,
+                    proxy_protocol_v2: group.proxy_protocol_v2,
+                    connection_termination: group.connection_termination,
                     targets,
                     next: AtomicUsize::new(0),
                 }),

@@ -1,19 +1,25 @@
 //! The NLB data path: each accepted connection (a flow) goes to one target of the listener's
 //! forward action, chosen like HTTP requests are (weighted group, then round robin over the
-//! healthy targets, failing open when none is), and bytes are copied both ways until both
-//! sides close or nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP
-//! flows). A flow to a draining target is closed when its deadline passes.
+//! healthy targets, failing open when none is; with `source_ip` stickiness, the target the
+//! client's address hashes to), and bytes are copied both ways until both sides close or
+//! nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP flows).
+//!
+//! With the group's `proxy_protocol_v2.enabled`, the target first reads a Proxy Protocol v2
+//! header naming the client and the listener. A flow to a deregistered target goes on after
+//! the deregistration delay until it ends, as AWS's do by default; with
+//! `deregistration_delay.connection_termination.enabled` it is closed when the delay ends.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::tunnel;
 use crate::http_proxy::InFlight;
-use crate::table::{Action, Routes};
+use crate::table::{Action, Routes, TargetStickiness};
 
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
@@ -24,27 +30,44 @@ pub async fn serve_flow(
     shutdown: CancellationToken,
 ) {
     let _ = client.set_nodelay(true);
-    let (target, metrics, idle) = {
+    let (chosen, metrics, idle) = {
         let table = routes.current();
         let Some(listener) = table.listeners.get(&local) else {
             return;
         };
         let metrics = listener.load_balancer.metrics.clone();
         let idle = listener.idle_timeout;
-        let target = listener
+        let chosen = listener
             .rules
             .iter()
             .find_map(|rule| match &rule.action {
                 Action::Forward(forward) => forward.choose_group(None),
                 _ => None,
             })
-            .and_then(|weighted| weighted.group.choose_target(None))
-            .map(|target| target.runtime.clone());
-        (target, metrics, idle)
+            .and_then(|weighted| {
+                let group = &weighted.group;
+                let target = match group.stickiness {
+                    TargetStickiness::SourceIp => group.choose_target_for_source(remote.ip()),
+                    _ => group.choose_target(None),
+                }?;
+                let header = group
+                    .proxy_protocol_v2
+                    .then(|| crate::proxy_protocol::flow_header(remote, local));
+                Some((target.runtime.clone(), header, group.connection_termination))
+            });
+        (chosen, metrics, idle)
     };
-    let Some(target) = target else {
+    let Some((target, header, terminate_at_deadline)) = chosen else {
         tracing::debug!(%remote, %local, "no target for a new flow, closing it");
         return;
+    };
+    // Without connection termination the deadline closes nothing: the flow's own end, the
+    // idle timeout or the listener's shutdown do.
+    let deadline = CancellationToken::new();
+    let closed = if terminate_at_deadline {
+        &target.closed
+    } else {
+        &deadline
     };
     let flows = &metrics.flows;
     flows.new_flows.fetch_add(1, Ordering::Relaxed);
@@ -59,6 +82,13 @@ pub async fn serve_flow(
         _ = target.closed.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
         _ = shutdown.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
     };
+    let upstream = match (upstream, header) {
+        (Ok(Ok(mut upstream)), Some(header)) => match upstream.write_all(&header).await {
+            Ok(()) => Ok(Ok(upstream)),
+            Err(error) => Ok(Err(error)),
+        },
+        (upstream, _) => upstream,
+    };
     match upstream {
         Ok(Ok(mut upstream)) => {
             let _ = upstream.set_nodelay(true);
@@ -71,7 +101,7 @@ pub async fn serve_flow(
             };
             tokio::select! {
                 _ = tunnel(&mut client, &mut upstream, idle, &count) => {}
-                _ = target.closed.cancelled() => {
+                _ = closed.cancelled() => {
                     tracing::debug!(%remote, target = %target.address, "closing a flow to a drained target");
                 }
                 _ = shutdown.cancelled() => {}

@@ -1,5 +1,6 @@
 //! The ALB data path end to end, in process: rules, weights, algorithms, health checks,
-//! fail-open, draining, ELB errors, forwarded headers, HTTP/2, redirects and fixed responses.
+//! fail-open, draining, ELB errors, forwarded headers, HTTP/2, redirects, fixed responses and
+//! stickiness.
 
 mod support;
 
@@ -573,6 +574,151 @@ async fn stickiness_keeps_a_client_on_its_target() {
             .body(Full::new(Bytes::new()))
             .unwrap();
         assert_eq!(send(&client, request).await.body, first.body);
+    }
+}
+
+/// The `AWSALBAPP-0` pair (`name=value`) among an answer's `Set-Cookie` headers.
+fn app_cookie(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .find(|pair| pair.starts_with("AWSALBAPP-0="))
+}
+
+#[tokio::test]
+async fn app_cookie_stickiness_follows_the_application_cookie() {
+    let backends = [
+        backend("a1").await,
+        backend("a2").await,
+        backend("a3").await,
+    ];
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut sticky = group("app", &backends.iter().collect::<Vec<_>>());
+    sticky.stickiness = Some(Stickiness {
+        kind: "app_cookie".into(),
+        duration_seconds: 3600,
+        cookie_name: Some("SESSION".into()),
+    });
+    node.publish(snapshot(
+        vec![load_balancer(
+            "app",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("app", 1)]))],
+        )],
+        vec![sticky],
+    ))
+    .await;
+    for b in &backends {
+        node.wait_for_state("app", b, "healthy").await;
+    }
+    let http1 = http_client();
+    let http2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    for client in [&http1, &http2] {
+        // A response without the application's cookie gets no stickiness cookie.
+        let plain = get(client, address, "/").await;
+        assert_eq!(app_cookie(&plain.headers), None, "{:?}", plain.headers);
+        // The target sets it: both cookies go back.
+        let login = get(client, address, "/login").await;
+        let set: Vec<_> = login.headers.get_all("set-cookie").iter().collect();
+        assert!(
+            set.iter()
+                .any(|v| v.to_str().unwrap().starts_with("SESSION=")),
+            "{set:?}"
+        );
+        let stuck = app_cookie(&login.headers).expect("AWSALBAPP-0 is set");
+        let ask = |cookie: String| {
+            let request = hyper::Request::get(format!("http://{address}/"))
+                .header("cookie", format!("SESSION={}; {cookie}", login.body))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send(client, request)
+        };
+        for _ in 0..9 {
+            assert_eq!(ask(stuck.clone()).await.body, login.body);
+        }
+        // A cookie whose stickiness duration has run out sticks no more: round robin again.
+        let value = &stuck["AWSALBAPP-0=".len()..];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let stale = format!("AWSALBAPP-0={}{:08x}", &value[..16], now - 3601);
+        let mut bodies = Vec::new();
+        for _ in 0..6 {
+            bodies.push(ask(stale.clone()).await.body);
+        }
+        assert_eq!(counts(bodies).len(), 3, "stale cookie still sticks");
+    }
+}
+
+#[tokio::test]
+async fn app_cookie_stickiness_remembers_a_target_per_group() {
+    let backends = [
+        backend("web1").await,
+        backend("web2").await,
+        backend("api1").await,
+        backend("api2").await,
+    ];
+    let node = Node::start().await;
+    let address = listener_address();
+    let sticky = |name: &str, members: &[&Backend]| {
+        let mut routes = group(name, members);
+        routes.stickiness = Some(Stickiness {
+            kind: "app_cookie".into(),
+            duration_seconds: 3600,
+            cookie_name: Some("SESSION".into()),
+        });
+        routes
+    };
+    node.publish(snapshot(
+        vec![load_balancer(
+            "two",
+            LoadBalancerKind::Application,
+            address,
+            vec![
+                rule(
+                    Some(1),
+                    vec![RouteCondition::PathPattern {
+                        values: vec!["/api/*".into()],
+                    }],
+                    forward(&[("api", 1)]),
+                ),
+                rule(None, vec![], forward(&[("web", 1)])),
+            ],
+        )],
+        vec![
+            sticky("web", &[&backends[0], &backends[1]]),
+            sticky("api", &[&backends[2], &backends[3]]),
+        ],
+    ))
+    .await;
+    for (name, b) in [("web", 0), ("web", 1), ("api", 2), ("api", 3)] {
+        node.wait_for_state(name, &backends[b], "healthy").await;
+    }
+    let client = http_client();
+    let web = get(&client, address, "/login").await;
+    let first = app_cookie(&web.headers).unwrap();
+    // The API login carries the web entry on in the same cookie.
+    let request = hyper::Request::get(format!("http://{address}/api/login"))
+        .header("cookie", &first)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let api = send(&client, request).await;
+    let both = app_cookie(&api.headers).unwrap();
+    assert_eq!(both.len(), "AWSALBAPP-0=".len() + 48, "{both}");
+    for (path, expected) in [("/", &web.body), ("/api/x", &api.body)] {
+        for _ in 0..4 {
+            let request = hyper::Request::get(format!("http://{address}{path}"))
+                .header("cookie", &both)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            assert_eq!(&send(&client, request).await.body, expected, "{path}");
+        }
     }
 }
 

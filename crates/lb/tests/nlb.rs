@@ -1,8 +1,10 @@
-//! The NLB data path: TCP flows proxied both ways, flow metrics.
+//! The NLB data path: TCP flows proxied both ways, flow metrics, idle timeouts, Proxy
+//! Protocol v2, `source_ip` stickiness and connection termination at deregistration.
 
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::elb::*;
@@ -173,6 +175,181 @@ async fn connect(address: SocketAddr) -> tokio::net::TcpStream {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+}
+
+/// A target that takes a Proxy Protocol v2 header off each connection and records it, then
+/// echoes what follows.
+async fn proxy_protocol_target() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let headers = Arc::new(Mutex::new(Vec::new()));
+    let seen = headers.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut header = vec![0u8; 16];
+                if stream.read_exact(&mut header).await.is_err() {
+                    return;
+                }
+                let length = u16::from_be_bytes([header[14], header[15]]) as usize;
+                let mut addresses = vec![0u8; length];
+                if stream.read_exact(&mut addresses).await.is_err() {
+                    return;
+                }
+                header.extend_from_slice(&addresses);
+                seen.lock().unwrap().push(header);
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    (address, headers)
+}
+
+fn nlb(address: SocketAddr) -> LoadBalancerRoutes {
+    load_balancer(
+        "tcp",
+        LoadBalancerKind::Network,
+        address,
+        vec![rule(None, vec![], forward(&[("echo", 1)]))],
+    )
+}
+
+#[tokio::test]
+async fn proxy_protocol_v2_tells_targets_the_client_and_checks_are_local() {
+    let (target, headers) = proxy_protocol_target().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut group = tcp_group(target, true);
+    group.proxy_protocol_v2 = true;
+    group.health_check.interval_seconds = 1;
+    node.publish(snapshot(vec![nlb(address)], vec![group]))
+        .await;
+    let mut stream = connect(address).await;
+    stream.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(
+        &echoed, b"ping",
+        "the header is not echoed: the target consumed it"
+    );
+    let client = stream.local_addr().unwrap();
+    let headers = headers.lock().unwrap().clone();
+    let signature = b"\r\n\r\n\0\r\nQUIT\n";
+    assert!(
+        headers.iter().all(|h| h.starts_with(signature)),
+        "{headers:?}"
+    );
+    // Health checks: LOCAL, no addresses (and they pass: the flow above had a target).
+    assert!(
+        headers.iter().any(|h| h[12..] == [0x20, 0, 0, 0]),
+        "{headers:?}"
+    );
+    // The flow: PROXY over TCP/IPv4, the client's address and port, then the listener's.
+    let flow = headers
+        .iter()
+        .find(|h| h[12] == 0x21)
+        .expect("the flow's header");
+    let (IpAddr::V4(source), IpAddr::V4(destination)) = (client.ip(), address.ip()) else {
+        panic!("loopback IPv4 expected");
+    };
+    let mut expected = vec![0x21, 0x11, 0, 12];
+    expected.extend_from_slice(&source.octets());
+    expected.extend_from_slice(&destination.octets());
+    expected.extend_from_slice(&client.port().to_be_bytes());
+    expected.extend_from_slice(&address.port().to_be_bytes());
+    assert_eq!(flow[12..], expected[..]);
+}
+
+/// A target that writes its name to every connection and closes it.
+async fn named_target(name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let _ = stream.write_all(name.as_bytes()).await;
+        }
+    });
+    address
+}
+
+/// The name the NLB's target answers a flow from `source` with.
+async fn name_seen_from(source: Ipv4Addr, address: SocketAddr) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source.into(), 0)).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    let mut name = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut name))
+        .await
+        .expect("the target answers")
+        .unwrap();
+    name
+}
+
+#[tokio::test]
+async fn source_ip_stickiness_keeps_a_client_address_on_one_target() {
+    let names = ["n1", "n2", "n3"];
+    let mut group = tcp_group(named_target(names[0]).await, false);
+    for name in &names[1..] {
+        group.targets.push(target(named_target(name).await));
+    }
+    group.stickiness = Some(Stickiness {
+        kind: "source_ip".into(),
+        duration_seconds: 0,
+        cookie_name: None,
+    });
+    let node = Node::start().await;
+    let address = listener_address();
+    node.publish(snapshot(vec![nlb(address)], vec![group]))
+        .await;
+    connect(address).await;
+    let mut chosen = std::collections::BTreeSet::new();
+    for last in 1..=24u8 {
+        let source = Ipv4Addr::new(127, 0, 3, last);
+        let first = name_seen_from(source, address).await;
+        for _ in 0..3 {
+            assert_eq!(name_seen_from(source, address).await, first, "{source}");
+        }
+        chosen.insert(first);
+    }
+    // Different addresses spread over the targets.
+    assert!(chosen.len() >= 2, "{chosen:?}");
+}
+
+#[tokio::test]
+async fn flows_outlive_the_deregistration_delay_unless_connection_termination_is_on() {
+    for terminate in [false, true] {
+        let echo = echo_server().await;
+        let node = Node::start().await;
+        let address = listener_address();
+        let mut group = tcp_group(echo, false);
+        group.connection_termination = terminate;
+        node.publish(snapshot(vec![nlb(address)], vec![group.clone()]))
+            .await;
+        let mut stream = connect(address).await;
+        stream.write_all(b"a").await.unwrap();
+        let mut echoed = [0u8; 1];
+        stream.read_exact(&mut echoed).await.unwrap();
+        // Deregistered, with 300 ms of delay left.
+        group.targets[0].draining_until_ms = Some(300);
+        node.publish(snapshot(vec![nlb(address)], vec![group]))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let _ = stream.write_all(b"b").await;
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut echoed)).await;
+        if terminate {
+            assert!(
+                matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+                "the flow is closed: {read:?}"
+            );
+        } else {
+            assert!(matches!(read, Ok(Ok(1))), "the flow goes on: {read:?}");
+            assert_eq!(&echoed, b"b");
         }
     }
 }

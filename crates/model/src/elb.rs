@@ -391,19 +391,29 @@ pub struct TargetGroupRoutes {
     pub deregistration_delay_seconds: u64,
     /// `slow_start.duration_seconds`; 0 is off.
     pub slow_start_seconds: u64,
-    /// `stickiness.enabled` with `lb_cookie` (`stickiness.lb_cookie.duration_seconds`).
+    /// `stickiness.enabled` with its `stickiness.type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stickiness: Option<Stickiness>,
     /// `round_robin` or `least_outstanding_requests`.
     pub algorithm: String,
     pub targets: Vec<RouteTarget>,
+    /// `proxy_protocol_v2.enabled` (NLB groups): flows and health checks to the targets start
+    /// with a Proxy Protocol v2 header.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_protocol_v2: bool,
+    /// `deregistration_delay.connection_termination.enabled` (NLB groups): flows to a
+    /// deregistered target are closed when its delay ends, rather than left to end by
+    /// themselves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connection_termination: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stickiness {
-    /// `lb_cookie` or `app_cookie`.
+    /// `lb_cookie` or `app_cookie` (ALB groups), `source_ip` (NLB groups).
     pub kind: String,
+    /// `stickiness.<kind>.duration_seconds`; 0 for `source_ip`, which has none.
     pub duration_seconds: u64,
     /// The application's cookie for `app_cookie`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

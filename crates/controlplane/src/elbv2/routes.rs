@@ -321,6 +321,11 @@ fn group_routes(
                 .then(|| attribute("stickiness.app_cookie.cookie_name").map(str::to_string))
                 .flatten(),
         }),
+        (Some("true"), Some("source_ip")) => Some(Stickiness {
+            kind: "source_ip".to_string(),
+            duration_seconds: 0,
+            cookie_name: None,
+        }),
         _ => None,
     };
     let mut targets = Vec::new();
@@ -364,6 +369,9 @@ fn group_routes(
             .unwrap_or("round_robin")
             .to_string(),
         targets,
+        proxy_protocol_v2: attribute("proxy_protocol_v2.enabled") == Some("true"),
+        connection_termination: attribute("deregistration_delay.connection_termination.enabled")
+            == Some("true"),
     }
 }
 

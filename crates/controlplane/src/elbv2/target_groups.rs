@@ -198,7 +198,7 @@ fn health_check(
 }
 
 /// AWS's default attributes of a new group.
-fn default_attributes(protocol: &str, target_type: &str) -> BTreeMap<String, String> {
+fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
     let mut pairs: Vec<(&str, &str)> = vec![
         ("deregistration_delay.timeout_seconds", "300"),
         ("stickiness.enabled", "false"),
@@ -225,14 +225,10 @@ fn default_attributes(protocol: &str, target_type: &str) -> BTreeMap<String, Str
                 "false",
             ),
             ("proxy_protocol_v2.enabled", "false"),
-            (
-                "preserve_client_ip.enabled",
-                if target_type == "instance" {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
+            // AWS's default is `true` for instance targets; Wharf's data plane connects to
+            // targets from its own address, so the attribute is `false` and stays so
+            // (docs/compat.md): Proxy Protocol v2 is how a target learns its client here.
+            ("preserve_client_ip.enabled", "false"),
         ]);
     }
     pairs
@@ -242,7 +238,7 @@ fn default_attributes(protocol: &str, target_type: &str) -> BTreeMap<String, Str
 }
 
 fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
-    if !default_attributes(protocol, "ip").contains_key(key) {
+    if !default_attributes(protocol).contains_key(key) {
         return Err(invalid(format!(
             "Target group attribute key '{key}' is not recognized"
         )));
@@ -289,8 +285,12 @@ fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
                 ))
             }
         }
+        // Anomaly mitigation works only with `weighted_random`, which Wharf does not offer.
         "load_balancing.algorithm.anomaly_mitigation" => match value {
-            "on" | "off" => Ok(()),
+            "off" => Ok(()),
+            "on" => Err(Elbv2Error::InvalidConfigurationRequest(
+                "Anomaly mitigation is only supported with the weighted_random load balancing algorithm".into(), // guessed
+            )),
             _ => Err(bad("must be on or off")),
         },
         "load_balancing.cross_zone.enabled" => match value {
@@ -299,7 +299,31 @@ fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
                 "must be true, false or use_load_balancer_configuration",
             )),
         },
-        "stickiness.app_cookie.cookie_name" => Ok(()),
+        "stickiness.app_cookie.cookie_name" => {
+            // A cookie name is an RFC 6265 token; the load balancer's own names are reserved.
+            let token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+            if value.len() > 256 || !value.bytes().all(token) {
+                Err(bad("must be a cookie name of at most 256 characters"))
+            } else if value.starts_with("AWSALB") {
+                Err(bad(
+                    "must not start with AWSALB, AWSALBAPP or AWSALBTG (reserved for the load balancer)",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        "preserve_client_ip.enabled" => match value {
+            "false" => Ok(()),
+            "true" => Err(Elbv2Error::InvalidConfigurationRequest(
+                "Wharf's load balancer cannot preserve client IP addresses; enable proxy_protocol_v2.enabled to pass them to targets".into(),
+            )),
+            _ => Err(bad("must be true or false")),
+        },
+        "proxy_protocol_v2.enabled" if matches!(protocol, "UDP" | "TCP_UDP") && value == "true" => {
+            Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Proxy protocol is not supported for target groups with the protocol '{protocol}'" // guessed
+            )))
+        }
         k if k.ends_with(".enabled") => match value {
             "true" | "false" => Ok(()),
             _ => Err(bad("must be true or false")),
@@ -449,7 +473,7 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             target_type: target_type.to_string(),
             ip_address_type: Some(ip_address_type.to_string()),
             health_check: check.clone(),
-            attributes: default_attributes(&protocol, target_type),
+            attributes: default_attributes(&protocol),
             tags: tags.clone(),
             created_at_ms: ctx.now_ms(),
             targets: Vec::new(),
@@ -668,16 +692,6 @@ pub async fn modify_attributes(ctx: &Elbv2Context, input: Value) -> Result<Value
                 "Slow start mode is not supported with the least outstanding requests algorithm"
                     .into(), // guessed
             ));
-        }
-        // The data plane serves lb_cookie stickiness only; refusing the others is better than
-        // accepting a setting nothing honours (docs/compat.md).
-        if a.get("stickiness.enabled").map(String::as_str) == Some("true") {
-            let kind = a.get("stickiness.type").map(String::as_str).unwrap_or("");
-            if kind != "lb_cookie" {
-                return Err(Elbv2Error::InvalidConfigurationRequest(format!(
-                    "Wharf does not support '{kind}' stickiness yet; use stickiness.type lb_cookie"
-                )));
-            }
         }
         record.prune(ctx.now_ms());
         let key = keys::target_group(&record.name);

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 /// A backend answering `<name>` on every path, except:
 /// - `/health`: the status in `health_status`;
 /// - `/hold`: answers only after `release` is notified;
-/// - `/slow`: answers after `delay_ms`.
+/// - `/slow`: answers after `delay_ms`;
+/// - `/login` and `…/login`: also set the application cookie `SESSION=<name>`.
 ///
 /// Answers echo `x-forwarded-*`, `x-amzn-trace-id`, `host` and the HTTP version back as
 /// `x-seen-*` headers.
@@ -115,7 +116,8 @@ pub async fn backend(name: &str) -> Backend {
                                 _ => {}
                             }
                             in_flight.fetch_sub(1, Ordering::SeqCst);
-                            let mut response = hyper::Response::new(Full::new(Bytes::from(name)));
+                            let mut response =
+                                hyper::Response::new(Full::new(Bytes::from(name.clone())));
                             let seen = response.headers_mut();
                             for header in [
                                 "x-forwarded-for",
@@ -138,6 +140,12 @@ pub async fn backend(name: &str) -> Backend {
                                 "x-seen-version",
                                 format!("{:?}", request.version()).parse().unwrap(),
                             );
+                            if path.ends_with("/login") {
+                                seen.insert(
+                                    "set-cookie",
+                                    format!("SESSION={name}; Path=/; HttpOnly").parse().unwrap(),
+                                );
+                            }
                             Ok(response)
                         }
                     });
@@ -202,6 +210,8 @@ pub fn group(name: &str, targets: &[&Backend]) -> TargetGroupRoutes {
         stickiness: None,
         algorithm: "round_robin".into(),
         targets: targets.iter().map(|b| target(b.address)).collect(),
+        proxy_protocol_v2: false,
+        connection_termination: false,
     }
 }
 
