@@ -43,7 +43,10 @@ use crate::http_proxy::{
 };
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
-use crate::table::{Action, LoadBalancerEntry, RoutingTable, TargetRuntime};
+use crate::table::{
+    host_with_port, valid_header_name, Action, LoadBalancerEntry, RoutingTable, TargetRuntime,
+    XffMode,
+};
 use crate::upstream;
 
 /// Headers per message at most (more: 400 from a client, 502 from a target).
@@ -85,6 +88,8 @@ pub async fn serve(
         local,
         client_ip: remote.ip(),
         client_ip_text: remote.ip().to_string(),
+        remote,
+        opened: Instant::now(),
         shared,
         shutdown: shutdown.clone(),
         request_out: Vec::with_capacity(1024),
@@ -111,6 +116,10 @@ struct Connection {
     local: SocketAddr,
     client_ip: IpAddr,
     client_ip_text: String,
+    /// With `routing.http.xff_client_port.enabled`, `X-Forwarded-For` names the port too.
+    remote: SocketAddr,
+    /// For `client_keep_alive.seconds`.
+    opened: Instant,
     shared: Arc<HttpShared>,
     /// This listener's (and the node's) shutdown, for upgraded connections.
     shutdown: CancellationToken,
@@ -314,6 +323,8 @@ impl Connection {
         let lb = &listener.load_balancer;
         let metrics = &lb.metrics.http;
         metrics.request();
+        // A connection open longer than `client_keep_alive.seconds` closes after this answer.
+        let keep_alive = keep_alive && self.opened.elapsed() < lb.http.client_keep_alive;
         // The load balancer answers without reading the request's body: the connection then
         // closes, since what follows is not a request.
         let close = !keep_alive || has_body;
@@ -403,27 +414,53 @@ impl Connection {
                 }
                 out.extend_from_slice(path_and_query.as_bytes());
                 out.extend_from_slice(b" HTTP/1.1\r\n");
+                let settings = &lb.http;
                 for header in headers {
-                    if !scan.forwarded(header.name) || header.name.eq_ignore_ascii_case("host") {
+                    if !scan.forwarded(header.name)
+                        || header.name.eq_ignore_ascii_case("host")
+                        || (settings.drop_invalid_header_fields
+                            && !valid_header_name(header.name.as_bytes()))
+                    {
                         continue;
                     }
                     push_header(out, header.name.as_bytes(), header.value);
                 }
                 match host {
-                    Some(host) => push_header(out, b"Host", host.as_bytes()),
+                    Some(host) => match host_with_port(host, listener.port, settings) {
+                        Some(with_port) => push_header(out, b"Host", with_port.as_bytes()),
+                        None => push_header(out, b"Host", host.as_bytes()),
+                    },
                     None => {
                         let _ = write!(ByteWriter(out), "Host: {}\r\n", self.local);
                     }
                 }
-                out.extend_from_slice(b"X-Forwarded-For: ");
-                for header in headers {
-                    if header.name.eq_ignore_ascii_case("x-forwarded-for") {
-                        out.extend_from_slice(header.value);
-                        out.extend_from_slice(b", ");
+                let forwarded_for = || {
+                    headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                };
+                match settings.xff {
+                    XffMode::Append => {
+                        out.extend_from_slice(b"X-Forwarded-For: ");
+                        for header in forwarded_for() {
+                            out.extend_from_slice(header.value);
+                            out.extend_from_slice(b", ");
+                        }
+                        if settings.xff_client_port {
+                            let _ = write!(ByteWriter(out), "{}", self.remote);
+                        } else {
+                            out.extend_from_slice(self.client_ip_text.as_bytes());
+                        }
+                        out.extend_from_slice(b"\r\n");
                     }
+                    XffMode::Preserve => {
+                        for header in forwarded_for() {
+                            push_header(out, b"X-Forwarded-For", header.value);
+                        }
+                    }
+                    XffMode::Remove => {}
                 }
-                out.extend_from_slice(self.client_ip_text.as_bytes());
-                out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
+                out.extend_from_slice(b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
                 out.extend_from_slice(listener.port_header.as_bytes());
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);

@@ -45,7 +45,8 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
 use crate::table::{
-    Action, Forward, GroupEntry, ListenerTable, Routes, TargetRuntime, TargetStickiness,
+    host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, Routes,
+    TargetRuntime, TargetStickiness, XffMode,
 };
 use crate::upstream::RawBody;
 
@@ -108,6 +109,11 @@ pub async fn serve_connection(
             break;
         }
         if seen == H2_PREFACE.len() {
+            if !shared.routes.current().http_settings(&local).http2 {
+                // `routing.http2.enabled` is off: the preface is a malformed HTTP/1 request
+                // line, answered 400.
+                break;
+            }
             serve_http2(client, remote, local, shared, shutdown).await;
             return;
         }
@@ -137,6 +143,12 @@ async fn serve_http2(
         activity: activity.clone(),
     };
     let idle = shared.routes.current().idle_timeout(&local);
+    let keep_alive = shared
+        .routes
+        .current()
+        .http_settings(&local)
+        .client_keep_alive;
+    let opened = Instant::now();
     let connection = Arc::new(Connection {
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
@@ -170,6 +182,10 @@ async fn serve_http2(
                 let now = crate::clock::monotonic_ms(Instant::now());
                 if now.saturating_sub(last) >= idle.as_millis() as u64 {
                     tracing::debug!(%remote, "closing an idle HTTP/2 connection");
+                    break;
+                }
+                if opened.elapsed() >= keep_alive {
+                    tracing::debug!(%remote, "closing an HTTP/2 connection open for the client keep-alive duration");
                     break;
                 }
             }
@@ -322,17 +338,52 @@ impl Connection {
                 }
             }
         }
-        let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
-            Some(existing) => {
-                let mut value = Vec::with_capacity(existing.len() + 2 + self.client_ip.len());
-                value.extend_from_slice(existing.as_bytes());
-                value.extend_from_slice(b", ");
-                value.extend_from_slice(self.client_ip.as_bytes());
-                HeaderValue::from_bytes(&value).unwrap_or_else(|_| self.client_ip.clone())
+        let settings = &listener.load_balancer.http;
+        if settings.drop_invalid_header_fields {
+            let invalid: Vec<HeaderName> = headers
+                .keys()
+                .filter(|name| !valid_header_name(name.as_str().as_bytes()))
+                .cloned()
+                .collect();
+            for name in invalid {
+                headers.remove(name);
             }
-            None => self.client_ip.clone(),
-        };
-        headers.insert(X_FORWARDED_FOR, forwarded_for);
+        }
+        if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            if let Some(with_port) = host_with_port(host, listener.port, settings) {
+                if let Ok(value) = HeaderValue::try_from(with_port) {
+                    headers.insert(header::HOST, value);
+                }
+            }
+        }
+        match settings.xff {
+            XffMode::Append => {
+                let client = if settings.xff_client_port {
+                    HeaderValue::try_from(self.remote.to_string())
+                        .unwrap_or_else(|_| self.client_ip.clone())
+                } else {
+                    self.client_ip.clone()
+                };
+                let existing: Vec<&[u8]> = headers
+                    .get_all(&X_FORWARDED_FOR)
+                    .iter()
+                    .map(HeaderValue::as_bytes)
+                    .collect();
+                let forwarded_for = if existing.is_empty() {
+                    client
+                } else {
+                    let mut value = existing.join(&b", "[..]);
+                    value.extend_from_slice(b", ");
+                    value.extend_from_slice(client.as_bytes());
+                    HeaderValue::from_bytes(&value).unwrap_or(client)
+                };
+                headers.insert(X_FORWARDED_FOR, forwarded_for);
+            }
+            XffMode::Preserve => {}
+            XffMode::Remove => {
+                headers.remove(&X_FORWARDED_FOR);
+            }
+        }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_PORT, listener.port_header.clone());
         let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));

@@ -271,6 +271,76 @@ pub struct LoadBalancerEntry {
     pub metrics: Arc<LoadBalancerMetrics>,
     /// `(port, protocol)` of every listener.
     pub listeners: Vec<(u16, String)>,
+    /// How its HTTP requests are handled (ALBs).
+    pub http: HttpSettings,
+}
+
+/// An ALB's request-handling attributes ([`model::elb::HttpAttributes`]), parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub xff: XffMode,
+    /// Entries appended to `X-Forwarded-For` are `address:port`.
+    pub xff_client_port: bool,
+    pub drop_invalid_header_fields: bool,
+    pub preserve_host_header: bool,
+    pub http2: bool,
+    /// A client connection closes after its first response once it has been open this long.
+    pub client_keep_alive: Duration,
+}
+
+/// `routing.http.xff_header_processing.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XffMode {
+    /// The client's address is appended (added when the request has none).
+    Append,
+    /// The request's `X-Forwarded-For` goes on unchanged (none is added).
+    Preserve,
+    /// No `X-Forwarded-For` reaches the target.
+    Remove,
+}
+
+impl HttpSettings {
+    fn of(attributes: &model::elb::HttpAttributes) -> HttpSettings {
+        HttpSettings {
+            xff: match attributes.xff_mode.as_str() {
+                "preserve" => XffMode::Preserve,
+                "remove" => XffMode::Remove,
+                _ => XffMode::Append,
+            },
+            xff_client_port: attributes.xff_client_port,
+            drop_invalid_header_fields: attributes.drop_invalid_header_fields,
+            preserve_host_header: attributes.preserve_host_header,
+            http2: attributes.http2,
+            client_keep_alive: Duration::from_secs(attributes.client_keep_alive_seconds.max(1)),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings::of(&model::elb::HttpAttributes::default())
+    }
+}
+
+/// Whether a header name is one ALB calls valid (`drop_invalid_header_fields`): letters,
+/// digits and hyphens only.
+pub fn valid_header_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+}
+
+/// The `Host` value a target gets: the client's, with the listener's port added when the
+/// client's has none, the port is not HTTP's 80 and the load balancer does not preserve
+/// `Host` (as ALB does by default). `None`: unchanged.
+pub fn host_with_port(host: &str, port: u16, settings: &HttpSettings) -> Option<String> {
+    if settings.preserve_host_header || port == 80 {
+        return None;
+    }
+    // `[::1]` has no port, `[::1]:8080` and `example.com:8080` have one.
+    let has_port = match host.rfind(']') {
+        Some(end) => host[end..].contains(':'),
+        None => host.contains(':'),
+    };
+    (!has_port && !host.is_empty()).then(|| format!("{host}:{port}"))
 }
 
 #[derive(Debug)]
@@ -349,6 +419,13 @@ impl RoutingTable {
         self.listeners
             .get(local)
             .map_or(Duration::from_secs(60), |l| l.idle_timeout)
+    }
+
+    /// The request-handling settings of the load balancer listening on `local`.
+    pub fn http_settings(&self, local: &SocketAddr) -> HttpSettings {
+        self.listeners
+            .get(local)
+            .map_or_else(HttpSettings::default, |l| l.load_balancer.http.clone())
     }
 }
 
@@ -525,6 +602,7 @@ impl Registry {
                     .iter()
                     .map(|l| (l.port, l.protocol.clone()))
                     .collect(),
+                http: HttpSettings::of(&lb.http),
             });
             table.load_balancers.push(entry.clone());
             for listener in &lb.listeners {

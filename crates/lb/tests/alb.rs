@@ -1,6 +1,6 @@
 //! The ALB data path end to end, in process: rules, weights, algorithms, health checks,
-//! fail-open, draining, ELB errors, forwarded headers, HTTP/2, redirects, fixed responses and
-//! stickiness.
+//! fail-open, draining, ELB errors, forwarded headers, HTTP/2, redirects, fixed responses,
+//! stickiness and the load balancer's request attributes.
 
 mod support;
 
@@ -575,6 +575,159 @@ async fn stickiness_keeps_a_client_on_its_target() {
             .unwrap();
         assert_eq!(send(&client, request).await.body, first.body);
     }
+}
+
+/// What the target saw of one request with `Host: example.com`, `X-Forwarded-For: 1.2.3.4`
+/// and an `x_under` header, sent by HTTP/1.1 or HTTP/2: (host, X-Forwarded-For, header names).
+async fn seen(client: &HttpClient, address: std::net::SocketAddr) -> (String, String, String) {
+    let request = hyper::Request::get(format!("http://{address}/"))
+        .header("host", "example.com")
+        .header("x-forwarded-for", "1.2.3.4")
+        .header("x_under", "1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = send(client, request).await;
+    assert_eq!(answer.status, 200);
+    let header = |name: &str| {
+        answer
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (
+        header("x-seen-host"),
+        header("x-seen-x-forwarded-for"),
+        header("x-seen-names"),
+    )
+}
+
+#[tokio::test]
+async fn request_attributes_shape_what_targets_see() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let publish = |http: HttpAttributes| {
+        let mut alb = load_balancer(
+            "attrs",
+            LoadBalancerKind::Application,
+            address,
+            vec![rule(None, vec![], forward(&[("web", 1)]))],
+        );
+        alb.http = http;
+        node.publish(snapshot(vec![alb], vec![group("web", &[&web])]))
+    };
+    let http1 = http_client();
+    let http2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let port = address.port();
+
+    // AWS's defaults: the listener's port added to a portless Host, the client appended.
+    publish(HttpAttributes::default()).await;
+    let (host, xff, names) = seen(&http1, address).await;
+    assert_eq!(host, format!("example.com:{port}"));
+    assert_eq!(xff, "1.2.3.4, 127.0.0.1");
+    assert!(names.split(',').any(|n| n == "x_under"), "{names}");
+    let (_, xff, names) = seen(&http2, address).await;
+    assert_eq!(xff, "1.2.3.4, 127.0.0.1");
+    assert!(names.split(',').any(|n| n == "x_under"), "{names}");
+
+    // Host preserved, X-Forwarded-For preserved, invalid header names dropped.
+    publish(HttpAttributes {
+        preserve_host_header: true,
+        xff_mode: "preserve".into(),
+        drop_invalid_header_fields: true,
+        ..HttpAttributes::default()
+    })
+    .await;
+    for client in [&http1, &http2] {
+        let (host, xff, names) = seen(client, address).await;
+        if std::ptr::eq(client, &http1) {
+            assert_eq!(host, "example.com");
+        }
+        assert_eq!(xff, "1.2.3.4");
+        assert!(!names.split(',').any(|n| n == "x_under"), "{names}");
+    }
+
+    // X-Forwarded-For removed; then appended with the client's port.
+    publish(HttpAttributes {
+        xff_mode: "remove".into(),
+        ..HttpAttributes::default()
+    })
+    .await;
+    for client in [&http1, &http2] {
+        assert_eq!(seen(client, address).await.1, "");
+    }
+    publish(HttpAttributes {
+        xff_client_port: true,
+        ..HttpAttributes::default()
+    })
+    .await;
+    for client in [&http1, &http2] {
+        let xff = seen(client, address).await.1;
+        let port: u16 = xff
+            .strip_prefix("1.2.3.4, 127.0.0.1:")
+            .unwrap_or_else(|| panic!("{xff}"))
+            .parse()
+            .unwrap();
+        assert_ne!(port, 0);
+    }
+
+    // HTTP/2 off: the preface is not HTTP/1, so it gets 400; HTTP/1.1 is served.
+    publish(HttpAttributes {
+        http2: false,
+        ..HttpAttributes::default()
+    })
+    .await;
+    let fresh_http2: HttpClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let refused = fresh_http2
+        .request(
+            hyper::Request::get(format!("http://{address}/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(get(&http1, address, "/").await.status, 200);
+}
+
+#[tokio::test]
+async fn client_connections_close_after_the_keep_alive_duration() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut alb = load_balancer(
+        "keepalive",
+        LoadBalancerKind::Application,
+        address,
+        vec![rule(None, vec![], forward(&[("web", 1)]))],
+    );
+    alb.http.client_keep_alive_seconds = 1;
+    node.publish(snapshot(vec![alb], vec![group("web", &[&web])]))
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    // Within the duration the connection stays open...
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+    assert!(!first.contains("connection: close"), "{first}");
+    // ...and the first answer after it says so and closes.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the connection closes")
+        .unwrap();
+    let second = String::from_utf8_lossy(&rest).to_lowercase();
+    assert!(second.starts_with("http/1.1 200"), "{second}");
+    assert!(second.contains("connection: close"), "{second}");
 }
 
 /// The `AWSALBAPP-0` pair (`name=value`) among an answer's `Set-Cookie` headers.

@@ -361,6 +361,9 @@ async fn serve_with_idle_timeout(targets: &[SocketAddr], seconds: u64) -> (Node,
         vec![rule(None, vec![], forward(&[("raw", 1)]))],
     );
     lb.idle_timeout_seconds = seconds;
+    // These tests check the `Host` a request arrives with, as sent; the listener port ALB
+    // adds to a portless one by default is `alb.rs`'s to check.
+    lb.http.preserve_host_header = true;
     node.publish(snapshot(vec![lb], vec![raw_group(targets)]))
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -275,6 +275,50 @@ pub struct LoadBalancerRoutes {
     /// [`NLB_TCP_IDLE_TIMEOUT_SECONDS`] for an NLB's TCP flows.
     pub idle_timeout_seconds: u64,
     pub listeners: Vec<ListenerRoutes>,
+    /// An ALB's request-handling attributes.
+    #[serde(default, skip_serializing_if = "HttpAttributes::is_default")]
+    pub http: HttpAttributes,
+}
+
+/// The ALB attributes that change how the data plane handles requests; AWS's defaults when
+/// absent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpAttributes {
+    /// `routing.http.xff_header_processing.mode`: `append`, `preserve` or `remove`.
+    pub xff_mode: String,
+    /// `routing.http.xff_client_port.enabled`: appended entries are `address:port`.
+    pub xff_client_port: bool,
+    /// `routing.http.drop_invalid_header_fields.enabled`: header names other than letters,
+    /// digits and hyphens are not forwarded.
+    pub drop_invalid_header_fields: bool,
+    /// `routing.http.preserve_host_header.enabled`: otherwise a `Host` without a port gets
+    /// the listener's, when that is not 80.
+    pub preserve_host_header: bool,
+    /// `routing.http2.enabled`: HTTP/2 clients are served.
+    pub http2: bool,
+    /// `client_keep_alive.seconds`: a client connection closes after its first response this
+    /// long after it opened.
+    pub client_keep_alive_seconds: u64,
+}
+
+impl Default for HttpAttributes {
+    fn default() -> Self {
+        HttpAttributes {
+            xff_mode: "append".into(),
+            xff_client_port: false,
+            drop_invalid_header_fields: false,
+            preserve_host_header: false,
+            http2: true,
+            client_keep_alive_seconds: 3600,
+        }
+    }
+}
+
+impl HttpAttributes {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -3,7 +3,9 @@
 //! routes `/api/*` to one and the rest to the other; scaling a service out puts its new tasks
 //! into rotation once healthy; a target that starts failing its health check is taken out and
 //! its task replaced; a rolling deployment under continuous load (wrk) fails no request; a
-//! weighted forward splits 90/10; an NLB forwards TCP.
+//! weighted forward splits 90/10; an NLB forwards TCP, and with Proxy Protocol v2 its targets
+//! read the client's address first; application-cookie stickiness keeps a client on the task
+//! that set its session cookie.
 //!
 //! Backends are busybox `httpd` containers on dynamic host ports (bridge mode, instance
 //! targets) answering with their service name and container hostname, with a `/health` file
@@ -36,13 +38,35 @@ fn backend(service: &str) -> Value {
     }])
 }
 
+/// A backend that also runs a CGI `/cgi-bin/login` setting the session cookie
+/// `SESSION=<hostname>`, as an application with its own sessions does.
+fn backend_with_sessions(service: &str) -> Value {
+    json!([{
+        "name": "app", "image": IMAGE, "memory": 32, "stopTimeout": 2,
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+        "environment": [{"name": "SVC", "value": service}],
+        "command": ["sh", "-c",
+            "mkdir -p /www/cgi-bin && echo \"$SVC $(hostname)\" > /www/index.html && echo ok > /www/health && printf '#!/bin/sh\\necho \"Set-Cookie: SESSION=$(hostname); Path=/\"\\necho \"Content-Type: text/plain\"\\necho\\necho \"$SVC $(hostname)\"\\n' > /www/cgi-bin/login && chmod +x /www/cgi-bin/login && exec httpd -f -p 8080 -h /www"],
+    }])
+}
+
 /// One HTTP/1.1 request over a fresh connection: (status, body).
 fn get(address: &str, path: &str) -> Result<(u16, String)> {
+    let (status, _, body) = request(address, path, None)?;
+    Ok((status, body))
+}
+
+/// One HTTP/1.1 request over a fresh connection, with a `Cookie` header if given:
+/// (status, head, body).
+fn request(address: &str, path: &str, cookie: Option<&str>) -> Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(address).with_context(|| format!("connect {address}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{cookie}Connection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -51,11 +75,17 @@ fn get(address: &str, path: &str) -> Result<(u16, String)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("no status line in {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((status, head.to_string(), body.trim().to_string()))
+}
+
+/// The `name=value` of the `Set-Cookie` header setting `name`, from a response head.
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|line| line.strip_prefix("Set-Cookie: "))
+        .filter_map(|cookie| cookie.split(';').next())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+        .map(str::to_string)
 }
 
 struct Elb<'a> {
@@ -590,5 +620,89 @@ fn an_nlb_forwards_tcp() -> Result<()> {
     elb.wait_healthy(&tg, 1, 90)?;
     let (status, body) = get(&format!("{address}:9000"), "/")?;
     ensure!(status == 200 && body.starts_with("tcp "), "{status} {body}");
+
+    // A second group with Proxy Protocol v2, in front of tasks that echo what they read:
+    // each flow comes back with the header naming this client first.
+    let pp = elb.target_group("pp", "TCP", 1)?;
+    elb.json(&[
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &pp,
+        "--attributes",
+        "Key=proxy_protocol_v2.enabled,Value=true",
+    ])?;
+    elb.listener(&lb, "TCP", 9001, forward(&pp))?;
+    up.register(
+        "pp",
+        json!([{
+            "name": "app", "image": IMAGE, "memory": 32, "stopTimeout": 2,
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+            "command": ["nc", "-ll", "-p", "8080", "-e", "cat"],
+        }]),
+    )?;
+    create_service(&up, "pp", &pp, 1, &[])?;
+    // Health checks pass: their connections carry a LOCAL header the echo sends back.
+    elb.wait_healthy(&pp, 1, 90)?;
+    let mut stream = TcpStream::connect(format!("{address}:9001"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"hello\n")?;
+    let mut echoed = vec![0u8; 28 + 6];
+    stream.read_exact(&mut echoed)?;
+    let client = stream.local_addr()?;
+    let std::net::IpAddr::V4(client_ip) = client.ip() else {
+        bail!("an IPv4 client expected, got {client}");
+    };
+    ensure!(&echoed[..12] == b"\r\n\r\n\0\r\nQUIT\n", "{echoed:?}");
+    ensure!(echoed[12..16] == [0x21, 0x11, 0, 12], "{echoed:?}");
+    ensure!(
+        echoed[16..20] == client_ip.octets(),
+        "source address: {echoed:?}"
+    );
+    ensure!(
+        echoed[24..26] == client.port().to_be_bytes(),
+        "source port: {echoed:?}"
+    );
+    ensure!(echoed[26..28] == 9001u16.to_be_bytes(), "{echoed:?}");
+    ensure!(&echoed[28..] == b"hello\n", "{echoed:?}");
+    Ok(())
+}
+
+#[test]
+fn app_cookie_stickiness_keeps_a_session_on_its_task() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    let tg = elb.target_group("sessions", "HTTP", 1)?;
+    elb.json(&[
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &tg,
+        "--attributes",
+        "Key=stickiness.enabled,Value=true",
+        "Key=stickiness.type,Value=app_cookie",
+        "Key=stickiness.app_cookie.cookie_name,Value=SESSION",
+        "Key=stickiness.app_cookie.duration_seconds,Value=3600",
+    ])?;
+    let (lb, address) = elb.load_balancer("sticky", "application")?;
+    elb.listener(&lb, "HTTP", 80, forward(&tg))?;
+    up.register("sessions", backend_with_sessions("sessions"))?;
+    create_service(&up, "sessions", &tg, 3, &[])?;
+    elb.wait_healthy(&tg, 3, 120)?;
+    let address = format!("{address}:80");
+    // Without a session, requests spread over the three tasks and get no stickiness cookie.
+    let (_, hosts) = sample(&address, "/", 9)?;
+    ensure!(hosts.len() == 3, "round robin over 3 tasks: {hosts:?}");
+    let (_, head, _) = request(&address, "/", None)?;
+    ensure!(set_cookie(&head, "AWSALBAPP-0").is_none(), "{head}");
+    // Logging in: the task sets SESSION, the load balancer adds AWSALBAPP-0.
+    let (status, head, body) = request(&address, "/cgi-bin/login", None)?;
+    ensure!(status == 200, "{status} {head}");
+    let session = set_cookie(&head, "SESSION").context("no SESSION cookie")?;
+    let sticky = set_cookie(&head, "AWSALBAPP-0").context("no AWSALBAPP-0 cookie")?;
+    let cookies = format!("{session}; {sticky}");
+    for _ in 0..10 {
+        let (status, _, again) = request(&address, "/", Some(&cookies))?;
+        ensure!(status == 200 && again == body, "{again} is not {body}");
+    }
     Ok(())
 }

@@ -125,6 +125,19 @@ fn validate_attribute(kind: LoadBalancerKind, key: &str, value: &str) -> Result<
         }
     };
     match key {
+        // Wharf has no S3 to deliver logs to: enabling them would be a setting nothing honours.
+        "access_logs.s3.enabled" | "connection_logs.s3.enabled" if value == "true" => {
+            Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Wharf cannot deliver load balancer logs to S3; '{key}' must stay false"
+            )))
+        }
+        // The data plane's request checks are ALB's defensive mode and nothing else.
+        "routing.http.desync_mitigation_mode" if value != "defensive" => {
+            one_of(&["monitor", "defensive", "strictest"])?;
+            Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                "Wharf's load balancer applies desync mitigation mode 'defensive' only, not '{value}'"
+            )))
+        }
         k if k.ends_with(".enabled") => one_of(&["true", "false"]),
         "idle_timeout.timeout_seconds" => number(1, 4000),
         "client_keep_alive.seconds" => number(60, 604_800),
@@ -628,6 +641,15 @@ mod tests {
         assert!(validate_attribute(app, "routing.http2.enabled", "yes").is_err());
         assert!(validate_attribute(net, "idle_timeout.timeout_seconds", "60").is_err());
         assert!(validate_attribute(net, "load_balancing.cross_zone.enabled", "true").is_ok());
+        // Settings the data plane cannot honour are refused rather than stored.
+        assert!(validate_attribute(app, "access_logs.s3.enabled", "true").is_err());
+        assert!(validate_attribute(net, "access_logs.s3.enabled", "false").is_ok());
+        assert!(validate_attribute(app, "connection_logs.s3.enabled", "true").is_err());
+        assert!(validate_attribute(app, "routing.http.desync_mitigation_mode", "monitor").is_err());
+        assert!(
+            validate_attribute(app, "routing.http.desync_mitigation_mode", "defensive").is_ok()
+        );
+        assert!(validate_attribute(app, "routing.http.desync_mitigation_mode", "lax").is_err());
         assert!(matches!(
             validate_attribute(app, "nope", "1"),
             Err(Elbv2Error::Validation(_))

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use metricstore::{MetricKey, Point, Resolution, Sample};
 use model::elb::{
-    keys, GetRoutesInput, ListenerRoutes, LoadBalancerKind, LoadBalancerRoutes,
+    keys, GetRoutesInput, HttpAttributes, ListenerRoutes, LoadBalancerKind, LoadBalancerRoutes,
     ObservedTargetHealth, QueryStringPair, ReportRequestMetricsInput, ReportTargetHealthInput,
     RouteAction, RouteCondition, RouteRule, RouteSnapshot, RouteTarget, Stickiness,
     TargetGroupRecord, TargetGroupRoutes, TargetHealthRecord, WeightedTargetGroup,
@@ -275,11 +275,12 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
                     .get("idle_timeout.timeout_seconds")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(60),
-                // AWS's idle timeout for NLB TCP flows (the `tcp.idle_timeout.seconds`
-                // listener attribute that changes it is not served).
+                // AWS's idle timeout for NLB TCP flows (a listener's own
+                // `tcp.idle_timeout.seconds` overrides it).
                 LoadBalancerKind::Network => NLB_TCP_IDLE_TIMEOUT_SECONDS,
             },
             listeners: routes,
+            http: http_attributes(lb),
         });
     }
     // ec2InstanceId → host address of the registered container instances.
@@ -299,6 +300,28 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
         out.target_groups.push(group_routes(group, &hosts, now));
     }
     Ok(out)
+}
+
+/// An ALB's request-handling attributes, AWS's defaults for what is not set.
+fn http_attributes(lb: &LoadBalancerRecord) -> HttpAttributes {
+    let defaults = HttpAttributes::default();
+    if lb.kind != LoadBalancerKind::Application {
+        return defaults;
+    }
+    let get = |key: &str| lb.attributes.get(key).map(String::as_str);
+    let flag = |key: &str, default: bool| get(key).map_or(default, |v| v == "true");
+    HttpAttributes {
+        xff_mode: get("routing.http.xff_header_processing.mode")
+            .unwrap_or(&defaults.xff_mode)
+            .to_string(),
+        xff_client_port: flag("routing.http.xff_client_port.enabled", false),
+        drop_invalid_header_fields: flag("routing.http.drop_invalid_header_fields.enabled", false),
+        preserve_host_header: flag("routing.http.preserve_host_header.enabled", false),
+        http2: flag("routing.http2.enabled", true),
+        client_keep_alive_seconds: get("client_keep_alive.seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.client_keep_alive_seconds),
+    }
 }
 
 fn group_routes(

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// - `/login` and `…/login`: also set the application cookie `SESSION=<name>`.
 ///
 /// Answers echo `x-forwarded-*`, `x-amzn-trace-id`, `host` and the HTTP version back as
-/// `x-seen-*` headers.
+/// `x-seen-*` headers, and the names of all the request's headers as `x-seen-names`.
 pub struct Backend {
     pub address: SocketAddr,
     pub name: String,
@@ -140,6 +140,9 @@ pub async fn backend(name: &str) -> Backend {
                                 "x-seen-version",
                                 format!("{:?}", request.version()).parse().unwrap(),
                             );
+                            let names: Vec<&str> =
+                                request.headers().keys().map(|k| k.as_str()).collect();
+                            seen.insert("x-seen-names", names.join(",").parse().unwrap());
                             if path.ends_with("/login") {
                                 seen.insert(
                                     "set-cookie",
@@ -271,6 +274,7 @@ pub fn load_balancer(
             rules,
             idle_timeout_seconds: None,
         }],
+        http: HttpAttributes::default(),
     }
 }
 
