@@ -130,6 +130,7 @@ fn snapshot_view(key: &str, bytes: &[u8]) -> SnapshotView {
                 r.kind,
                 r.address,
                 r.attributes.get("idle_timeout.timeout_seconds"),
+                serde_json::to_value(http_attributes(&r)).unwrap_or(Value::Null),
             ])
         })
     } else if key.starts_with(keys::TARGET_GROUP_PREFIX) {
@@ -853,6 +854,13 @@ mod tests {
             .attributes
             .insert("idle_timeout.timeout_seconds".into(), "120".into());
         assert!(relevant(&event(&key, &bytes(&changed), Some(&bytes(&lb)))));
+        // The request attributes the data plane applies are in the snapshot too.
+        let mut xff = lb.clone();
+        xff.attributes.insert(
+            "routing.http.xff_header_processing.mode".into(),
+            "remove".into(),
+        );
+        assert!(relevant(&event(&key, &bytes(&xff), Some(&bytes(&lb)))));
         // Created, and deleted (a delete event carries no value).
         assert!(relevant(&event(&key, &bytes(&lb), None)));
         assert!(relevant(&event(&key, b"", Some(&bytes(&lb)))));
