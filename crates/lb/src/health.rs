@@ -233,8 +233,8 @@ pub async fn check_once(
     spec: &HealthCheckSpec,
     address: SocketAddr,
 ) -> CheckResult {
-    let request = || {
-        http::Request::get(format!("http://{address}{}", spec.path))
+    let request = |uri: String| {
+        http::Request::get(uri)
             .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
             .header(http::header::HOST, address.to_string())
             .body(Empty::<Bytes>::new())
@@ -254,14 +254,15 @@ pub async fn check_once(
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(connection);
-            let request = request()?;
+            // Origin form on a connection of its own, as the pooled client sends.
+            let request = request(spec.path.clone())?;
             return Ok(Some(sender.send_request(request).await?.status()));
         }
         if !spec.http {
             tokio::net::TcpStream::connect(address).await?;
             return Ok(None);
         }
-        let request = request()?;
+        let request = request(format!("http://{address}{}", spec.path))?;
         Ok::<_, CheckError>(Some(client.request(request).await?.status()))
     };
     match tokio::time::timeout(spec.timeout, answer).await {

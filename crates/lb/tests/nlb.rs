@@ -353,3 +353,57 @@ async fn flows_outlive_the_deregistration_delay_unless_connection_termination_is
         }
     }
 }
+
+#[tokio::test]
+async fn http_health_checks_with_proxy_protocol_send_the_header_then_an_origin_form_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_address = listener.local_addr().unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut header = [0u8; 16];
+                stream.read_exact(&mut header).await.unwrap();
+                let mut request = vec![0u8; 512];
+                let n = stream.read(&mut request).await.unwrap();
+                let line = String::from_utf8_lossy(&request[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = seen_tx.send((header, line));
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let node = Node::start().await;
+    let mut group = tcp_group(target_address, true);
+    group.proxy_protocol_v2 = true;
+    group.health_check.protocol = "HTTP".into();
+    group.health_check.path = Some("/health".into());
+    node.publish(snapshot(vec![nlb(listener_address())], vec![group]))
+        .await;
+    let (header, line) = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+        .await
+        .expect("a health check arrives")
+        .unwrap();
+    assert_eq!(&header[12..], &[0x20, 0, 0, 0]);
+    assert_eq!(line, "GET /health HTTP/1.1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .handle
+        .target_health(&group_arn("echo"), "127.0.0.1", target_address.port())
+        .map(|h| h.state)
+        != Some("healthy".into())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the target turns healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
