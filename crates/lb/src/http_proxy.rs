@@ -142,12 +142,11 @@ async fn serve_http2(
         stream: client.stream,
         activity: activity.clone(),
     };
-    let idle = shared.routes.current().idle_timeout(&local);
-    let keep_alive = shared
-        .routes
-        .current()
-        .http_settings(&local)
-        .client_keep_alive;
+    let (idle, keep_alive) = {
+        let table = shared.routes.current();
+        let settings = table.http_settings(&local);
+        (table.idle_timeout(&local), settings.client_keep_alive)
+    };
     let opened = Instant::now();
     let connection = Arc::new(Connection {
         client_ip: HeaderValue::from_str(&remote.ip().to_string())

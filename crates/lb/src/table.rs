@@ -276,7 +276,7 @@ pub struct LoadBalancerEntry {
 }
 
 /// An ALB's request-handling attributes ([`model::elb::HttpAttributes`]), parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpSettings {
     pub xff: XffMode,
     /// Entries appended to `X-Forwarded-For` are `address:port`.
@@ -425,7 +425,7 @@ impl RoutingTable {
     pub fn http_settings(&self, local: &SocketAddr) -> HttpSettings {
         self.listeners
             .get(local)
-            .map_or_else(HttpSettings::default, |l| l.load_balancer.http.clone())
+            .map_or_else(HttpSettings::default, |l| l.load_balancer.http)
     }
 }
 

@@ -63,11 +63,12 @@ pub async fn serve_flow(
     };
     // Without connection termination the deadline closes nothing: the flow's own end, the
     // idle timeout or the listener's shutdown do.
-    let deadline = CancellationToken::new();
-    let closed = if terminate_at_deadline {
-        &target.closed
-    } else {
-        &deadline
+    let cut_at_deadline = async {
+        if terminate_at_deadline {
+            target.closed.cancelled().await
+        } else {
+            std::future::pending().await
+        }
     };
     let flows = &metrics.flows;
     flows.new_flows.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +102,7 @@ pub async fn serve_flow(
             };
             tokio::select! {
                 _ = tunnel(&mut client, &mut upstream, idle, &count) => {}
-                _ = closed.cancelled() => {
+                _ = cut_at_deadline => {
                     tracing::debug!(%remote, target = %target.address, "closing a flow to a drained target");
                 }
                 _ = shutdown.cancelled() => {}

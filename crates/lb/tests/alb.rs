@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use model::elb::*;
 use support::*;
 
@@ -436,9 +433,7 @@ async fn http2_clients_are_served() {
         vec![group("web", &[&web])],
     ))
     .await;
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new());
+    let client = http2_client();
     for _ in 0..5 {
         let response = client
             .request(
@@ -608,19 +603,12 @@ async fn request_attributes_shape_what_targets_see() {
     let node = Node::start().await;
     let address = listener_address();
     let publish = |http: HttpAttributes| {
-        let mut alb = load_balancer(
-            "attrs",
-            LoadBalancerKind::Application,
-            address,
-            vec![rule(None, vec![], forward(&[("web", 1)]))],
-        );
+        let mut alb = forwarding_to("attrs", LoadBalancerKind::Application, address, "web");
         alb.http = http;
         node.publish(snapshot(vec![alb], vec![group("web", &[&web])]))
     };
     let http1 = http_client();
-    let http2: HttpClient = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new());
+    let http2 = http2_client();
     let port = address.port();
 
     // AWS's defaults: the listener's port added to a portless Host, the client appended.
@@ -680,9 +668,7 @@ async fn request_attributes_shape_what_targets_see() {
         ..HttpAttributes::default()
     })
     .await;
-    let fresh_http2: HttpClient = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new());
+    let fresh_http2 = http2_client();
     let refused = fresh_http2
         .request(
             hyper::Request::get(format!("http://{address}/"))
@@ -700,12 +686,7 @@ async fn client_connections_close_after_the_keep_alive_duration() {
     let web = backend("web").await;
     let node = Node::start().await;
     let address = listener_address();
-    let mut alb = load_balancer(
-        "keepalive",
-        LoadBalancerKind::Application,
-        address,
-        vec![rule(None, vec![], forward(&[("web", 1)]))],
-    );
+    let mut alb = forwarding_to("keepalive", LoadBalancerKind::Application, address, "web");
     alb.http.client_keep_alive_seconds = 1;
     node.publish(snapshot(vec![alb], vec![group("web", &[&web])]))
         .await;
@@ -755,11 +736,11 @@ async fn app_cookie_stickiness_follows_the_application_cookie() {
         cookie_name: Some("SESSION".into()),
     });
     node.publish(snapshot(
-        vec![load_balancer(
+        vec![forwarding_to(
             "app",
             LoadBalancerKind::Application,
             address,
-            vec![rule(None, vec![], forward(&[("app", 1)]))],
+            "app",
         )],
         vec![sticky],
     ))
@@ -768,9 +749,7 @@ async fn app_cookie_stickiness_follows_the_application_cookie() {
         node.wait_for_state("app", b, "healthy").await;
     }
     let http1 = http_client();
-    let http2: HttpClient = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new());
+    let http2 = http2_client();
     for client in [&http1, &http2] {
         // A response without the application's cookie gets no stickiness cookie.
         let plain = get(client, address, "/").await;

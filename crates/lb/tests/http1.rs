@@ -1270,8 +1270,6 @@ async fn a_targets_own_forwarding_headers_reach_the_client() {
 async fn http2_responses_from_a_stalled_target_end_at_the_idle_timeout() {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
-    use hyper_util::client::legacy::{connect::HttpConnector, Client};
-    use hyper_util::rt::TokioExecutor;
 
     // Half the promised body, then nothing.
     let backend = raw_backend(|mut wire| async move {
@@ -1283,9 +1281,7 @@ async fn http2_responses_from_a_stalled_target_end_at_the_idle_timeout() {
     })
     .await;
     let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build(HttpConnector::new());
+    let client = http2_client();
     let response = client
         .request(
             hyper::Request::get(format!("http://{address}/"))

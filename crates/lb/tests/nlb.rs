@@ -211,12 +211,7 @@ async fn proxy_protocol_target() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 }
 
 fn nlb(address: SocketAddr) -> LoadBalancerRoutes {
-    load_balancer(
-        "tcp",
-        LoadBalancerKind::Network,
-        address,
-        vec![rule(None, vec![], forward(&[("echo", 1)]))],
-    )
+    forwarding_to("tcp", LoadBalancerKind::Network, address, "echo")
 }
 
 #[tokio::test]

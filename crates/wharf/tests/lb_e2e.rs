@@ -192,14 +192,20 @@ impl Elb<'_> {
             .to_string();
         let delay =
             format!("Key=deregistration_delay.timeout_seconds,Value={deregistration_delay}");
-        self.json(&[
+        self.set_target_group_attributes(&arn, &[&delay])?;
+        Ok(arn)
+    }
+
+    /// `modify-target-group-attributes` with `Key=…,Value=…` pairs.
+    fn set_target_group_attributes(&self, arn: &str, attributes: &[&str]) -> Result<Value> {
+        let mut args = vec![
             "modify-target-group-attributes",
             "--target-group-arn",
-            &arn,
+            arn,
             "--attributes",
-            &delay,
-        ])?;
-        Ok(arn)
+        ];
+        args.extend_from_slice(attributes);
+        self.json(&args)
     }
 
     fn listener(
@@ -624,13 +630,7 @@ fn an_nlb_forwards_tcp() -> Result<()> {
     // A second group with Proxy Protocol v2, in front of tasks that echo what they read:
     // each flow comes back with the header naming this client first.
     let pp = elb.target_group("pp", "TCP", 1)?;
-    elb.json(&[
-        "modify-target-group-attributes",
-        "--target-group-arn",
-        &pp,
-        "--attributes",
-        "Key=proxy_protocol_v2.enabled,Value=true",
-    ])?;
+    elb.set_target_group_attributes(&pp, &["Key=proxy_protocol_v2.enabled,Value=true"])?;
     elb.listener(&lb, "TCP", 9001, forward(&pp))?;
     up.register(
         "pp",
@@ -673,16 +673,15 @@ fn app_cookie_stickiness_keeps_a_session_on_its_task() -> Result<()> {
     let up = Up::start(data.path())?;
     let elb = Elb { up: &up };
     let tg = elb.target_group("sessions", "HTTP", 1)?;
-    elb.json(&[
-        "modify-target-group-attributes",
-        "--target-group-arn",
+    elb.set_target_group_attributes(
         &tg,
-        "--attributes",
-        "Key=stickiness.enabled,Value=true",
-        "Key=stickiness.type,Value=app_cookie",
-        "Key=stickiness.app_cookie.cookie_name,Value=SESSION",
-        "Key=stickiness.app_cookie.duration_seconds,Value=3600",
-    ])?;
+        &[
+            "Key=stickiness.enabled,Value=true",
+            "Key=stickiness.type,Value=app_cookie",
+            "Key=stickiness.app_cookie.cookie_name,Value=SESSION",
+            "Key=stickiness.app_cookie.duration_seconds,Value=3600",
+        ],
+    )?;
     let (lb, address) = elb.load_balancer("sticky", "application")?;
     elb.listener(&lb, "HTTP", 80, forward(&tg))?;
     up.register("sessions", backend_with_sessions("sessions"))?;

@@ -278,6 +278,21 @@ pub fn load_balancer(
     }
 }
 
+/// A load balancer whose one listener, on `address`, forwards everything to `group`.
+pub fn forwarding_to(
+    name: &str,
+    kind: LoadBalancerKind,
+    address: SocketAddr,
+    group: &str,
+) -> LoadBalancerRoutes {
+    load_balancer(
+        name,
+        kind,
+        address,
+        vec![rule(None, vec![], forward(&[(group, 1)]))],
+    )
+}
+
 pub fn snapshot(
     load_balancers: Vec<LoadBalancerRoutes>,
     target_groups: Vec<TargetGroupRoutes>,
@@ -365,6 +380,13 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A client speaking HTTP/2 with prior knowledge (h2c).
+pub fn http2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 pub struct Answer {
