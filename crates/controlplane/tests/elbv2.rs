@@ -1835,8 +1835,9 @@ async fn listener_attributes_have_aws_defaults_and_the_tcp_idle_timeout_reaches_
         Some("")
     );
     assert_eq!(attribute(&body, "tcp.idle_timeout.seconds"), None);
-    // Defaults are accepted; what the data plane would not apply is refused, not stored.
-    ok(
+    // Response headers are set and reach the routes; values outside a header's grammar are
+    // refused and change nothing.
+    let body = ok(
         &server,
         "ModifyListenerAttributes",
         &[
@@ -1845,11 +1846,91 @@ async fn listener_attributes_have_aws_defaults_and_the_tcp_idle_timeout_reaches_
                 "Attributes.member.1.Key",
                 "routing.http.response.server.enabled",
             ),
-            ("Attributes.member.1.Value", "true"),
+            ("Attributes.member.1.Value", "false"),
+            (
+                "Attributes.member.2.Key",
+                "routing.http.response.x_frame_options.header_value",
+            ),
+            ("Attributes.member.2.Value", "DENY"),
+            (
+                "Attributes.member.3.Key",
+                "routing.http.response.strict_transport_security.header_value",
+            ),
+            (
+                "Attributes.member.3.Value",
+                "max-age=31536000; includeSubDomains",
+            ),
+            (
+                "Attributes.member.4.Key",
+                "routing.http.response.access_control_allow_methods.header_value",
+            ),
+            ("Attributes.member.4.Value", "GET,POST, OPTIONS"),
         ],
     )
     .await;
-    let message = fails(
+    assert_eq!(
+        attribute(&body, "routing.http.response.x_frame_options.header_value").as_deref(),
+        Some("DENY")
+    );
+    let listener = routes(&server)
+        .await
+        .load_balancers
+        .into_iter()
+        .flat_map(|l| l.listeners)
+        .find(|l| l.arn == http)
+        .expect("the HTTP listener is in the routes");
+    assert_eq!(
+        listener.response_headers,
+        model::elb::ResponseHeaderSettings {
+            set: vec![
+                (
+                    "Strict-Transport-Security".into(),
+                    "max-age=31536000; includeSubDomains".into()
+                ),
+                (
+                    "Access-Control-Allow-Methods".into(),
+                    "GET,POST, OPTIONS".into()
+                ),
+                ("X-Frame-Options".into(), "DENY".into()),
+            ],
+            server: false,
+        }
+    );
+    for (key, bad) in [
+        ("x_frame_options", "ALLOWALL"),
+        ("x_frame_options", "DENY\r\nX-Injected: 1"),
+        ("access_control_allow_credentials", "false"),
+        ("access_control_allow_methods", "GET,FETCH"),
+        ("access_control_allow_origin", "https://a.example.com/path"),
+        ("access_control_max_age", "soon"),
+        ("x_content_type_options", "sniff"),
+    ] {
+        let key = format!("routing.http.response.{key}.header_value");
+        let message = fails(
+            &server,
+            "ModifyListenerAttributes",
+            &[
+                ("ListenerArn", &http),
+                ("Attributes.member.1.Key", &key),
+                ("Attributes.member.1.Value", bad),
+            ],
+            "InvalidConfigurationRequest",
+        )
+        .await;
+        assert!(message.contains(&key), "{message}");
+    }
+    let body = ok(
+        &server,
+        "DescribeListenerAttributes",
+        &[("ListenerArn", &http)],
+    )
+    .await;
+    assert_eq!(
+        attribute(&body, "routing.http.response.x_frame_options.header_value").as_deref(),
+        Some("DENY")
+    );
+    // An empty value turns a header off again.
+    ok(
         &server,
         "ModifyListenerAttributes",
         &[
@@ -1858,12 +1939,10 @@ async fn listener_attributes_have_aws_defaults_and_the_tcp_idle_timeout_reaches_
                 "Attributes.member.1.Key",
                 "routing.http.response.x_frame_options.header_value",
             ),
-            ("Attributes.member.1.Value", "DENY"),
+            ("Attributes.member.1.Value", ""),
         ],
-        "InvalidConfigurationRequest",
     )
     .await;
-    assert!(message.contains("x_frame_options"), "{message}");
     fails(
         &server,
         "ModifyListenerAttributes",

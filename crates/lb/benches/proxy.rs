@@ -510,6 +510,7 @@ fn alb(address: SocketAddr, group_name: &str) -> LoadBalancerRoutes {
                 },
             }],
             idle_timeout_seconds: None,
+            response_headers: ResponseHeaderSettings::default(),
         }],
         http: HttpAttributes::default(),
     }

@@ -44,8 +44,8 @@ use crate::http_proxy::{
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
 use crate::table::{
-    host_with_port, valid_header_name, Action, LoadBalancerEntry, RoutingTable, TargetRuntime,
-    XffMode,
+    host_with_port, valid_header_name, Action, LoadBalancerEntry, ResponseHeaders, RoutingTable,
+    TargetRuntime, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
 use crate::upstream;
 
@@ -160,15 +160,18 @@ struct Plan<'t> {
     /// The client asked to switch protocols (WebSocket): on a 101 the connection becomes a
     /// byte stream between client and target.
     upgrade: bool,
+    /// The listener's response-header attributes.
+    response_headers: &'t ResponseHeaders,
 }
 
-impl Plan<'_> {
+impl<'t> Plan<'t> {
     /// How the load balancer's own answer to this request goes out.
-    fn reply(&self, close: bool) -> Reply {
+    fn reply(&self, close: bool) -> Reply<'t> {
         Reply {
             close,
             head_request: self.head_request,
             http10: self.http10,
+            headers: self.response_headers,
         }
     }
 }
@@ -313,6 +316,7 @@ impl Connection {
                     close: true,
                     head_request,
                     http10,
+                    headers: &DEFAULT_RESPONSE_HEADERS,
                 },
             );
             return Ok(Some(Step::Answer {
@@ -332,6 +336,7 @@ impl Connection {
             close,
             head_request,
             http10,
+            headers: &listener.response_headers,
         };
         let client = self.client_ip;
         let Some(rule) = listener
@@ -497,6 +502,7 @@ impl Connection {
                     cookies,
                     app_cookie,
                     upgrade,
+                    response_headers: &listener.response_headers,
                 })))
             }
         }
@@ -776,10 +782,12 @@ impl Connection {
         let reason = response.reason.unwrap_or("");
         let _ = write!(ByteWriter(out), "HTTP/1.1 {status} {reason}\r\n");
         let mut app_cookie_set = false;
+        let set = plan.response_headers;
         for header in headers {
             if !scan.passed_back(header.name)
                 || (decode && header.name.eq_ignore_ascii_case("transfer-encoding"))
                 || (scan.chunked && header.name.eq_ignore_ascii_case("content-length"))
+                || set.replaces(header.name)
             {
                 continue;
             }
@@ -788,6 +796,9 @@ impl Connection {
                     header.name.eq_ignore_ascii_case("set-cookie") && app.is_set_by(header.value);
             }
             push_header(out, header.name.as_bytes(), header.value);
+        }
+        for (name, _, value) in &set.set {
+            push_header(out, name.as_bytes(), value.as_bytes());
         }
         out.extend_from_slice(plan.cookies.as_bytes());
         if let Some(app) = plan.app_cookie.as_ref().filter(|_| app_cookie_set) {
@@ -836,21 +847,24 @@ impl Connection {
 
 /// How an answer the load balancer makes itself goes out.
 #[derive(Debug, Clone, Copy)]
-struct Reply {
+struct Reply<'l> {
     /// `Connection: close`, and the connection closes after it.
     close: bool,
     /// No body (the request was a HEAD).
     head_request: bool,
     /// An HTTP/1.0 client kept alive is told so (`Connection: keep-alive`).
     http10: bool,
+    /// The listener's response-header attributes (AWS's defaults before one is known).
+    headers: &'l ResponseHeaders,
 }
 
-impl Reply {
+impl Reply<'static> {
     /// Before a request could be read: close, and nothing more is known.
-    const CLOSING: Reply = Reply {
+    const CLOSING: Reply<'static> = Reply {
         close: true,
         head_request: false,
         http10: false,
+        headers: &DEFAULT_RESPONSE_HEADERS,
     };
 }
 
@@ -865,14 +879,7 @@ fn answer_error(
         metrics.elb_error(status.as_u16());
     }
     let page = error_page(status);
-    write_answer(
-        out,
-        status,
-        &[("Server", b"awselb/2.0")],
-        Some(b"text/html"),
-        page.as_bytes(),
-        reply,
-    );
+    write_answer(out, status, &[], Some(b"text/html"), page.as_bytes(), reply);
 }
 
 /// Counts a request outstanding on its target while it is being forwarded.
@@ -921,8 +928,15 @@ fn write_answer(
         status.as_u16(),
         httpdate::fmt_http_date(std::time::SystemTime::now())
     );
+    // ALB's own answers name it, unless `routing.http.response.server.enabled` is off.
+    if reply.headers.server {
+        out.extend_from_slice(b"Server: awselb/2.0\r\n");
+    }
     for (name, value) in headers {
         push_header(out, name.as_bytes(), value);
+    }
+    for (name, _, value) in &reply.headers.set {
+        push_header(out, name.as_bytes(), value.as_bytes());
     }
     if let Some(content_type) = content_type {
         push_header(out, b"Content-Type", content_type);

@@ -46,7 +46,7 @@ use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
 use crate::table::{
     host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, Routes,
-    TargetRuntime, TargetStickiness, XffMode,
+    RoutingTable, TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
 use crate::upstream::RawBody;
 
@@ -197,6 +197,28 @@ async fn serve_http2(
 impl Connection {
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let table = self.shared.routes.current();
+        let settings = table
+            .listeners
+            .get(&self.local)
+            .map_or(&DEFAULT_RESPONSE_HEADERS, |l| &l.response_headers);
+        let mut response = self.respond(&table, request).await;
+        // ALB's own answers name it, unless `routing.http.response.server.enabled` is off.
+        if settings.server && response.extensions().get::<ElbAnswer>().is_some() {
+            response
+                .headers_mut()
+                .insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+        }
+        for (_, name, value) in &settings.set {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
+
+    async fn respond(
+        &self,
+        table: &RoutingTable,
+        request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let Some(listener) = table.listeners.get(&self.local) else {
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };
@@ -222,6 +244,7 @@ impl Connection {
                 metrics.fixed_response();
                 let mut response = Response::new(ProxyBody::full(body.clone()));
                 *response.status_mut() = *status;
+                response.extensions_mut().insert(ElbAnswer);
                 if let Some(content_type) = content_type {
                     response
                         .headers_mut()
@@ -242,6 +265,7 @@ impl Connection {
                     redirect_location(&parts, listener.port, [protocol, host, port, path, query]);
                 let mut response = Response::new(ProxyBody::empty());
                 *response.status_mut() = *status;
+                response.extensions_mut().insert(ElbAnswer);
                 match HeaderValue::try_from(location) {
                     Ok(location) => {
                         response.headers_mut().insert(header::LOCATION, location);
@@ -475,14 +499,19 @@ pub(crate) fn error_page(status: StatusCode) -> String {
     )
 }
 
+/// Marks a response the load balancer made itself (it gets ALB's `Server` header).
+#[derive(Debug, Clone, Copy)]
+struct ElbAnswer;
+
 /// An error page as ALB sends it.
 fn elb_error(status: StatusCode) -> Response<ProxyBody> {
     let body = error_page(status);
     let mut response = Response::new(ProxyBody::full(Bytes::from(body)));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response.extensions_mut().insert(ElbAnswer);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     response
 }
 

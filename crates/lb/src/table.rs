@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use model::elb::{LoadBalancerKind, RouteAction, RouteSnapshot, RouteTarget, TargetGroupRoutes};
 use tokio_util::sync::CancellationToken;
 
@@ -393,6 +393,55 @@ pub struct ListenerTable {
     pub rules: Vec<Rule>,
     /// How long a connection may stay idle: the listener's own, else its load balancer's.
     pub idle_timeout: Duration,
+    pub response_headers: ResponseHeaders,
+}
+
+/// AWS's default response-header attributes, for answers made before a listener is known.
+pub static DEFAULT_RESPONSE_HEADERS: ResponseHeaders = ResponseHeaders::DEFAULT;
+
+/// A listener's response-header attributes, as the data path applies them.
+#[derive(Debug, Clone)]
+pub struct ResponseHeaders {
+    /// Set on every response to a client, replacing the target's own: the name as written
+    /// on HTTP/1, the name for HTTP/2, and the value.
+    pub set: Vec<(String, HeaderName, HeaderValue)>,
+    /// The load balancer's own answers (errors, fixed responses, redirects) say
+    /// `Server: awselb/2.0`.
+    pub server: bool,
+}
+
+impl ResponseHeaders {
+    /// No header set, and the `Server` header on (AWS's defaults).
+    pub const DEFAULT: ResponseHeaders = ResponseHeaders {
+        set: Vec::new(),
+        server: true,
+    };
+
+    fn of(settings: &model::elb::ResponseHeaderSettings) -> ResponseHeaders {
+        let set = settings
+            .set
+            .iter()
+            .filter_map(|(name, value)| {
+                let parsed = HeaderName::try_from(name.as_str()).ok()?;
+                Some((
+                    name.clone(),
+                    parsed,
+                    HeaderValue::try_from(value.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        ResponseHeaders {
+            set,
+            server: settings.server,
+        }
+    }
+
+    /// Whether a target's header of this name gives way to one set here.
+    pub fn replaces(&self, name: &str) -> bool {
+        self.set
+            .iter()
+            .any(|(_, set, _)| set.as_str().eq_ignore_ascii_case(name))
+    }
 }
 
 /// A (load balancer, target group) pair, for host-count metrics.
@@ -687,6 +736,7 @@ impl Registry {
                         port: listener.port,
                         port_header: HeaderValue::from(listener.port),
                         rules,
+                        response_headers: ResponseHeaders::of(&listener.response_headers),
                     },
                 );
             }

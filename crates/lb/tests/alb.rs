@@ -681,6 +681,85 @@ async fn request_attributes_shape_what_targets_see() {
 }
 
 #[tokio::test]
+async fn listener_response_headers_are_set_on_every_answer() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let publish = |response_headers: ResponseHeaderSettings, targets: &[&Backend]| {
+        let mut alb = forwarding_to("headers", LoadBalancerKind::Application, address, "web");
+        alb.listeners[0].response_headers = response_headers;
+        node.publish(snapshot(vec![alb], vec![group("web", targets)]))
+    };
+    let http1 = http_client();
+    let http2 = http2_client();
+    let header = |answer: &Answer, name: &str| -> Vec<String> {
+        answer
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+
+    // AWS's defaults: the target's headers pass, ALB's own answers name it.
+    publish(ResponseHeaderSettings::default(), &[&web]).await;
+    for client in [&http1, &http2] {
+        let answer = get(client, address, "/framed").await;
+        assert_eq!(header(&answer, "x-frame-options"), ["SAMEORIGIN"]);
+        assert!(header(&answer, "strict-transport-security").is_empty());
+    }
+
+    // Set headers replace the target's and are added to everything else.
+    let set = ResponseHeaderSettings {
+        set: vec![
+            ("X-Frame-Options".into(), "DENY".into()),
+            (
+                "Strict-Transport-Security".into(),
+                "max-age=31536000".into(),
+            ),
+        ],
+        server: true,
+    };
+    publish(set.clone(), &[&web]).await;
+    for client in [&http1, &http2] {
+        let answer = get(client, address, "/framed").await;
+        assert_eq!(answer.body, "web");
+        assert_eq!(header(&answer, "x-frame-options"), ["DENY"]);
+        assert_eq!(
+            header(&answer, "strict-transport-security"),
+            ["max-age=31536000"]
+        );
+    }
+
+    // The load balancer's own answers (here a 503: no target) get them too, with `Server`
+    // unless that is turned off.
+    publish(set.clone(), &[]).await;
+    for client in [&http1, &http2] {
+        let answer = get(client, address, "/").await;
+        assert_eq!(answer.status, 503);
+        assert_eq!(header(&answer, "server"), ["awselb/2.0"]);
+        assert_eq!(header(&answer, "x-frame-options"), ["DENY"]);
+    }
+    publish(
+        ResponseHeaderSettings {
+            server: false,
+            ..set
+        },
+        &[],
+    )
+    .await;
+    for client in [&http1, &http2] {
+        let answer = get(client, address, "/").await;
+        assert_eq!(answer.status, 503);
+        assert!(header(&answer, "server").is_empty(), "{:?}", answer.headers);
+        assert_eq!(
+            header(&answer, "strict-transport-security"),
+            ["max-age=31536000"]
+        );
+    }
+}
+
+#[tokio::test]
 async fn client_connections_close_after_the_keep_alive_duration() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let web = backend("web").await;

@@ -334,6 +334,80 @@ pub struct ListenerRoutes {
     /// `tcp.idle_timeout.seconds`); otherwise its load balancer's applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_seconds: Option<u64>,
+    /// An ALB listener's response-header attributes (`routing.http.response.*`).
+    #[serde(default, skip_serializing_if = "ResponseHeaderSettings::is_default")]
+    pub response_headers: ResponseHeaderSettings,
+}
+
+/// The listener attributes naming a header the load balancer sets on every response to the
+/// client (`routing.http.response.<name>.header_value`), with the header each sets.
+pub const RESPONSE_HEADER_ATTRIBUTES: [(&str, &str); 10] = [
+    (
+        "routing.http.response.strict_transport_security.header_value",
+        "Strict-Transport-Security",
+    ),
+    (
+        "routing.http.response.access_control_allow_origin.header_value",
+        "Access-Control-Allow-Origin",
+    ),
+    (
+        "routing.http.response.access_control_allow_methods.header_value",
+        "Access-Control-Allow-Methods",
+    ),
+    (
+        "routing.http.response.access_control_allow_headers.header_value",
+        "Access-Control-Allow-Headers",
+    ),
+    (
+        "routing.http.response.access_control_allow_credentials.header_value",
+        "Access-Control-Allow-Credentials",
+    ),
+    (
+        "routing.http.response.access_control_expose_headers.header_value",
+        "Access-Control-Expose-Headers",
+    ),
+    (
+        "routing.http.response.access_control_max_age.header_value",
+        "Access-Control-Max-Age",
+    ),
+    (
+        "routing.http.response.content_security_policy.header_value",
+        "Content-Security-Policy",
+    ),
+    (
+        "routing.http.response.x_content_type_options.header_value",
+        "X-Content-Type-Options",
+    ),
+    (
+        "routing.http.response.x_frame_options.header_value",
+        "X-Frame-Options",
+    ),
+];
+
+/// What an ALB listener does to responses: headers set on every response (replacing a
+/// target's own), and whether the load balancer's own answers say `Server: awselb/2.0`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResponseHeaderSettings {
+    /// `(header name, value)`, names as in [`RESPONSE_HEADER_ATTRIBUTES`].
+    pub set: Vec<(String, String)>,
+    /// `routing.http.response.server.enabled`.
+    pub server: bool,
+}
+
+impl Default for ResponseHeaderSettings {
+    fn default() -> Self {
+        ResponseHeaderSettings {
+            set: Vec::new(),
+            server: true,
+        }
+    }
+}
+
+impl ResponseHeaderSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

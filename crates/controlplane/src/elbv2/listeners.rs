@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use model::elb::{keys, LoadBalancerKind, TargetGroupRecord, NLB_TCP_IDLE_TIMEOUT_SECONDS};
+use model::elb::{
+    keys, LoadBalancerKind, ResponseHeaderSettings, TargetGroupRecord,
+    NLB_TCP_IDLE_TIMEOUT_SECONDS, RESPONSE_HEADER_ATTRIBUTES,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -622,46 +625,6 @@ pub use delete_listener as delete;
 /// The attributes DescribeListenerAttributes lists for a listener of `protocol`, with AWS's
 /// defaults. TLS listeners have none to describe (AWS refuses the call for them).
 fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
-    const RESPONSE: &[(&str, &str)] = &[
-        ("routing.http.response.server.enabled", "true"),
-        (
-            "routing.http.response.strict_transport_security.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_allow_origin.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_allow_methods.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_allow_headers.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_allow_credentials.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_expose_headers.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.access_control_max_age.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.content_security_policy.header_value",
-            "",
-        ),
-        (
-            "routing.http.response.x_content_type_options.header_value",
-            "",
-        ),
-        ("routing.http.response.x_frame_options.header_value", ""),
-    ];
     // HTTPS only: the names of the TLS request headers ALB adds.
     const REQUEST: &[(&str, &str)] = &[
         (
@@ -701,6 +664,19 @@ fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
         "tcp.idle_timeout.seconds",
         NLB_TCP_IDLE_TIMEOUT_SECONDS.to_string(),
     )];
+    // The response-header attributes, empty (no header set) by default.
+    let response = || {
+        std::iter::once((
+            "routing.http.response.server.enabled".to_string(),
+            "true".to_string(),
+        ))
+        .chain(
+            RESPONSE_HEADER_ATTRIBUTES
+                .iter()
+                .map(|(key, _)| (key.to_string(), String::new())),
+        )
+        .collect::<Vec<_>>()
+    };
     let owned = |pairs: &[(&str, &str)]| {
         pairs
             .iter()
@@ -712,8 +688,8 @@ fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
-        "HTTP" => owned(RESPONSE),
-        "HTTPS" => [owned(REQUEST), owned(RESPONSE)].concat(),
+        "HTTP" => response(),
+        "HTTPS" => [owned(REQUEST), response()].concat(),
         _ => Vec::new(),
     };
     pairs.into_iter().collect()
@@ -742,9 +718,90 @@ pub(super) fn listener_attributes(record: &ListenerRecord) -> BTreeMap<String, S
     attributes
 }
 
+/// What an HTTP or HTTPS listener's response-header attributes ask of the data plane.
+pub(super) fn response_headers(record: &ListenerRecord) -> ResponseHeaderSettings {
+    if !APPLICATION_PROTOCOLS.contains(&record.protocol.as_str()) {
+        return ResponseHeaderSettings::default();
+    }
+    let get = |key: &str| record.attributes.get(key).map(String::as_str);
+    ResponseHeaderSettings {
+        set: RESPONSE_HEADER_ATTRIBUTES
+            .iter()
+            .filter_map(|(key, header)| {
+                get(key)
+                    .filter(|value| !value.is_empty())
+                    .map(|value| (header.to_string(), value.to_string()))
+            })
+            .collect(),
+        server: get("routing.http.response.server.enabled") != Some("false"),
+    }
+}
+
+/// Checks a response header's value (`key` names its attribute): printable ASCII, and for
+/// the headers with a fixed grammar, a value of that grammar. Empty turns the header off.
+fn validate_response_header(key: &str, value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    if value.len() > 1024
+        || !value
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err("it must be at most 1024 printable ASCII characters".into());
+        // guessed
+    }
+    let header = key
+        .trim_start_matches("routing.http.response.")
+        .trim_end_matches(".header_value");
+    const METHODS: [&str; 8] = [
+        "GET", "HEAD", "POST", "DELETE", "CONNECT", "OPTIONS", "PUT", "PATCH",
+    ];
+    let ok = match header {
+        "access_control_allow_credentials" => value == "true",
+        "access_control_max_age" => value.parse::<u32>().is_ok(),
+        "x_content_type_options" => value == "nosniff",
+        "x_frame_options" => {
+            matches!(value, "DENY" | "SAMEORIGIN")
+                || value
+                    .strip_prefix("ALLOW-FROM ")
+                    .is_some_and(|uri| uri.starts_with("http://") || uri.starts_with("https://"))
+        }
+        "access_control_allow_methods" => value
+            .split(',')
+            .all(|method| METHODS.contains(&method.trim())),
+        "access_control_allow_origin" => {
+            value == "*"
+                || ["http://", "https://"].iter().any(|scheme| {
+                    value
+                        .strip_prefix(scheme)
+                        .is_some_and(|host| !host.is_empty() && !host.contains(['/', ' ', ',']))
+                })
+        }
+        _ => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match header {
+        "access_control_allow_credentials" => "the only value allowed is 'true'".into(),
+        "access_control_max_age" => "it must be a number of seconds".into(),
+        "x_content_type_options" => "the only value allowed is 'nosniff'".into(),
+        "x_frame_options" => "it must be DENY, SAMEORIGIN or ALLOW-FROM <uri>".into(),
+        "access_control_allow_methods" => {
+            format!(
+                "it must be a comma-separated list of {}",
+                METHODS.join(", ")
+            )
+        }
+        _ => "it must be '*' or one origin such as https://example.com".into(),
+    }) // guessed
+}
+
 /// Checks one attribute for a listener of `protocol`. The data plane applies the TCP idle
-/// timeout; ALB's response and TLS header settings are not applied, so only their defaults
-/// are accepted (rather than stored and ignored).
+/// timeout and the response-header attributes; ALB's TLS request-header names are not
+/// applied (no TLS is terminated), so only their defaults are accepted (rather than stored
+/// and ignored).
 fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
     let defaults = default_attributes(protocol);
     let Some(default) = defaults.get(key) else {
@@ -759,10 +816,18 @@ fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
                 "Listener attribute value '{value}' is not valid for key '{key}': it must be from 60 to 6000" // guessed
             ))),
         },
-        "routing.http.response.server.enabled" if !matches!(value, "true" | "false") => {
-            Err(Elbv2Error::InvalidConfigurationRequest(format!(
+        "routing.http.response.server.enabled" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(Elbv2Error::InvalidConfigurationRequest(format!(
                 "Listener attribute value '{value}' is not valid for key '{key}'" // guessed
-            )))
+            ))),
+        },
+        _ if RESPONSE_HEADER_ATTRIBUTES.iter().any(|(k, _)| *k == key) => {
+            validate_response_header(key, value).map_err(|why| {
+                Elbv2Error::InvalidConfigurationRequest(format!(
+                    "Listener attribute value '{value}' is not valid for key '{key}': {why}" // guessed
+                ))
+            })
         }
         _ if value == default => Ok(()),
         _ => Err(Elbv2Error::InvalidConfigurationRequest(format!(

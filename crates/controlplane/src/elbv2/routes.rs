@@ -262,6 +262,7 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
                 protocol: listener.protocol.clone(),
                 rules: route_rules,
                 idle_timeout_seconds: super::listeners::tcp_idle_timeout_seconds(listener),
+                response_headers: super::listeners::response_headers(listener),
             });
         }
         out.load_balancers.push(LoadBalancerRoutes {

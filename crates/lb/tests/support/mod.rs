@@ -143,6 +143,9 @@ pub async fn backend(name: &str) -> Backend {
                             let names: Vec<&str> =
                                 request.headers().keys().map(|k| k.as_str()).collect();
                             seen.insert("x-seen-names", names.join(",").parse().unwrap());
+                            if path.ends_with("/framed") {
+                                seen.insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
+                            }
                             if path.ends_with("/login") {
                                 seen.insert(
                                     "set-cookie",
@@ -273,6 +276,7 @@ pub fn load_balancer(
             },
             rules,
             idle_timeout_seconds: None,
+            response_headers: ResponseHeaderSettings::default(),
         }],
         http: HttpAttributes::default(),
     }
