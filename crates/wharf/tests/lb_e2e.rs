@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
@@ -683,7 +683,7 @@ fn app_cookie_stickiness_keeps_a_session_on_its_task() -> Result<()> {
         ],
     )?;
     let (lb, address) = elb.load_balancer("sticky", "application")?;
-    elb.listener(&lb, "HTTP", 80, forward(&tg))?;
+    let listener = elb.listener(&lb, "HTTP", 80, forward(&tg))?;
     up.register("sessions", backend_with_sessions("sessions"))?;
     create_service(&up, "sessions", &tg, 3, &[])?;
     elb.wait_healthy(&tg, 3, 120)?;
@@ -702,6 +702,29 @@ fn app_cookie_stickiness_keeps_a_session_on_its_task() -> Result<()> {
     for _ in 0..10 {
         let (status, _, again) = request(&address, "/", Some(&cookies))?;
         ensure!(status == 200 && again == body, "{again} is not {body}");
+    }
+
+    // The listener's response headers reach what the tasks answer.
+    elb.json(&[
+        "modify-listener-attributes",
+        "--listener-arn",
+        &listener,
+        "--attributes",
+        "Key=routing.http.response.x_frame_options.header_value,Value=DENY",
+        "Key=routing.http.response.strict_transport_security.header_value,Value=max-age=300",
+    ])?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, head, _) = request(&address, "/", None)?;
+        if head.contains("\r\nX-Frame-Options: DENY") {
+            ensure!(
+                head.contains("\r\nStrict-Transport-Security: max-age=300"),
+                "{head}"
+            );
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no X-Frame-Options in {head}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
 }
