@@ -95,11 +95,32 @@ pub async fn serve(
         request_out: Vec::with_capacity(1024),
         response_out: Vec::with_capacity(1024),
         timer: IdleTimer::default(),
+        unread: false,
     };
     if let Err(end) = connection.run(&shutdown).await {
         tracing::debug!(%remote, reason = end.0, "client connection closed");
     }
     let _ = connection.client.stream.shutdown().await;
+    if connection.unread {
+        linger(&mut connection.client.stream).await;
+    }
+}
+
+/// How long a connection closed with request bytes unread goes on reading (and dropping)
+/// what its client still sends.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// A lingering close (RFC 9112 §9.6): closing a socket with unread bytes makes the kernel
+/// reset the connection, and a client still sending its body then fails on its next write
+/// without ever reading the answer that was sent. So after the answer and our FIN, what the
+/// client still sends is read and dropped until it closes too, for at most [`LINGER`].
+async fn linger(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = stream.read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// Room for a head's headers, left uninitialized: zeroing 128 of them (4 KiB) for each
@@ -127,6 +148,9 @@ struct Connection {
     response_out: Vec<u8>,
     /// Bounds every wait on the client and its targets by the idle timeout.
     timer: IdleTimer,
+    /// The client may have sent bytes that were not read: the current request's body, or
+    /// whatever followed a malformed request. Closing then lingers (see [`linger`]).
+    unread: bool,
 }
 
 /// What the load balancer does with one request, decided from its head alone.
@@ -210,12 +234,14 @@ impl Connection {
                     Ok(Some(step)) => break step,
                     Ok(None) => {}
                     Err(status) => {
+                        self.unread = true;
                         answer_error(&mut self.response_out, None, status, Reply::CLOSING);
                         let _ = self.client.stream.write_all(&self.response_out).await;
                         return Err(End("malformed request"));
                     }
                 }
                 if self.client.buf.len() >= MAX_HEAD {
+                    self.unread = true;
                     answer_error(
                         &mut self.response_out,
                         None,
@@ -305,6 +331,8 @@ impl Connection {
             _ => Framing::Empty,
         };
         let has_body = !matches!(body, Framing::Empty);
+        // Unread until forwarding reads it all: an answer made without it closes lingering.
+        self.unread = has_body;
         let head_request = method == "HEAD";
 
         let Some(listener) = table.listeners.get(&self.local) else {
@@ -531,6 +559,9 @@ impl Connection {
             let _ = self.client.stream.write_all(&self.response_out).await;
             return Err(End("malformed request body"));
         };
+        if whole {
+            self.unread = false;
+        }
         let mut retry = whole && plan.idempotent;
         let mut body_cut = false;
         let sent = Instant::now();
@@ -567,7 +598,10 @@ impl Connection {
                 )
                 .await;
                 match relayed {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        self.unread = false;
+                        true
+                    }
                     // The client went away mid-body.
                     Err(RelayError::Read(_) | RelayError::Truncated) => {
                         return Err(End("client closed during its request body"));

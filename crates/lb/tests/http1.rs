@@ -1048,6 +1048,37 @@ async fn an_early_answer_from_a_target_that_stops_reading_reaches_the_client() {
 }
 
 #[tokio::test]
+async fn a_client_still_sending_the_body_of_an_answered_request_gets_the_answer() {
+    // No target: the load balancer answers 503 without reading the body, and closes. A
+    // client that sends its whole body before reading must still get that answer: closing
+    // with its bytes unread would reset the connection under it.
+    let (_node, address) = serve(&[]).await;
+    let mut client = dial(address).await;
+    let size = 8 * 1024 * 1024;
+    client
+        .write(
+            format!("POST /upload HTTP/1.1\r\nHost: app.example\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let chunk = vec![b'x'; 64 * 1024];
+    for sent in 0..size / chunk.len() {
+        tokio::time::timeout(WAIT, client.stream.write_all(&chunk))
+            .await
+            .expect("the body goes out in time")
+            .unwrap_or_else(|error| panic!("chunk {sent} of the body: {error}"));
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, client.stream.read_to_end(&mut answer))
+        .await
+        .expect("the answer comes in time")
+        .expect("the answer is read");
+    let answer = text(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+}
+
+#[tokio::test]
 async fn a_client_that_stops_sending_its_body_gets_408() {
     let (backend, _requests) = echo_backend().await;
     let (_node, address) = serve_with_idle_timeout(&[backend.address], 1).await;
