@@ -417,8 +417,17 @@ impl Connection {
                         reply,
                     );
                 } else {
+                    // ALB's redirects carry its HTML page for the status, as its errors do.
                     let headers = [("Location", location.as_bytes())];
-                    write_answer(&mut self.response_out, *status, &headers, None, &[], reply);
+                    let page = error_page(*status);
+                    write_answer(
+                        &mut self.response_out,
+                        *status,
+                        &headers,
+                        Some(b"text/html"),
+                        page.as_bytes(),
+                        reply,
+                    );
                 }
                 Ok(Some(Step::Answer { head_len, close }))
             }

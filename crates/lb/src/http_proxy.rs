@@ -263,9 +263,8 @@ impl Connection {
                 metrics.redirect();
                 let location =
                     redirect_location(&parts, listener.port, [protocol, host, port, path, query]);
-                let mut response = Response::new(ProxyBody::empty());
-                *response.status_mut() = *status;
-                response.extensions_mut().insert(ElbAnswer);
+                // ALB's redirects carry its HTML page for the status, as its errors do.
+                let mut response = elb_error(*status);
                 match HeaderValue::try_from(location) {
                     Ok(location) => {
                         response.headers_mut().insert(header::LOCATION, location);
@@ -447,10 +446,6 @@ pub enum ProxyBody {
 impl ProxyBody {
     fn full(bytes: Bytes) -> ProxyBody {
         ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
-    }
-
-    fn empty() -> ProxyBody {
-        ProxyBody::Full(None)
     }
 }
 

@@ -509,12 +509,23 @@ async fn redirects_and_fixed_responses() {
     ))
     .await;
     let client = http_client();
-    let answer = get(&client, address, "/old/page?x=1").await;
-    assert_eq!(answer.status, 301);
-    assert_eq!(
-        answer.headers["location"],
-        format!("http://new.example.com:{}/old/page?x=1", address.port()).as_str()
-    );
+    for client in [&client, &http2_client()] {
+        let answer = get(client, address, "/old/page?x=1").await;
+        assert_eq!(answer.status, 301);
+        assert_eq!(
+            answer.headers["location"],
+            format!("http://new.example.com:{}/old/page?x=1", address.port()).as_str()
+        );
+        // As ALB's: its server name and its 134-byte page.
+        assert_eq!(answer.headers["server"], "awselb/2.0");
+        assert_eq!(answer.headers["content-type"], "text/html");
+        assert!(
+            answer.body.contains("<title>301 Moved Permanently</title>"),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.body.len(), 134);
+    }
     let request = hyper::Request::post(format!("http://{address}/"))
         .header("host", "API.example.com")
         .body(Full::new(Bytes::from("x")))
@@ -527,6 +538,7 @@ async fn redirects_and_fixed_responses() {
     assert_eq!(answer.headers["content-type"], "application/json");
     let answer = get(&client, address, "/").await;
     assert_eq!((answer.status, answer.body.as_str()), (404, "nothing here"));
+    assert_eq!(answer.headers["server"], "awselb/2.0");
 }
 
 #[tokio::test]
