@@ -393,11 +393,16 @@ pub struct ListenerTable {
     pub rules: Vec<Rule>,
     /// How long a connection may stay idle: the listener's own, else its load balancer's.
     pub idle_timeout: Duration,
+    /// The listener's `routing.http.response.*` attributes.
     pub response_headers: ResponseHeaders,
 }
 
-/// AWS's default response-header attributes, for answers made before a listener is known.
-pub static DEFAULT_RESPONSE_HEADERS: ResponseHeaders = ResponseHeaders::DEFAULT;
+/// AWS's default response-header attributes (no header set, `Server` on), for answers made
+/// before a listener is known.
+pub static DEFAULT_RESPONSE_HEADERS: ResponseHeaders = ResponseHeaders {
+    set: Vec::new(),
+    server: true,
+};
 
 /// A listener's response-header attributes, as the data path applies them.
 #[derive(Debug, Clone)]
@@ -411,12 +416,6 @@ pub struct ResponseHeaders {
 }
 
 impl ResponseHeaders {
-    /// No header set, and the `Server` header on (AWS's defaults).
-    pub const DEFAULT: ResponseHeaders = ResponseHeaders {
-        set: Vec::new(),
-        server: true,
-    };
-
     fn of(settings: &model::elb::ResponseHeaderSettings) -> ResponseHeaders {
         let set = settings
             .set

@@ -739,6 +739,8 @@ pub(super) fn response_headers(record: &ListenerRecord) -> ResponseHeaderSetting
 
 /// Checks a response header's value (`key` names its attribute): printable ASCII, and for
 /// the headers with a fixed grammar, a value of that grammar. Empty turns the header off.
+/// (AWS's limits and texts for these are not documented: the checks and the reasons given
+/// are guessed.)
 fn validate_response_header(key: &str, value: &str) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Ok(());
@@ -749,7 +751,6 @@ fn validate_response_header(key: &str, value: &str) -> std::result::Result<(), S
             .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
     {
         return Err("it must be at most 1024 printable ASCII characters".into());
-        // guessed
     }
     let header = key
         .trim_start_matches("routing.http.response.")
@@ -795,7 +796,7 @@ fn validate_response_header(key: &str, value: &str) -> std::result::Result<(), S
             )
         }
         _ => "it must be '*' or one origin such as https://example.com".into(),
-    }) // guessed
+    })
 }
 
 /// Checks one attribute for a listener of `protocol`. The data plane applies the TCP idle
