@@ -12,6 +12,20 @@ use http_body_util::{BodyExt, Full};
 use model::elb::*;
 use support::*;
 
+/// Rules sending `/api/*` to the group "api" and everything else to "web".
+fn api_then_web() -> Vec<RouteRule> {
+    vec![
+        rule(
+            Some(1),
+            vec![RouteCondition::PathPattern {
+                values: vec!["/api/*".into()],
+            }],
+            forward(&[("api", 1)]),
+        ),
+        rule(None, vec![], forward(&[("web", 1)])),
+    ]
+}
+
 #[tokio::test]
 async fn path_rules_route_to_their_groups() {
     let (api, web) = (backend("api").await, backend("web").await);
@@ -22,16 +36,7 @@ async fn path_rules_route_to_their_groups() {
             "paths",
             LoadBalancerKind::Application,
             address,
-            vec![
-                rule(
-                    Some(1),
-                    vec![RouteCondition::PathPattern {
-                        values: vec!["/api/*".into()],
-                    }],
-                    forward(&[("api", 1)]),
-                ),
-                rule(None, vec![], forward(&[("web", 1)])),
-            ],
+            api_then_web(),
         )],
         vec![group("api", &[&api]), group("web", &[&web])],
     ))
@@ -576,11 +581,8 @@ async fn stickiness_keeps_a_client_on_its_target() {
         .to_string();
     assert!(cookie.starts_with("AWSALB="), "{cookie}");
     for _ in 0..10 {
-        let request = hyper::Request::get(format!("http://{address}/"))
-            .header("cookie", &cookie)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        assert_eq!(send(&client, request).await.body, first.body);
+        let answer = get_with_cookie(&client, address, "/", &cookie).await;
+        assert_eq!(answer.body, first.body);
     }
 }
 
@@ -854,12 +856,10 @@ async fn app_cookie_stickiness_follows_the_application_cookie() {
             "{set:?}"
         );
         let stuck = app_cookie(&login.headers).expect("AWSALBAPP-0 is set");
-        let ask = |cookie: String| {
-            let request = hyper::Request::get(format!("http://{address}/"))
-                .header("cookie", format!("SESSION={}; {cookie}", login.body))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            send(client, request)
+        let session = &login.body;
+        let ask = |cookie: String| async move {
+            let cookie = format!("SESSION={session}; {cookie}");
+            get_with_cookie(client, address, "/", &cookie).await
         };
         for _ in 0..9 {
             assert_eq!(ask(stuck.clone()).await.body, login.body);
@@ -903,16 +903,7 @@ async fn app_cookie_stickiness_remembers_a_target_per_group() {
             "two",
             LoadBalancerKind::Application,
             address,
-            vec![
-                rule(
-                    Some(1),
-                    vec![RouteCondition::PathPattern {
-                        values: vec!["/api/*".into()],
-                    }],
-                    forward(&[("api", 1)]),
-                ),
-                rule(None, vec![], forward(&[("web", 1)])),
-            ],
+            api_then_web(),
         )],
         vec![
             sticky("web", &[&backends[0], &backends[1]]),
@@ -927,20 +918,13 @@ async fn app_cookie_stickiness_remembers_a_target_per_group() {
     let web = get(&client, address, "/login").await;
     let first = app_cookie(&web.headers).unwrap();
     // The API login carries the web entry on in the same cookie.
-    let request = hyper::Request::get(format!("http://{address}/api/login"))
-        .header("cookie", &first)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let api = send(&client, request).await;
+    let api = get_with_cookie(&client, address, "/api/login", &first).await;
     let both = app_cookie(&api.headers).unwrap();
     assert_eq!(both.len(), "AWSALBAPP-0=".len() + 48, "{both}");
     for (path, expected) in [("/", &web.body), ("/api/x", &api.body)] {
         for _ in 0..4 {
-            let request = hyper::Request::get(format!("http://{address}{path}"))
-                .header("cookie", &both)
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            assert_eq!(&send(&client, request).await.body, expected, "{path}");
+            let answer = get_with_cookie(&client, address, path, &both).await;
+            assert_eq!(&answer.body, expected, "{path}");
         }
     }
 }

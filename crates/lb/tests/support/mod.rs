@@ -421,6 +421,20 @@ pub async fn get(client: &HttpClient, address: SocketAddr, path: &str) -> Answer
     send(client, request).await
 }
 
+/// [`get`] with a `Cookie` header.
+pub async fn get_with_cookie(
+    client: &HttpClient,
+    address: SocketAddr,
+    path: &str,
+    cookie: &str,
+) -> Answer {
+    let request = hyper::Request::get(format!("http://{address}{path}"))
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(client, request).await
+}
+
 pub fn counts(bodies: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for body in bodies {
