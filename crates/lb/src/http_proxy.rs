@@ -46,7 +46,7 @@ use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
 use crate::table::{
     host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, Routes,
-    RoutingTable, TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
+    TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
 use crate::upstream::RawBody;
 
@@ -197,11 +197,9 @@ async fn serve_http2(
 impl Connection {
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let table = self.shared.routes.current();
-        let settings = table
-            .listeners
-            .get(&self.local)
-            .map_or(&DEFAULT_RESPONSE_HEADERS, |l| &l.response_headers);
-        let mut response = self.respond(&table, request).await;
+        let listener = table.listeners.get(&self.local);
+        let settings = listener.map_or(&DEFAULT_RESPONSE_HEADERS, |l| &l.response_headers);
+        let mut response = self.respond(listener, request).await;
         // ALB's own answers name it, unless `routing.http.response.server.enabled` is off.
         if settings.server && response.extensions().get::<ElbAnswer>().is_some() {
             response
@@ -216,10 +214,10 @@ impl Connection {
 
     async fn respond(
         &self,
-        table: &RoutingTable,
+        listener: Option<&ListenerTable>,
         request: Request<Incoming>,
     ) -> Response<ProxyBody> {
-        let Some(listener) = table.listeners.get(&self.local) else {
+        let Some(listener) = listener else {
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };
         let metrics = &listener.load_balancer.metrics.http;
