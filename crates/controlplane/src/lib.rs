@@ -2,6 +2,7 @@
 //! picks the AWS service from the credential scope, and runs that service's handlers against
 //! the store. Controllers (placement, services, …) will live here too.
 
+pub mod acm;
 pub mod cloudwatch;
 pub mod controllers;
 pub mod credentials;

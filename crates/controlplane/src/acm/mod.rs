@@ -1,0 +1,3 @@
+//! AWS Certificate Manager (`acm`): the certificates HTTPS and TLS listeners serve.
+
+pub mod records;
