@@ -511,6 +511,7 @@ fn alb(address: SocketAddr, group_name: &str) -> LoadBalancerRoutes {
             }],
             idle_timeout_seconds: None,
             response_headers: ResponseHeaderSettings::default(),
+            tls: None,
         }],
         http: HttpAttributes::default(),
     }

@@ -26,15 +26,16 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
-/// A connection with the bytes read from it and not yet used.
+/// A connection with the bytes read from it and not yet used: a target connection, or a
+/// client's ([`crate::tls::ClientStream`], TLS or not).
 #[derive(Debug)]
-pub struct Buffered {
-    pub stream: TcpStream,
+pub struct Buffered<S = TcpStream> {
+    pub stream: S,
     pub buf: BytesMut,
 }
 
-impl Buffered {
-    pub fn new(stream: TcpStream) -> Buffered {
+impl<S: AsyncRead + Unpin> Buffered<S> {
+    pub fn new(stream: S) -> Buffered<S> {
         Buffered {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -303,6 +304,24 @@ fn chunk_size(line: &[u8]) -> Result<u64, RelayError> {
     u64::from_str_radix(digits, 16).map_err(|_| RelayError::Malformed)
 }
 
+/// Where [`relay`] writes a body: a target connection, or a client's.
+pub(crate) trait BodySink {
+    /// Writes `bytes`; a reader that stops reading holds the writer no longer than `idle`.
+    async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError>;
+}
+
+impl BodySink for TcpStream {
+    async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+        write_within(self, bytes, idle).await
+    }
+}
+
+impl BodySink for crate::tls::ClientStream {
+    async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+        crate::tls::ClientStream::write_within(self, bytes, idle).await
+    }
+}
+
 /// Writes `bytes`; a reader that stops reading holds the writer no longer than `idle`. The
 /// common case, a socket with room, is one system call and no timer.
 pub async fn write_within(
@@ -328,9 +347,9 @@ pub async fn write_within(
 /// the body bytes already buffered, then the rest as it arrives, each read waiting at most
 /// `idle` (measured by `timer`). `target`: the body comes from or goes to this target, and is
 /// cut when its draining deadline passes. Bytes after the body stay in `from.buf`.
-pub async fn relay(
-    from: &mut Buffered,
-    to: &mut TcpStream,
+pub(crate) async fn relay<R: AsyncRead + Unpin>(
+    from: &mut Buffered<R>,
+    to: &mut impl BodySink,
     out: &mut Vec<u8>,
     framing: &mut Framing,
     decode: bool,
@@ -340,7 +359,7 @@ pub async fn relay(
     loop {
         let done = framing.take(&mut from.buf, out, decode)?;
         if !out.is_empty() {
-            write_within(to, out, idle).await?;
+            to.write_within(out, idle).await?;
             out.clear();
         }
         if done {
@@ -364,12 +383,11 @@ pub async fn relay(
 /// Bytes both ways between `a` and `b` (half-closes passed on, as `copy_bidirectional`)
 /// until both have closed, or until nothing has moved either way for `idle` (ALB closes an
 /// upgraded connection then, NLB a TCP flow). `on_read` hears of every read, as [`Watched`].
-pub async fn tunnel(
-    a: &mut TcpStream,
-    b: &mut TcpStream,
-    idle: Duration,
-    on_read: &(dyn Fn(usize) + Sync),
-) {
+pub async fn tunnel<A, B>(a: &mut A, b: &mut B, idle: Duration, on_read: &(dyn Fn(usize) + Sync))
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let started = Instant::now();
     // Milliseconds from `started` to the last read that brought bytes.
     let last = AtomicU64::new(0);
@@ -406,12 +424,12 @@ pub async fn tunnel(
 
 /// A stream that tells `on_read` how many bytes each read brought ([`tunnel`]'s idle clock
 /// and its caller's byte count).
-struct Watched<'a> {
-    stream: &'a mut TcpStream,
+struct Watched<'a, S> {
+    stream: &'a mut S,
     on_read: &'a (dyn Fn(usize) + Sync),
 }
 
-impl AsyncRead for Watched<'_> {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -424,7 +442,7 @@ impl AsyncRead for Watched<'_> {
     }
 }
 
-impl AsyncWrite for Watched<'_> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -47,6 +47,7 @@ use crate::table::{
     host_with_port, valid_header_name, Action, LoadBalancerEntry, ResponseHeaders, RoutingTable,
     TargetRuntime, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
+use crate::tls::ClientStream;
 use crate::upstream;
 
 /// Headers per message at most (more: 400 from a client, 502 from a target).
@@ -77,7 +78,7 @@ const REPLACED: [&str; 4] = [
 
 /// Serves one HTTP/1.x client connection whose first bytes are already in `client.buf`.
 pub async fn serve(
-    client: Buffered,
+    client: Buffered<ClientStream>,
     remote: SocketAddr,
     local: SocketAddr,
     shared: Arc<HttpShared>,
@@ -114,7 +115,7 @@ const LINGER: Duration = Duration::from_secs(5);
 /// reset the connection, and a client still sending its body then fails on its next write
 /// without ever reading the answer that was sent. So after the answer and our FIN, what the
 /// client still sends is read and dropped until it closes too, for at most [`LINGER`].
-async fn linger(stream: &mut tokio::net::TcpStream) {
+async fn linger(stream: &mut ClientStream) {
     use tokio::io::AsyncReadExt;
     let mut scratch = vec![0u8; 64 * 1024];
     let _ = tokio::time::timeout(LINGER, async {
@@ -133,7 +134,7 @@ pub(crate) fn uninit_headers<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b
 struct End(&'static str);
 
 struct Connection {
-    client: Buffered,
+    client: Buffered<ClientStream>,
     local: SocketAddr,
     client_ip: IpAddr,
     client_ip_text: String,
@@ -236,7 +237,7 @@ impl Connection {
                     Err(status) => {
                         self.unread = true;
                         answer_error(&mut self.response_out, None, status, Reply::CLOSING);
-                        let _ = self.client.stream.write_all(&self.response_out).await;
+                        let _ = self.client.stream.send(&self.response_out).await;
                         return Err(End("malformed request"));
                     }
                 }
@@ -248,7 +249,7 @@ impl Connection {
                         StatusCode::BAD_REQUEST,
                         Reply::CLOSING,
                     );
-                    let _ = self.client.stream.write_all(&self.response_out).await;
+                    let _ = self.client.stream.send(&self.response_out).await;
                     return Err(End("request head too large"));
                 }
                 let read = tokio::select! {
@@ -268,7 +269,7 @@ impl Connection {
                     self.client.buf.advance(head_len);
                     self.client
                         .stream
-                        .write_all(&self.response_out)
+                        .send(&self.response_out)
                         .await
                         .map_err(|_| End("write failed"))?;
                     !close
@@ -407,8 +408,17 @@ impl Connection {
                 status,
             } => {
                 metrics.redirect();
-                let location =
-                    redirect_location(&view, listener.port, [protocol, host, port, path, query]);
+                let scheme = if self.client.stream.is_tls() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let location = redirect_location(
+                    &view,
+                    listener.port,
+                    scheme,
+                    [protocol, host, port, path, query],
+                );
                 if location.bytes().any(|b| b < 0x20 || b == 0x7f) {
                     answer_error(
                         &mut self.response_out,
@@ -502,7 +512,11 @@ impl Connection {
                     }
                     XffMode::Remove => {}
                 }
-                out.extend_from_slice(b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
+                out.extend_from_slice(if self.client.stream.is_tls() {
+                    b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: "
+                } else {
+                    b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: "
+                });
                 out.extend_from_slice(listener.port_header.as_bytes());
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);
@@ -565,7 +579,7 @@ impl Connection {
                 StatusCode::BAD_REQUEST,
                 plan.reply(true),
             );
-            let _ = self.client.stream.write_all(&self.response_out).await;
+            let _ = self.client.stream.send(&self.response_out).await;
             return Err(End("malformed request body"));
         };
         if whole {
@@ -589,7 +603,7 @@ impl Connection {
             if std::mem::take(&mut plan.expect_continue) {
                 self.client
                     .stream
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .send(b"HTTP/1.1 100 Continue\r\n\r\n")
                     .await
                     .map_err(|_| End("write failed"))?;
             }
@@ -628,7 +642,7 @@ impl Connection {
                             status,
                             plan.reply(true),
                         );
-                        let _ = self.client.stream.write_all(&self.response_out).await;
+                        let _ = self.client.stream.send(&self.response_out).await;
                         return Err(End("request body not received"));
                     }
                     // The target stopped reading the body: it may have answered early (413,
@@ -716,7 +730,7 @@ impl Connection {
         let mut head = std::mem::take(&mut self.response_out);
         head.extend_from_slice(&upstream.buf);
         upstream.buf.clear();
-        let written = self.client.stream.write_all(&head).await;
+        let written = self.client.stream.send(&head).await;
         self.response_out = head;
         written.map_err(|_| End("write failed"))?;
         if !self.client.buf.is_empty() {
@@ -881,7 +895,7 @@ impl Connection {
         );
         self.client
             .stream
-            .write_all(&self.response_out)
+            .send(&self.response_out)
             .await
             .map_err(|_| End("write failed"))?;
         Ok(!close)

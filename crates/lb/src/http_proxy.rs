@@ -39,7 +39,6 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Buffered, RelayError};
@@ -48,6 +47,7 @@ use crate::table::{
     host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, Routes,
     TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
+use crate::tls::ClientStream;
 use crate::upstream::RawBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -89,12 +89,14 @@ struct Connection {
     remote: SocketAddr,
     /// The client's IP, for `X-Forwarded-For` when the request has none.
     client_ip: HeaderValue,
+    /// TLS was terminated: `X-Forwarded-Proto: https`, and `#{protocol}` in redirects.
+    tls: bool,
 }
 
 /// Serves one client connection until it closes or `shutdown` (then gracefully: in-flight
 /// requests finish): HTTP/1.x by [`crate::http1`], HTTP/2 by hyper.
 pub async fn serve_connection(
-    stream: TcpStream,
+    stream: ClientStream,
     remote: SocketAddr,
     local: SocketAddr,
     shared: Arc<HttpShared>,
@@ -130,7 +132,7 @@ pub async fn serve_connection(
 }
 
 async fn serve_http2(
-    client: Buffered,
+    client: Buffered<ClientStream>,
     remote: SocketAddr,
     local: SocketAddr,
     shared: Arc<HttpShared>,
@@ -148,7 +150,9 @@ async fn serve_http2(
         (table.idle_timeout(&local), settings.client_keep_alive)
     };
     let opened = Instant::now();
+    let tls = stream.stream.is_tls();
     let connection = Arc::new(Connection {
+        tls,
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         shared: shared.clone(),
@@ -195,6 +199,15 @@ async fn serve_http2(
 }
 
 impl Connection {
+    /// `http` or `https`, as the client connected.
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let table = self.shared.routes.current();
         let listener = table.listeners.get(&self.local);
@@ -259,8 +272,12 @@ impl Connection {
                 status,
             } => {
                 metrics.redirect();
-                let location =
-                    redirect_location(&parts, listener.port, [protocol, host, port, path, query]);
+                let location = redirect_location(
+                    &parts,
+                    listener.port,
+                    self.scheme(),
+                    [protocol, host, port, path, query],
+                );
                 // ALB's redirects carry its HTML page for the status, as its errors do.
                 let mut response = elb_error(*status);
                 match HeaderValue::try_from(location) {
@@ -404,7 +421,7 @@ impl Connection {
                 headers.remove(&X_FORWARDED_FOR);
             }
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.scheme()));
         headers.insert(X_FORWARDED_PORT, listener.port_header.clone());
         let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));
         headers.insert(X_AMZN_TRACE_ID, trace);
@@ -721,6 +738,7 @@ fn write_trace_id(out: &mut [u8; 35]) {
 pub(crate) fn redirect_location<R: RequestView + ?Sized>(
     request: &R,
     listener_port: u16,
+    listener_scheme: &str,
     [protocol, host, port, path, query]: [&String; 5],
 ) -> String {
     let request_host = request.host().map(strip_port).unwrap_or("");
@@ -728,7 +746,7 @@ pub(crate) fn redirect_location<R: RequestView + ?Sized>(
     let request_path = request.path().strip_prefix('/').unwrap_or(request.path());
     let request_query = request.query().unwrap_or("");
     let fill = |text: &str| {
-        text.replace("#{protocol}", "http")
+        text.replace("#{protocol}", listener_scheme)
             .replace("#{host}", request_host)
             .replace("#{port}", &listener_port)
             .replace("#{path}", request_path)
@@ -762,7 +780,7 @@ pub(crate) fn redirect_location<R: RequestView + ?Sized>(
 /// are read again first. It notes when bytes last moved (for the idle timeout).
 struct Prefixed {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: ClientStream,
     activity: Arc<AtomicU64>,
 }
 
@@ -897,6 +915,7 @@ mod tests {
         let location = redirect_location(
             &parts,
             8080,
+            "http",
             [
                 &s("HTTPS"),
                 &s("#{host}"),
@@ -909,6 +928,7 @@ mod tests {
         let location = redirect_location(
             &parts,
             8080,
+            "http",
             [
                 &s("#{protocol}"),
                 &s("new.#{host}"),
@@ -918,6 +938,20 @@ mod tests {
             ],
         );
         assert_eq!(location, "http://new.example.com:8080/v2/a/b");
+        // On an HTTPS listener, `#{protocol}` is https (whose default port is then left out).
+        let location = redirect_location(
+            &parts,
+            443,
+            "https",
+            [
+                &s("#{protocol}"),
+                &s("#{host}"),
+                &s("#{port}"),
+                &s("/#{path}"),
+                &s("#{query}"),
+            ],
+        );
+        assert_eq!(location, "https://example.com/a/b?x=1");
     }
 
     #[test]

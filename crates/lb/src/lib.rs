@@ -11,7 +11,7 @@
 //! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
 //!   clients, [`framing`] relays their bodies, [`proxy_protocol`] writes the headers NLB
 //!   flows can start with); [`listeners`] binds them; [`upstream`] pools keep-alive
-//!   connections to targets;
+//!   connections to targets; [`tls`] terminates HTTPS and TLS listeners' TLS;
 //! - [`workers`]: the threads client connections run on;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
@@ -34,6 +34,7 @@ pub mod proxy_protocol;
 pub mod source;
 pub mod table;
 pub mod tcp_proxy;
+pub mod tls;
 pub mod upstream;
 pub mod workers;
 

@@ -1,9 +1,14 @@
 //! Listener reconciliation: every listener of every load balancer in the routing table is
-//! bound on `address:port` (HTTP → the ALB path, TCP → the NLB path); listeners that left the
-//! table are closed (their connections shut down gracefully); unchanged ones are left alone
-//! with their connections. A load balancer is active when all its listeners are bound, failed
-//! otherwise (address in use, or a protocol this node does not serve: HTTPS, TLS and UDP need
-//! certificates or datagram support it does not have).
+//! bound on `address:port` (HTTP and HTTPS → the ALB path, TCP and TLS → the NLB path; on
+//! HTTPS and TLS listeners the TLS handshake comes first); listeners that left the table are
+//! closed (their connections shut down gracefully); unchanged ones are left alone with their
+//! connections. A load balancer is active when all its listeners are bound, failed otherwise
+//! (address in use, certificates that cannot be used, or a protocol this node does not serve:
+//! UDP needs datagram support it does not have).
+//!
+//! Whether a connection starts with a TLS handshake is looked up in the routing table when it
+//! is accepted, so a listener changed from HTTP to HTTPS (or given new certificates) keeps
+//! its socket and applies to new connections.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::http_proxy::{serve_connection, HttpShared};
 use crate::table::{Routes, RoutingTable};
 use crate::tcp_proxy::serve_flow;
+use crate::tls::ClientStream;
 use crate::workers::Workers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,8 +35,8 @@ pub enum ListenerKind {
 impl ListenerKind {
     fn for_protocol(protocol: &str) -> Option<ListenerKind> {
         match protocol {
-            "HTTP" => Some(ListenerKind::Http),
-            "TCP" => Some(ListenerKind::Tcp),
+            "HTTP" | "HTTPS" => Some(ListenerKind::Http),
+            "TCP" | "TLS" => Some(ListenerKind::Tcp),
             _ => None,
         }
     }
@@ -75,6 +81,9 @@ impl Listeners {
         let mut wanted = HashMap::new();
         let mut failures: BTreeMap<String, String> = BTreeMap::new();
         for lb in &table.load_balancers {
+            if let Some(reason) = table.tls_failures.get(&lb.arn) {
+                failures.insert(lb.arn.clone(), reason.clone());
+            }
             for (port, protocol) in &lb.listeners {
                 let address = SocketAddr::new(lb.address, *port);
                 let Some(kind) = ListenerKind::for_protocol(protocol) else {
@@ -141,6 +150,24 @@ impl Listeners {
     }
 }
 
+/// The client side of a new connection: TLS terminated first when the listener on `local`
+/// is an HTTPS or TLS one.
+async fn accept_tls(
+    stream: TcpStream,
+    routes: &Routes,
+    local: SocketAddr,
+) -> std::io::Result<ClientStream> {
+    let tls = routes
+        .current()
+        .listeners
+        .get(&local)
+        .and_then(|listener| listener.tls.clone());
+    match tls {
+        Some(config) => crate::tls::accept(stream, config).await,
+        None => Ok(ClientStream::Plain(stream)),
+    }
+}
+
 /// Binds with `SO_REUSEADDR`, so a listener can be bound again right after it was closed.
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if address.is_ipv4() {
@@ -183,6 +210,13 @@ async fn accept_loop(
                         Ok(stream) => stream,
                         Err(error) => {
                             tracing::debug!(%remote, %error, "cannot register a connection");
+                            return;
+                        }
+                    };
+                    let stream = match accept_tls(stream, &routes, local).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::debug!(%remote, %error, "TLS handshake failed");
                             return;
                         }
                     };

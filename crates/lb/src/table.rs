@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use model::elb::{LoadBalancerKind, RouteAction, RouteSnapshot, RouteTarget, TargetGroupRoutes};
+use model::elb::{
+    ListenerTls, LoadBalancerKind, RouteAction, RouteSnapshot, RouteTarget, TargetGroupRoutes,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthCheckSpec, HealthStatus, STATE_HEALTHY, STATE_INITIAL};
 use crate::matching::Condition;
 use crate::metrics::{HttpMetrics, LoadBalancerMetrics};
+use crate::tls::Terminated;
 
 const HEALTH_INITIAL: u8 = 0;
 const HEALTH_HEALTHY: u8 = 1;
@@ -395,6 +398,8 @@ pub struct ListenerTable {
     pub idle_timeout: Duration,
     /// The listener's `routing.http.response.*` attributes.
     pub response_headers: ResponseHeaders,
+    /// HTTPS and TLS listeners: the handshake's configuration (connections are TLS first).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// AWS's default response-header attributes (no header set, `Server` on), for answers made
@@ -458,6 +463,9 @@ pub struct RoutingTable {
     pub load_balancers: Vec<Arc<LoadBalancerEntry>>,
     pub groups: Vec<Arc<GroupEntry>>,
     pub pairs: Vec<PairEntry>,
+    /// Load balancers (by ARN) with a listener whose certificates cannot be used, and why:
+    /// they are reported failed, and that listener is not served.
+    pub tls_failures: HashMap<String, String>,
 }
 
 impl RoutingTable {
@@ -485,7 +493,13 @@ pub struct Registry {
     targets: HashMap<(String, String), Arc<TargetRuntime>>,
     load_balancer_metrics: HashMap<String, Arc<LoadBalancerMetrics>>,
     pair_metrics: HashMap<(String, String), Arc<HttpMetrics>>,
+    /// TLS configurations by what they were built from: parsing keys and certificates again
+    /// for every snapshot would be wasted work (and would change nothing).
+    tls_configs: HashMap<(ListenerTls, Terminated), TlsConfig>,
 }
+
+/// A listener's TLS configuration, or why its certificates cannot be used.
+type TlsConfig = Result<Arc<rustls::ServerConfig>, String>;
 
 /// What a compile changed in the registry.
 #[derive(Debug, Default)]
@@ -627,6 +641,7 @@ impl Registry {
         };
         let mut used_pairs = HashSet::new();
         let mut used_load_balancers = HashSet::new();
+        let mut used_tls = HashSet::new();
         for lb in &snapshot.load_balancers {
             let Ok(address) = lb.address.parse::<IpAddr>() else {
                 tracing::warn!(load_balancer = %lb.arn, address = %lb.address, "load balancer address is not an IP address, skipping it");
@@ -654,6 +669,32 @@ impl Registry {
             });
             table.load_balancers.push(entry.clone());
             for listener in &lb.listeners {
+                let tls = match &listener.tls {
+                    Some(tls) => {
+                        let terminated = match lb.kind {
+                            LoadBalancerKind::Application => Terminated::Http {
+                                http2: entry.http.http2,
+                            },
+                            LoadBalancerKind::Network => Terminated::Stream,
+                        };
+                        let config = self
+                            .tls_configs
+                            .entry((tls.clone(), terminated))
+                            .or_insert_with(|| crate::tls::server_config(tls, terminated));
+                        used_tls.insert((tls, terminated));
+                        match config {
+                            Ok(config) => Some(config.clone()),
+                            Err(reason) => {
+                                tracing::warn!(load_balancer = %lb.arn, port = listener.port, %reason, "listener certificates cannot be used");
+                                table.tls_failures.entry(lb.arn.clone()).or_insert_with(|| {
+                                    format!("listener on port {}: {reason}", listener.port)
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 let mut rules = Vec::with_capacity(listener.rules.len());
                 for rule in &listener.rules {
                     let action = match &rule.action {
@@ -736,12 +777,15 @@ impl Registry {
                         port_header: HeaderValue::from(listener.port),
                         rules,
                         response_headers: ResponseHeaders::of(&listener.response_headers),
+                        tls,
                     },
                 );
             }
         }
         self.pair_metrics
             .retain(|pair, _| used_pairs.contains(pair));
+        self.tls_configs
+            .retain(|(tls, terminated), _| used_tls.contains(&(tls, *terminated)));
         self.load_balancer_metrics
             .retain(|arn, _| used_load_balancers.contains(arn));
         (table, changes)

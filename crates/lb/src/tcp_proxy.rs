@@ -20,10 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::tunnel;
 use crate::http_proxy::InFlight;
 use crate::table::{Action, Routes, TargetStickiness};
+use crate::tls::ClientStream;
 
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
-    mut client: TcpStream,
+    mut client: ClientStream,
     remote: SocketAddr,
     local: SocketAddr,
     routes: Arc<Routes>,

@@ -337,6 +337,47 @@ pub struct ListenerRoutes {
     /// An ALB listener's response-header attributes (`routing.http.response.*`).
     #[serde(default, skip_serializing_if = "ResponseHeaderSettings::is_default")]
     pub response_headers: ResponseHeaderSettings,
+    /// HTTPS and TLS listeners: what the data plane terminates TLS with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+}
+
+/// An HTTPS or TLS listener's TLS settings, as the data plane needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTls {
+    /// The security policy (`ELBSecurityPolicy-…`): which TLS versions are offered.
+    pub ssl_policy: String,
+    /// The default certificate first, then the listener's other certificates, among which
+    /// the client's server name (SNI) picks.
+    pub certificates: Vec<ServerCertificate>,
+    /// A TLS listener's ALPN policy (`HTTP1Only`, `HTTP2Only`, `HTTP2Optional`,
+    /// `HTTP2Preferred`); None offers no ALPN. HTTPS listeners offer `h2` (unless the load
+    /// balancer's `routing.http2.enabled` is off) and `http/1.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn_policy: Option<String>,
+}
+
+/// One certificate of a listener, from ACM: its chain and private key, PEM.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerCertificate {
+    pub arn: String,
+    /// The DNS names it is valid for (wildcards as `*.example.com`), for SNI.
+    pub names: Vec<String>,
+    /// The certificate, then its intermediates.
+    pub chain_pem: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for ServerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: snapshots are logged at debug level.
+        f.debug_struct("ServerCertificate")
+            .field("arn", &self.arn)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The listener attributes naming a header the load balancer sets on every response to the

@@ -277,6 +277,7 @@ pub fn load_balancer(
             rules,
             idle_timeout_seconds: None,
             response_headers: ResponseHeaderSettings::default(),
+            tls: None,
         }],
         http: HttpAttributes::default(),
     }

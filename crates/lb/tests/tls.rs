@@ -1,0 +1,373 @@
+//! TLS termination: HTTPS listeners serving HTTP/1.1 and HTTP/2 (by ALPN) with the
+//! certificate the client's server name picks, `X-Forwarded-Proto: https` and `https`
+//! redirects; TLS listeners carrying a flow's bytes in the clear to the target; certificates
+//! replaced by a new snapshot; unusable certificates failing the load balancer.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use model::elb::*;
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+
+/// A self-signed certificate for `names`, as ACM would hand it to the data plane.
+struct Issued {
+    certificate: ServerCertificate,
+    der: CertificateDer<'static>,
+}
+
+fn issue(arn: &str, names: &[&str]) -> Issued {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Issued {
+        certificate: ServerCertificate {
+            arn: arn.into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            chain_pem: cert.pem(),
+            private_key_pem: key.serialize_pem(),
+        },
+        der: cert.der().clone(),
+    }
+}
+
+fn tls_settings(certificates: &[&Issued], policy: &str) -> ListenerTls {
+    ListenerTls {
+        ssl_policy: policy.into(),
+        certificates: certificates.iter().map(|c| c.certificate.clone()).collect(),
+        alpn_policy: None,
+    }
+}
+
+/// An HTTPS listener: `rules`, then forwarding everything else to `group`.
+fn https_load_balancer(
+    address: SocketAddr,
+    group: &str,
+    tls: ListenerTls,
+    mut rules: Vec<RouteRule>,
+) -> LoadBalancerRoutes {
+    rules.push(rule(None, vec![], forward(&[(group, 1)])));
+    let mut lb = load_balancer("secure", LoadBalancerKind::Application, address, rules);
+    lb.listeners[0].protocol = "HTTPS".into();
+    lb.listeners[0].tls = Some(tls);
+    lb
+}
+
+/// Connects with TLS, trusting `trusted`, naming `server_name`, offering `alpn`.
+async fn connect_tls(
+    address: SocketAddr,
+    server_name: &str,
+    trusted: &[&Issued],
+    alpn: &[&[u8]],
+) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for issued in trusted {
+        roots.add(issued.der.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    connector
+        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
+        .await
+}
+
+/// The certificate the server presented.
+fn presented(stream: &TlsStream<tokio::net::TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// One GET over `stream`, with HTTP/2 when ALPN chose it, else HTTP/1.1.
+async fn get_over(
+    stream: TlsStream<tokio::net::TcpStream>,
+    host: &str,
+    path: &str,
+) -> (hyper::http::Version, Answer) {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let uri = format!("https://{host}{path}");
+    let response = if h2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.send_request(request).await.unwrap()
+    };
+    let version = response.version();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        version,
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn https_listeners_terminate_tls_for_http1_and_http2() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let app = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/app",
+        &["app.example.com"],
+    );
+    let api = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/api",
+        &["*.api.example.com"],
+    );
+    let redirect = rule(
+        Some(1),
+        vec![RouteCondition::PathPattern {
+            values: vec!["/old".into()],
+        }],
+        RouteAction::Redirect {
+            protocol: "#{protocol}".into(),
+            host: "#{host}".into(),
+            port: "#{port}".into(),
+            path: "/new".into(),
+            query: "#{query}".into(),
+            status_code: 301,
+        },
+    );
+    node.publish(snapshot(
+        vec![https_load_balancer(
+            address,
+            "web",
+            tls_settings(&[&app, &api], "ELBSecurityPolicy-TLS13-1-2-2021-06"),
+            vec![redirect],
+        )],
+        vec![group("web", &[&web])],
+    ))
+    .await;
+
+    // The server name picks the certificate; an unknown one gets the default.
+    let both = [&app, &api];
+    let stream = connect_tls(address, "eu.api.example.com", &both, &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(presented(&stream), api.der);
+    let (version, answer) = get_over(stream, "eu.api.example.com", "/").await;
+    assert_eq!(version, hyper::http::Version::HTTP_2);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "web");
+    assert_eq!(answer.headers["x-seen-x-forwarded-proto"], "https");
+    assert_eq!(
+        answer.headers["x-seen-x-forwarded-port"],
+        address.port().to_string().as_str()
+    );
+
+    let stream = connect_tls(address, "app.example.com", &both, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(presented(&stream), app.der);
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (version, answer) = get_over(stream, "app.example.com", "/").await;
+    assert_eq!(version, hyper::http::Version::HTTP_11);
+    assert_eq!(answer.body, "web");
+    assert_eq!(answer.headers["x-seen-x-forwarded-proto"], "https");
+    assert_eq!(answer.headers["x-seen-version"], "HTTP/1.1");
+
+    // No ALPN at all: HTTP/1.1, and a client that does not know the name is given the
+    // default certificate (which it then has to trust).
+    let stream = connect_tls(address, "other.test", &[&app], &[]).await;
+    assert!(
+        stream.is_err(),
+        "the default certificate is not for other.test"
+    );
+    let mut stream = connect_tls(address, "app.example.com", &[&app], &[])
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), None);
+    stream
+        .write_all(b"GET /old?x=1 HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 301 "), "{raw}");
+    // `#{protocol}` is https here, and `#{port}` the listener's.
+    let location = format!(
+        "location: https://app.example.com:{}/new?x=1\r\n",
+        address.port()
+    );
+    assert!(raw.to_ascii_lowercase().contains(&location), "{raw}");
+
+    // Plain HTTP to the HTTPS listener gets no answer: the handshake fails.
+    let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn new_certificates_apply_to_new_connections_and_bad_ones_fail_the_load_balancer() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let first = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/first",
+        &["app.example.com"],
+    );
+    let second = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/second",
+        &["app.example.com"],
+    );
+    let publish = |tls: ListenerTls| {
+        snapshot(
+            vec![https_load_balancer(address, "web", tls, vec![])],
+            vec![group("web", &[&web])],
+        )
+    };
+    node.publish(publish(tls_settings(
+        &[&first],
+        "ELBSecurityPolicy-2016-08",
+    )))
+    .await;
+    let both = [&first, &second];
+    let kept = connect_tls(address, "app.example.com", &both, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(presented(&kept), first.der);
+    // The old policy offers TLS 1.2 only.
+    assert_eq!(
+        kept.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+
+    // A re-imported certificate reaches new connections; the open one goes on.
+    node.publish(publish(tls_settings(
+        &[&second],
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    )))
+    .await;
+    let fresh = connect_tls(address, "app.example.com", &both, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(presented(&fresh), second.der);
+    assert_eq!(
+        fresh.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(get_over(kept, "app.example.com", "/").await.1.body, "web");
+    assert_eq!(node.handle.load_balancer_states().failed, vec![]);
+
+    // A key that cannot be used fails the load balancer, saying which certificate.
+    let mut broken = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/broken",
+        &["app.example.com"],
+    );
+    broken.certificate.private_key_pem = first.certificate.chain_pem.clone();
+    node.publish(publish(tls_settings(
+        &[&broken],
+        "ELBSecurityPolicy-2016-08",
+    )))
+    .await;
+    let states = node.handle.load_balancer_states();
+    assert_eq!(states.failed.len(), 1, "{states:?}");
+    assert!(
+        states.failed[0].reason.contains("certificate/broken"),
+        "{}",
+        states.failed[0].reason
+    );
+}
+
+#[tokio::test]
+async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
+    // The target sees plaintext: it echoes each line upper-cased.
+    let upper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_address = upper.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = upper.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    let upper = buf[..n].to_ascii_uppercase();
+                    if stream.write_all(&upper).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let node = Node::start().await;
+    let address = listener_address();
+    let cert = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/tcp",
+        &["db.example.com"],
+    );
+    let mut tcp_group = TargetGroupRoutes {
+        protocol: "TCP".into(),
+        ..group("upper", &[])
+    };
+    tcp_group.health_check.protocol = "TCP".into();
+    tcp_group.health_check.path = None;
+    tcp_group.targets.push(target(target_address));
+    let mut lb = load_balancer(
+        "flows",
+        LoadBalancerKind::Network,
+        address,
+        vec![rule(None, vec![], forward(&[("upper", 1)]))],
+    );
+    lb.listeners[0].protocol = "TLS".into();
+    let mut tls = tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    tls.alpn_policy = Some("HTTP2Preferred".into());
+    lb.listeners[0].tls = Some(tls);
+    node.publish(snapshot(vec![lb], vec![tcp_group])).await;
+
+    let mut stream = connect_tls(address, "db.example.com", &[&cert], &[b"http/1.1", b"h2"])
+        .await
+        .unwrap();
+    // The listener's ALPN policy prefers h2.
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    stream.write_all(b"hello over tls").await.unwrap();
+    let mut answer = [0u8; 14];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut answer),
+    )
+    .await
+    .expect("the target answers through the listener")
+    .unwrap();
+    assert_eq!(&answer, b"HELLO OVER TLS");
+}
