@@ -60,6 +60,14 @@ pub enum Elbv2Error {
     #[error("{0}")]
     TooManyRules(String),
     #[error("{0}")]
+    CertificateNotFound(String),
+    #[error("{0}")]
+    SslPolicyNotFound(String),
+    #[error("{0}")]
+    AlpnPolicyNotFound(String),
+    #[error("{0}")]
+    TooManyCertificates(String),
+    #[error("{0}")]
     TooManyTargets(String),
     /// The request names no operation Wharf serves.
     #[error("{0}")]
@@ -101,6 +109,16 @@ impl Elbv2Error {
                 ("TargetGroupNotFoundException", "TargetGroupNotFound", 400)
             }
             E::ListenerNotFound(_) => ("ListenerNotFoundException", "ListenerNotFound", 400),
+            E::CertificateNotFound(_) => {
+                ("CertificateNotFoundException", "CertificateNotFound", 400)
+            }
+            E::SslPolicyNotFound(_) => ("SSLPolicyNotFoundException", "SSLPolicyNotFound", 400),
+            E::AlpnPolicyNotFound(_) => {
+                ("ALPNPolicyNotSupportedException", "ALPNPolicyNotFound", 400)
+            }
+            E::TooManyCertificates(_) => {
+                ("TooManyCertificatesException", "TooManyCertificates", 400)
+            }
             E::RuleNotFound(_) => ("RuleNotFoundException", "RuleNotFound", 400),
             E::DuplicateLoadBalancerName(_) => (
                 "DuplicateLoadBalancerNameException",

@@ -36,8 +36,61 @@ const FIXED_RESPONSE_CONTENT_TYPES: &[&str] = &[
     "application/javascript",
     "application/json",
 ];
-/// The policy AWS gives HTTPS and TLS listeners created without one.
+/// The policy AWS gives HTTPS and TLS listeners created without one (through the API; the
+/// console picks a newer one).
 const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-2016-08";
+/// ELBv2's security policies. The data plane offers what rustls speaks of each: TLS 1.3 for
+/// the `TLS13-1-3` ones, TLS 1.2 and 1.3 for the other `TLS13` ones, TLS 1.2 for the rest
+/// (their TLS 1.0 and 1.1 are not offered).
+const SSL_POLICIES: &[&str] = &[
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-0-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-0-FIPS-2023-04",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-2019-08",
+    "ELBSecurityPolicy-FS-1-1-2019-08",
+    "ELBSecurityPolicy-FS-2018-06",
+    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+    "ELBSecurityPolicy-TLS-1-2-2017-01",
+    "ELBSecurityPolicy-TLS-1-1-2017-01",
+    "ELBSecurityPolicy-2016-08",
+    "ELBSecurityPolicy-TLS-1-0-2015-04",
+    "ELBSecurityPolicy-2015-05",
+];
+/// A TLS listener's ALPN policies.
+const ALPN_POLICIES: &[&str] = &[
+    "HTTP1Only",
+    "HTTP2Only",
+    "HTTP2Optional",
+    "HTTP2Preferred",
+    "None",
+];
+/// Certificates a listener may have besides its default (ELBv2's quota per load balancer).
+const MAX_ADDITIONAL_CERTIFICATES: usize = 25;
 
 /// Whether a listener of `listener` protocol may forward to a group of `group` protocol.
 fn compatible(listener: &str, group: &str) -> bool {
@@ -386,12 +439,31 @@ async fn apply_settings(
         return Err(invalid("A listener port must be specified")); // guessed
     }
     if let Some(certificates) = &settings.certificates {
-        record.certificates = certificates
+        let arns: Vec<String> = certificates
             .iter()
             .filter_map(|c| c.certificate_arn.clone())
             .collect();
+        if arns.len() > 1 {
+            return Err(invalid(
+                "A listener can have only one default certificate; add others with AddListenerCertificates", // guessed
+            ));
+        }
+        for arn in &arns {
+            ctx.certificate(arn).await?;
+        }
+        record.certificates = arns;
     }
     if let Some(alpn) = &settings.alpn_policy {
+        match alpn.as_slice() {
+            [] => {}
+            [policy] if ALPN_POLICIES.contains(&policy.as_str()) => {}
+            _ => {
+                return Err(Elbv2Error::AlpnPolicyNotFound(format!(
+                    "ALPN policy '{}' not found", // guessed
+                    alpn.join(", ")
+                )));
+            }
+        }
         record.alpn_policy = alpn.clone();
     }
     let secure = matches!(record.protocol.as_str(), "HTTPS" | "TLS");
@@ -402,16 +474,30 @@ async fn apply_settings(
                 record.protocol
             )));
         }
-        record.ssl_policy = Some(
-            settings
-                .ssl_policy
-                .clone()
-                .or(record.ssl_policy.take())
-                .unwrap_or_else(|| DEFAULT_SSL_POLICY.to_string()),
-        );
+        let policy = settings
+            .ssl_policy
+            .clone()
+            .or(record.ssl_policy.take())
+            .unwrap_or_else(|| DEFAULT_SSL_POLICY.to_string());
+        if !SSL_POLICIES.contains(&policy.as_str()) {
+            return Err(Elbv2Error::SslPolicyNotFound(format!(
+                "SSL policy '{policy}' not found" // guessed
+            )));
+        }
+        record.ssl_policy = Some(policy);
     } else {
         record.ssl_policy = None;
         record.certificates.clear();
+        record.additional_certificates.clear();
+    }
+    if record.protocol != "TLS" {
+        if settings.alpn_policy.as_ref().is_some_and(|a| !a.is_empty()) {
+            return Err(invalid(format!(
+                "ALPN policy is not supported for {} listeners", // guessed
+                record.protocol
+            )));
+        }
+        record.alpn_policy.clear();
     }
     let actions = match &settings.default_actions {
         Some(actions) => actions.clone(),
@@ -458,6 +544,7 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             protocol: String::new(),
             ssl_policy: None,
             certificates: Vec::new(),
+            additional_certificates: Vec::new(),
             alpn_policy: Vec::new(),
             default_actions: Vec::new(),
             default_rule_id: records::new_id(),
@@ -484,6 +571,7 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
         let Some((mut guards, mut ops)) = topology.claim_groups(&record.default_actions) else {
             continue;
         };
+        claim_certificates(ctx, &record, &mut guards, &mut ops).await?;
         let lb_key = keys::load_balancer(&lb.name);
         let key = keys::listener(&lb.id, &id);
         // Re-putting the load balancer serialises listener creation per load balancer.
@@ -580,6 +668,7 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
         let Some((mut guards, mut ops)) = topology.claim_groups(&record.default_actions) else {
             continue;
         };
+        claim_certificates(ctx, &record, &mut guards, &mut ops).await?;
         let lb_key = keys::load_balancer(&lb.name);
         let key = keys::listener(&lb.id, &record.id);
         guards.extend([(lb_key.clone(), lb_revision), (key.clone(), revision)]);
@@ -589,6 +678,158 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
         }
     }
     Err(conflict())
+}
+
+/// Adds to a write of `record` a guard on, and an unchanged re-put of, each certificate it
+/// uses: ACM's DeleteCertificate checks that no listener uses a certificate and deletes it on
+/// the revision it read, so the two cannot both commit.
+async fn claim_certificates(
+    ctx: &Elbv2Context,
+    record: &ListenerRecord,
+    guards: &mut Vec<(String, i64)>,
+    ops: &mut Vec<store::Op>,
+) -> Result<()> {
+    for arn in record
+        .certificates
+        .iter()
+        .chain(&record.additional_certificates)
+    {
+        let (certificate, revision) = ctx.certificate(arn).await?;
+        let key = crate::acm::records::certificate_key(&certificate.id);
+        guards.push((key.clone(), revision));
+        ops.push(put_json(&key, &certificate));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListenerCertificatesInput {
+    listener_arn: String,
+    certificates: Vec<Certificate>,
+}
+
+impl ListenerCertificatesInput {
+    /// The one certificate ARN these calls take.
+    fn arn(&self) -> Result<&str> {
+        match self.certificates.as_slice() {
+            [Certificate {
+                certificate_arn: Some(arn),
+            }] => Ok(arn),
+            _ => Err(invalid(
+                "You must specify exactly one certificate", // guessed
+            )),
+        }
+    }
+}
+
+/// The listener `arn`, which must be an HTTPS or TLS one to hold certificates.
+async fn secure_listener(ctx: &Elbv2Context, arn: &str) -> Result<(ListenerRecord, i64)> {
+    let (record, revision) = ctx.listener(arn).await?;
+    if !matches!(record.protocol.as_str(), "HTTPS" | "TLS") {
+        return Err(Elbv2Error::OperationNotPermitted(format!(
+            "Certificates can only be added to HTTPS and TLS listeners, not to '{}' listeners", // guessed
+            record.protocol
+        )));
+    }
+    Ok((record, revision))
+}
+
+/// AddListenerCertificates: a certificate besides the default, which SNI picks for the names
+/// it covers. Adding one the listener has already changes nothing.
+pub async fn add_certificates(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ListenerCertificatesInput = parse(input)?;
+    let arn = input.arn()?;
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut record, revision) = secure_listener(ctx, &input.listener_arn).await?;
+        ctx.certificate(arn).await?;
+        let known = record.certificates.iter().any(|c| c == arn)
+            || record.additional_certificates.iter().any(|c| c == arn);
+        if !known {
+            if record.additional_certificates.len() >= MAX_ADDITIONAL_CERTIFICATES {
+                return Err(Elbv2Error::TooManyCertificates(format!(
+                    "You've reached the limit on the number of certificates per load balancer ({MAX_ADDITIONAL_CERTIFICATES})" // guessed
+                )));
+            }
+            record.additional_certificates.push(arn.to_string());
+        }
+        let key = keys::listener(&record.load_balancer_id, &record.id);
+        let mut guards = vec![(key.clone(), revision)];
+        let mut ops = vec![put_json(&key, &record)];
+        claim_certificates(ctx, &record, &mut guards, &mut ops).await?;
+        if ctx.commit(&guards, ops).await? {
+            return Ok(json!({"Certificates": [{"CertificateArn": arn, "IsDefault": false}]}));
+        }
+    }
+    Err(conflict())
+}
+
+/// RemoveListenerCertificates: one of the certificates added besides the default (the default
+/// is replaced with ModifyListener, never removed).
+pub async fn remove_certificates(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: ListenerCertificatesInput = parse(input)?;
+    let arn = input.arn()?;
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut record, revision) = secure_listener(ctx, &input.listener_arn).await?;
+        if record.certificates.iter().any(|c| c == arn) {
+            return Err(Elbv2Error::OperationNotPermitted(
+                "The default certificate cannot be removed from a listener; replace it with ModifyListener".into(), // guessed
+            ));
+        }
+        let before = record.additional_certificates.len();
+        record.additional_certificates.retain(|c| c != arn);
+        if record.additional_certificates.len() == before {
+            return Ok(json!({}));
+        }
+        let key = keys::listener(&record.load_balancer_id, &record.id);
+        if ctx
+            .commit(&[(key.clone(), revision)], vec![put_json(&key, &record)])
+            .await?
+        {
+            return Ok(json!({}));
+        }
+    }
+    Err(conflict())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeCertificatesInput {
+    listener_arn: String,
+    marker: Option<String>,
+    page_size: Option<i32>,
+}
+
+/// DescribeListenerCertificates: the default certificate (`IsDefault`) and the added ones.
+pub async fn describe_certificates(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: DescribeCertificatesInput = parse(input)?;
+    let (record, _) = ctx.listener(&input.listener_arn).await?;
+    // The default first, then the others in the order they were added (the page position).
+    let all: Vec<(usize, &String, bool)> = record
+        .certificates
+        .iter()
+        .map(|c| (c, true))
+        .chain(record.additional_certificates.iter().map(|c| (c, false)))
+        .enumerate()
+        .map(|(index, (arn, default))| (index, arn, default))
+        .collect();
+    let (shown, next) = page(
+        ctx,
+        &format!("listener-certificates/{}", record.arn),
+        all,
+        |(index, _, _)| format!("{index:04}"),
+        input.marker.as_deref(),
+        input.page_size,
+    )?;
+    let certificates: Vec<Value> = shown
+        .iter()
+        .map(|(_, arn, default)| json!({"CertificateArn": arn, "IsDefault": default}))
+        .collect();
+    let mut answer = json!({ "Certificates": certificates });
+    if let Some(next) = next {
+        answer["NextMarker"] = json!(next);
+    }
+    Ok(answer)
 }
 
 #[derive(Deserialize)]

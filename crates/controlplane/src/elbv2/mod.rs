@@ -66,6 +66,8 @@ pub use routes::dispatch as dispatch_load_balancer_protocol;
 use error::{invalid, Result};
 use records::{Action, ListenerRecord, LoadBalancerRecord, RuleRecord};
 
+use crate::acm::records::{certificate_id, certificate_key, CertificateRecord};
+
 /// The ELBv2 API version and its XML namespace.
 pub const API_VERSION: &str = "2015-12-01";
 pub const XML_NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
@@ -221,6 +223,20 @@ impl Elbv2Context {
     }
 
     /// The listener an ARN names.
+    /// The ACM certificate a listener names, with its revision.
+    async fn certificate(&self, arn: &str) -> Result<(CertificateRecord, i64)> {
+        let not_found =
+            || Elbv2Error::CertificateNotFound(format!("Certificate '{arn}' not found"));
+        let id = certificate_id(arn, &self.region, &self.account_id).ok_or_else(not_found)?;
+        match self
+            .get_json::<CertificateRecord>(&certificate_key(id))
+            .await?
+        {
+            Some((record, revision)) if record.arn == arn => Ok((record, revision)),
+            _ => Err(not_found()),
+        }
+    }
+
     async fn listener(&self, arn: &str) -> Result<(ListenerRecord, i64)> {
         let (_, lb, id) = records::parse_listener_arn(arn)
             .ok_or_else(|| invalid(format!("'{arn}' is not a valid listener ARN")))?;
@@ -413,6 +429,9 @@ async fn dispatch(ctx: &Elbv2Context, operation: &str, input: Value) -> Result<V
         "ModifyListener" => listeners::modify(ctx, input).await,
         "DeleteListener" => listeners::delete(ctx, input).await,
         "DescribeListenerAttributes" => listeners::describe_attributes(ctx, input).await,
+        "AddListenerCertificates" => listeners::add_certificates(ctx, input).await,
+        "RemoveListenerCertificates" => listeners::remove_certificates(ctx, input).await,
+        "DescribeListenerCertificates" => listeners::describe_certificates(ctx, input).await,
         "ModifyListenerAttributes" => listeners::modify_attributes(ctx, input).await,
         "CreateRule" => rules::create(ctx, input).await,
         "DescribeRules" => rules::describe(ctx, input).await,

@@ -76,8 +76,12 @@ pub struct ListenerRecord {
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_policy: Option<String>,
+    /// The default certificate (HTTPS and TLS listeners have exactly one).
     #[serde(default)]
     pub certificates: Vec<String>,
+    /// The certificates AddListenerCertificates added besides the default, for SNI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_certificates: Vec<String>,
     #[serde(default)]
     pub alpn_policy: Vec<String>,
     pub default_actions: Vec<Action>,

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use metricstore::{MetricKey, Point, Resolution, Sample};
 use model::elb::{
-    keys, GetRoutesInput, HttpAttributes, ListenerRoutes, LoadBalancerKind, LoadBalancerRoutes,
-    ObservedTargetHealth, QueryStringPair, ReportRequestMetricsInput, ReportTargetHealthInput,
-    RouteAction, RouteCondition, RouteRule, RouteSnapshot, RouteTarget, Stickiness,
-    TargetGroupRecord, TargetGroupRoutes, TargetHealthRecord, WeightedTargetGroup,
-    MAX_ROUTES_WAIT_SECONDS, NLB_TCP_IDLE_TIMEOUT_SECONDS,
+    keys, GetRoutesInput, HttpAttributes, ListenerRoutes, ListenerTls, LoadBalancerKind,
+    LoadBalancerRoutes, ObservedTargetHealth, QueryStringPair, ReportRequestMetricsInput,
+    ReportTargetHealthInput, RouteAction, RouteCondition, RouteRule, RouteSnapshot, RouteTarget,
+    ServerCertificate, Stickiness, TargetGroupRecord, TargetGroupRoutes, TargetHealthRecord,
+    WeightedTargetGroup, MAX_ROUTES_WAIT_SECONDS, NLB_TCP_IDLE_TIMEOUT_SECONDS,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -34,6 +34,7 @@ use super::records::{
     parse_load_balancer_arn, Action, ListenerRecord, LoadBalancerRecord, RuleCondition, RuleRecord,
 };
 use super::{put_json, Elbv2Context, Elbv2Error};
+use crate::acm::records::{CertificateRecord, CERTIFICATE_PREFIX};
 use crate::ecs::cluster_state::InstanceRecord;
 // Instance targets are resolved to the host address of their container instance.
 use crate::ecs::keys::CONTAINER_INSTANCE_PREFIX;
@@ -83,6 +84,24 @@ fn relevant(event: &Event) -> bool {
             .map(|p| snapshot_view(key, &p.value))
             .unwrap_or(SnapshotView::Absent);
         return now != before;
+    }
+    if key.starts_with(CERTIFICATE_PREFIX) {
+        // What a listener's TLS is built from (not tags, nor the unchanged re-put that claims
+        // a certificate for a listener).
+        let served = |bytes: &[u8]| {
+            serde_json::from_slice::<CertificateRecord>(bytes)
+                .ok()
+                .map(|c| {
+                    (
+                        c.arn,
+                        c.subject_alternative_names,
+                        c.certificate_pem,
+                        c.chain_pem,
+                        c.private_key_pem,
+                    )
+                })
+        };
+        return served(&event.kv.value) != event.prev.as_ref().and_then(|p| served(&p.value));
     }
     if key.starts_with(CONTAINER_INSTANCE_PREFIX) {
         let identity = |bytes: &[u8]| {
@@ -140,12 +159,8 @@ fn snapshot_view(key: &str, bytes: &[u8]) -> SnapshotView {
             serde_json::to_value(r).unwrap_or(Value::Null)
         })
     } else if key.starts_with(keys::LISTENER_PREFIX) {
-        // Routes carry no certificates or TLS policy.
         view(bytes, |mut r: ListenerRecord| {
             r.tags.clear();
-            r.ssl_policy = None;
-            r.certificates.clear();
-            r.alpn_policy.clear();
             serde_json::to_value(r).unwrap_or(Value::Null)
         })
     } else if key.starts_with(keys::RULE_PREFIX) {
@@ -181,11 +196,18 @@ async fn wait_for_change(ctx: &Elbv2Context, since: i64, wait: Duration) -> Resu
         Err(StoreError::Compacted { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    // A re-imported certificate reaches the listeners using it.
+    let mut certificates = match ctx.store.watch(CERTIFICATE_PREFIX, since).await {
+        Ok(w) => w,
+        Err(StoreError::Compacted { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let _ = tokio::time::timeout_at(deadline, async {
         loop {
             let batch = tokio::select! {
                 batch = elb.events.recv() => batch,
                 batch = instances.events.recv() => batch,
+                batch = certificates.events.recv() => batch,
             };
             match batch {
                 Some(Ok(events)) if !events.iter().any(relevant) => continue,
@@ -209,6 +231,11 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
     let rules: Vec<(RuleRecord, i64)> = ctx.range_json(keys::RULE_PREFIX).await?;
     let groups: Vec<(TargetGroupRecord, i64)> = ctx.range_json(keys::TARGET_GROUP_PREFIX).await?;
     let instances: Vec<(InstanceRecord, i64)> = ctx.range_json(CONTAINER_INSTANCE_PREFIX).await?;
+    let certificates: Vec<(CertificateRecord, i64)> = ctx.range_json(CERTIFICATE_PREFIX).await?;
+    let certificates: BTreeMap<&str, &CertificateRecord> = certificates
+        .iter()
+        .map(|(c, _)| (c.arn.as_str(), c))
+        .collect();
     let now = ctx.now_ms();
 
     let mut rules_by_listener: BTreeMap<&str, Vec<&RuleRecord>> = BTreeMap::new();
@@ -263,6 +290,7 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
                 rules: route_rules,
                 idle_timeout_seconds: super::listeners::tcp_idle_timeout_seconds(listener),
                 response_headers: super::listeners::response_headers(listener),
+                tls: listener_tls(listener, &certificates),
             });
         }
         out.load_balancers.push(LoadBalancerRoutes {
@@ -302,6 +330,46 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
         out.target_groups.push(group_routes(group, &hosts, now));
     }
     Ok(out)
+}
+
+/// What an HTTPS or TLS listener terminates TLS with: its default certificate first, then
+/// the added ones. A certificate missing from ACM is left out (the data plane reports a
+/// listener left with none as failed).
+fn listener_tls(
+    listener: &ListenerRecord,
+    certificates: &BTreeMap<&str, &CertificateRecord>,
+) -> Option<ListenerTls> {
+    if !matches!(listener.protocol.as_str(), "HTTPS" | "TLS") {
+        return None;
+    }
+    let certificates = listener
+        .certificates
+        .iter()
+        .chain(&listener.additional_certificates)
+        .filter_map(|arn| certificates.get(arn.as_str()))
+        .map(|certificate| {
+            let mut chain_pem = certificate.certificate_pem.clone();
+            if !chain_pem.ends_with('\n') {
+                chain_pem.push('\n');
+            }
+            chain_pem.push_str(&certificate.chain_pem);
+            ServerCertificate {
+                arn: certificate.arn.clone(),
+                names: certificate.subject_alternative_names.clone(),
+                chain_pem,
+                private_key_pem: certificate.private_key_pem.clone(),
+            }
+        })
+        .collect();
+    Some(ListenerTls {
+        ssl_policy: listener.ssl_policy.clone().unwrap_or_default(),
+        certificates,
+        alpn_policy: listener
+            .alpn_policy
+            .first()
+            .filter(|policy| *policy != "None")
+            .cloned(),
+    })
 }
 
 /// An ALB's request-handling attributes, AWS's defaults for what is not set.

@@ -27,6 +27,17 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ("ActionTypeEnum", Shape::String),
     ("Actions", Shape::List("Action")),
     (
+        "AddListenerCertificatesInput",
+        Shape::Structure(&[
+            ("ListenerArn", "ListenerArn"),
+            ("Certificates", "CertificateList"),
+        ]),
+    ),
+    (
+        "AddListenerCertificatesOutput",
+        Shape::Structure(&[("Certificates", "CertificateList")]),
+    ),
+    (
         "AddTagsInput",
         Shape::Structure(&[("ResourceArns", "ResourceArns"), ("Tags", "TagList")]),
     ),
@@ -306,6 +317,21 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     (
         "DescribeListenerAttributesOutput",
         Shape::Structure(&[("Attributes", "ListenerAttributes")]),
+    ),
+    (
+        "DescribeListenerCertificatesInput",
+        Shape::Structure(&[
+            ("ListenerArn", "ListenerArn"),
+            ("Marker", "Marker"),
+            ("PageSize", "PageSize"),
+        ]),
+    ),
+    (
+        "DescribeListenerCertificatesOutput",
+        Shape::Structure(&[
+            ("Certificates", "CertificateList"),
+            ("NextMarker", "Marker"),
+        ]),
     ),
     (
         "DescribeListenersInput",
@@ -741,6 +767,14 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("RegisterTargetsOutput", Shape::Structure(&[])),
     (
+        "RemoveListenerCertificatesInput",
+        Shape::Structure(&[
+            ("ListenerArn", "ListenerArn"),
+            ("Certificates", "CertificateList"),
+        ]),
+    ),
+    ("RemoveListenerCertificatesOutput", Shape::Structure(&[])),
+    (
         "RemoveTagsInput",
         Shape::Structure(&[("ResourceArns", "ResourceArns"), ("TagKeys", "TagKeys")]),
     ),
@@ -1059,6 +1093,21 @@ pub const OPERATIONS: &[(&str, Option<&str>, Option<&str>)] = &[
         "ModifyListenerAttributes",
         Some("ModifyListenerAttributesInput"),
         Some("ModifyListenerAttributesOutput"),
+    ),
+    (
+        "AddListenerCertificates",
+        Some("AddListenerCertificatesInput"),
+        Some("AddListenerCertificatesOutput"),
+    ),
+    (
+        "RemoveListenerCertificates",
+        Some("RemoveListenerCertificatesInput"),
+        Some("RemoveListenerCertificatesOutput"),
+    ),
+    (
+        "DescribeListenerCertificates",
+        Some("DescribeListenerCertificatesInput"),
+        Some("DescribeListenerCertificatesOutput"),
     ),
     (
         "CreateRule",
