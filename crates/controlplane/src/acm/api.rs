@@ -32,6 +32,9 @@ const STATUSES: [&str; 7] = [
     "REVOKED",
     "FAILED",
 ];
+const KEY_PAIR_ORIGINS: [&str; 3] = ["ACME", "AWS_MANAGED", "CUSTOMER_PROVIDED"];
+/// An imported certificate's key pair came with it.
+const KEY_PAIR_ORIGIN: &str = "CUSTOMER_PROVIDED";
 const KEY_ALGORITHMS: [&str; 7] = [
     "RSA_1024",
     "RSA_2048",
@@ -136,6 +139,7 @@ struct Filters {
 #[serde(rename_all = "PascalCase")]
 struct ListInput {
     certificate_statuses: Option<Vec<String>>,
+    certificate_key_pair_origins: Option<Vec<String>>,
     includes: Option<Filters>,
     next_token: Option<String>,
     max_items: Option<i64>,
@@ -369,6 +373,7 @@ fn detail(record: &CertificateRecord, in_use_by: Vec<String>, now_ms: i64) -> Va
     out.insert("InUseBy".into(), json!(in_use_by));
     out.insert("Type".into(), json!("IMPORTED"));
     out.insert("RenewalEligibility".into(), json!("INELIGIBLE"));
+    out.insert("CertificateKeyPairOrigin".into(), json!(KEY_PAIR_ORIGIN));
     out.insert(
         "KeyUsages".into(),
         Value::Array(
@@ -427,6 +432,7 @@ fn summary(record: &CertificateRecord, in_use: bool, now_ms: i64) -> Value {
             .collect::<Vec<_>>()),
     );
     out.insert("InUse".into(), json!(in_use));
+    out.insert("CertificateKeyPairOrigin".into(), json!(KEY_PAIR_ORIGIN));
     out.insert("RenewalEligibility".into(), json!("INELIGIBLE"));
     out.insert("NotBefore".into(), timestamp(record.not_before_ms));
     out.insert("NotAfter".into(), timestamp(record.not_after_ms));
@@ -665,6 +671,8 @@ pub async fn list_tags(ctx: &Arc<AcmContext>, input: Value) -> Result<Value> {
 /// ListCertificates' filters, checked.
 struct Listing {
     statuses: Vec<String>,
+    /// Empty: AWS's default (AWS_MANAGED and CUSTOMER_PROVIDED), which imported ones pass.
+    origins: Vec<String>,
     key_types: Vec<String>,
     /// Whether `keyTypes` was left to AWS's default (which also drops nameless certificates).
     default_key_types: bool,
@@ -689,8 +697,9 @@ impl Listing {
                 .join(",")
         };
         format!(
-            "ListCertificates|{}|{}|{}|{}|{:?}|{:?}|{}",
+            "ListCertificates|{}|{}|{}|{}|{}|{:?}|{:?}|{}",
             sorted(&self.statuses),
+            sorted(&self.origins),
             sorted(&self.key_types),
             sorted(&self.key_usages),
             sorted(&self.extended_key_usages),
@@ -715,6 +724,7 @@ impl Listing {
                 .collect()
         };
         (self.statuses.is_empty() || self.statuses.iter().any(|s| s == status(record, now_ms)))
+            && (self.origins.is_empty() || self.origins.iter().any(|o| o == KEY_PAIR_ORIGIN))
             && self.key_types.contains(&record.key_algorithm)
             && !(self.default_key_types && record.domain_name.is_empty())
             && any_of(&self.key_usages, &usages)
@@ -729,6 +739,13 @@ fn listing(input: ListInput) -> Result<(Listing, Option<String>)> {
     let mut p = Problems::default();
     let statuses = input.certificate_statuses.unwrap_or_default();
     check_enum_list(&mut p, "certificateStatuses", &statuses, &STATUSES);
+    let origins = input.certificate_key_pair_origins.unwrap_or_default();
+    check_enum_list(
+        &mut p,
+        "certificateKeyPairOrigins",
+        &origins,
+        &KEY_PAIR_ORIGINS,
+    );
     let includes = input.includes.unwrap_or_default();
     let default_key_types = includes.key_types.as_ref().is_none_or(Vec::is_empty);
     let key_types = match includes.key_types {
@@ -796,6 +813,7 @@ fn listing(input: ListInput) -> Result<(Listing, Option<String>)> {
     }
     let listing = Listing {
         statuses,
+        origins,
         key_types,
         default_key_types,
         key_usages,
