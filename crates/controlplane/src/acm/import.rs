@@ -754,6 +754,24 @@ mod tests {
         assert!(got
             .private_key_pem
             .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        // ring, which serves the keys, takes RSA from 2048 bits: RSA_1024 is refused.
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-keyout",
+            "small.key",
+            "-out",
+            "small.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=small.example.com",
+        ]);
+        let err = read(&read_file("small.pem"), &read_file("small.key"), None, now).unwrap_err();
+        assert_eq!(err.to_string(), KEY_NOT_SUPPORTED);
         run(&["ecparam", "-name", "secp384r1", "-genkey", "-out", "ec.key"]);
         run(&[
             "req",
