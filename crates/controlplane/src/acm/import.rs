@@ -723,7 +723,9 @@ mod tests {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_millis() as i64;
+            .as_millis() as i64
+            // openssl's NotBefore is the second it runs, which may come after this instant.
+            + 60_000;
         run(&[
             "req",
             "-x509",
@@ -754,7 +756,8 @@ mod tests {
         assert!(got
             .private_key_pem
             .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
-        // ring, which serves the keys, takes RSA from 2048 bits: RSA_1024 is refused.
+        // ring, which serves the keys, takes RSA from 2048 bits and ECDSA on P-256 and P-384
+        // only: RSA_1024 and EC_secp521r1 are refused.
         run(&[
             "req",
             "-x509",
@@ -771,6 +774,28 @@ mod tests {
             "/CN=small.example.com",
         ]);
         let err = read(&read_file("small.pem"), &read_file("small.key"), None, now).unwrap_err();
+        assert_eq!(err.to_string(), KEY_NOT_SUPPORTED);
+        run(&[
+            "ecparam",
+            "-name",
+            "secp521r1",
+            "-genkey",
+            "-out",
+            "p521.key",
+        ]);
+        run(&[
+            "req",
+            "-x509",
+            "-key",
+            "p521.key",
+            "-out",
+            "p521.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=p521.example.com",
+        ]);
+        let err = read(&read_file("p521.pem"), &read_file("p521.key"), None, now).unwrap_err();
         assert_eq!(err.to_string(), KEY_NOT_SUPPORTED);
         run(&["ecparam", "-name", "secp384r1", "-genkey", "-out", "ec.key"]);
         run(&[
