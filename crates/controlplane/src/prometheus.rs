@@ -49,12 +49,13 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The services whose requests are counted by name; anything else is `unknown`.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "ecs",
     "ec2",
     "monitoring",
     "logs",
     "elasticloadbalancing",
+    "acm",
     model::agent::SIGNING_NAME,
 ];
 

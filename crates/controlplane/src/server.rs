@@ -19,6 +19,7 @@ use store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::acm::{self, AcmContext};
 use crate::cloudwatch::{self, CloudWatchContext};
 use crate::controllers::{
     ControllerSettings, Controllers, InstanceHealthSettings, ServiceSettings,
@@ -60,6 +61,7 @@ struct App {
     logs: Arc<LogsContext>,
     ec2: Arc<Ec2Context>,
     elbv2: Arc<Elbv2Context>,
+    acm: Arc<AcmContext>,
     metrics: Arc<Exporter>,
 }
 
@@ -141,6 +143,13 @@ impl Server {
             )
             .map_err(std::io::Error::other)?,
         );
+        let acm = Arc::new(AcmContext::new(
+            ecs.store.clone(),
+            ecs.clock.clone(),
+            &config.region,
+            &config.account_id,
+            format!("acm:{token_key}").as_bytes(),
+        ));
         let app = Arc::new(App {
             credentials: config.credentials,
             clock,
@@ -149,6 +158,7 @@ impl Server {
             logs: logs.clone(),
             ec2,
             elbv2,
+            acm,
             metrics: exporter,
         });
         let router = Router::new()
@@ -207,7 +217,7 @@ async fn handle(State(app): State<Arc<App>>, request: axum::extract::Request) ->
     let (mut response, service, operation) = match read_request(request).await {
         Ok(request) => {
             // As `route` picks it; an unauthenticated request is counted under the service it
-            // claims (only the four known names are labels, the rest is `unknown`).
+            // claims (only the names in `prometheus::SERVICES` are labels, the rest is `unknown`).
             let service = sigv4::scope_service(&request).unwrap_or_default();
             let _in_flight = app.metrics.start_request(&service);
             let (response, operation) = route(&app, request).await;
@@ -347,6 +357,10 @@ async fn route(app: &App, request: Request) -> (Response<Body>, Option<String>) 
             logs::dispatch(&app.logs, op, input)
         })
         .await,
+        acm::SIGNING_NAME => serve_json(&request, acm::TARGET_PREFIX, json::CONTENT_TYPE_1_1, |op, input| {
+            acm::dispatch(&app.acm, op, input)
+        })
+        .await,
         // The agent and load-balancer protocols share the `wharf` signing name; the target
         // prefix picks the protocol.
         model::agent::SIGNING_NAME
@@ -369,7 +383,7 @@ async fn route(app: &App, request: Request) -> (Response<Body>, Option<String>) 
             &AwsError::sender(
                 "UnrecognizedServiceException",
                 format!(
-                    "Wharf does not serve the '{other}' service yet; it serves: ecs, ec2 (VPCs, subnets, security groups, network interfaces), elasticloadbalancing (ELBv2: load balancers, target groups, listeners, rules), monitoring (CloudWatch), logs (CloudWatch Logs), and wharf (for agents and load balancers). Check the endpoint URL and the service you are calling."
+                    "Wharf does not serve the '{other}' service yet; it serves: ecs, ec2 (VPCs, subnets, security groups, network interfaces), elasticloadbalancing (ELBv2: load balancers, target groups, listeners, rules), monitoring (CloudWatch), logs (CloudWatch Logs), acm (Certificate Manager: imported certificates), and wharf (for agents and load balancers). Check the endpoint URL and the service you are calling."
                 ),
             ),
             json::CONTENT_TYPE_1_1,
@@ -447,6 +461,12 @@ impl IntoAwsError for ecs::EcsError {
 impl IntoAwsError for elbv2::Elbv2Error {
     fn into_aws_error(self) -> AwsError {
         self.to_wire().error
+    }
+}
+
+impl IntoAwsError for acm::AcmError {
+    fn into_aws_error(self) -> AwsError {
+        self.to_aws()
     }
 }
 

@@ -23,7 +23,9 @@ pub fn certificate_id<'a>(arn: &'a str, region: &str, account: &str) -> Option<&
 
 /// An imported certificate, with what DescribeCertificate reports about it read from the
 /// certificate once, at import.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` is written by hand so the private key never reaches a log line.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRecord {
     pub arn: String,
@@ -57,4 +59,83 @@ pub struct CertificateRecord {
     pub imported_at_ms: i64,
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The Key Usage extension's purposes in ACM's names (`DIGITAL_SIGNATURE`, …); empty when
+    /// the certificate has no such extension.
+    #[serde(default)]
+    pub key_usages: Vec<String>,
+    /// The Extended Key Usage extension's purposes: (ACM's name, OID), e.g.
+    /// (`TLS_WEB_SERVER_AUTHENTICATION`, `1.3.6.1.5.5.7.3.1`); `CUSTOM` for OIDs ACM does not name.
+    #[serde(default)]
+    pub extended_key_usages: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for CertificateRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateRecord")
+            .field("arn", &self.arn)
+            .field("id", &self.id)
+            .field("domain_name", &self.domain_name)
+            .field("subject_alternative_names", &self.subject_alternative_names)
+            .field("serial", &self.serial)
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("not_before_ms", &self.not_before_ms)
+            .field("not_after_ms", &self.not_after_ms)
+            .field("key_algorithm", &self.key_algorithm)
+            .field("signature_algorithm", &self.signature_algorithm)
+            .field("certificate_pem", &self.certificate_pem)
+            .field("chain_pem", &self.chain_pem)
+            .field("private_key_pem", &"<redacted>")
+            .field("created_at_ms", &self.created_at_ms)
+            .field("imported_at_ms", &self.imported_at_ms)
+            .field("tags", &self.tags)
+            .field("key_usages", &self.key_usages)
+            .field("extended_key_usages", &self.extended_key_usages)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_private_key() {
+        let record = CertificateRecord {
+            arn: "arn:aws:acm:us-east-1:123456789012:certificate/x".into(),
+            id: "x".into(),
+            domain_name: "example.com".into(),
+            subject_alternative_names: vec!["example.com".into()],
+            serial: "01".into(),
+            subject: "CN=example.com".into(),
+            issuer: "Example".into(),
+            not_before_ms: 0,
+            not_after_ms: 1,
+            key_algorithm: "EC_prime256v1".into(),
+            signature_algorithm: "SHA256WITHECDSA".into(),
+            certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
+            chain_pem: String::new(),
+            private_key_pem: "-----BEGIN PRIVATE KEY-----SECRET".into(),
+            created_at_ms: 0,
+            imported_at_ms: 0,
+            tags: vec![],
+            key_usages: vec![],
+            extended_key_usages: vec![],
+        };
+        let shown = format!("{record:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("example.com"), "{shown}");
+    }
+
+    #[test]
+    fn certificate_ids_come_only_from_this_region_and_account() {
+        let arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+        assert_eq!(
+            certificate_id(arn, "us-east-1", "123456789012"),
+            Some("abc")
+        );
+        assert_eq!(certificate_id(arn, "eu-west-1", "123456789012"), None);
+        assert_eq!(certificate_id(arn, "us-east-1", "000000000000"), None);
+    }
 }

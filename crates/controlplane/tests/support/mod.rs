@@ -424,3 +424,20 @@ pub async fn register_instance(server: &TestServer, cluster: &str) -> String {
     assert_eq!(heartbeat.status, 200, "{heartbeat:?}");
     arn
 }
+
+/// An ACM client (JSON 1.1, signing name `acm`) against this server.
+pub async fn acm_client(server: &TestServer) -> aws_sdk_acm::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(server.endpoint())
+        .credentials_provider(SdkCredentials::new(
+            &server.credentials.access_key_id,
+            &server.credentials.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_acm::Client::new(&config)
+}
