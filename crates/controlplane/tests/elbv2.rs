@@ -2290,3 +2290,230 @@ print("boto3 ok", flush=True)
     );
     server.server.shutdown().await;
 }
+
+/// A self-signed certificate for `name` imported into ACM (re-imported into `into`): its ARN
+/// and PEM.
+async fn import_certificate(
+    acm: &aws_sdk_acm::Client,
+    name: &str,
+    into: Option<&str>,
+) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    let imported = acm
+        .import_certificate()
+        .certificate(aws_sdk_acm::primitives::Blob::new(cert.pem()))
+        .private_key(aws_sdk_acm::primitives::Blob::new(key.serialize_pem()))
+        .set_certificate_arn(into.map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    (imported.certificate_arn.unwrap(), cert.pem())
+}
+
+/// Owned Query parameters.
+fn pairs(params: &[(&str, String)]) -> Vec<(String, String)> {
+    params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
+    let server = support::start().await;
+    let acm = support::acm_client(&server).await;
+    let (vpc, subnets) = default_network(&server).await;
+    let lb = create_lb(&server, "secure", &subnets[..2]).await;
+    let tg = create_tg(&server, "web", "HTTP", &vpc, "ip").await;
+    let (shop, shop_pem) = import_certificate(&acm, "shop.example.com", None).await;
+    let (api, _) = import_certificate(&acm, "*.api.example.com", None).await;
+    // CreateListener for HTTPS on 443 with `certificate` as its default, and `extra`.
+    let https = |certificate: &str, extra: &[(&str, &str)]| {
+        let mut params = pairs(&[
+            ("LoadBalancerArn", lb.clone()),
+            ("Protocol", "HTTPS".into()),
+            ("Port", "443".into()),
+            ("DefaultActions.member.1.Type", "forward".into()),
+            ("DefaultActions.member.1.TargetGroupArn", tg.clone()),
+        ]);
+        if !certificate.is_empty() {
+            params.push((
+                "Certificates.member.1.CertificateArn".into(),
+                certificate.into(),
+            ));
+        }
+        params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        params
+    };
+    // Refused, changing nothing: an unknown certificate, an unknown policy, ALPN on HTTPS,
+    // two default certificates, none.
+    let missing =
+        "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-4000-8000-000000000000";
+    let cases = [
+        (https(missing, &[]), "CertificateNotFound"),
+        (
+            https(&shop, &[("SslPolicy", "ELBSecurityPolicy-Nope")]),
+            "SSLPolicyNotFound",
+        ),
+        (
+            https(&shop, &[("AlpnPolicy.member.1", "HTTP2Preferred")]),
+            "ValidationError",
+        ),
+        (
+            https(&shop, &[("Certificates.member.2.CertificateArn", &api)]),
+            "ValidationError",
+        ),
+        (https("", &[]), "ValidationError"),
+    ];
+    for (params, code) in &cases {
+        let params: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        fails(&server, "CreateListener", &params, code).await;
+    }
+    assert!(routes(&server).await.load_balancers[0].listeners.is_empty());
+
+    let params = https(
+        &shop,
+        &[("SslPolicy", "ELBSecurityPolicy-TLS13-1-2-2021-06")],
+    );
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = ok(&server, "CreateListener", &params).await;
+    let listener = text(&body, "ListenerArn");
+    assert_eq!(
+        text(&body, "SslPolicy"),
+        "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    );
+    ok(
+        &server,
+        "AddListenerCertificates",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &api),
+        ],
+    )
+    .await;
+    let body = ok(
+        &server,
+        "DescribeListenerCertificates",
+        &[("ListenerArn", &listener)],
+    )
+    .await;
+    assert_eq!(texts(&body, "CertificateArn"), [shop.clone(), api.clone()]);
+    assert_eq!(texts(&body, "IsDefault"), ["true", "false"]);
+    // The default certificate is replaced, never removed; an unknown one is not added.
+    fails(
+        &server,
+        "RemoveListenerCertificates",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &shop),
+        ],
+        "OperationNotPermitted",
+    )
+    .await;
+    fails(
+        &server,
+        "AddListenerCertificates",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", missing),
+        ],
+        "CertificateNotFound",
+    )
+    .await;
+
+    // The data plane gets both, the default first, with their names and keys.
+    let tls = |snapshot: &model::elb::RouteSnapshot| {
+        snapshot.load_balancers[0].listeners[0]
+            .tls
+            .clone()
+            .expect("an HTTPS listener's routes carry its TLS")
+    };
+    let snapshot = routes(&server).await;
+    let served = tls(&snapshot);
+    assert_eq!(served.ssl_policy, "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    let arns: Vec<&str> = served.certificates.iter().map(|c| c.arn.as_str()).collect();
+    assert_eq!(arns, [shop.as_str(), api.as_str()]);
+    assert_eq!(served.certificates[1].names, ["*.api.example.com"]);
+    assert_eq!(served.certificates[0].chain_pem.trim(), shop_pem.trim());
+    assert!(served.certificates[0]
+        .private_key_pem
+        .contains("PRIVATE KEY"));
+
+    // A re-import wakes a data plane's long poll with the new certificate.
+    let waiting = lb_call(
+        &server,
+        "GetRoutes",
+        json!({"sinceRevision": snapshot.revision, "waitSeconds": 10}),
+    );
+    let reimport = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        import_certificate(&acm, "shop.example.com", Some(&shop)).await
+    };
+    let (woken, (reimported, new_pem)) = tokio::join!(waiting, reimport);
+    assert_eq!(reimported, shop);
+    let woken: model::elb::RouteSnapshot = serde_json::from_value(woken).unwrap();
+    assert_eq!(tls(&woken).certificates[0].chain_pem.trim(), new_pem.trim());
+
+    // In use, a certificate cannot be deleted; removed from the listener, it can.
+    let refused = acm
+        .delete_certificate()
+        .certificate_arn(&api)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_acm::error::ProvideErrorMetadata::code(&refused),
+        Some("ResourceInUseException")
+    );
+    ok(
+        &server,
+        "RemoveListenerCertificates",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &api),
+        ],
+    )
+    .await;
+    acm.delete_certificate()
+        .certificate_arn(&api)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tls(&routes(&server).await).certificates.len(), 1);
+
+    // An HTTP listener changed to HTTPS needs a certificate; back to HTTP drops them.
+    let plain = create_listener(&server, &lb, "80", &tg).await;
+    fails(
+        &server,
+        "ModifyListener",
+        &[("ListenerArn", &plain), ("Protocol", "HTTPS")],
+        "ValidationError",
+    )
+    .await;
+    let body = ok(
+        &server,
+        "ModifyListener",
+        &[
+            ("ListenerArn", &listener),
+            ("Protocol", "HTTP"),
+            ("Port", "8443"),
+        ],
+    )
+    .await;
+    assert!(texts(&body, "CertificateArn").is_empty(), "{body}");
+    assert!(routes(&server).await.load_balancers[0]
+        .listeners
+        .iter()
+        .all(|l| l.tls.is_none()));
+}

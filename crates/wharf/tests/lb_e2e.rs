@@ -5,7 +5,8 @@
 //! its task replaced; a rolling deployment under continuous load (wrk) fails no request; a
 //! weighted forward splits 90/10; an NLB forwards TCP, and with Proxy Protocol v2 its targets
 //! read the client's address first; application-cookie stickiness keeps a client on the task
-//! that set its session cookie.
+//! that set its session cookie; an HTTPS listener serves a certificate imported into ACM
+//! (picked by server name among two) while its HTTP listener redirects to it.
 //!
 //! Backends are busybox `httpd` containers on dynamic host ports (bridge mode, instance
 //! targets) answering with their service name and container hostname, with a `/health` file
@@ -726,5 +727,200 @@ fn app_cookie_stickiness_keeps_a_session_on_its_task() -> Result<()> {
         ensure!(Instant::now() < deadline, "no X-Frame-Options in {head}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    Ok(())
+}
+
+/// A self-signed certificate and key for `name`, PEM, as a user would make with openssl.
+fn self_signed(name: &str) -> Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// One HTTPS request naming `server_name`, trusting only `trusted` (PEM): the status line,
+/// the body, and the certificate the server presented (DER).
+fn https_get(
+    address: &str,
+    server_name: &str,
+    trusted: &[&str],
+    path: &str,
+) -> Result<(String, String, Vec<u8>)> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted {
+        roots.add(rustls::pki_types::CertificateDer::from_pem_slice(
+            pem.as_bytes(),
+        )?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let tcp = TcpStream::connect(address)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    // The server may close without close_notify after `Connection: close`.
+    if let Err(error) = tls.read_to_end(&mut raw) {
+        ensure!(!raw.is_empty(), "reading the answer: {error}");
+    }
+    let presented = tls
+        .conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("").to_string();
+    Ok((status, body.to_string(), presented))
+}
+
+#[test]
+fn an_https_listener_serves_an_imported_certificate() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    // Two certificates imported the way users do: `aws acm import-certificate` with PEM files.
+    let files = tempfile::tempdir()?;
+    let mut imported = Vec::new();
+    for name in ["shop.example.test", "api.example.test"] {
+        let (cert, key) = self_signed(name)?;
+        let cert_path = files.path().join(format!("{name}.crt"));
+        let key_path = files.path().join(format!("{name}.key"));
+        std::fs::write(&cert_path, &cert)?;
+        std::fs::write(&key_path, &key)?;
+        let answer = up.wharf.aws_json(&[
+            "acm",
+            "import-certificate",
+            "--certificate",
+            &format!("fileb://{}", cert_path.display()),
+            "--private-key",
+            &format!("fileb://{}", key_path.display()),
+        ])?;
+        let arn = answer["CertificateArn"]
+            .as_str()
+            .context("no certificate arn")?
+            .to_string();
+        imported.push((arn, cert));
+    }
+    let (shop_arn, shop_pem) = &imported[0];
+    let (api_arn, api_pem) = &imported[1];
+
+    let tg = elb.target_group("secure", "HTTP", 1)?;
+    let (lb, address) = elb.load_balancer("secure-front", "application")?;
+    let certificate = format!("CertificateArn={shop_arn}");
+    let actions = json!([forward(&tg)]).to_string();
+    let created = elb.json(&[
+        "create-listener",
+        "--load-balancer-arn",
+        &lb,
+        "--protocol",
+        "HTTPS",
+        "--port",
+        "443",
+        "--certificates",
+        &certificate,
+        "--ssl-policy",
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "--default-actions",
+        &actions,
+    ])?;
+    let listener = created["Listeners"][0]["ListenerArn"]
+        .as_str()
+        .context("no listener arn")?
+        .to_string();
+    elb.json(&[
+        "add-listener-certificates",
+        "--listener-arn",
+        &listener,
+        "--certificates",
+        &format!("CertificateArn={api_arn}"),
+    ])?;
+    let listed = elb.json(&[
+        "describe-listener-certificates",
+        "--listener-arn",
+        &listener,
+    ])?;
+    ensure!(
+        listed["Certificates"]
+            == json!([
+                {"CertificateArn": shop_arn, "IsDefault": true},
+                {"CertificateArn": api_arn, "IsDefault": false},
+            ]),
+        "{listed}"
+    );
+    // Plain HTTP on 80 sends clients to HTTPS, as most ALBs do.
+    elb.listener(
+        &lb,
+        "HTTP",
+        80,
+        json!({"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}),
+    )?;
+    up.register(
+        "secure",
+        json!([{
+            "name": "app", "image": IMAGE, "memory": 32, "stopTimeout": 2,
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+            "command": ["sh", "-c",
+                "mkdir -p /www/cgi-bin && echo ok > /www/health && printf '#!/bin/sh\\necho \"Content-Type: text/plain\"\\necho\\necho \"proto=$HTTP_X_FORWARDED_PROTO port=$HTTP_X_FORWARDED_PORT\"\\n' > /www/cgi-bin/seen && chmod +x /www/cgi-bin/seen && exec httpd -f -p 8080 -h /www"],
+        }]),
+    )?;
+    create_service(&up, "secure", &tg, 1, &[])?;
+    elb.wait_healthy(&tg, 1, 90)?;
+
+    let https = format!("{address}:443");
+    let (status, body, presented) =
+        https_get(&https, "shop.example.test", &[shop_pem], "/cgi-bin/seen")?;
+    ensure!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
+    ensure!(body.trim() == "proto=https port=443", "{body}");
+    // The server name picks the added certificate; the default is for the rest.
+    let (status, _, presented_api) = https_get(&https, "api.example.test", &[api_pem], "/health")?;
+    ensure!(status.starts_with("HTTP/1.1 200"), "{status}");
+    ensure!(presented != presented_api, "both names got one certificate");
+    ensure!(
+        https_get(&https, "api.example.test", &[shop_pem], "/health").is_err(),
+        "api.example.test was given the default certificate"
+    );
+    let (status, head, _) = request(&format!("{address}:80"), "/cgi-bin/seen?x=1", None)?;
+    ensure!(status == 301, "{status} {head}");
+    ensure!(
+        head.contains(&format!(
+            "\r\nLocation: https://{address}/cgi-bin/seen?x=1\r\n"
+        )),
+        "{head}"
+    );
+
+    // ACM knows who uses its certificates, and keeps them while they are used.
+    let described =
+        up.wharf
+            .aws_json(&["acm", "describe-certificate", "--certificate-arn", shop_arn])?;
+    ensure!(
+        described["Certificate"]["InUseBy"] == json!([lb]),
+        "{described}"
+    );
+    ensure!(
+        described["Certificate"]["DomainName"] == "shop.example.test",
+        "{described}"
+    );
+    let refused = up
+        .wharf
+        .aws(&["acm", "delete-certificate", "--certificate-arn", api_arn])?;
+    ensure!(
+        String::from_utf8_lossy(&refused.stderr).contains("ResourceInUseException"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     Ok(())
 }

@@ -22,10 +22,11 @@
 //! it does not depend on ELBv2's private types.
 //!
 //! Writes are compare-and-swap transactions on the revision of the certificate read, so a
-//! re-import, a tag change and a delete of one certificate cannot both win. A writer that
-//! starts using a certificate (ELBv2 creating or modifying a listener) should re-put the
-//! record unchanged, compared on the revision it read: then a DeleteCertificate that found the
-//! certificate unused fails its compare instead of deleting a certificate just taken into use.
+//! re-import, a tag change and a delete of one certificate cannot both win. ELBv2, when a
+//! listener starts using a certificate (CreateListener, ModifyListener,
+//! AddListenerCertificates), re-puts the record unchanged, compared on the revision it read:
+//! so a DeleteCertificate that found the certificate unused fails its compare instead of
+//! deleting a certificate just taken into use.
 
 mod api;
 mod error;
@@ -237,17 +238,18 @@ impl AcmContext {
 }
 
 /// Which load balancers use which certificates, from listener records read as plain JSON:
-/// `{"loadBalancerArn": "...", "certificates": ["<certificate arn>", ...]}`.
+/// `{"loadBalancerArn": "...", "certificates": ["<certificate arn>", ...],
+/// "additionalCertificates": [...]}` (the default certificate, then those
+/// AddListenerCertificates added).
 fn usage(listeners: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for listener in listeners {
         let Some(lb) = listener.get("loadBalancerArn").and_then(Value::as_str) else {
             continue;
         };
-        let certificates = listener
-            .get("certificates")
-            .and_then(Value::as_array)
+        let certificates = ["certificates", "additionalCertificates"]
             .into_iter()
+            .filter_map(|field| listener.get(field).and_then(Value::as_array))
             .flatten()
             .filter_map(Value::as_str);
         for certificate in certificates {
@@ -302,7 +304,7 @@ mod tests {
             json!({"loadBalancerArn": "lb/2", "certificates": [cert], "port": 443}),
             json!({"loadBalancerArn": "lb/1", "certificates": [other, cert]}),
             json!({"loadBalancerArn": "lb/2", "certificates": [cert]}),
-            json!({"loadBalancerArn": "lb/3", "certificates": []}),
+            json!({"loadBalancerArn": "lb/3", "certificates": [], "additionalCertificates": [other]}),
             json!({"loadBalancerArn": "lb/4"}),
             json!({"certificates": [cert]}),
         ];
@@ -311,7 +313,7 @@ mod tests {
             usage[cert].iter().collect::<Vec<_>>(),
             [&"lb/1".to_string(), &"lb/2".to_string()]
         );
-        assert_eq!(usage[other].len(), 1);
+        assert_eq!(usage[other].len(), 2);
         assert_eq!(usage.len(), 2);
     }
 
