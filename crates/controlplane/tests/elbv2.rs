@@ -2465,6 +2465,55 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     let woken: model::elb::RouteSnapshot = serde_json::from_value(woken).unwrap();
     assert_eq!(tls(&woken).certificates[0].chain_pem.trim(), new_pem.trim());
 
+    // The TLS headers: turned on for the load balancer, one renamed on the listener (a name
+    // that is not a header name is refused).
+    fails(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &listener),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+            ),
+            ("Attributes.member.1.Value", "X Cipher"),
+        ],
+        "InvalidConfigurationRequest",
+    )
+    .await;
+    ok(
+        &server,
+        "ModifyListenerAttributes",
+        &[
+            ("ListenerArn", &listener),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+            ),
+            ("Attributes.member.1.Value", "X-Tls-Cipher"),
+        ],
+    )
+    .await;
+    ok(
+        &server,
+        "ModifyLoadBalancerAttributes",
+        &[
+            ("LoadBalancerArn", &lb),
+            (
+                "Attributes.member.1.Key",
+                "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+            ),
+            ("Attributes.member.1.Value", "true"),
+        ],
+    )
+    .await;
+    let snapshot = routes(&server).await;
+    assert!(snapshot.load_balancers[0].http.tls_version_and_cipher_suite);
+    assert_eq!(
+        tls(&snapshot).header_names,
+        Some(("X-Amzn-Tls-Version".into(), "X-Tls-Cipher".into()))
+    );
+
     // In use, a certificate cannot be deleted; removed from the listener, it can.
     let refused = acm
         .delete_certificate()

@@ -97,7 +97,9 @@ pub async fn serve(
         response_out: Vec::with_capacity(1024),
         timer: IdleTimer::default(),
         unread: false,
+        negotiated: None,
     };
+    connection.negotiated = connection.client.stream.negotiated();
     if let Err(end) = connection.run(&shutdown).await {
         tracing::debug!(%remote, reason = end.0, "client connection closed");
     }
@@ -152,6 +154,8 @@ struct Connection {
     /// The client may have sent bytes that were not read: the current request's body, or
     /// whatever followed a malformed request. Closing then lingers (see [`linger`]).
     unread: bool,
+    /// The TLS version and cipher suite negotiated (`ClientStream::negotiated`).
+    negotiated: Option<(&'static str, &'static str)>,
 }
 
 /// What the load balancer does with one request, decided from its head alone.
@@ -467,11 +471,18 @@ impl Connection {
                 out.extend_from_slice(path_and_query.as_bytes());
                 out.extend_from_slice(b" HTTP/1.1\r\n");
                 let settings = &lb.http;
+                // The TLS headers this request gets (the client's own are dropped then).
+                let tls_headers = self.negotiated.filter(|_| settings.tls_headers);
                 for header in headers {
                     if !scan.forwarded(header.name)
                         || header.name.eq_ignore_ascii_case("host")
                         || (settings.drop_invalid_header_fields
                             && !valid_header_name(header.name.as_bytes()))
+                        || (tls_headers.is_some()
+                            && listener
+                                .tls_header_names
+                                .iter()
+                                .any(|(name, _)| name.eq_ignore_ascii_case(header.name)))
                     {
                         continue;
                     }
@@ -521,6 +532,15 @@ impl Connection {
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);
                 out.extend_from_slice(b"\r\n");
+                if let Some((version, cipher_suite)) = tls_headers {
+                    for ((name, _), value) in listener
+                        .tls_header_names
+                        .iter()
+                        .zip([version, cipher_suite])
+                    {
+                        push_header(out, name.as_bytes(), value.as_bytes());
+                    }
+                }
                 // WebSocket only, as ALB (an `h2c` upgrade could smuggle requests past rules).
                 let upgrade = match scan.upgrade.filter(|protocol| {
                     scan.connection_upgrade

@@ -91,6 +91,8 @@ struct Connection {
     client_ip: HeaderValue,
     /// TLS was terminated: `X-Forwarded-Proto: https`, and `#{protocol}` in redirects.
     tls: bool,
+    /// The TLS version and cipher suite negotiated (`ClientStream::negotiated`).
+    negotiated: Option<(&'static str, &'static str)>,
 }
 
 /// Serves one client connection until it closes or `shutdown` (then gracefully: in-flight
@@ -151,8 +153,10 @@ async fn serve_http2(
     };
     let opened = Instant::now();
     let tls = stream.stream.is_tls();
+    let negotiated = stream.stream.negotiated();
     let connection = Arc::new(Connection {
         tls,
+        negotiated,
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         shared: shared.clone(),
@@ -425,6 +429,15 @@ impl Connection {
         headers.insert(X_FORWARDED_PORT, listener.port_header.clone());
         let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));
         headers.insert(X_AMZN_TRACE_ID, trace);
+        if let (true, Some((version, cipher_suite))) = (settings.tls_headers, self.negotiated) {
+            for ((_, name), value) in listener
+                .tls_header_names
+                .iter()
+                .zip([version, cipher_suite])
+            {
+                headers.insert(name.clone(), HeaderValue::from_static(value));
+            }
+        }
 
         // Origin form (`/path?query`): the connection already goes to the target.
         let path_and_query = std::mem::take(&mut parts.uri)

@@ -289,6 +289,8 @@ pub struct HttpSettings {
     pub http2: bool,
     /// A client connection closes after its first response once it has been open this long.
     pub client_keep_alive: Duration,
+    /// Requests over TLS carry the negotiated version and cipher suite to the target.
+    pub tls_headers: bool,
 }
 
 /// `routing.http.xff_header_processing.mode`.
@@ -315,6 +317,7 @@ impl HttpSettings {
             preserve_host_header: attributes.preserve_host_header,
             http2: attributes.http2,
             client_keep_alive: Duration::from_secs(attributes.client_keep_alive_seconds.max(1)),
+            tls_headers: attributes.tls_version_and_cipher_suite,
         }
     }
 }
@@ -400,6 +403,32 @@ pub struct ListenerTable {
     pub response_headers: ResponseHeaders,
     /// HTTPS and TLS listeners: the handshake's configuration (connections are TLS first).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The names of the TLS version and cipher-suite request headers: as written on HTTP/1,
+    /// and for HTTP/2.
+    pub tls_header_names: [(String, HeaderName); 2],
+}
+
+/// AWS's names for the TLS request headers.
+const TLS_HEADER_NAMES: (&str, &str) = ("X-Amzn-Tls-Version", "X-Amzn-Tls-Cipher-Suite");
+
+/// A listener's TLS request-header names, AWS's unless renamed (and valid).
+fn tls_header_names(tls: Option<&ListenerTls>) -> [(String, HeaderName); 2] {
+    let (version, cipher_suite) = tls
+        .and_then(|tls| tls.header_names.clone())
+        .unwrap_or_else(|| (TLS_HEADER_NAMES.0.into(), TLS_HEADER_NAMES.1.into()));
+    [
+        (version, TLS_HEADER_NAMES.0),
+        (cipher_suite, TLS_HEADER_NAMES.1),
+    ]
+    .map(
+        |(name, default)| match HeaderName::try_from(name.as_str()) {
+            Ok(parsed) => (name, parsed),
+            Err(_) => (
+                default.to_string(),
+                HeaderName::from_bytes(default.as_bytes()).expect("AWS's header names are valid"),
+            ),
+        },
+    )
 }
 
 /// AWS's default response-header attributes (no header set, `Server` on), for answers made
@@ -778,6 +807,7 @@ impl Registry {
                         rules,
                         response_headers: ResponseHeaders::of(&listener.response_headers),
                         tls,
+                        tls_header_names: tls_header_names(listener.tls.as_ref()),
                     },
                 );
             }

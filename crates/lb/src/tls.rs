@@ -52,6 +52,23 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// The TLS version and cipher suite negotiated, as ALB names them in its
+    /// `X-Amzn-Tls-Version` and `X-Amzn-Tls-Cipher-Suite` headers (OpenSSL's names).
+    pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
+        let ClientStream::Tls(stream) = self else {
+            return None;
+        };
+        let connection = stream.get_ref().1;
+        let version = match connection.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            _ => "TLSv1.2",
+        };
+        Some((
+            version,
+            openssl_name(connection.negotiated_cipher_suite()?.suite()),
+        ))
+    }
+
     /// The protocol ALPN settled on, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {
@@ -122,6 +139,23 @@ impl AsyncWrite for ClientStream {
             ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             ClientStream::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
         }
+    }
+}
+
+/// OpenSSL's name of a cipher suite the ring provider offers.
+fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        S::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        S::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => "UNKNOWN",
     }
 }
 

@@ -1,6 +1,6 @@
 //! TLS termination: HTTPS listeners serving HTTP/1.1 and HTTP/2 (by ALPN) with the
 //! certificate the client's server name picks, `X-Forwarded-Proto: https` and `https`
-//! redirects; TLS listeners carrying a flow's bytes in the clear to the target; certificates
+//! redirects, and the TLS version and cipher-suite headers when asked for; TLS listeners carrying a flow's bytes in the clear to the target; certificates
 //! replaced by a new snapshot; unusable certificates failing the load balancer.
 
 mod support;
@@ -45,6 +45,7 @@ fn tls_settings(certificates: &[&Issued], policy: &str) -> ListenerTls {
         ssl_policy: policy.into(),
         certificates: certificates.iter().map(|c| c.certificate.clone()).collect(),
         alpn_policy: None,
+        header_names: None,
     }
 }
 
@@ -370,4 +371,64 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
     .expect("the target answers through the listener")
     .unwrap();
     assert_eq!(&answer, b"HELLO OVER TLS");
+}
+
+#[tokio::test]
+async fn targets_are_told_the_tls_version_and_cipher_suite_when_asked() {
+    let web = backend("web").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let cert = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/app",
+        &["app.example.com"],
+    );
+    let mut tls = tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    let mut lb = https_load_balancer(address, "web", tls.clone(), vec![]);
+    let publish = |lb: LoadBalancerRoutes| snapshot(vec![lb], vec![group("web", &[&web])]);
+    node.publish(publish(lb.clone())).await;
+    // Off by default: nothing is added.
+    let stream = connect_tls(address, "app.example.com", &[&cert], &[b"h2"])
+        .await
+        .unwrap();
+    let (_, answer) = get_over(stream, "app.example.com", "/").await;
+    assert!(answer.headers.get("x-seen-x-amzn-tls-version").is_none());
+
+    // On, with the cipher-suite header renamed: over HTTP/2 and HTTP/1.1 (where a client's
+    // own header of that name is replaced).
+    lb.http.tls_version_and_cipher_suite = true;
+    tls.header_names = Some(("X-Amzn-Tls-Version".into(), "X-Tls-Cipher".into()));
+    lb.listeners[0].tls = Some(tls);
+    node.publish(publish(lb)).await;
+    let stream = connect_tls(address, "app.example.com", &[&cert], &[b"h2"])
+        .await
+        .unwrap();
+    let (version, answer) = get_over(stream, "app.example.com", "/").await;
+    assert_eq!(version, hyper::http::Version::HTTP_2);
+    assert_eq!(answer.headers["x-seen-x-amzn-tls-version"], "TLSv1.3");
+    let cipher = answer.headers["x-seen-x-tls-cipher"].to_str().unwrap();
+    assert!(
+        cipher.starts_with("TLS_") && cipher != "TLS_UNKNOWN",
+        "{cipher}"
+    );
+    assert!(answer
+        .headers
+        .get("x-seen-x-amzn-tls-cipher-suite")
+        .is_none());
+
+    let mut stream = connect_tls(address, "app.example.com", &[&cert], &[b"http/1.1"])
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Tls-Cipher: forged\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw).await;
+    let raw = raw.to_ascii_lowercase();
+    assert!(
+        raw.contains("x-seen-x-amzn-tls-version: tlsv1.3\r\n"),
+        "{raw}"
+    );
+    assert!(raw.contains("x-seen-x-tls-cipher: tls_"), "{raw}");
+    assert!(!raw.contains("forged"), "{raw}");
 }

@@ -300,6 +300,9 @@ pub struct HttpAttributes {
     /// `client_keep_alive.seconds`: a client connection closes after its first response this
     /// long after it opened.
     pub client_keep_alive_seconds: u64,
+    /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled`: requests that came over
+    /// TLS tell the target the version and cipher suite negotiated.
+    pub tls_version_and_cipher_suite: bool,
 }
 
 impl Default for HttpAttributes {
@@ -311,6 +314,7 @@ impl Default for HttpAttributes {
             preserve_host_header: false,
             http2: true,
             client_keep_alive_seconds: 3600,
+            tls_version_and_cipher_suite: false,
         }
     }
 }
@@ -356,6 +360,11 @@ pub struct ListenerTls {
     /// balancer's `routing.http2.enabled` is off) and `http/1.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpn_policy: Option<String>,
+    /// An HTTPS listener's names for the TLS version and cipher-suite request headers
+    /// (`routing.http.request.x_amzn_tls_*.header_name`); None: AWS's `X-Amzn-Tls-Version`
+    /// and `X-Amzn-Tls-Cipher-Suite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_names: Option<(String, String)>,
 }
 
 /// One certificate of a listener, from ACM: its chain and private key, PEM.

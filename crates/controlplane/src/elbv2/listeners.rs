@@ -866,7 +866,8 @@ pub use delete_listener as delete;
 /// The attributes DescribeListenerAttributes lists for a listener of `protocol`, with AWS's
 /// defaults. TLS listeners have none to describe (AWS refuses the call for them).
 fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
-    // HTTPS only: the names of the TLS request headers ALB adds.
+    // HTTPS only: the names of the mutual-TLS request headers ALB adds (not served: no mutual
+    // TLS), then of the TLS ones (`TLS_HEADER_ATTRIBUTES`).
     const REQUEST: &[(&str, &str)] = &[
         (
             "routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name",
@@ -891,14 +892,6 @@ fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
         (
             "routing.http.request.x_amzn_mtls_clientcert.header_name",
             "X-Amzn-Mtls-Clientcert",
-        ),
-        (
-            "routing.http.request.x_amzn_tls_version.header_name",
-            "X-Amzn-Tls-Version",
-        ),
-        (
-            "routing.http.request.x_amzn_tls_cipher_suite.header_name",
-            "X-Amzn-Tls-Cipher-Suite",
         ),
     ];
     let tcp = [(
@@ -930,10 +923,37 @@ fn default_attributes(protocol: &str) -> BTreeMap<String, String> {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         "HTTP" => response(),
-        "HTTPS" => [owned(REQUEST), response()].concat(),
+        "HTTPS" => [owned(REQUEST), owned(&TLS_HEADER_ATTRIBUTES), response()].concat(),
         _ => Vec::new(),
     };
     pairs.into_iter().collect()
+}
+
+/// The attributes naming the TLS request headers, with AWS's names.
+const TLS_HEADER_ATTRIBUTES: [(&str, &str); 2] = [
+    (
+        "routing.http.request.x_amzn_tls_version.header_name",
+        "X-Amzn-Tls-Version",
+    ),
+    (
+        "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+        "X-Amzn-Tls-Cipher-Suite",
+    ),
+];
+
+/// An HTTPS listener's names for the TLS version and cipher-suite headers, when either was
+/// renamed (None: AWS's names).
+pub(super) fn tls_header_names(record: &ListenerRecord) -> Option<(String, String)> {
+    let [version, cipher_suite] = TLS_HEADER_ATTRIBUTES.map(|(key, default)| {
+        record
+            .attributes
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    });
+    let renamed =
+        version != TLS_HEADER_ATTRIBUTES[0].1 || cipher_suite != TLS_HEADER_ATTRIBUTES[1].1;
+    (record.protocol == "HTTPS" && renamed).then_some((version, cipher_suite))
 }
 
 /// A TCP listener's `tcp.idle_timeout.seconds` (what was set, else AWS's 350); `None` for
@@ -1064,6 +1084,22 @@ fn validate_attribute(protocol: &str, key: &str, value: &str) -> Result<()> {
                 "Listener attribute value '{value}' is not valid for key '{key}'" // guessed
             ))),
         },
+        // A header name: a token (RFC 9110) of at most 40 characters. AWS's limits and
+        // texts are not documented; guessed.
+        _ if TLS_HEADER_ATTRIBUTES.iter().any(|(k, _)| *k == key) => {
+            let token = !value.is_empty()
+                && value.len() <= 40
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if token {
+                Ok(())
+            } else {
+                Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                    "Listener attribute value '{value}' is not valid for key '{key}': it must be a header name of at most 40 letters, digits and hyphens" // guessed
+                )))
+            }
+        }
         _ if RESPONSE_HEADER_ATTRIBUTES.iter().any(|(k, _)| *k == key) => {
             validate_response_header(key, value).map_err(|why| {
                 Elbv2Error::InvalidConfigurationRequest(format!(

@@ -369,6 +369,7 @@ fn listener_tls(
             .first()
             .filter(|policy| *policy != "None")
             .cloned(),
+        header_names: super::listeners::tls_header_names(listener),
     })
 }
 
@@ -391,6 +392,10 @@ fn http_attributes(lb: &LoadBalancerRecord) -> HttpAttributes {
         client_keep_alive_seconds: get("client_keep_alive.seconds")
             .and_then(|v| v.parse().ok())
             .unwrap_or(defaults.client_keep_alive_seconds),
+        tls_version_and_cipher_suite: flag(
+            "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+            false,
+        ),
     }
 }
 

@@ -125,6 +125,9 @@ pub async fn backend(name: &str) -> Backend {
                                 "x-forwarded-port",
                                 "x-amzn-trace-id",
                                 "host",
+                                "x-amzn-tls-version",
+                                "x-amzn-tls-cipher-suite",
+                                "x-tls-cipher",
                             ] {
                                 if let Some(value) = request.headers().get(header) {
                                     seen.insert(
