@@ -1,6 +1,7 @@
 //! TLS termination: HTTPS listeners serving HTTP/1.1 and HTTP/2 (by ALPN) with the
 //! certificate the client's server name picks, `X-Forwarded-Proto: https` and `https`
-//! redirects, and the TLS version and cipher-suite headers when asked for; TLS listeners carrying a flow's bytes in the clear to the target; certificates
+//! redirects, and the TLS version and cipher-suite headers when asked for; large answers and
+//! WebSockets crossing TLS whole; TLS listeners carrying a flow's bytes in the clear to the target; certificates
 //! replaced by a new snapshot; unusable certificates failing the load balancer.
 
 mod support;
@@ -431,4 +432,130 @@ async fn targets_are_told_the_tls_version_and_cipher_suite_when_asked() {
     );
     assert!(raw.contains("x-seen-x-tls-cipher: tls_"), "{raw}");
     assert!(!raw.contains("forged"), "{raw}");
+}
+
+/// A raw target: `GET /big` gets 4 MiB of `x`; anything else switches protocols (sending
+/// `hello` with the 101) and then echoes bytes back upper-cased.
+async fn raw_target() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if !matches!(stream.read(&mut byte).await, Ok(1)) {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if head.starts_with(b"GET /big ") {
+                        let body = vec![b'x'; 4 << 20];
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        if stream.write_all(answer.as_bytes()).await.is_err()
+                            || stream.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
+                        .await;
+                    while let Ok(1) = stream.read(&mut byte).await {
+                        if stream.write_all(&byte.to_ascii_uppercase()).await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn large_answers_and_websockets_cross_tls_whole() {
+    let target_address = raw_target().await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let cert = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/app",
+        &["app.example.com"],
+    );
+    let mut raw = group("raw", &[]);
+    raw.health_check.enabled = false;
+    raw.targets.push(target(target_address));
+    node.publish(snapshot(
+        vec![https_load_balancer(
+            address,
+            "raw",
+            tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06"),
+            vec![],
+        )],
+        vec![raw],
+    ))
+    .await;
+    let mut stream = connect_tls(address, "app.example.com", &[&cert], &[b"http/1.1"])
+        .await
+        .unwrap();
+    // Two 4 MiB answers on one connection: each arrives whole before the next is asked for
+    // (nothing is left in TLS's buffers).
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200 "),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mut body = vec![0u8; 4 << 20];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stream.read_exact(&mut body),
+        )
+        .await
+        .expect("the whole answer arrives")
+        .unwrap();
+        assert!(body.iter().all(|b| *b == b'x'));
+    }
+
+    // A WebSocket over TLS (wss): the 101, then bytes both ways.
+    stream
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut hello = [0u8; 5];
+    stream.read_exact(&mut hello).await.unwrap();
+    assert_eq!(&hello, b"hello");
+    stream.write_all(b"wss works").await.unwrap();
+    let mut echoed = [0u8; 9];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut echoed),
+    )
+    .await
+    .expect("the echo comes back")
+    .unwrap();
+    assert_eq!(&echoed, b"WSS WORKS");
 }
