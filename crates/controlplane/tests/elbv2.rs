@@ -2565,4 +2565,51 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
         .listeners
         .iter()
         .all(|l| l.tls.is_none()));
+
+    // A TLS listener on an NLB takes an ALPN policy (one of five).
+    let body = ok(
+        &server,
+        "CreateLoadBalancer",
+        &[
+            ("Name", "flows"),
+            ("Type", "network"),
+            ("Subnets.member.1", &subnets[0]),
+        ],
+    )
+    .await;
+    let nlb = text(&body, "LoadBalancerArn");
+    let tcp = create_tg(&server, "flows", "TCP", &vpc, "ip").await;
+    let tls_listener = |alpn: &str| {
+        pairs(&[
+            ("LoadBalancerArn", nlb.clone()),
+            ("Protocol", "TLS".into()),
+            ("Port", "5432".into()),
+            ("DefaultActions.member.1.Type", "forward".into()),
+            ("DefaultActions.member.1.TargetGroupArn", tcp.clone()),
+            ("Certificates.member.1.CertificateArn", shop.clone()),
+            ("AlpnPolicy.member.1", alpn.into()),
+        ])
+    };
+    let params = tls_listener("HTTP3");
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    fails(&server, "CreateListener", &params, "ALPNPolicyNotFound").await;
+    let params = tls_listener("HTTP2Preferred");
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = ok(&server, "CreateListener", &params).await;
+    assert_eq!(text(&body, "SslPolicy"), "ELBSecurityPolicy-2016-08");
+    let snapshot = routes(&server).await;
+    let flows = snapshot
+        .load_balancers
+        .iter()
+        .find(|l| l.arn == nlb)
+        .unwrap();
+    let served = flows.listeners[0].tls.clone().unwrap();
+    assert_eq!(served.alpn_policy.as_deref(), Some("HTTP2Preferred"));
+    assert_eq!(served.certificates[0].arn, shop);
 }
