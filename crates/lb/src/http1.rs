@@ -84,6 +84,7 @@ pub async fn serve(
     shared: Arc<HttpShared>,
     shutdown: CancellationToken,
 ) {
+    let negotiated = client.stream.negotiated();
     let mut connection = Connection {
         client,
         local,
@@ -97,9 +98,8 @@ pub async fn serve(
         response_out: Vec::with_capacity(1024),
         timer: IdleTimer::default(),
         unread: false,
-        negotiated: None,
+        negotiated,
     };
-    connection.negotiated = connection.client.stream.negotiated();
     if let Err(end) = connection.run(&shutdown).await {
         tracing::debug!(%remote, reason = end.0, "client connection closed");
     }
@@ -412,15 +412,10 @@ impl Connection {
                 status,
             } => {
                 metrics.redirect();
-                let scheme = if self.client.stream.is_tls() {
-                    "https"
-                } else {
-                    "http"
-                };
                 let location = redirect_location(
                     &view,
                     listener.port,
-                    scheme,
+                    self.client.stream.scheme(),
                     [protocol, host, port, path, query],
                 );
                 if location.bytes().any(|b| b < 0x20 || b == 0x7f) {
@@ -523,11 +518,9 @@ impl Connection {
                     }
                     XffMode::Remove => {}
                 }
-                out.extend_from_slice(if self.client.stream.is_tls() {
-                    b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: "
-                } else {
-                    b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: "
-                });
+                out.extend_from_slice(b"X-Forwarded-Proto: ");
+                out.extend_from_slice(self.client.stream.scheme().as_bytes());
+                out.extend_from_slice(b"\r\nX-Forwarded-Port: ");
                 out.extend_from_slice(listener.port_header.as_bytes());
                 out.extend_from_slice(b"\r\nX-Amzn-Trace-Id: ");
                 write_trace_value(scan.trace, out);

@@ -89,8 +89,8 @@ struct Connection {
     remote: SocketAddr,
     /// The client's IP, for `X-Forwarded-For` when the request has none.
     client_ip: HeaderValue,
-    /// TLS was terminated: `X-Forwarded-Proto: https`, and `#{protocol}` in redirects.
-    tls: bool,
+    /// `http` or `https` ([`ClientStream::scheme`]).
+    scheme: &'static str,
     /// The TLS version and cipher suite negotiated (`ClientStream::negotiated`).
     negotiated: Option<(&'static str, &'static str)>,
 }
@@ -152,11 +152,9 @@ async fn serve_http2(
         (table.idle_timeout(&local), settings.client_keep_alive)
     };
     let opened = Instant::now();
-    let tls = stream.stream.is_tls();
-    let negotiated = stream.stream.negotiated();
     let connection = Arc::new(Connection {
-        tls,
-        negotiated,
+        scheme: stream.stream.scheme(),
+        negotiated: stream.stream.negotiated(),
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         shared: shared.clone(),
@@ -203,15 +201,6 @@ async fn serve_http2(
 }
 
 impl Connection {
-    /// `http` or `https`, as the client connected.
-    fn scheme(&self) -> &'static str {
-        if self.tls {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let table = self.shared.routes.current();
         let listener = table.listeners.get(&self.local);
@@ -279,7 +268,7 @@ impl Connection {
                 let location = redirect_location(
                     &parts,
                     listener.port,
-                    self.scheme(),
+                    self.scheme,
                     [protocol, host, port, path, query],
                 );
                 // ALB's redirects carry its HTML page for the status, as its errors do.
@@ -425,7 +414,7 @@ impl Connection {
                 headers.remove(&X_FORWARDED_FOR);
             }
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.scheme()));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(self.scheme));
         headers.insert(X_FORWARDED_PORT, listener.port_header.clone());
         let trace = trace_header(headers.get(&X_AMZN_TRACE_ID));
         headers.insert(X_AMZN_TRACE_ID, trace);

@@ -47,9 +47,13 @@ impl ClientStream {
         self.tcp().set_nodelay(nodelay)
     }
 
-    /// Whether TLS was terminated (`X-Forwarded-Proto: https`).
-    pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+    /// `https` when TLS was terminated, else `http`: `X-Forwarded-Proto`, and what
+    /// `#{protocol}` stands for in redirects.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            ClientStream::Plain(_) => "http",
+            ClientStream::Tls(_) => "https",
+        }
     }
 
     /// The TLS version and cipher suite negotiated, as ALB names them in its

@@ -89,6 +89,12 @@ async fn connect_tls(
         .await
 }
 
+/// Writes `bytes` and flushes them: a TLS stream may hold written bytes until then.
+async fn send(stream: &mut TlsStream<tokio::net::TcpStream>, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+}
+
 /// The certificate the server presented.
 fn presented(stream: &TlsStream<tokio::net::TcpStream>) -> CertificateDer<'static> {
     stream.get_ref().1.peer_certificates().unwrap()[0].clone()
@@ -212,10 +218,11 @@ async fn https_listeners_terminate_tls_for_http1_and_http2() {
         .await
         .unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), None);
-    stream
-        .write_all(b"GET /old?x=1 HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    send(
+        &mut stream,
+        b"GET /old?x=1 HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
     assert!(raw.starts_with("HTTP/1.1 301 "), "{raw}");
@@ -362,7 +369,7 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
         .unwrap();
     // The listener's ALPN policy prefers h2.
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    stream.write_all(b"hello over tls").await.unwrap();
+    send(&mut stream, b"hello over tls").await;
     let mut answer = [0u8; 14];
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -419,10 +426,7 @@ async fn targets_are_told_the_tls_version_and_cipher_suite_when_asked() {
     let mut stream = connect_tls(address, "app.example.com", &[&cert], &[b"http/1.1"])
         .await
         .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Tls-Cipher: forged\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    send(&mut stream, b"GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Tls-Cipher: forged\r\nConnection: close\r\n\r\n").await;
     let mut raw = String::new();
     let _ = stream.read_to_string(&mut raw).await;
     let raw = raw.to_ascii_lowercase();
@@ -479,6 +483,25 @@ async fn raw_target() -> SocketAddr {
     address
 }
 
+/// Reads a response head (within 10 s, else fails saying `what` did not arrive).
+async fn read_head(stream: &mut TlsStream<tokio::net::TcpStream>, what: &str) -> Vec<u8> {
+    let mut head = Vec::new();
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await?);
+        }
+        std::io::Result::Ok(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+        Ok(Ok(())) => head,
+        Ok(Err(error)) => panic!("{what}: {error} after {:?}", String::from_utf8_lossy(&head)),
+        Err(_) => panic!(
+            "{what} did not arrive: {:?}",
+            String::from_utf8_lossy(&head)
+        ),
+    }
+}
+
 #[tokio::test]
 async fn large_answers_and_websockets_cross_tls_whole() {
     let target_address = raw_target().await;
@@ -507,14 +530,12 @@ async fn large_answers_and_websockets_cross_tls_whole() {
     // Two 4 MiB answers on one connection: each arrives whole before the next is asked for
     // (nothing is left in TLS's buffers).
     for _ in 0..2 {
-        stream
-            .write_all(b"GET /big HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(stream.read_u8().await.unwrap());
-        }
+        send(
+            &mut stream,
+            b"GET /big HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        )
+        .await;
+        let head = read_head(&mut stream, "a 200 head").await;
         assert!(
             head.starts_with(b"HTTP/1.1 200 "),
             "{}",
@@ -532,14 +553,8 @@ async fn large_answers_and_websockets_cross_tls_whole() {
     }
 
     // A WebSocket over TLS (wss): the 101, then bytes both ways.
-    stream
-        .write_all(b"GET /chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(stream.read_u8().await.unwrap());
-    }
+    send(&mut stream, b"GET /chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await;
+    let head = read_head(&mut stream, "the 101 head").await;
     assert!(
         head.starts_with(b"HTTP/1.1 101 "),
         "{}",
@@ -548,7 +563,7 @@ async fn large_answers_and_websockets_cross_tls_whole() {
     let mut hello = [0u8; 5];
     stream.read_exact(&mut hello).await.unwrap();
     assert_eq!(&hello, b"hello");
-    stream.write_all(b"wss works").await.unwrap();
+    send(&mut stream, b"wss works").await;
     let mut echoed = [0u8; 9];
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
