@@ -2432,6 +2432,42 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     )
     .await;
 
+    // Made the default, an added certificate is no longer listed twice; and back.
+    ok(
+        &server,
+        "ModifyListener",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &api),
+        ],
+    )
+    .await;
+    let body = ok(
+        &server,
+        "DescribeListenerCertificates",
+        &[("ListenerArn", &listener)],
+    )
+    .await;
+    assert_eq!(texts(&body, "CertificateArn"), [api.clone()]);
+    ok(
+        &server,
+        "ModifyListener",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &shop),
+        ],
+    )
+    .await;
+    ok(
+        &server,
+        "AddListenerCertificates",
+        &[
+            ("ListenerArn", &listener),
+            ("Certificates.member.1.CertificateArn", &api),
+        ],
+    )
+    .await;
+
     // The data plane gets both, the default first, with their names and keys.
     let tls = |snapshot: &model::elb::RouteSnapshot| {
         snapshot.load_balancers[0].listeners[0]

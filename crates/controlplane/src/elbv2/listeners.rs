@@ -451,6 +451,10 @@ async fn apply_settings(
         for arn in &arns {
             ctx.certificate(arn).await?;
         }
+        // A certificate made the default is no longer one of the others.
+        record
+            .additional_certificates
+            .retain(|arn| !arns.contains(arn));
         record.certificates = arns;
     }
     if let Some(alpn) = &settings.alpn_policy {
