@@ -2448,7 +2448,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
         &[("ListenerArn", &listener)],
     )
     .await;
-    assert_eq!(texts(&body, "CertificateArn"), [api.clone()]);
+    assert_eq!(texts(&body, "CertificateArn"), std::slice::from_ref(&api));
     ok(
         &server,
         "ModifyListener",
