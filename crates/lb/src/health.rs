@@ -67,9 +67,10 @@ impl Matcher {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckSpec {
     pub enabled: bool,
-    /// HTTP checks request `path`; TCP (and HTTPS, which this node cannot speak: no TLS
-    /// client in the tree) checks connect.
+    /// HTTP and HTTPS checks request `path`; TCP checks connect.
     pub http: bool,
+    /// HTTPS checks: the request goes over TLS (the target's certificate is not verified).
+    pub tls: bool,
     /// `None`: the traffic port.
     pub port: Option<u16>,
     pub path: String,
@@ -90,7 +91,9 @@ impl HealthCheckSpec {
             |s: i32, default: u64| Duration::from_secs(if s > 0 { s as u64 } else { default });
         HealthCheckSpec {
             enabled: config.enabled,
-            http: config.protocol.eq_ignore_ascii_case("HTTP"),
+            http: config.protocol.eq_ignore_ascii_case("HTTP")
+                || config.protocol.eq_ignore_ascii_case("HTTPS"),
+            tls: config.protocol.eq_ignore_ascii_case("HTTPS"),
             port: config.port.parse().ok(),
             path: config.path.clone().unwrap_or_else(|| "/".into()),
             interval: seconds(config.interval_seconds, 30),
@@ -240,23 +243,28 @@ pub async fn check_once(
             .body(Empty::<Bytes>::new())
     };
     let answer = async {
-        if spec.proxy_protocol {
-            // The pooled client cannot write bytes ahead of the request, so these checks
-            // speak HTTP/1.1 over a connection of their own.
+        if spec.proxy_protocol || spec.tls {
+            // The pooled client cannot write bytes ahead of the request nor speak TLS, so
+            // these checks speak HTTP/1.1 over a connection of their own.
             let mut stream = tokio::net::TcpStream::connect(address).await?;
-            stream
-                .write_all(&crate::proxy_protocol::local_header())
-                .await?;
+            if spec.proxy_protocol {
+                stream
+                    .write_all(&crate::proxy_protocol::local_header())
+                    .await?;
+            }
             if !spec.http {
                 return Ok(None);
             }
             let _ = stream.set_nodelay(true);
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
             // Origin form on a connection of its own, as the pooled client sends.
             let request = request(spec.path.clone())?;
-            return Ok(Some(sender.send_request(request).await?.status()));
+            let status = if spec.tls {
+                let stream = crate::tls::connect_to_target(stream).await?;
+                status_over(stream, request).await?
+            } else {
+                status_over(stream, request).await?
+            };
+            return Ok(Some(status));
         }
         if !spec.http {
             tokio::net::TcpStream::connect(address).await?;
@@ -278,6 +286,20 @@ pub async fn check_once(
             }
         }
     }
+}
+
+/// Sends `request` over `stream` (HTTP/1.1) and reads the answer's status.
+async fn status_over<S>(
+    stream: S,
+    request: http::Request<Empty<Bytes>>,
+) -> Result<http::StatusCode, CheckError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender.send_request(request).await?.status())
 }
 
 /// Why a check could not get an answer; every kind fails the check the same way.
@@ -338,6 +360,7 @@ mod tests {
         HealthCheckSpec {
             enabled: true,
             http: true,
+            tls: false,
             port: None,
             path: "/".into(),
             interval: Duration::from_secs(1),

@@ -1,7 +1,8 @@
 //! TLS termination for HTTPS (ALB) and TLS (NLB) listeners: the server configuration built
 //! from a listener's certificates and security policy ([`server_config`]), the choice of
 //! certificate by the client's server name ([`CertificateSet`]), the handshake ([`accept`]),
-//! and [`ClientStream`], the client side of a connection whether or not TLS was terminated.
+//! and [`ClientStream`], the client side of a connection whether or not TLS was terminated;
+//! and the client side of HTTPS health checks ([`connect_to_target`]).
 //!
 //! Certificates arrive in the route snapshot as PEM (from ACM, through the server). A
 //! configuration is built once per distinct listener setting and shared by its connections;
@@ -160,6 +161,83 @@ fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
         S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
         S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
         _ => "UNKNOWN",
+    }
+}
+
+/// Opens TLS to a target for an HTTPS health check. As ALB, the target's certificate is not
+/// verified (targets commonly serve self-signed ones), and no server name is sent.
+pub async fn connect_to_target(
+    stream: TcpStream,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    static CONFIG: std::sync::LazyLock<Arc<rustls::ClientConfig>> =
+        std::sync::LazyLock::new(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("the ring provider speaks TLS 1.2 and 1.3")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyTargetCertificate(provider)))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        });
+    let address = stream.peer_addr()?.ip();
+    let connector = tokio_rustls::TlsConnector::from(CONFIG.clone());
+    connector
+        .connect(
+            rustls::pki_types::ServerName::IpAddress(address.into()),
+            stream,
+        )
+        .await
+}
+
+/// Accepts whatever certificate a target presents, checking only that the handshake is
+/// signed by its key.
+#[derive(Debug)]
+struct AnyTargetCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyTargetCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -574,3 +574,102 @@ async fn large_answers_and_websockets_cross_tls_whole() {
     .unwrap();
     assert_eq!(&echoed, b"WSS WORKS");
 }
+
+/// A target serving HTTPS with `cert`: `/health` answers 200, anything else 503.
+async fn https_target(cert: &Issued) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(
+        cert.certificate.private_key_pem.as_bytes(),
+    )
+    .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
+                        let status = if request.uri().path() == "/health" {
+                            200
+                        } else {
+                            503
+                        };
+                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn https_health_checks_speak_tls_to_targets() {
+    // A self-signed certificate the load balancer has never seen: ALB does not verify
+    // targets' certificates.
+    let cert = issue("unused", &["target.internal"]);
+    let target_address = https_target(&cert).await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let checked = |path: &str| {
+        let mut checked = group("checked", &[]);
+        checked.health_check = HealthCheckConfig {
+            protocol: "HTTPS".into(),
+            ..health_check(path, 1, 1)
+        };
+        checked.targets.push(target(target_address));
+        checked
+    };
+    let lb = forwarding_to("checks", LoadBalancerKind::Application, address, "checked");
+    let state = || {
+        node.handle
+            .target_health(&group_arn("checked"), "127.0.0.1", target_address.port())
+    };
+    let wait_for = |wanted: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let health = state();
+            if health.as_ref().map(|h| h.state.as_str()) == Some(wanted) {
+                return health.unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the target stays {health:?}, not {wanted}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    // Healthy only if the check's request went over TLS (plain HTTP to this target fails).
+    node.publish(snapshot(vec![lb.clone()], vec![checked("/health")]))
+        .await;
+    wait_for("healthy").await;
+    // A 503 from the target, read through TLS, is a response-code mismatch.
+    node.publish(snapshot(vec![lb], vec![checked("/sick")]))
+        .await;
+    let health = wait_for("unhealthy").await;
+    assert_eq!(
+        health.reason.as_deref(),
+        Some("Target.ResponseCodeMismatch")
+    );
+    assert_eq!(
+        health.description.as_deref(),
+        Some("Health checks failed with these codes: [503]")
+    );
+}
