@@ -213,7 +213,7 @@ async fn an_imported_certificate_is_described_from_its_contents() {
         .unwrap();
     let record: controlplane::acm::records::CertificateRecord =
         serde_json::from_slice(&raw.value).unwrap();
-    assert_eq!(record.private_key_pem, pair.key.replace("\r\n", "\n"));
+    assert_eq!(record.details.private_key_pem, pair.key.replace("\r\n", "\n"));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{AcmError, Problems, Result};
-use super::records::CertificateRecord;
+use super::records::{CertificateDetails, CertificateRecord};
 use super::{conflict, import, AcmContext, MAX_ATTEMPTS};
 
 /// ImportCertificate's blob limits, from the model (bytes of the decoded blob).
@@ -329,7 +329,7 @@ fn timestamp(ms: i64) -> Value {
 
 /// ISSUED, or EXPIRED once `now_ms` reaches NotAfter.
 fn status(record: &CertificateRecord, now_ms: i64) -> &'static str {
-    if now_ms >= record.not_after_ms {
+    if now_ms >= record.details.not_after_ms {
         "EXPIRED"
     } else {
         "ISSUED"
@@ -348,27 +348,27 @@ fn tag_list(tags: &[(String, String)]) -> Value {
 fn detail(record: &CertificateRecord, in_use_by: Vec<String>, now_ms: i64) -> Value {
     let mut out = Map::new();
     out.insert("CertificateArn".into(), json!(record.arn));
-    if !record.domain_name.is_empty() {
-        out.insert("DomainName".into(), json!(record.domain_name));
+    if !record.details.domain_name.is_empty() {
+        out.insert("DomainName".into(), json!(record.details.domain_name));
     }
-    if !record.subject_alternative_names.is_empty() {
+    if !record.details.subject_alternative_names.is_empty() {
         out.insert(
             "SubjectAlternativeNames".into(),
-            json!(record.subject_alternative_names),
+            json!(record.details.subject_alternative_names),
         );
     }
-    out.insert("Serial".into(), json!(record.serial));
-    out.insert("Subject".into(), json!(record.subject));
-    out.insert("Issuer".into(), json!(record.issuer));
+    out.insert("Serial".into(), json!(record.details.serial));
+    out.insert("Subject".into(), json!(record.details.subject));
+    out.insert("Issuer".into(), json!(record.details.issuer));
     out.insert("CreatedAt".into(), timestamp(record.created_at_ms));
     out.insert("ImportedAt".into(), timestamp(record.imported_at_ms));
     out.insert("Status".into(), json!(status(record, now_ms)));
-    out.insert("NotBefore".into(), timestamp(record.not_before_ms));
-    out.insert("NotAfter".into(), timestamp(record.not_after_ms));
-    out.insert("KeyAlgorithm".into(), json!(record.key_algorithm));
+    out.insert("NotBefore".into(), timestamp(record.details.not_before_ms));
+    out.insert("NotAfter".into(), timestamp(record.details.not_after_ms));
+    out.insert("KeyAlgorithm".into(), json!(record.details.key_algorithm));
     out.insert(
         "SignatureAlgorithm".into(),
-        json!(record.signature_algorithm),
+        json!(record.details.signature_algorithm),
     );
     out.insert("InUseBy".into(), json!(in_use_by));
     out.insert("Type".into(), json!("IMPORTED"));
@@ -378,6 +378,7 @@ fn detail(record: &CertificateRecord, in_use_by: Vec<String>, now_ms: i64) -> Va
         "KeyUsages".into(),
         Value::Array(
             record
+                .details
                 .key_usages
                 .iter()
                 .map(|name| json!({"Name": name}))
@@ -388,6 +389,7 @@ fn detail(record: &CertificateRecord, in_use_by: Vec<String>, now_ms: i64) -> Va
         "ExtendedKeyUsages".into(),
         Value::Array(
             record
+                .details
                 .extended_key_usages
                 .iter()
                 .map(|(name, oid)| json!({"Name": name, "OID": oid}))
@@ -405,10 +407,10 @@ fn detail(record: &CertificateRecord, in_use_by: Vec<String>, now_ms: i64) -> Va
 fn summary(record: &CertificateRecord, in_use: bool, now_ms: i64) -> Value {
     let mut out = Map::new();
     out.insert("CertificateArn".into(), json!(record.arn));
-    if !record.domain_name.is_empty() {
-        out.insert("DomainName".into(), json!(record.domain_name));
+    if !record.details.domain_name.is_empty() {
+        out.insert("DomainName".into(), json!(record.details.domain_name));
     }
-    let names = &record.subject_alternative_names;
+    let names = &record.details.subject_alternative_names;
     if !names.is_empty() {
         out.insert(
             "SubjectAlternativeNameSummaries".into(),
@@ -421,11 +423,12 @@ fn summary(record: &CertificateRecord, in_use: bool, now_ms: i64) -> Value {
     );
     out.insert("Status".into(), json!(status(record, now_ms)));
     out.insert("Type".into(), json!("IMPORTED"));
-    out.insert("KeyAlgorithm".into(), json!(record.key_algorithm));
-    out.insert("KeyUsages".into(), json!(record.key_usages));
+    out.insert("KeyAlgorithm".into(), json!(record.details.key_algorithm));
+    out.insert("KeyUsages".into(), json!(record.details.key_usages));
     out.insert(
         "ExtendedKeyUsages".into(),
         json!(record
+            .details
             .extended_key_usages
             .iter()
             .map(|(name, _)| name)
@@ -434,8 +437,8 @@ fn summary(record: &CertificateRecord, in_use: bool, now_ms: i64) -> Value {
     out.insert("InUse".into(), json!(in_use));
     out.insert("CertificateKeyPairOrigin".into(), json!(KEY_PAIR_ORIGIN));
     out.insert("RenewalEligibility".into(), json!("INELIGIBLE"));
-    out.insert("NotBefore".into(), timestamp(record.not_before_ms));
-    out.insert("NotAfter".into(), timestamp(record.not_after_ms));
+    out.insert("NotBefore".into(), timestamp(record.details.not_before_ms));
+    out.insert("NotAfter".into(), timestamp(record.details.not_after_ms));
     out.insert("CreatedAt".into(), timestamp(record.created_at_ms));
     out.insert("ImportedAt".into(), timestamp(record.imported_at_ms));
     Value::Object(out)
@@ -484,14 +487,21 @@ pub async fn import_certificate(ctx: &Arc<AcmContext>, input: Value) -> Result<V
             let mut merged = Vec::new();
             merge_tags(&mut merged, tags.unwrap_or_default());
             let id = uuid::Uuid::new_v4().to_string();
-            let record = record(ctx.arn(&id), id, imported, now, now, merged);
+            let record = CertificateRecord {
+                arn: ctx.arn(&id),
+                id,
+                details: imported,
+                created_at_ms: now,
+                imported_at_ms: now,
+                tags: merged,
+            };
             // A fresh UUID key is absent; a failed compare would mean a collision.
             if !ctx.put_if(&record, 0).await? {
                 return Err(conflict());
             }
             tracing::info!(
                 arn = record.arn,
-                domain = record.domain_name,
+                domain = record.details.domain_name,
                 "certificate imported"
             );
             record.arn
@@ -505,7 +515,7 @@ pub async fn import_certificate(ctx: &Arc<AcmContext>, input: Value) -> Result<V
 async fn reimport(
     ctx: &AcmContext,
     arn: &str,
-    imported: import::Imported,
+    imported: CertificateDetails,
     now: i64,
 ) -> Result<String> {
     for _ in 0..MAX_ATTEMPTS {
@@ -516,57 +526,27 @@ async fn reimport(
             }
             other => other,
         })?;
-        if old.key_algorithm != imported.key_algorithm {
+        if old.details.key_algorithm != imported.key_algorithm {
             return Err(AcmError::Validation(format!(
                 "The certificate's key algorithm {} differs from the {} of the certificate being replaced; a re-import cannot change the key type or size.", // guessed
-                imported.key_algorithm, old.key_algorithm
+                imported.key_algorithm, old.details.key_algorithm
             )));
         }
-        let new = record(
-            old.arn.clone(),
-            old.id.clone(),
-            imported.clone(),
-            old.created_at_ms,
-            now,
-            old.tags.clone(),
-        );
+        let new = CertificateRecord {
+            details: imported.clone(),
+            imported_at_ms: now,
+            ..old
+        };
         if ctx.put_if(&new, revision).await? {
-            tracing::info!(arn, domain = new.domain_name, "certificate re-imported");
+            tracing::info!(
+                arn,
+                domain = new.details.domain_name,
+                "certificate re-imported"
+            );
             return Ok(new.arn);
         }
     }
     Err(conflict())
-}
-
-fn record(
-    arn: String,
-    id: String,
-    imported: import::Imported,
-    created_at_ms: i64,
-    imported_at_ms: i64,
-    tags: Vec<(String, String)>,
-) -> CertificateRecord {
-    CertificateRecord {
-        arn,
-        id,
-        domain_name: imported.domain_name,
-        subject_alternative_names: imported.subject_alternative_names,
-        serial: imported.serial,
-        subject: imported.subject,
-        issuer: imported.issuer,
-        not_before_ms: imported.not_before_ms,
-        not_after_ms: imported.not_after_ms,
-        key_algorithm: imported.key_algorithm,
-        signature_algorithm: imported.signature_algorithm,
-        certificate_pem: imported.certificate_pem,
-        chain_pem: imported.chain_pem,
-        private_key_pem: imported.private_key_pem,
-        created_at_ms,
-        imported_at_ms,
-        tags,
-        key_usages: imported.key_usages,
-        extended_key_usages: imported.extended_key_usages,
-    }
 }
 
 pub async fn describe_certificate(ctx: &Arc<AcmContext>, input: Value) -> Result<Value> {
@@ -579,9 +559,9 @@ pub async fn describe_certificate(ctx: &Arc<AcmContext>, input: Value) -> Result
 pub async fn get_certificate(ctx: &Arc<AcmContext>, input: Value) -> Result<Value> {
     let arn = certificate_arn(parse(input)?)?;
     let (record, _) = ctx.certificate(&arn).await?;
-    let mut out = json!({ "Certificate": record.certificate_pem });
-    if !record.chain_pem.is_empty() {
-        out["CertificateChain"] = json!(record.chain_pem);
+    let mut out = json!({ "Certificate": record.details.certificate_pem });
+    if !record.details.chain_pem.is_empty() {
+        out["CertificateChain"] = json!(record.details.chain_pem);
     }
     Ok(out)
 }
@@ -713,11 +693,17 @@ impl Listing {
         let any_of = |wanted: &[String], have: &[&str]| {
             wanted.is_empty() || wanted.iter().any(|w| have.contains(&w.as_str()))
         };
-        let usages: Vec<&str> = record.key_usages.iter().map(String::as_str).collect();
-        let extended: Vec<&str> = if record.extended_key_usages.is_empty() {
+        let usages: Vec<&str> = record
+            .details
+            .key_usages
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let extended: Vec<&str> = if record.details.extended_key_usages.is_empty() {
             vec!["NONE"]
         } else {
             record
+                .details
                 .extended_key_usages
                 .iter()
                 .map(|(name, _)| name.as_str())
@@ -725,8 +711,8 @@ impl Listing {
         };
         (self.statuses.is_empty() || self.statuses.iter().any(|s| s == status(record, now_ms)))
             && (self.origins.is_empty() || self.origins.iter().any(|o| o == KEY_PAIR_ORIGIN))
-            && self.key_types.contains(&record.key_algorithm)
-            && !(self.default_key_types && record.domain_name.is_empty())
+            && self.key_types.contains(&record.details.key_algorithm)
+            && !(self.default_key_types && record.details.domain_name.is_empty())
             && any_of(&self.key_usages, &usages)
             // Imported certificates cannot be exported, and no AWS service manages them.
             && self.export_option.as_deref().is_none_or(|o| o == "DISABLED")

@@ -14,40 +14,7 @@ use x509_parser::public_key::PublicKey;
 use x509_parser::x509::{SubjectPublicKeyInfo, X509Name, X509Version};
 
 use super::error::AcmError;
-
-/// What an accepted import contributes to a `CertificateRecord`.
-#[derive(Clone, PartialEq)]
-pub struct Imported {
-    pub domain_name: String,
-    pub subject_alternative_names: Vec<String>,
-    pub serial: String,
-    pub subject: String,
-    pub issuer: String,
-    pub not_before_ms: i64,
-    pub not_after_ms: i64,
-    pub key_algorithm: String,
-    pub signature_algorithm: String,
-    pub key_usages: Vec<String>,
-    pub extended_key_usages: Vec<(String, String)>,
-    /// Re-encoded from the DER (64-column base64), the form GetCertificate's pattern requires.
-    pub certificate_pem: String,
-    pub chain_pem: String,
-    /// Re-encoded from the key that was parsed, with the label of its format, so readers of
-    /// the record never meet the extra sections (`EC PARAMETERS`…) some tools write.
-    pub private_key_pem: String,
-}
-
-impl std::fmt::Debug for Imported {
-    // The key must never reach a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imported")
-            .field("domain_name", &self.domain_name)
-            .field("serial", &self.serial)
-            .field("key_algorithm", &self.key_algorithm)
-            .field("private_key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+use super::records::CertificateDetails;
 
 fn invalid(message: impl Into<String>) -> AcmError {
     AcmError::Validation(message.into())
@@ -76,7 +43,7 @@ pub fn read(
     private_key: &[u8],
     chain: Option<&[u8]>,
     now_ms: i64,
-) -> Result<Imported, AcmError> {
+) -> Result<CertificateDetails, AcmError> {
     let der = single_certificate(certificate)?;
     let (_, cert) = X509Certificate::from_der(&der).map_err(|_| unparsable_certificate())?;
     if cert.version() != X509Version::V3 {
@@ -160,7 +127,7 @@ pub fn read(
     };
     let (key_usages, extended_key_usages) = usages(&cert);
 
-    Ok(Imported {
+    Ok(CertificateDetails {
         domain_name,
         subject_alternative_names,
         serial: serial(cert.raw_serial()),

@@ -21,16 +21,27 @@ pub fn certificate_id<'a>(arn: &'a str, region: &str, account: &str) -> Option<&
     (!rest.is_empty() && !rest.contains('/')).then_some(rest)
 }
 
-/// An imported certificate, with what DescribeCertificate reports about it read from the
-/// certificate once, at import.
-///
-/// `Debug` is written by hand so the private key never reaches a log line.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// An imported certificate: its identity, what it says of itself, and its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRecord {
     pub arn: String,
     /// The last ARN segment, a UUID.
     pub id: String,
+    /// Stored flat beside the other members (one JSON object per record).
+    #[serde(flatten)]
+    pub details: CertificateDetails,
+    pub created_at_ms: i64,
+    pub imported_at_ms: i64,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// What an imported certificate says of itself, read once at import (`import::read`), with
+/// the PEM the data plane serves; a re-import replaces it whole.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateDetails {
     /// The subject's common name, or the first DNS name when the subject has none.
     pub domain_name: String,
     /// Every DNS name the certificate is valid for (the subject alternative names, or the
@@ -55,10 +66,6 @@ pub struct CertificateRecord {
     /// The private key, PEM, as imported. Only ELBv2's route snapshot reads it (never an
     /// API answer).
     pub private_key_pem: String,
-    pub created_at_ms: i64,
-    pub imported_at_ms: i64,
-    #[serde(default)]
-    pub tags: Vec<(String, String)>,
     /// The Key Usage extension's purposes in ACM's names (`DIGITAL_SIGNATURE`, …); empty when
     /// the certificate has no such extension.
     #[serde(default)]
@@ -69,29 +76,17 @@ pub struct CertificateRecord {
     pub extended_key_usages: Vec<(String, String)>,
 }
 
-impl std::fmt::Debug for CertificateRecord {
+impl std::fmt::Debug for CertificateDetails {
+    // The key must never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateRecord")
-            .field("arn", &self.arn)
-            .field("id", &self.id)
+        f.debug_struct("CertificateDetails")
             .field("domain_name", &self.domain_name)
             .field("subject_alternative_names", &self.subject_alternative_names)
             .field("serial", &self.serial)
-            .field("subject", &self.subject)
-            .field("issuer", &self.issuer)
-            .field("not_before_ms", &self.not_before_ms)
             .field("not_after_ms", &self.not_after_ms)
             .field("key_algorithm", &self.key_algorithm)
-            .field("signature_algorithm", &self.signature_algorithm)
-            .field("certificate_pem", &self.certificate_pem)
-            .field("chain_pem", &self.chain_pem)
             .field("private_key_pem", &"<redacted>")
-            .field("created_at_ms", &self.created_at_ms)
-            .field("imported_at_ms", &self.imported_at_ms)
-            .field("tags", &self.tags)
-            .field("key_usages", &self.key_usages)
-            .field("extended_key_usages", &self.extended_key_usages)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,23 +99,25 @@ mod tests {
         let record = CertificateRecord {
             arn: "arn:aws:acm:us-east-1:123456789012:certificate/x".into(),
             id: "x".into(),
-            domain_name: "example.com".into(),
-            subject_alternative_names: vec!["example.com".into()],
-            serial: "01".into(),
-            subject: "CN=example.com".into(),
-            issuer: "Example".into(),
-            not_before_ms: 0,
-            not_after_ms: 1,
-            key_algorithm: "EC_prime256v1".into(),
-            signature_algorithm: "SHA256WITHECDSA".into(),
-            certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
-            chain_pem: String::new(),
-            private_key_pem: "-----BEGIN PRIVATE KEY-----SECRET".into(),
+            details: CertificateDetails {
+                domain_name: "example.com".into(),
+                subject_alternative_names: vec!["example.com".into()],
+                serial: "01".into(),
+                subject: "CN=example.com".into(),
+                issuer: "Example".into(),
+                not_before_ms: 0,
+                not_after_ms: 1,
+                key_algorithm: "EC_prime256v1".into(),
+                signature_algorithm: "SHA256WITHECDSA".into(),
+                certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
+                chain_pem: String::new(),
+                private_key_pem: "-----BEGIN PRIVATE KEY-----SECRET".into(),
+                key_usages: vec![],
+                extended_key_usages: vec![],
+            },
             created_at_ms: 0,
             imported_at_ms: 0,
             tags: vec![],
-            key_usages: vec![],
-            extended_key_usages: vec![],
         };
         let shown = format!("{record:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

@@ -94,10 +94,10 @@ fn relevant(event: &Event) -> bool {
                 .map(|c| {
                     (
                         c.arn,
-                        c.subject_alternative_names,
-                        c.certificate_pem,
-                        c.chain_pem,
-                        c.private_key_pem,
+                        c.details.subject_alternative_names,
+                        c.details.certificate_pem,
+                        c.details.chain_pem,
+                        c.details.private_key_pem,
                     )
                 })
         };
@@ -348,16 +348,16 @@ fn listener_tls(
         .chain(&listener.additional_certificates)
         .filter_map(|arn| certificates.get(arn.as_str()))
         .map(|certificate| {
-            let mut chain_pem = certificate.certificate_pem.clone();
+            let mut chain_pem = certificate.details.certificate_pem.clone();
             if !chain_pem.ends_with('\n') {
                 chain_pem.push('\n');
             }
-            chain_pem.push_str(&certificate.chain_pem);
+            chain_pem.push_str(&certificate.details.chain_pem);
             ServerCertificate {
                 arn: certificate.arn.clone(),
-                names: certificate.subject_alternative_names.clone(),
+                names: certificate.details.subject_alternative_names.clone(),
                 chain_pem,
-                private_key_pem: certificate.private_key_pem.clone(),
+                private_key_pem: certificate.details.private_key_pem.clone(),
             }
         })
         .collect();
