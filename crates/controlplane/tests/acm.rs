@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_acm::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_acm::error::ProvideErrorMetadata;
 use aws_sdk_acm::primitives::Blob;
 use aws_sdk_acm::types::{
     CertificateStatus, CertificateType, Filters, KeyAlgorithm, SortBy, SortOrder, Tag,
@@ -19,23 +19,7 @@ use aws_sdk_acm::Client;
 use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair, SerialNumber};
 use store::clock::ManualClock;
 use store::Store;
-use support::{TestServer, ACCOUNT, REGION};
-
-fn code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> String {
-    error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .unwrap_or("<not a service error>")
-        .to_string()
-}
-
-fn message<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> String {
-    error
-        .as_service_error()
-        .and_then(|e| e.message())
-        .unwrap_or("")
-        .to_string()
-}
+use support::{error_code as code, error_message as message, TestServer, ACCOUNT, REGION};
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -213,7 +197,10 @@ async fn an_imported_certificate_is_described_from_its_contents() {
         .unwrap();
     let record: controlplane::acm::records::CertificateRecord =
         serde_json::from_slice(&raw.value).unwrap();
-    assert_eq!(record.details.private_key_pem, pair.key.replace("\r\n", "\n"));
+    assert_eq!(
+        record.details.private_key_pem,
+        pair.key.replace("\r\n", "\n")
+    );
 }
 
 #[tokio::test]

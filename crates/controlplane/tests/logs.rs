@@ -6,14 +6,13 @@ mod support;
 
 use std::sync::Arc;
 
-use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchlogs::types::{InputLogEvent, LogGroupClass, OrderBy};
 use aws_sdk_cloudwatchlogs::Client;
 use controlplane::logs::{self, LogsContext};
 use controlplane::Credentials;
 use serde_json::{json, Value};
 use store::clock::{Clock, ManualClock, SystemClock};
-use support::{TestServer, ACCOUNT, REGION};
+use support::{error_code as code, error_message as message, TestServer, ACCOUNT, REGION};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -25,22 +24,6 @@ async fn client(server: &TestServer) -> Client {
         &server.credentials.secret_access_key,
     )
     .await
-}
-
-fn code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> String {
-    error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .unwrap_or("<not a service error>")
-        .to_string()
-}
-
-fn message<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> String {
-    error
-        .as_service_error()
-        .and_then(|e| e.message())
-        .unwrap_or("")
-        .to_string()
 }
 
 fn now() -> i64 {

@@ -96,7 +96,8 @@ pub async fn start_on(
     }
 }
 
-/// The `__type`-derived error code of an SDK error, e.g. `ClientException`.
+/// The `__type`-derived error code of an SDK error, e.g. `ClientException` (any service's:
+/// the SDK crates share these error types).
 pub fn error_code<E, R>(error: &aws_sdk_ecs::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_ecs::error::ProvideErrorMetadata,
