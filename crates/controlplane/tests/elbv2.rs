@@ -2315,6 +2315,15 @@ async fn import_certificate(
     (imported.certificate_arn.unwrap(), cert.pem())
 }
 
+/// The parameters naming a listener and one certificate (ModifyListener's default, or one
+/// added or removed).
+fn with_certificate<'a>(listener: &'a str, certificate: &'a str) -> [(&'static str, &'a str); 2] {
+    [
+        ("ListenerArn", listener),
+        ("Certificates.member.1.CertificateArn", certificate),
+    ]
+}
+
 /// Owned Query parameters.
 fn pairs(params: &[(&str, String)]) -> Vec<(String, String)> {
     params
@@ -2371,11 +2380,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
         (https("", &[]), "ValidationError"),
     ];
     for (params, code) in &cases {
-        let params: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        fails(&server, "CreateListener", &params, code).await;
+        fails(&server, "CreateListener", &borrowed(params), code).await;
     }
     assert!(routes(&server).await.load_balancers[0].listeners.is_empty());
 
@@ -2383,11 +2388,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
         &shop,
         &[("SslPolicy", "ELBSecurityPolicy-TLS13-1-2-2021-06")],
     );
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let body = ok(&server, "CreateListener", &params).await;
+    let body = ok(&server, "CreateListener", &borrowed(&params)).await;
     let listener = text(&body, "ListenerArn");
     assert_eq!(
         text(&body, "SslPolicy"),
@@ -2396,10 +2397,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     ok(
         &server,
         "AddListenerCertificates",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &api),
-        ],
+        &with_certificate(&listener, &api),
     )
     .await;
     let body = ok(
@@ -2414,20 +2412,14 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     fails(
         &server,
         "RemoveListenerCertificates",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &shop),
-        ],
+        &with_certificate(&listener, &shop),
         "OperationNotPermitted",
     )
     .await;
     fails(
         &server,
         "AddListenerCertificates",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", missing),
-        ],
+        &with_certificate(&listener, missing),
         "CertificateNotFound",
     )
     .await;
@@ -2436,10 +2428,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     ok(
         &server,
         "ModifyListener",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &api),
-        ],
+        &with_certificate(&listener, &api),
     )
     .await;
     let body = ok(
@@ -2452,19 +2441,13 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     ok(
         &server,
         "ModifyListener",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &shop),
-        ],
+        &with_certificate(&listener, &shop),
     )
     .await;
     ok(
         &server,
         "AddListenerCertificates",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &api),
-        ],
+        &with_certificate(&listener, &api),
     )
     .await;
 
@@ -2564,10 +2547,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     ok(
         &server,
         "RemoveListenerCertificates",
-        &[
-            ("ListenerArn", &listener),
-            ("Certificates.member.1.CertificateArn", &api),
-        ],
+        &with_certificate(&listener, &api),
     )
     .await;
     acm.delete_certificate()
@@ -2626,18 +2606,19 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
             ("AlpnPolicy.member.1", alpn.into()),
         ])
     };
-    let params = tls_listener("HTTP3");
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    fails(&server, "CreateListener", &params, "ALPNPolicyNotFound").await;
-    let params = tls_listener("HTTP2Preferred");
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let body = ok(&server, "CreateListener", &params).await;
+    fails(
+        &server,
+        "CreateListener",
+        &borrowed(&tls_listener("HTTP3")),
+        "ALPNPolicyNotFound",
+    )
+    .await;
+    let body = ok(
+        &server,
+        "CreateListener",
+        &borrowed(&tls_listener("HTTP2Preferred")),
+    )
+    .await;
     assert_eq!(text(&body, "SslPolicy"), "ELBSecurityPolicy-2016-08");
     let snapshot = routes(&server).await;
     let flows = snapshot
