@@ -2529,7 +2529,7 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     let snapshot = routes(&server).await;
     assert!(snapshot.load_balancers[0].http.tls_version_and_cipher_suite);
     assert_eq!(
-        tls(&snapshot).header_names,
+        snapshot.load_balancers[0].listeners[0].tls_header_names,
         Some(("X-Amzn-Tls-Version".into(), "X-Tls-Cipher".into()))
     );
 

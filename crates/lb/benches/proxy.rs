@@ -512,6 +512,7 @@ fn alb(address: SocketAddr, group_name: &str) -> LoadBalancerRoutes {
             idle_timeout_seconds: None,
             response_headers: ResponseHeaderSettings::default(),
             tls: None,
+            tls_header_names: None,
         }],
         http: HttpAttributes::default(),
     }

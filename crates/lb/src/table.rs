@@ -412,9 +412,9 @@ pub struct ListenerTable {
 const TLS_HEADER_NAMES: (&str, &str) = ("X-Amzn-Tls-Version", "X-Amzn-Tls-Cipher-Suite");
 
 /// A listener's TLS request-header names, AWS's unless renamed (and valid).
-fn tls_header_names(tls: Option<&ListenerTls>) -> [(String, HeaderName); 2] {
-    let (version, cipher_suite) = tls
-        .and_then(|tls| tls.header_names.clone())
+fn tls_header_names(renamed: Option<&(String, String)>) -> [(String, HeaderName); 2] {
+    let (version, cipher_suite) = renamed
+        .cloned()
         .unwrap_or_else(|| (TLS_HEADER_NAMES.0.into(), TLS_HEADER_NAMES.1.into()));
     [
         (version, TLS_HEADER_NAMES.0),
@@ -807,7 +807,7 @@ impl Registry {
                         rules,
                         response_headers: ResponseHeaders::of(&listener.response_headers),
                         tls,
-                        tls_header_names: tls_header_names(listener.tls.as_ref()),
+                        tls_header_names: tls_header_names(listener.tls_header_names.as_ref()),
                     },
                 );
             }

@@ -46,7 +46,6 @@ fn tls_settings(certificates: &[&Issued], policy: &str) -> ListenerTls {
         ssl_policy: policy.into(),
         certificates: certificates.iter().map(|c| c.certificate.clone()).collect(),
         alpn_policy: None,
-        header_names: None,
     }
 }
 
@@ -390,8 +389,8 @@ async fn targets_are_told_the_tls_version_and_cipher_suite_when_asked() {
         "arn:aws:acm:us-east-1:000000000000:certificate/app",
         &["app.example.com"],
     );
-    let mut tls = tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
-    let mut lb = https_load_balancer(address, "web", tls.clone(), vec![]);
+    let tls = tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    let mut lb = https_load_balancer(address, "web", tls, vec![]);
     let publish = |lb: LoadBalancerRoutes| snapshot(vec![lb], vec![group("web", &[&web])]);
     node.publish(publish(lb.clone())).await;
     // Off by default: nothing is added.
@@ -404,8 +403,7 @@ async fn targets_are_told_the_tls_version_and_cipher_suite_when_asked() {
     // On, with the cipher-suite header renamed: over HTTP/2 and HTTP/1.1 (where a client's
     // own header of that name is replaced).
     lb.http.tls_version_and_cipher_suite = true;
-    tls.header_names = Some(("X-Amzn-Tls-Version".into(), "X-Tls-Cipher".into()));
-    lb.listeners[0].tls = Some(tls);
+    lb.listeners[0].tls_header_names = Some(("X-Amzn-Tls-Version".into(), "X-Tls-Cipher".into()));
     node.publish(publish(lb)).await;
     let stream = connect_tls(address, "app.example.com", &[&cert], &[b"h2"])
         .await

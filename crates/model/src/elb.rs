@@ -344,6 +344,11 @@ pub struct ListenerRoutes {
     /// HTTPS and TLS listeners: what the data plane terminates TLS with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// An HTTPS listener's names for the TLS version and cipher-suite request headers
+    /// (`routing.http.request.x_amzn_tls_*.header_name`) when renamed; None: AWS's
+    /// `X-Amzn-Tls-Version` and `X-Amzn-Tls-Cipher-Suite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_header_names: Option<(String, String)>,
 }
 
 /// An HTTPS or TLS listener's TLS settings, as the data plane needs them.
@@ -360,11 +365,6 @@ pub struct ListenerTls {
     /// balancer's `routing.http2.enabled` is off) and `http/1.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpn_policy: Option<String>,
-    /// An HTTPS listener's names for the TLS version and cipher-suite request headers
-    /// (`routing.http.request.x_amzn_tls_*.header_name`); None: AWS's `X-Amzn-Tls-Version`
-    /// and `X-Amzn-Tls-Cipher-Suite`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header_names: Option<(String, String)>,
 }
 
 /// One certificate of a listener, from ACM: its chain and private key, PEM.

@@ -291,6 +291,7 @@ pub(super) async fn build_snapshot(ctx: &Elbv2Context) -> Result<RouteSnapshot> 
                 idle_timeout_seconds: super::listeners::tcp_idle_timeout_seconds(listener),
                 response_headers: super::listeners::response_headers(listener),
                 tls: listener_tls(listener, &certificates),
+                tls_header_names: super::listeners::tls_header_names(listener),
             });
         }
         out.load_balancers.push(LoadBalancerRoutes {
@@ -369,7 +370,6 @@ fn listener_tls(
             .first()
             .filter(|policy| *policy != "None")
             .cloned(),
-        header_names: super::listeners::tls_header_names(listener),
     })
 }
 

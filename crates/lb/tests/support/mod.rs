@@ -281,6 +281,7 @@ pub fn load_balancer(
             idle_timeout_seconds: None,
             response_headers: ResponseHeaderSettings::default(),
             tls: None,
+            tls_header_names: None,
         }],
         http: HttpAttributes::default(),
     }
