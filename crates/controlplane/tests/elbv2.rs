@@ -531,20 +531,49 @@ async fn target_groups_listeners_rules_and_tags() {
     assert!(text(&body, "HealthCheckPath").is_empty());
     assert_eq!(text(&body, "TargetType"), "instance");
     let api = create_tg(&server, "api", "HTTP", &vpc, "ip").await;
-    // TLS to targets is not served, so such groups are refused rather than served in the clear.
-    for protocol in ["HTTPS", "TLS"] {
+    // Groups that speak TLS to their targets: an HTTPS group checks over HTTPS by default, a
+    // TLS group with a TCP connect; neither may be named by a listener of the other kind.
+    let secure = create_tg(&server, "secure", "HTTPS", &vpc, "ip").await;
+    let body = ok(
+        &server,
+        "DescribeTargetGroups",
+        &[("TargetGroupArns.member.1", &secure)],
+    )
+    .await;
+    assert_eq!(text(&body, "Protocol"), "HTTPS");
+    assert_eq!(text(&body, "HealthCheckProtocol"), "HTTPS");
+    assert_eq!(text(&body, "HealthCheckPath"), "/");
+    assert_eq!(text(&body, "ProtocolVersion"), "HTTP1");
+    let body = ok(
+        &server,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tls"),
+            ("Protocol", "TLS"),
+            ("Port", "443"),
+            ("VpcId", &vpc),
+        ],
+    )
+    .await;
+    let tls = text(&body, "TargetGroupArn");
+    assert_eq!(text(&body, "HealthCheckProtocol"), "TCP");
+    for group in [&tls, &tcp] {
         fails(
             &server,
-            "CreateTargetGroup",
+            "CreateListener",
             &[
-                ("Name", "tls"),
-                ("Protocol", protocol),
-                ("Port", "443"),
-                ("VpcId", &vpc),
+                ("LoadBalancerArn", &lb),
+                ("Protocol", "HTTP"),
+                ("Port", "8443"),
+                ("DefaultActions.member.1.Type", "forward"),
+                ("DefaultActions.member.1.TargetGroupArn", group),
             ],
-            "ValidationError",
+            "IncompatibleProtocols",
         )
         .await;
+    }
+    for group in [&secure, &tls] {
+        ok(&server, "DeleteTargetGroup", &[("TargetGroupArn", group)]).await;
     }
     fails(
         &server,
@@ -2629,4 +2658,95 @@ async fn https_listeners_take_acm_certificates_and_carry_them_in_routes() {
     let served = flows.listeners[0].tls.clone().unwrap();
     assert_eq!(served.alpn_policy.as_deref(), Some("HTTP2Preferred"));
     assert_eq!(served.certificates[0].arn, shop);
+}
+
+#[tokio::test]
+async fn ssl_policies_are_described_with_what_the_data_plane_offers() {
+    let server = support::start().await;
+    let policies = |body: &str| texts(body, "SupportedLoadBalancerTypes").len();
+    let all = ok(&server, "DescribeSSLPolicies", &[]).await;
+    assert_eq!(policies(&all), model::elb::SSL_POLICIES.len());
+    assert!(text(&all, "NextMarker").is_empty());
+
+    // TLS 1.3 only: its three ciphers, by priority, then the policy's name.
+    let body = ok(
+        &server,
+        "DescribeSSLPolicies",
+        &[("Names.member.1", "ELBSecurityPolicy-TLS13-1-3-2021-06")],
+    )
+    .await;
+    assert_eq!(policies(&body), 1);
+    assert_eq!(texts(&body, "SslProtocols"), ["<member>TLSv1.3</member>"]);
+    assert_eq!(
+        texts(&body, "Name"),
+        [
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+            "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        ]
+    );
+    assert_eq!(texts(&body, "Priority"), ["1", "2", "3"]);
+    assert_eq!(
+        text(&body, "SupportedLoadBalancerTypes"),
+        "<member>application</member><member>network</member>"
+    );
+    // The API's default policy: TLS 1.2 and its six ECDHE ciphers; a TLS13 one has both.
+    let body = ok(
+        &server,
+        "DescribeSSLPolicies",
+        &[
+            ("Names.member.1", "ELBSecurityPolicy-2016-08"),
+            ("Names.member.2", "ELBSecurityPolicy-TLS13-1-2-2021-06"),
+            ("LoadBalancerType", "network"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        texts(&body, "SslProtocols"),
+        [
+            "<member>TLSv1.2</member><member>TLSv1.3</member>",
+            "<member>TLSv1.2</member>",
+        ]
+    );
+    assert_eq!(texts(&body, "Priority").len(), 9 + 6);
+
+    // Paged.
+    let first = ok(&server, "DescribeSSLPolicies", &[("PageSize", "10")]).await;
+    assert_eq!(policies(&first), 10);
+    let marker = text(&first, "NextMarker");
+    let second = ok(
+        &server,
+        "DescribeSSLPolicies",
+        &[("PageSize", "30"), ("Marker", &marker)],
+    )
+    .await;
+    assert_eq!(policies(&second), model::elb::SSL_POLICIES.len() - 10);
+    assert!(text(&second, "NextMarker").is_empty());
+    // Gateway load balancers have none.
+    let body = ok(
+        &server,
+        "DescribeSSLPolicies",
+        &[("LoadBalancerType", "gateway")],
+    )
+    .await;
+    assert_eq!(policies(&body), 0);
+
+    fails(
+        &server,
+        "DescribeSSLPolicies",
+        &[
+            ("Names.member.1", "ELBSecurityPolicy-2016-08"),
+            ("Names.member.2", "ELBSecurityPolicy-Bogus"),
+        ],
+        "SSLPolicyNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        "DescribeSSLPolicies",
+        &[("LoadBalancerType", "classic")],
+        "ValidationError",
+    )
+    .await;
 }

@@ -26,10 +26,10 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// The longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
-/// A connection with the bytes read from it and not yet used: a target connection, or a
-/// client's ([`crate::tls::ClientStream`], TLS or not).
+/// A connection with the bytes read from it and not yet used: a target connection
+/// ([`crate::tls::TargetStream`]), or a client's ([`crate::tls::ClientStream`]), TLS or not.
 #[derive(Debug)]
-pub struct Buffered<S = TcpStream> {
+pub struct Buffered<S = crate::tls::TargetStream> {
     pub stream: S,
     pub buf: BytesMut,
 }
@@ -310,15 +310,9 @@ pub(crate) trait BodySink {
     async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError>;
 }
 
-impl BodySink for TcpStream {
+impl<T: AsyncWrite + Unpin> BodySink for crate::tls::MaybeTls<T> {
     async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
-        write_within(self, bytes, idle).await
-    }
-}
-
-impl BodySink for crate::tls::ClientStream {
-    async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
-        crate::tls::ClientStream::write_within(self, bytes, idle).await
+        crate::tls::MaybeTls::write_within(self, bytes, idle).await
     }
 }
 
@@ -544,7 +538,7 @@ mod tests {
     }
 
     /// A connected pair: the reading side buffered, the writing side raw.
-    async fn pair() -> (Buffered, TcpStream) {
+    async fn pair() -> (Buffered<TcpStream>, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let writer = TcpStream::connect(listener.local_addr().unwrap())
             .await

@@ -259,7 +259,7 @@ pub async fn check_once(
             // Origin form on a connection of its own, as the pooled client sends.
             let request = request(spec.path.clone())?;
             let status = if spec.tls {
-                let stream = crate::tls::connect_to_target(stream).await?;
+                let stream = crate::tls::connect_to_target(stream, Some(b"http/1.1")).await?;
                 status_over(stream, request).await?
             } else {
                 status_over(stream, request).await?

@@ -604,7 +604,7 @@ impl Connection {
         let (mut upstream, answered) = loop {
             let (mut upstream, reused) = match upstream::check_out_raw(target, sent) {
                 Some(upstream) => (upstream, true),
-                None => match upstream::connect_raw(target.address).await {
+                None => match upstream::connect_raw(target).await {
                     Ok(upstream) => (upstream, false),
                     Err(error) => {
                         tracing::debug!(target = %target.address, %error, "target connection failed");
@@ -621,7 +621,7 @@ impl Connection {
                     .map_err(|_| End("write failed"))?;
             }
             let written = if whole {
-                upstream.stream.write_all(&self.request_out).await.is_ok()
+                upstream.stream.send(&self.request_out).await.is_ok()
             } else {
                 let relayed = relay(
                     &mut self.client,
@@ -749,7 +749,7 @@ impl Connection {
         if !self.client.buf.is_empty() {
             upstream
                 .stream
-                .write_all(&self.client.buf)
+                .send(&self.client.buf)
                 .await
                 .map_err(|_| End("upgraded target went away"))?;
             self.client.buf.clear();

@@ -33,6 +33,8 @@ pub struct TargetRuntime {
     pub id: String,
     pub port: u16,
     pub address: SocketAddr,
+    /// Its group speaks TLS to it (an HTTPS or TLS group; a group's protocol never changes).
+    pub tls: bool,
     /// Which registration of `id:port` this is ([`model::elb::RouteTarget::registered_at_ms`]).
     pub registered_at_ms: Option<i64>,
     /// The `AWSALB` stickiness cookie value naming this target.
@@ -73,6 +75,7 @@ impl TargetRuntime {
             id: target.id.clone(),
             port: target.port,
             address,
+            tls: matches!(group.protocol.as_str(), "HTTPS" | "TLS"),
             registered_at_ms: target.registered_at_ms,
             cookie: cookie_value(&group.arn, &key),
             health: AtomicU8::new(HEALTH_INITIAL),

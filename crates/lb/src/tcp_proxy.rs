@@ -5,7 +5,8 @@
 //! nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP flows).
 //!
 //! With the group's `proxy_protocol_v2.enabled`, the target first reads a Proxy Protocol v2
-//! header naming the client and the listener. A flow to a deregistered target goes on after
+//! header naming the client and the listener. A TLS group's flows are encrypted again to the
+//! target (after that header), offering it the ALPN protocol the client settled on. A flow to a deregistered target goes on after
 //! the deregistration delay until it ends, as AWS's do by default; with
 //! `deregistration_delay.connection_termination.enabled` it is closed when the delay ends.
 
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::tunnel;
 use crate::http_proxy::InFlight;
 use crate::table::{Action, Routes, TargetStickiness};
-use crate::tls::ClientStream;
+use crate::tls::{ClientStream, TargetStream};
 
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
@@ -75,25 +76,33 @@ pub async fn serve_flow(
     flows.new_flows.fetch_add(1, Ordering::Relaxed);
     flows.active_flows.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&target);
-    let connect = tokio::time::timeout(
-        crate::upstream::CONNECT_TIMEOUT,
-        TcpStream::connect(target.address),
-    );
+    // A TLS group's target gets the client's ALPN choice, so both ends speak one protocol.
+    let alpn = client.alpn_protocol().map(<[u8]>::to_vec);
+    let connect = async {
+        let mut upstream = tokio::time::timeout(
+            crate::upstream::CONNECT_TIMEOUT,
+            TcpStream::connect(target.address),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let _ = upstream.set_nodelay(true);
+        // The Proxy Protocol header goes first, in the clear, as AWS's does.
+        if let Some(header) = header {
+            upstream.write_all(&header).await?;
+        }
+        if !target.tls {
+            return Ok(TargetStream::Plain(upstream));
+        }
+        let upstream = crate::tls::connect_to_target(upstream, alpn.as_deref()).await?;
+        Ok::<_, std::io::Error>(TargetStream::Tls(Box::new(upstream)))
+    };
     let upstream = tokio::select! {
         connected = connect => connected,
-        _ = target.closed.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
-        _ = shutdown.cancelled() => Ok(Err(std::io::ErrorKind::ConnectionAborted.into())),
-    };
-    let upstream = match (upstream, header) {
-        (Ok(Ok(mut upstream)), Some(header)) => match upstream.write_all(&header).await {
-            Ok(()) => Ok(Ok(upstream)),
-            Err(error) => Ok(Err(error)),
-        },
-        (upstream, _) => upstream,
+        _ = target.closed.cancelled() => Err(std::io::ErrorKind::ConnectionAborted.into()),
+        _ = shutdown.cancelled() => Err(std::io::ErrorKind::ConnectionAborted.into()),
     };
     match upstream {
-        Ok(Ok(mut upstream)) => {
-            let _ = upstream.set_nodelay(true);
+        Ok(mut upstream) => {
             // `ProcessedBytes` counts bytes as they pass: long-lived flows show in every
             // metrics period, and flows cut by draining or shutdown count what they carried.
             let count = |read: usize| {
@@ -109,11 +118,8 @@ pub async fn serve_flow(
                 _ = shutdown.cancelled() => {}
             }
         }
-        Ok(Err(error)) => {
-            tracing::debug!(%remote, target = %target.address, %error, "cannot connect to the target");
-        }
-        Err(_) => {
-            tracing::debug!(%remote, target = %target.address, "connecting to the target timed out");
+        Err(error) => {
+            tracing::debug!(%remote, target = %target.address, %error, "cannot reach the target");
         }
     }
     drop(in_flight);

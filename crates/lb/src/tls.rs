@@ -2,7 +2,8 @@
 //! from a listener's certificates and security policy ([`server_config`]), the choice of
 //! certificate by the client's server name ([`CertificateSet`]), the handshake ([`accept`]),
 //! and [`ClientStream`], the client side of a connection whether or not TLS was terminated;
-//! and the client side of HTTPS health checks ([`connect_to_target`]).
+//! and the client side of TLS to targets, for HTTPS and TLS target groups and HTTPS health
+//! checks ([`connect_to_target`], [`TargetStream`]).
 //!
 //! Certificates arrive in the route snapshot as PEM (from ACM, through the server). A
 //! configuration is built once per distinct listener setting and shared by its connections;
@@ -29,38 +30,90 @@ use crate::framing::RelayError;
 /// How long a client has to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The client side of a listener's connection: plain TCP, or TLS terminated here.
+/// A connection that may speak TLS: plain TCP, or `T`, TLS over TCP (boxed: a TLS session
+/// holds its buffers inline, and most connections are plain).
 #[derive(Debug)]
-pub enum ClientStream {
+pub enum MaybeTls<T> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
 }
 
-impl ClientStream {
+/// The client side of a listener's connection: plain TCP, or TLS terminated here.
+pub type ClientStream = MaybeTls<TlsStream<TcpStream>>;
+
+/// A connection to a target: plain TCP, or TLS for HTTPS and TLS target groups.
+pub type TargetStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// The TCP connection under a TLS stream of either side.
+pub trait OverTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl OverTcp for TlsStream<TcpStream> {
     fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl OverTcp for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl<T: OverTcp> MaybeTls<T> {
+    pub fn tcp(&self) -> &TcpStream {
         match self {
-            ClientStream::Plain(stream) => stream,
-            ClientStream::Tls(stream) => stream.get_ref().0,
+            MaybeTls::Plain(stream) => stream,
+            MaybeTls::Tls(stream) => stream.tcp(),
         }
     }
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.tcp().set_nodelay(nodelay)
     }
+}
 
+impl<T: AsyncWrite + Unpin> MaybeTls<T> {
+    /// Writes all of `bytes` and pushes them out: TLS buffers what the socket would not take,
+    /// and the peer must see a whole message before it answers or sends its next one.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(stream) => stream.write_all(bytes).await,
+            MaybeTls::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+        }
+    }
+
+    /// [`crate::framing::write_within`] for either kind of stream: a peer that stops reading
+    /// holds the writer no longer than `idle`.
+    pub async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+        match self {
+            MaybeTls::Plain(stream) => crate::framing::write_within(stream, bytes, idle).await,
+            MaybeTls::Tls(_) => match tokio::time::timeout(idle, self.send(bytes)).await {
+                Ok(result) => result.map_err(RelayError::Write),
+                Err(_) => Err(RelayError::Write(io::ErrorKind::TimedOut.into())),
+            },
+        }
+    }
+}
+
+impl ClientStream {
     /// `https` when TLS was terminated, else `http`: `X-Forwarded-Proto`, and what
     /// `#{protocol}` stands for in redirects.
     pub fn scheme(&self) -> &'static str {
         match self {
-            ClientStream::Plain(_) => "http",
-            ClientStream::Tls(_) => "https",
+            MaybeTls::Plain(_) => "http",
+            MaybeTls::Tls(_) => "https",
         }
     }
 
     /// The TLS version and cipher suite negotiated, as ALB names them in its
     /// `X-Amzn-Tls-Version` and `X-Amzn-Tls-Cipher-Suite` headers (OpenSSL's names).
     pub fn negotiated(&self) -> Option<(&'static str, &'static str)> {
-        let ClientStream::Tls(stream) = self else {
+        let MaybeTls::Tls(stream) = self else {
             return None;
         };
         let connection = stream.get_ref().1;
@@ -77,72 +130,48 @@ impl ClientStream {
     /// The protocol ALPN settled on, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {
-            ClientStream::Plain(_) => None,
-            ClientStream::Tls(stream) => stream.get_ref().1.alpn_protocol(),
-        }
-    }
-
-    /// Writes all of `bytes` and pushes them out: TLS buffers what the socket would not take,
-    /// and the client must see a whole answer before it sends its next request.
-    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            ClientStream::Plain(stream) => stream.write_all(bytes).await,
-            ClientStream::Tls(stream) => {
-                stream.write_all(bytes).await?;
-                stream.flush().await
-            }
-        }
-    }
-
-    /// [`crate::framing::write_within`] for either kind of stream: a client that stops
-    /// reading holds the writer no longer than `idle`.
-    pub async fn write_within(&mut self, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
-        match self {
-            ClientStream::Plain(stream) => crate::framing::write_within(stream, bytes, idle).await,
-            ClientStream::Tls(_) => match tokio::time::timeout(idle, self.send(bytes)).await {
-                Ok(result) => result.map_err(RelayError::Write),
-                Err(_) => Err(RelayError::Write(io::ErrorKind::TimedOut.into())),
-            },
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(stream) => stream.get_ref().1.alpn_protocol(),
         }
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            ClientStream::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, bytes),
-            ClientStream::Tls(stream) => Pin::new(stream).poll_write(cx, bytes),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_write(cx, bytes),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, bytes),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            ClientStream::Tls(stream) => Pin::new(stream).poll_flush(cx),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            ClientStream::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -164,13 +193,37 @@ fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
     }
 }
 
-/// Opens TLS to a target for an HTTPS health check. As ALB, the target's certificate is not
-/// verified (targets commonly serve self-signed ones), and no server name is sent.
+/// Opens TLS to a target over `stream`, offering `alpn` (nothing when `None`): requests of
+/// HTTPS target groups and their health checks offer `http/1.1`; a TLS group's flow offers
+/// what the client settled on with the listener, so both ends speak the same protocol. As
+/// AWS's load balancers, this does not verify the target's certificate (targets commonly
+/// serve self-signed ones) and sends no server name. At most [`HANDSHAKE_TIMEOUT`].
 pub async fn connect_to_target(
     stream: TcpStream,
+    alpn: Option<&[u8]>,
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    static CONFIG: std::sync::LazyLock<Arc<rustls::ClientConfig>> =
-        std::sync::LazyLock::new(|| {
+    let address = stream.peer_addr()?.ip();
+    let connector = tokio_rustls::TlsConnector::from(target_config(alpn));
+    let handshake = connector.connect(
+        rustls::pki_types::ServerName::IpAddress(address.into()),
+        stream,
+    );
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(connected) => connected,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// The client configuration offering `alpn`, built once per protocol: each keeps its own
+/// cache of sessions, so new connections to a target resume rather than handshake in full.
+fn target_config(alpn: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
+    type Configs = std::collections::HashMap<Option<Vec<u8>>, Arc<rustls::ClientConfig>>;
+    static CONFIGS: std::sync::LazyLock<std::sync::Mutex<Configs>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut configs = CONFIGS.lock().expect("poisoned");
+    configs
+        .entry(alpn.map(<[u8]>::to_vec))
+        .or_insert_with(|| {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
@@ -178,17 +231,10 @@ pub async fn connect_to_target(
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyTargetCertificate(provider)))
                 .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config.alpn_protocols = alpn.map(|p| vec![p.to_vec()]).unwrap_or_default();
             Arc::new(config)
-        });
-    let address = stream.peer_addr()?.ip();
-    let connector = tokio_rustls::TlsConnector::from(CONFIG.clone());
-    connector
-        .connect(
-            rustls::pki_types::ServerName::IpAddress(address.into()),
-            stream,
-        )
-        .await
+        })
+        .clone()
 }
 
 /// Accepts whatever certificate a target presents, checking only that the handshake is
@@ -267,12 +313,10 @@ pub fn policy_versions(policy: &str) -> &'static [&'static rustls::SupportedProt
     static TLS12_AND_13: [&rustls::SupportedProtocolVersion; 2] =
         [&rustls::version::TLS13, &rustls::version::TLS12];
     static TLS12_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
-    if policy.contains("TLS13-1-3") {
-        &TLS13_ONLY
-    } else if policy.contains("TLS13") {
-        &TLS12_AND_13
-    } else {
-        &TLS12_ONLY
+    match model::elb::ssl_policy_protocols(policy) {
+        ["TLSv1.3"] => &TLS13_ONLY,
+        ["TLSv1.2"] => &TLS12_ONLY,
+        _ => &TLS12_AND_13,
     }
 }
 
@@ -393,6 +437,23 @@ mod tests {
             chain_pem: cert.pem(),
             private_key_pem: key.serialize_pem(),
         }
+    }
+
+    /// DescribeSSLPolicies lists `model::elb::TLS_CIPHERS`: they are what rustls offers here.
+    #[test]
+    fn the_listed_ciphers_are_the_providers() {
+        let offered: Vec<(&str, &str)> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|suite| {
+                let version = match suite.version().version {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+                    _ => "TLSv1.2",
+                };
+                (version, openssl_name(suite.suite()))
+            })
+            .collect();
+        assert_eq!(offered, model::elb::TLS_CIPHERS);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
 use crate::http1::{push_header, response_framing, uninit_headers, Scan, MAX_HEAD};
 use crate::table::TargetRuntime;
+use crate::tls::TargetStream;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
 /// connection the target is about to close is rarely reused.
@@ -49,6 +50,11 @@ pub enum UpstreamError {
     },
     #[error("connecting to {address} timed out")]
     ConnectTimeout { address: SocketAddr },
+    #[error("the TLS handshake with {address} failed: {source}")]
+    Handshake {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the exchange with {address} failed: {source}")]
     Exchange {
         address: SocketAddr,
@@ -84,7 +90,12 @@ pub fn check_out_raw(target: &TargetRuntime, now: Instant) -> Option<Buffered> {
             return None;
         }
         let mut context = Context::from_waker(Waker::noop());
-        if connection.stream.poll_read_ready(&mut context).is_pending() {
+        if connection
+            .stream
+            .tcp()
+            .poll_read_ready(&mut context)
+            .is_pending()
+        {
             return Some(connection);
         }
     }
@@ -115,9 +126,17 @@ fn raw_pool(target: &TargetRuntime) -> &std::sync::Mutex<VecDeque<RawIdleConnect
     &target.raw_idle[slot % target.raw_idle.len()]
 }
 
-/// A new raw connection to `address`.
-pub async fn connect_raw(address: SocketAddr) -> Result<Buffered, UpstreamError> {
-    Ok(Buffered::new(open(address).await?))
+/// A new raw connection to `target`: TLS for an HTTPS group (offering only HTTP/1.1).
+pub async fn connect_raw(target: &TargetRuntime) -> Result<Buffered, UpstreamError> {
+    let address = target.address;
+    let stream = open(address).await?;
+    if !target.tls {
+        return Ok(Buffered::new(TargetStream::Plain(stream)));
+    }
+    match crate::tls::connect_to_target(stream, Some(b"http/1.1")).await {
+        Ok(stream) => Ok(Buffered::new(TargetStream::Tls(Box::new(stream)))),
+        Err(source) => Err(UpstreamError::Handshake { address, source }),
+    }
 }
 
 /// A TCP connection to a target, with Nagle off (requests and responses are written whole).
@@ -153,7 +172,7 @@ pub async fn exchange(
     loop {
         let (mut connection, reused) = match check_out_raw(target, Instant::now()) {
             Some(connection) => (connection, true),
-            None => (connect_raw(address).await?, false),
+            None => (connect_raw(target).await?, false),
         };
         let sent = match write_within(&mut connection.stream, &head, idle, address).await {
             Ok(()) => send_body(&mut connection.stream, &mut body, chunked, address, idle).await,
@@ -214,7 +233,7 @@ fn request_head(parts: &http::request::Parts, body: &Incoming, chunked: bool) ->
 /// Streams the client's body to the target as it arrives; each wait for the client or the
 /// target is bounded by `idle`.
 async fn send_body(
-    stream: &mut TcpStream,
+    stream: &mut TargetStream,
     body: &mut Incoming,
     chunked: bool,
     address: SocketAddr,
@@ -251,12 +270,13 @@ async fn send_body(
 
 /// Writes `bytes` to a target that must take them within `idle`.
 async fn write_within(
-    stream: &mut TcpStream,
+    stream: &mut TargetStream,
     bytes: &[u8],
     idle: Duration,
     address: SocketAddr,
 ) -> Result<(), UpstreamError> {
-    crate::framing::write_within(stream, bytes, idle)
+    stream
+        .write_within(bytes, idle)
         .await
         .map_err(|source| UpstreamError::Exchange { address, source })
 }
@@ -508,8 +528,8 @@ mod tests {
 
         let mut first = None;
         for _ in 0..MAX_IDLE + 10 {
-            let connection = connect_raw(address).await.unwrap();
-            let port = connection.stream.local_addr().unwrap().port();
+            let connection = connect_raw(&target).await.unwrap();
+            let port = connection.stream.tcp().local_addr().unwrap().port();
             first.get_or_insert(port);
             check_in_raw(&target, connection, Instant::now());
         }
@@ -517,14 +537,14 @@ mod tests {
         assert_eq!(pool.len(), MAX_IDLE, "capped");
         let kept: Vec<u16> = pool
             .iter()
-            .map(|(c, _)| c.stream.local_addr().unwrap().port())
+            .map(|(c, _)| c.stream.tcp().local_addr().unwrap().port())
             .collect();
         assert!(!kept.contains(&first.unwrap()), "the oldest went first");
         drop(pool);
         // The newest is the next one out.
         let newest = check_out_raw(&target, Instant::now()).unwrap();
         assert_eq!(
-            Some(&newest.stream.local_addr().unwrap().port()),
+            Some(&newest.stream.tcp().local_addr().unwrap().port()),
             kept.last()
         );
         accepting.abort();

@@ -1,8 +1,10 @@
 //! TLS termination: HTTPS listeners serving HTTP/1.1 and HTTP/2 (by ALPN) with the
 //! certificate the client's server name picks, `X-Forwarded-Proto: https` and `https`
 //! redirects, and the TLS version and cipher-suite headers when asked for; large answers and
-//! WebSockets crossing TLS whole; TLS listeners carrying a flow's bytes in the clear to the target; certificates
-//! replaced by a new snapshot; unusable certificates failing the load balancer.
+//! WebSockets crossing TLS whole; TLS listeners carrying a flow's bytes in the clear to a TCP
+//! target; certificates replaced by a new snapshot; unusable certificates failing the load
+//! balancer. TLS to targets: HTTPS groups' requests over pooled TLS connections, TLS groups'
+//! flows encrypted again with the client's ALPN, HTTPS health checks.
 
 mod support;
 
@@ -319,6 +321,35 @@ async fn new_certificates_apply_to_new_connections_and_bad_ones_fail_the_load_ba
     );
 }
 
+/// An NLB whose TLS listener (`cert`, `alpn_policy`) forwards to the `protocol` group `upper`
+/// of one target, checked with a TCP connect.
+fn tls_flows(
+    address: SocketAddr,
+    cert: &Issued,
+    alpn_policy: &str,
+    protocol: &str,
+    target_address: SocketAddr,
+) -> RouteSnapshot {
+    let mut upper = TargetGroupRoutes {
+        protocol: protocol.into(),
+        ..group("upper", &[])
+    };
+    upper.health_check.protocol = "TCP".into();
+    upper.health_check.path = None;
+    upper.targets.push(target(target_address));
+    let mut lb = load_balancer(
+        "flows",
+        LoadBalancerKind::Network,
+        address,
+        vec![rule(None, vec![], forward(&[("upper", 1)]))],
+    );
+    lb.listeners[0].protocol = "TLS".into();
+    let mut tls = tls_settings(&[cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    tls.alpn_policy = Some(alpn_policy.into());
+    lb.listeners[0].tls = Some(tls);
+    snapshot(vec![lb], vec![upper])
+}
+
 #[tokio::test]
 async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
     // The target sees plaintext: it echoes each line upper-cased.
@@ -344,24 +375,14 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
         "arn:aws:acm:us-east-1:000000000000:certificate/tcp",
         &["db.example.com"],
     );
-    let mut tcp_group = TargetGroupRoutes {
-        protocol: "TCP".into(),
-        ..group("upper", &[])
-    };
-    tcp_group.health_check.protocol = "TCP".into();
-    tcp_group.health_check.path = None;
-    tcp_group.targets.push(target(target_address));
-    let mut lb = load_balancer(
-        "flows",
-        LoadBalancerKind::Network,
+    node.publish(tls_flows(
         address,
-        vec![rule(None, vec![], forward(&[("upper", 1)]))],
-    );
-    lb.listeners[0].protocol = "TLS".into();
-    let mut tls = tls_settings(&[&cert], "ELBSecurityPolicy-TLS13-1-2-2021-06");
-    tls.alpn_policy = Some("HTTP2Preferred".into());
-    lb.listeners[0].tls = Some(tls);
-    node.publish(snapshot(vec![lb], vec![tcp_group])).await;
+        &cert,
+        "HTTP2Preferred",
+        "TCP",
+        target_address,
+    ))
+    .await;
 
     let mut stream = connect_tls(address, "db.example.com", &[&cert], &[b"http/1.1", b"h2"])
         .await
@@ -573,42 +594,63 @@ async fn large_answers_and_websockets_cross_tls_whole() {
     assert_eq!(&echoed, b"WSS WORKS");
 }
 
-/// A target serving HTTPS with `cert`: `/health` answers 200, anything else 503.
-async fn https_target(cert: &Issued) -> SocketAddr {
+/// The TLS server side of a target with `cert`, offering `alpn`.
+fn target_acceptor(cert: &Issued, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(
         cert.certificate.private_key_pem.as_bytes(),
     )
     .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert.der.clone()], key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A target serving HTTPS with `cert`: `/health` answers 200, `/sick` 503, anything else 200
+/// with `conn=<n> <method> <path> <body bytes> alpn=<protocol>`, `n` counting the TLS
+/// connections the target accepted.
+async fn https_target(cert: &Issued) -> SocketAddr {
+    let acceptor = target_acceptor(cert, &[b"http/1.1"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
+        for connection in 1.. {
             let (stream, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
-                let service =
-                    hyper::service::service_fn(|request: hyper::Request<hyper::body::Incoming>| {
-                        let status = if request.uri().path() == "/health" {
-                            200
-                        } else {
-                            503
-                        };
-                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    });
+                let alpn =
+                    String::from_utf8_lossy(stream.get_ref().1.alpn_protocol().unwrap_or(b"-"))
+                        .into_owned();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let alpn = alpn.clone();
+                        async move {
+                            let (status, body) = match request.uri().path() {
+                                "/health" => (200, String::new()),
+                                "/sick" => (503, String::new()),
+                                path => {
+                                    let path = path.to_string();
+                                    let method = request.method().to_string();
+                                    let length =
+                                        request.into_body().collect().await?.to_bytes().len();
+                                    (200, format!("conn={connection} {method} {path} {length} alpn={alpn}"))
+                                }
+                            };
+                            let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -616,6 +658,160 @@ async fn https_target(cert: &Issued) -> SocketAddr {
         }
     });
     address
+}
+
+/// An HTTPS target group of `target_address`, checked over HTTPS.
+fn https_group(name: &str, target_address: SocketAddr) -> TargetGroupRoutes {
+    let mut https = group(name, &[]);
+    https.protocol = "HTTPS".into();
+    https.health_check.protocol = "HTTPS".into();
+    https.targets.push(target(target_address));
+    https
+}
+
+#[tokio::test]
+async fn https_target_groups_get_requests_over_tls() {
+    // A self-signed certificate the load balancer has never seen: ALB does not verify
+    // targets' certificates.
+    let cert = issue("unused", &["target.internal"]);
+    let target_address = https_target(&cert).await;
+    let plain = backend("plain").await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut lb = forwarding_to(
+        "reencrypt",
+        LoadBalancerKind::Application,
+        address,
+        "secure",
+    );
+    // `/plain/*` goes to a target that does not speak TLS, in an HTTPS group.
+    lb.listeners[0].rules.insert(
+        0,
+        rule(
+            Some(1),
+            vec![RouteCondition::PathPattern {
+                values: vec!["/plain/*".into()],
+            }],
+            forward(&[("wrong", 1)]),
+        ),
+    );
+    let mut wrong = https_group("wrong", plain.address);
+    wrong.health_check.protocol = "HTTP".into();
+    node.publish(snapshot(
+        vec![lb],
+        vec![https_group("secure", target_address), wrong],
+    ))
+    .await;
+
+    // HTTP/1.1 from the client: the requests go over one pooled TLS connection, offering
+    // HTTP/1.1 by ALPN.
+    let client = http_client();
+    let mut connections = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let answer = get(&client, address, &format!("/item/{i}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let (connection, rest) = answer.body.split_once(' ').unwrap();
+        assert_eq!(rest, format!("GET /item/{i} 0 alpn=http/1.1"));
+        connections.insert(connection.to_string());
+    }
+    assert_eq!(
+        connections.len(),
+        1,
+        "one kept-alive TLS connection: {connections:?}"
+    );
+    // A body crosses whole.
+    let body = vec![b'x'; 3 << 20];
+    let request = hyper::Request::post(format!("http://{address}/upload"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let answer = support::send(&client, request).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .body
+            .ends_with(&format!("POST /upload {} alpn=http/1.1", 3 << 20)),
+        "{}",
+        answer.body
+    );
+    // HTTP/2 from the client: the same, through the HTTP/2 path.
+    let answer = get(&http2_client(), address, "/h2").await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.body.ends_with(" GET /h2 0 alpn=http/1.1"),
+        "{}",
+        answer.body
+    );
+    // A target that does not speak TLS fails the handshake: 502, as ALB answers.
+    let answer = get(&client, address, "/plain/x").await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn tls_target_groups_get_flows_over_tls_with_the_clients_alpn() {
+    // The target speaks TLS itself, and tells what ALPN settled on before echoing
+    // upper-cased.
+    let cert = issue("unused", &["db.internal"]);
+    let acceptor = target_acceptor(&cert, &[b"h2", b"http/1.1"]);
+    let upper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_address = upper.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = upper.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let alpn = stream.get_ref().1.alpn_protocol().unwrap_or(b"-").to_vec();
+                let mut buf = [0u8; 1024];
+                let Ok(n @ 1..) = stream.read(&mut buf).await else {
+                    return;
+                };
+                let mut answer = alpn;
+                answer.push(b' ');
+                answer.extend(buf[..n].to_ascii_uppercase());
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.flush().await;
+            });
+        }
+    });
+    let node = Node::start().await;
+    let address = listener_address();
+    let listener_cert = issue(
+        "arn:aws:acm:us-east-1:000000000000:certificate/db",
+        &["db.example.com"],
+    );
+    node.publish(tls_flows(
+        address,
+        &listener_cert,
+        "HTTP2Optional",
+        "TLS",
+        target_address,
+    ))
+    .await;
+
+    for (offered, settled) in [
+        (&[&b"h2"[..]][..], "h2"),
+        (&[&b"http/1.1"[..], &b"h2"[..]][..], "http/1.1"),
+    ] {
+        let mut stream = connect_tls(address, "db.example.com", &[&listener_cert], offered)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(settled.as_bytes()));
+        send(&mut stream, b"hello again").await;
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the target answers through the listener")
+        .unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("{settled} HELLO AGAIN")
+        );
+    }
 }
 
 #[tokio::test]

@@ -237,6 +237,79 @@ impl TargetHealthRecord {
     }
 }
 
+// ---- Security policies: what HTTPS and TLS listeners offer ----
+
+/// ELBv2's security policies, newest first (DescribeSSLPolicies lists them in this order).
+/// Wharf's data plane offers what rustls speaks of each: see [`ssl_policy_protocols`] and
+/// [`TLS_CIPHERS`].
+pub const SSL_POLICIES: &[&str] = &[
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-0-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-0-FIPS-2023-04",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-2019-08",
+    "ELBSecurityPolicy-FS-1-1-2019-08",
+    "ELBSecurityPolicy-FS-2018-06",
+    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+    "ELBSecurityPolicy-TLS-1-2-2017-01",
+    "ELBSecurityPolicy-TLS-1-1-2017-01",
+    "ELBSecurityPolicy-2016-08",
+    "ELBSecurityPolicy-TLS-1-0-2015-04",
+    "ELBSecurityPolicy-2015-05",
+];
+
+/// The TLS versions the data plane offers under `policy` (OpenSSL's names, as ELBv2's
+/// DescribeSSLPolicies says them): TLS 1.3 for the `TLS13-1-3` policies, TLS 1.2 and 1.3 for
+/// the other `TLS13` ones, TLS 1.2 for the rest. Their TLS 1.0 and 1.1 are not offered: rustls
+/// does not speak them.
+pub fn ssl_policy_protocols(policy: &str) -> &'static [&'static str] {
+    if policy.contains("TLS13-1-3") {
+        &["TLSv1.3"]
+    } else if policy.contains("TLS13") {
+        &["TLSv1.2", "TLSv1.3"]
+    } else {
+        &["TLSv1.2"]
+    }
+}
+
+/// The cipher suites the data plane offers, by TLS version, in its order of preference
+/// (rustls's ring provider), with OpenSSL's names as ALB reports them.
+pub const TLS_CIPHERS: &[(&str, &str)] = &[
+    ("TLSv1.3", "TLS_AES_256_GCM_SHA384"),
+    ("TLSv1.3", "TLS_AES_128_GCM_SHA256"),
+    ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"),
+    ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384"),
+    ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ("TLSv1.2", "ECDHE-RSA-CHACHA20-POLY1305"),
+];
+
 // ---- The route snapshot: what a data plane serves ----
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

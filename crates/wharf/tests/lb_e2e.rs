@@ -6,7 +6,8 @@
 //! weighted forward splits 90/10; an NLB forwards TCP, and with Proxy Protocol v2 its targets
 //! read the client's address first; application-cookie stickiness keeps a client on the task
 //! that set its session cookie; an HTTPS listener serves a certificate imported into ACM
-//! (picked by server name among two) while its HTTP listener redirects to it.
+//! (picked by server name among two) while its HTTP listener redirects to it; an HTTPS target
+//! group reaches tasks that serve only TLS.
 //!
 //! Backends are busybox `httpd` containers on dynamic host ports (bridge mode, instance
 //! targets) answering with their service name and container hostname, with a `/health` file
@@ -27,6 +28,8 @@ use serde_json::{json, Value};
 use support::{wait_for, Up};
 
 const IMAGE: &str = "wharf-test/busybox:latest";
+/// The busybox image with `openssl` (see `scripts/test-images`), for tasks serving TLS.
+const OPENSSL_IMAGE: &str = "wharf-test/openssl:latest";
 
 /// A busybox httpd answering `<service> <hostname>` on `/`, `/api/hello` and `/health`.
 fn backend(service: &str) -> Value {
@@ -921,6 +924,44 @@ fn an_https_listener_serves_an_imported_certificate() -> Result<()> {
         String::from_utf8_lossy(&refused.stderr).contains("ResourceInUseException"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_https_target_group_reaches_its_tasks_over_tls() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    let tg = elb.target_group("reencrypt", "HTTPS", 1)?;
+    let described = elb.json(&["describe-target-groups", "--target-group-arns", &tg])?;
+    let group = &described["TargetGroups"][0];
+    ensure!(
+        group["Protocol"] == "HTTPS" && group["HealthCheckProtocol"] == "HTTPS",
+        "{described}"
+    );
+    let (lb, address) = elb.load_balancer("reencrypt-front", "application")?;
+    elb.listener(&lb, "HTTP", 80, forward(&tg))?;
+    // The task serves only TLS, with a certificate it makes itself at start (one nobody
+    // trusts: load balancers do not verify their targets'). `s_server -www` answers every GET
+    // with a page describing the TLS session it is on.
+    up.register(
+        "reencrypt",
+        json!([{
+            "name": "app", "image": OPENSSL_IMAGE, "memory": 64, "stopTimeout": 2,
+            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+            "command": ["sh", "-c",
+                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /tmp/key.pem -out /tmp/cert.pem -subj /CN=task -days 2 2>/dev/null && exec openssl s_server -accept 8080 -cert /tmp/cert.pem -key /tmp/key.pem -www -quiet"],
+        }]),
+    )?;
+    create_service(&up, "reencrypt", &tg, 1, &[])?;
+    // Healthy means the HTTPS health check's GET went over TLS and got its 200.
+    elb.wait_healthy(&tg, 1, 90)?;
+    let (status, body) = get(&format!("{address}:80"), "/")?;
+    ensure!(status == 200, "{status} {body}");
+    ensure!(
+        body.contains("s_server -accept 8080") && body.contains("Protocol  : TLSv1.3"),
+        "the answer did not come over TLS from the task: {body}"
     );
     Ok(())
 }

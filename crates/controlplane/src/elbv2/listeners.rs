@@ -39,48 +39,6 @@ const FIXED_RESPONSE_CONTENT_TYPES: &[&str] = &[
 /// The policy AWS gives HTTPS and TLS listeners created without one (through the API; the
 /// console picks a newer one).
 const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-2016-08";
-/// ELBv2's security policies. The data plane offers what rustls speaks of each: TLS 1.3 for
-/// the `TLS13-1-3` ones, TLS 1.2 and 1.3 for the other `TLS13` ones, TLS 1.2 for the rest
-/// (their TLS 1.0 and 1.1 are not offered).
-const SSL_POLICIES: &[&str] = &[
-    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-2-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
-    "ELBSecurityPolicy-TLS13-1-1-2021-06",
-    "ELBSecurityPolicy-TLS13-1-0-2021-06",
-    "ELBSecurityPolicy-TLS13-1-3-2021-06",
-    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-1-FIPS-2023-04",
-    "ELBSecurityPolicy-TLS13-1-0-FIPS-2023-04",
-    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
-    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
-    "ELBSecurityPolicy-FS-1-2-2019-08",
-    "ELBSecurityPolicy-FS-1-1-2019-08",
-    "ELBSecurityPolicy-FS-2018-06",
-    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
-    "ELBSecurityPolicy-TLS-1-2-2017-01",
-    "ELBSecurityPolicy-TLS-1-1-2017-01",
-    "ELBSecurityPolicy-2016-08",
-    "ELBSecurityPolicy-TLS-1-0-2015-04",
-    "ELBSecurityPolicy-2015-05",
-];
 /// A TLS listener's ALPN policies.
 const ALPN_POLICIES: &[&str] = &[
     "HTTP1Only",
@@ -483,7 +441,7 @@ async fn apply_settings(
             .clone()
             .or(record.ssl_policy.take())
             .unwrap_or_else(|| DEFAULT_SSL_POLICY.to_string());
-        if !SSL_POLICIES.contains(&policy.as_str()) {
+        if !model::elb::SSL_POLICIES.contains(&policy.as_str()) {
             return Err(Elbv2Error::SslPolicyNotFound(format!(
                 "SSL policy '{policy}' not found" // guessed
             )));
@@ -830,6 +788,80 @@ pub async fn describe_certificates(ctx: &Elbv2Context, input: Value) -> Result<V
         .map(|(_, arn, default)| json!({"CertificateArn": arn, "IsDefault": default}))
         .collect();
     let mut answer = json!({ "Certificates": certificates });
+    if let Some(next) = next {
+        answer["NextMarker"] = json!(next);
+    }
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeSslPoliciesInput {
+    names: Option<Vec<String>>,
+    marker: Option<String>,
+    page_size: Option<i32>,
+    load_balancer_type: Option<String>,
+}
+
+/// DescribeSSLPolicies: ELBv2's security policies, each with what the data plane offers under
+/// it (`model::elb::ssl_policy_protocols` and `TLS_CIPHERS`: rustls's versions and ciphers,
+/// not AWS's lists; `docs/compat.md` says so).
+pub async fn describe_ssl_policies(ctx: &Elbv2Context, input: Value) -> Result<Value> {
+    let input: DescribeSslPoliciesInput = parse(input)?;
+    let names = input.names.unwrap_or_default();
+    if let Some(unknown) = names
+        .iter()
+        .find(|name| !model::elb::SSL_POLICIES.contains(&name.as_str()))
+    {
+        return Err(Elbv2Error::SslPolicyNotFound(format!(
+            "SSL policy '{unknown}' not found" // guessed
+        )));
+    }
+    // Every policy serves application and network load balancers; gateway ones have none.
+    let types: &[&str] = match input.load_balancer_type.as_deref() {
+        None | Some("application" | "network") => &["application", "network"],
+        Some("gateway") => &[],
+        Some(other) => {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{other}' at 'loadBalancerType' failed to satisfy constraint: Member must satisfy enum value set: [application, network, gateway]"
+            )))
+        }
+    };
+    let chosen: Vec<(usize, &str)> = model::elb::SSL_POLICIES
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, name)| {
+            !types.is_empty() && (names.is_empty() || names.iter().any(|n| n == name))
+        })
+        .collect();
+    let (shown, next) = page(
+        ctx,
+        "ssl-policies",
+        chosen,
+        |(index, _)| format!("{index:04}"),
+        input.marker.as_deref(),
+        input.page_size,
+    )?;
+    let policies: Vec<Value> = shown
+        .iter()
+        .map(|(_, name)| {
+            let protocols = model::elb::ssl_policy_protocols(name);
+            let ciphers: Vec<Value> = model::elb::TLS_CIPHERS
+                .iter()
+                .filter(|(version, _)| protocols.contains(version))
+                .enumerate()
+                .map(|(rank, (_, cipher))| json!({"Name": cipher, "Priority": rank + 1}))
+                .collect();
+            json!({
+                "Name": name,
+                "SslProtocols": protocols,
+                "Ciphers": ciphers,
+                "SupportedLoadBalancerTypes": ["application", "network"],
+            })
+        })
+        .collect();
+    let mut answer = json!({ "SslPolicies": policies });
     if let Some(next) = next {
         answer["NextMarker"] = json!(next);
     }

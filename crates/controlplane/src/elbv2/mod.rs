@@ -432,6 +432,7 @@ async fn dispatch(ctx: &Elbv2Context, operation: &str, input: Value) -> Result<V
         "AddListenerCertificates" => listeners::add_certificates(ctx, input).await,
         "RemoveListenerCertificates" => listeners::remove_certificates(ctx, input).await,
         "DescribeListenerCertificates" => listeners::describe_certificates(ctx, input).await,
+        "DescribeSSLPolicies" => listeners::describe_ssl_policies(ctx, input).await,
         "ModifyListenerAttributes" => listeners::modify_attributes(ctx, input).await,
         "CreateRule" => rules::create(ctx, input).await,
         "DescribeRules" => rules::describe(ctx, input).await,

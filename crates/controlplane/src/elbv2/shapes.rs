@@ -197,6 +197,13 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("CertificateArn", Shape::String),
     ("CertificateList", Shape::List("Certificate")),
+    (
+        "Cipher",
+        Shape::Structure(&[("Name", "CipherName"), ("Priority", "CipherPriority")]),
+    ),
+    ("CipherName", Shape::String),
+    ("CipherPriority", Shape::Integer),
+    ("Ciphers", Shape::List("Cipher")),
     ("ConditionFieldName", Shape::String),
     (
         "CreateListenerInput",
@@ -379,6 +386,19 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     (
         "DescribeRulesOutput",
         Shape::Structure(&[("Rules", "Rules"), ("NextMarker", "Marker")]),
+    ),
+    (
+        "DescribeSSLPoliciesInput",
+        Shape::Structure(&[
+            ("Names", "SslPolicyNames"),
+            ("Marker", "Marker"),
+            ("PageSize", "PageSize"),
+            ("LoadBalancerType", "LoadBalancerTypeEnum"),
+        ]),
+    ),
+    (
+        "DescribeSSLPoliciesOutput",
+        Shape::Structure(&[("SslPolicies", "SslPolicies"), ("NextMarker", "Marker")]),
     ),
     (
         "DescribeTagsInput",
@@ -854,7 +874,20 @@ pub static SHAPES: ShapeTable = ShapeTable(&[
     ),
     ("SourceNatIpv6Prefix", Shape::String),
     ("SourceNatIpv6Prefixes", Shape::List("SourceNatIpv6Prefix")),
+    ("SslPolicies", Shape::List("SslPolicy")),
+    (
+        "SslPolicy",
+        Shape::Structure(&[
+            ("SslProtocols", "SslProtocols"),
+            ("Ciphers", "Ciphers"),
+            ("Name", "SslPolicyName"),
+            ("SupportedLoadBalancerTypes", "ListOfString"),
+        ]),
+    ),
     ("SslPolicyName", Shape::String),
+    ("SslPolicyNames", Shape::List("SslPolicyName")),
+    ("SslProtocol", Shape::String),
+    ("SslProtocols", Shape::List("SslProtocol")),
     ("StateReason", Shape::String),
     ("String", Shape::String),
     ("StringValue", Shape::String),
@@ -1144,5 +1177,10 @@ pub const OPERATIONS: &[(&str, Option<&str>, Option<&str>)] = &[
         "DescribeTags",
         Some("DescribeTagsInput"),
         Some("DescribeTagsOutput"),
+    ),
+    (
+        "DescribeSSLPolicies",
+        Some("DescribeSSLPoliciesInput"),
+        Some("DescribeSSLPoliciesOutput"),
     ),
 ];

@@ -406,13 +406,6 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             "Wharf does not support GENEVE target groups (gateway load balancers)",
         ));
     }
-    // The data plane speaks plain HTTP and TCP to targets; a TLS group would be served in the
-    // clear, so it is refused rather than accepted and ignored.
-    if matches!(protocol.as_str(), "HTTPS" | "TLS") {
-        return Err(invalid(format!(
-            "Wharf does not support {protocol} target groups yet (no TLS to targets); use HTTP or TCP"
-        )));
-    }
     let port = input
         .port
         .ok_or_else(|| invalid("A port must be specified"))?;
