@@ -6,9 +6,10 @@
 //!
 //! With the group's `proxy_protocol_v2.enabled`, the target first reads a Proxy Protocol v2
 //! header naming the client and the listener. A TLS group's flows are encrypted again to the
-//! target (after that header), offering it the ALPN protocol the client settled on. A flow to a deregistered target goes on after
-//! the deregistration delay until it ends, as AWS's do by default; with
-//! `deregistration_delay.connection_termination.enabled` it is closed when the delay ends.
+//! target (after that header), offering it the ALPN protocol the client settled on. A flow to
+//! a deregistered target goes on after the deregistration delay until it ends, as AWS's do by
+//! default; with `deregistration_delay.connection_termination.enabled` it is closed when the
+//! delay ends.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,8 @@
 //! when the response has been read to its end. A pool keeps at most [`MAX_IDLE`] connections;
 //! those idle longer than [`IDLE_TIMEOUT`] are dropped at checkout (the newest end) and at
 //! check-in (the oldest end), and one the target closed is noticed at checkout from the
-//! reactor's readiness (no system call), see [`check_out_raw`].
+//! reactor's readiness (no system call), see [`check_out_raw`]. An HTTPS group's connections
+//! are TLS ([`TargetStream`]), pooled the same way.
 //!
 //! The HTTP/1.x path ([`crate::http1`]) reads and writes these connections itself;
 //! [`exchange`] does the same for the requests hyper parsed (HTTP/2 clients'), handing the
