@@ -90,6 +90,18 @@ async fn import(acm: &Client, pair: &Pair) -> String {
         .to_string()
 }
 
+/// DescribeCertificate of `arn`, which must succeed.
+async fn describe(
+    acm: &Client,
+    arn: &str,
+) -> aws_sdk_acm::operation::describe_certificate::DescribeCertificateOutput {
+    acm.describe_certificate()
+        .certificate_arn(arn)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// How many certificate records the store holds.
 async fn stored(server: &TestServer) -> usize {
     server
@@ -132,12 +144,7 @@ async fn an_imported_certificate_is_described_from_its_contents() {
         "{arn}"
     );
 
-    let described = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let described = describe(&acm, &arn).await;
     let c = described.certificate().unwrap();
     assert_eq!(c.certificate_arn(), Some(arn.as_str()));
     assert_eq!(c.domain_name(), Some("www.example.com"));
@@ -212,12 +219,7 @@ async fn an_rsa_certificate_from_openssl_is_imported() {
     let server = support::start().await;
     let acm = support::acm_client(&server).await;
     let arn = import(&acm, &pair).await;
-    let c = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let c = describe(&acm, &arn).await;
     let c = c.certificate().unwrap();
     assert_eq!(c.key_algorithm(), Some(&KeyAlgorithm::Rsa2048));
     assert_eq!(c.signature_algorithm(), Some("SHA256WITHRSA"));
@@ -275,12 +277,7 @@ async fn a_certificate_imported_with_its_chain_round_trips_through_get_certifica
         got.certificate_chain(),
         Some(ca.pem().replace("\r\n", "\n").as_str())
     );
-    let c = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let c = describe(&acm, &arn).await;
     assert_eq!(
         c.certificate().unwrap().signature_algorithm(),
         Some("SHA384WITHECDSA")
@@ -303,12 +300,8 @@ async fn reimporting_keeps_the_arn_and_tags_and_replaces_the_details() {
         .certificate_arn()
         .unwrap()
         .to_string();
-    let created = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
+    let created = describe(&acm, &arn)
         .await
-        .unwrap()
         .certificate()
         .unwrap()
         .created_at()
@@ -328,12 +321,7 @@ async fn reimporting_keeps_the_arn_and_tags_and_replaces_the_details() {
         .await
         .unwrap();
     assert_eq!(reimported.certificate_arn(), Some(arn.as_str()));
-    let c = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let c = describe(&acm, &arn).await;
     let c = c.certificate().unwrap();
     assert_eq!(c.domain_name(), Some("new.example.com"));
     assert_eq!(
@@ -488,11 +476,8 @@ async fn a_certificate_past_its_not_after_is_expired() {
     };
     let arn = import(&acm, &pair).await;
     let status = |acm: Client, arn: String| async move {
-        acm.describe_certificate()
-            .certificate_arn(arn)
-            .send()
+        describe(&acm, &arn)
             .await
-            .unwrap()
             .certificate()
             .unwrap()
             .status()
@@ -853,12 +838,7 @@ async fn a_certificate_a_listener_uses_is_in_use_and_cannot_be_deleted() {
         .await
         .unwrap();
 
-    let c = acm
-        .describe_certificate()
-        .certificate_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let c = describe(&acm, &arn).await;
     assert_eq!(
         c.certificate().unwrap().in_use_by(),
         std::slice::from_ref(&lb)

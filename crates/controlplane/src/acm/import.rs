@@ -469,6 +469,20 @@ mod tests {
         params
     }
 
+    /// [`read`] of a certificate with its own key and no chain, at `now_ms`.
+    fn read_own(
+        cert: &rcgen::Certificate,
+        key: &KeyPair,
+        now_ms: i64,
+    ) -> Result<CertificateDetails, AcmError> {
+        read(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+            None,
+            now_ms,
+        )
+    }
+
     fn p256() -> KeyPair {
         KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
     }
@@ -481,13 +495,7 @@ mod tests {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.self_signed(&key).unwrap();
-        let got = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            NOW_MS,
-        )
-        .unwrap();
+        let got = read_own(&cert, &key, NOW_MS).unwrap();
         assert_eq!(got.domain_name, "www.example.com");
         assert_eq!(
             got.subject_alternative_names,
@@ -523,22 +531,10 @@ mod tests {
         let cert = params("", &["only.example.com", "second.example.com"])
             .self_signed(&key)
             .unwrap();
-        let got = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            NOW_MS,
-        )
-        .unwrap();
+        let got = read_own(&cert, &key, NOW_MS).unwrap();
         assert_eq!(got.domain_name, "only.example.com");
         let cert = params("cn.example.com", &[]).self_signed(&key).unwrap();
-        let got = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            NOW_MS,
-        )
-        .unwrap();
+        let got = read_own(&cert, &key, NOW_MS).unwrap();
         assert_eq!(got.domain_name, "cn.example.com");
         assert_eq!(got.subject_alternative_names, ["cn.example.com"]);
     }
@@ -547,13 +543,7 @@ mod tests {
     fn p384_keys_and_their_signatures_get_acm_names() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
         let cert = params("p384.example.com", &[]).self_signed(&key).unwrap();
-        let got = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            NOW_MS,
-        )
-        .unwrap();
+        let got = read_own(&cert, &key, NOW_MS).unwrap();
         assert_eq!(got.key_algorithm, "EC_secp384r1");
         assert_eq!(got.signature_algorithm, "SHA384WITHECDSA");
     }
@@ -604,29 +594,11 @@ mod tests {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let cert = params.self_signed(&key).unwrap();
-        let err = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            NOW_MS,
-        )
-        .unwrap_err();
+        let err = read_own(&cert, &key, NOW_MS).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
         // 2021-01-01 is 1_609_459_200 s: valid one second before, not at that instant.
-        assert!(read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            1_609_459_199_000
-        )
-        .is_ok());
-        let err = read(
-            cert.pem().as_bytes(),
-            key.serialize_pem().as_bytes(),
-            None,
-            1_500_000_000_000,
-        )
-        .unwrap_err();
+        assert!(read_own(&cert, &key, 1_609_459_199_000).is_ok());
+        let err = read_own(&cert, &key, 1_500_000_000_000).unwrap_err();
         assert!(err.to_string().contains("not valid yet"), "{err}");
     }
 
