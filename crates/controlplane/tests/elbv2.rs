@@ -2232,6 +2232,11 @@ except ClientError as e:
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 pages = elb.get_paginator("describe_target_groups").paginate(PaginationConfig={"PageSize": 1})
 assert [g["TargetGroupName"] for p in pages for g in p["TargetGroups"]] == ["boto"]
+grpc = elb.create_target_group(Name="boto-grpc", Protocol="HTTP", ProtocolVersion="GRPC", Port=50051,
+                               VpcId=vpc, TargetType="ip", Matcher={"GrpcCode": "0-2"})["TargetGroups"][0]
+assert grpc["ProtocolVersion"] == "GRPC" and grpc["Matcher"] == {"GrpcCode": "0-2"}, grpc
+assert grpc["HealthCheckPath"] == "/AWS.ALB/healthcheck", grpc
+elb.delete_target_group(TargetGroupArn=grpc["TargetGroupArn"])
 print("READY", lb["LoadBalancerArn"], tg["TargetGroupArn"], flush=True)
 fast = {"Delay": 1, "MaxAttempts": 30}
 elb.get_waiter("load_balancer_available").wait(LoadBalancerArns=[lb["LoadBalancerArn"]], WaiterConfig=fast)
@@ -2749,4 +2754,103 @@ async fn ssl_policies_are_described_with_what_the_data_plane_offers() {
         "ValidationError",
     )
     .await;
+}
+
+#[tokio::test]
+async fn grpc_and_http2_groups_carry_their_version_and_grpc_matchers_to_the_routes() {
+    let server = support::start().await;
+    let (vpc, _) = default_network(&server).await;
+    let create =
+        |name: &'static str, version: &'static str, extra: Vec<(&'static str, &'static str)>| {
+            let vpc = vpc.clone();
+            let server = &server;
+            async move {
+                let mut params = vec![
+                    ("Name", name),
+                    ("Protocol", "HTTP"),
+                    ("Port", "50051"),
+                    ("VpcId", vpc.as_str()),
+                    ("TargetType", "ip"),
+                    ("ProtocolVersion", version),
+                ];
+                params.extend(extra);
+                call(server, "CreateTargetGroup", &params).await
+            }
+        };
+    // A GRPC group calls /AWS.ALB/healthcheck and expects 12 (UNIMPLEMENTED) by default.
+    let body = create("grpc", "GRPC", vec![]).await.body;
+    let grpc = text(&body, "TargetGroupArn");
+    assert_eq!(text(&body, "ProtocolVersion"), "GRPC");
+    assert_eq!(text(&body, "HealthCheckPath"), "/AWS.ALB/healthcheck");
+    assert_eq!(text(&body, "GrpcCode"), "12");
+    assert!(text(&body, "HttpCode").is_empty(), "{body}");
+    // Its matcher takes gRPC codes 0-99, and only those.
+    let body = ok(
+        &server,
+        "ModifyTargetGroup",
+        &[
+            ("TargetGroupArn", &grpc),
+            ("HealthCheckPath", "/grpc.health.v1.Health/Check"),
+            ("Matcher.GrpcCode", "0-2"),
+        ],
+    )
+    .await;
+    assert_eq!(text(&body, "GrpcCode"), "0-2");
+    assert_eq!(
+        text(&body, "HealthCheckPath"),
+        "/grpc.health.v1.Health/Check"
+    );
+    for (member, codes) in [("Matcher.GrpcCode", "100"), ("Matcher.HttpCode", "200")] {
+        let params = [("TargetGroupArn", grpc.as_str()), (member, codes)];
+        let response = call(&server, "ModifyTargetGroup", &params).await;
+        assert_eq!(response.status, 400, "{member}={codes}: {}", response.body);
+    }
+    let body = create("h2", "HTTP2", vec![]).await.body;
+    let h2 = text(&body, "TargetGroupArn");
+    assert_eq!(text(&body, "ProtocolVersion"), "HTTP2");
+    assert_eq!(text(&body, "HttpCode"), "200");
+    // A gRPC matcher on an HTTP2 group, and a protocol version on a network group, are
+    // refused, and create nothing.
+    let refused = create("h2-grpc", "HTTP2", vec![("Matcher.GrpcCode", "0")]).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let refused = call(
+        &server,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tcp-grpc"),
+            ("Protocol", "TCP"),
+            ("Port", "50051"),
+            ("VpcId", &vpc),
+            ("ProtocolVersion", "GRPC"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let names = texts(
+        &ok(&server, "DescribeTargetGroups", &[]).await,
+        "TargetGroupName",
+    );
+    assert_eq!(names, ["grpc", "h2"]);
+
+    // The data plane learns both from the routes.
+    let lb = create_lb(&server, "app", &default_network(&server).await.1).await;
+    create_listener(&server, &lb, "80", &grpc).await;
+    create_listener(&server, &lb, "81", &h2).await;
+    let snapshot = routes(&server).await;
+    let group = |arn: &str| {
+        snapshot
+            .target_groups
+            .iter()
+            .find(|g| g.arn == arn)
+            .cloned()
+            .expect("the group is routed")
+    };
+    let routed = group(&grpc);
+    assert_eq!(routed.protocol_version.as_deref(), Some("GRPC"));
+    assert_eq!(
+        routed.health_check.matcher_grpc_code.as_deref(),
+        Some("0-2")
+    );
+    assert_eq!(routed.health_check.matcher_http_code, None);
+    assert_eq!(group(&h2).protocol_version.as_deref(), Some("HTTP2"));
 }

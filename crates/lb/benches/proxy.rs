@@ -454,6 +454,7 @@ fn group(name: &str, targets: &[SocketAddr]) -> TargetGroupRoutes {
         name: name.into(),
         dimension: format!("targetgroup/{name}/0123456789abcdef"),
         protocol: "HTTP".into(),
+        protocol_version: None,
         health_check: HealthCheckConfig {
             path: Some("/health".into()),
             interval_seconds: 5,

@@ -1,6 +1,8 @@
 //! Active health checks, one task per target (keyed by target group ARN and `id:port`, so a
 //! target keeps its state across snapshot swaps): HTTP `GET` of the check path expecting the
-//! matcher's codes, or a TCP connect. The state machine is ALB's:
+//! matcher's codes, or a TCP connect. HTTP2 groups' checks speak HTTP/2, as their traffic
+//! does; GRPC groups' checks are gRPC calls of the check path (a `POST` of one empty message)
+//! expecting the matcher's gRPC status codes. The state machine is ALB's:
 //!
 //! ```text
 //!            healthy_threshold passes            unhealthy_threshold failures
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,13 +28,14 @@ use model::elb::HealthCheckConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
-use crate::table::TargetRuntime;
+use crate::table::{ProtocolVersion, TargetRuntime};
 
 pub const STATE_INITIAL: &str = "initial";
 pub const STATE_HEALTHY: &str = "healthy";
 pub const STATE_UNHEALTHY: &str = "unhealthy";
 
-/// `Matcher.HttpCode`: codes, ranges and lists (`200`, `200-299`, `200,302`).
+/// `Matcher.HttpCode` or `Matcher.GrpcCode`: codes, ranges and lists (`200`, `200-299`,
+/// `200,302`; `12`, `0-99`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher(Vec<(u16, u16)>);
 
@@ -83,6 +86,9 @@ pub struct HealthCheckSpec {
     /// Proxy Protocol header, as AWS's do (a target that expects the header would otherwise
     /// fail every check).
     pub proxy_protocol: bool,
+    /// The group's protocol version: HTTP2 and GRPC groups' checks speak HTTP/2, and GRPC
+    /// groups' are gRPC calls (`matcher` then holds gRPC status codes).
+    pub version: ProtocolVersion,
 }
 
 impl HealthCheckSpec {
@@ -100,8 +106,12 @@ impl HealthCheckSpec {
             timeout: seconds(config.timeout_seconds, 5),
             healthy_threshold: config.healthy_threshold_count.max(1) as u32,
             unhealthy_threshold: config.unhealthy_threshold_count.max(1) as u32,
-            matcher: Matcher::parse(config.matcher_http_code.as_deref().unwrap_or("200")),
+            matcher: match &config.matcher_grpc_code {
+                Some(codes) => Matcher::parse(codes),
+                None => Matcher::parse(config.matcher_http_code.as_deref().unwrap_or("200")),
+            },
             proxy_protocol: false,
+            version: ProtocolVersion::Http1,
         }
     }
 }
@@ -242,6 +252,14 @@ pub async fn check_once(
             .header(http::header::HOST, address.to_string())
             .body(Empty::<Bytes>::new())
     };
+    if spec.http && spec.version.is_h2() {
+        return match tokio::time::timeout(spec.timeout, check_h2(spec, address)).await {
+            Err(_) => CheckResult::Timeout,
+            Ok(Err(_)) => CheckResult::Failed,
+            Ok(Ok(code)) if spec.matcher.matches(code) => CheckResult::Passed,
+            Ok(Ok(code)) => CheckResult::ResponseCode(code),
+        };
+    }
     let answer = async {
         if spec.proxy_protocol || spec.tls {
             // The pooled client cannot write bytes ahead of the request nor speak TLS, so
@@ -288,6 +306,60 @@ pub async fn check_once(
     }
 }
 
+/// One HTTP/2 check on a connection of its own (prior knowledge, or ALPN `h2` over TLS): the
+/// HTTP status of a `GET` of the path, or for a GRPC group the gRPC status of a call of the
+/// path (from the trailers, or from the headers of a trailers-only answer).
+async fn check_h2(spec: &HealthCheckSpec, address: SocketAddr) -> Result<u16, CheckError> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let _ = stream.set_nodelay(true);
+    let stream = if spec.tls {
+        let stream = crate::tls::connect_to_target(stream, Some(b"h2")).await?;
+        crate::tls::TargetStream::Tls(Box::new(stream))
+    } else {
+        crate::tls::TargetStream::Plain(stream)
+    };
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let scheme = if spec.tls { "https" } else { "http" };
+    let uri = format!("{scheme}://{address}{}", spec.path);
+    let grpc = spec.version == ProtocolVersion::Grpc;
+    let request = if grpc {
+        http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+            // One message, uncompressed and empty: what any request message encodes to when
+            // all its fields are unset.
+            .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))?
+    } else {
+        http::Request::get(uri)
+            .header(http::header::USER_AGENT, "ELB-HealthChecker/2.0")
+            .body(Full::new(Bytes::new()))?
+    };
+    let response = sender.send_request(request).await?;
+    if !grpc {
+        return Ok(response.status().as_u16());
+    }
+    let status = |headers: &http::HeaderMap| {
+        headers
+            .get("grpc-status")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u16>().ok())
+    };
+    if let Some(code) = status(response.headers()) {
+        return Ok(code);
+    }
+    if response.status() != http::StatusCode::OK {
+        return Err(CheckError::NoGrpcStatus);
+    }
+    let trailers = response.into_body().collect().await?.trailers().cloned();
+    trailers
+        .as_ref()
+        .and_then(status)
+        .ok_or(CheckError::NoGrpcStatus)
+}
+
 /// Sends `request` over `stream` (HTTP/1.1) and reads the answer's status.
 async fn status_over<S>(
     stream: S,
@@ -313,6 +385,8 @@ enum CheckError {
     Client(#[from] hyper_util::client::legacy::Error),
     #[error(transparent)]
     Request(#[from] http::Error),
+    #[error("the answer to a gRPC check carries no grpc-status")]
+    NoGrpcStatus,
 }
 
 /// The check loop of one target, until the target leaves the snapshot.
@@ -369,6 +443,7 @@ mod tests {
             unhealthy_threshold: unhealthy,
             matcher: Matcher::parse("200"),
             proxy_protocol: false,
+            version: ProtocolVersion::Http1,
         }
     }
 

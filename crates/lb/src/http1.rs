@@ -15,8 +15,9 @@
 //! either way for the idle timeout.
 //!
 //! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
-//! client stopped sending its body for the idle timeout, 503 when no rule or no target
-//! matches, 502 when the target refused, reset or closed the connection or sent a malformed
+//! client stopped sending its body for the idle timeout, 464 when the rule forwards to an
+//! HTTP2 or GRPC group (those take HTTP/2 clients' requests only), 503 when no rule or no
+//! target matches, 502 when the target refused, reset or closed the connection or sent a malformed
 //! response, 504 when it did not answer within the idle timeout. A target that stops reading a
 //! body and answers early (a 413, say) has that answer relayed. A request
 //! on a pooled connection the target had just closed is sent again on a new connection when
@@ -38,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::{relay, tunnel, Buffered, ChunkedDecoder, Framing, IdleTimer, RelayError};
 use crate::http_proxy::{
-    error_page, parse_sticky_cookie, redirect_location, sticky_set_cookies, write_trace_value,
-    AppCookiePlan, HttpShared, StickyCookies,
+    error_page, incompatible_protocol, parse_sticky_cookie, redirect_location, sticky_set_cookies,
+    write_trace_value, AppCookiePlan, HttpShared, StickyCookies,
 };
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
@@ -450,6 +451,16 @@ impl Connection {
                     );
                     return Ok(Some(Step::Answer { head_len, close }));
                 };
+                if weighted.group.version.is_h2() {
+                    // ALB sends HTTP2 and GRPC groups only HTTP/2 clients' requests.
+                    answer_error(
+                        &mut self.response_out,
+                        Some(metrics),
+                        incompatible_protocol(),
+                        reply,
+                    );
+                    return Ok(Some(Step::Answer { head_len, close }));
+                }
                 let mut cookies = String::new();
                 for cookie in sticky_set_cookies(forward, &weighted.group, &chosen.runtime) {
                     let _ = write!(cookies, "Set-Cookie: {cookie}\r\n");

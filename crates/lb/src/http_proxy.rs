@@ -37,6 +37,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::sync::CancellationToken;
@@ -44,11 +45,11 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::{Buffered, RelayError};
 use crate::matching::{strip_port, RequestView};
 use crate::table::{
-    host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, Routes,
-    TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
+    host_with_port, valid_header_name, Action, Forward, GroupEntry, ListenerTable, ProtocolVersion,
+    Routes, TargetRuntime, TargetStickiness, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
 use crate::tls::ClientStream;
-use crate::upstream::RawBody;
+use crate::upstream::{H2Body, RawBody};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -64,6 +65,12 @@ pub(crate) const APP_COOKIE: &str = "AWSALBAPP-0";
 const APP_COOKIE_MAX_AGE: u64 = 7 * 24 * 3600;
 /// The most target groups one `AWSALBAPP-0` remembers a target in; the oldest entry goes.
 pub(crate) const APP_COOKIE_ENTRIES: usize = 8;
+/// ALB's answer to a request its target group's protocol version cannot take: an HTTP/1
+/// request for an HTTP2 or GRPC group, a gRPC call for an HTTP1 group, anything but a `POST`
+/// for a GRPC group.
+pub(crate) fn incompatible_protocol() -> StatusCode {
+    StatusCode::from_u16(464).unwrap_or(StatusCode::BAD_REQUEST)
+}
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -305,13 +312,29 @@ impl Connection {
             lb_metrics.elb_error(503);
             return elb_error(StatusCode::SERVICE_UNAVAILABLE);
         };
+        let version = weighted.group.version;
+        if !compatible(version, &parts) {
+            lb_metrics.elb_error(464);
+            return elb_error(incompatible_protocol());
+        }
         let in_flight = InFlight::start(&target.runtime);
         let app_cookie = AppCookiePlan::new(&weighted.group, &target.runtime, sticky.app);
 
+        let te_trailers = asks_for_trailers(&parts.headers);
         self.prepare_upstream(&mut parts, listener);
         let sent = Instant::now();
         let idle_timeout = listener.load_balancer.idle_timeout;
-        let answer = crate::upstream::exchange(&target.runtime, &parts, body, idle_timeout).await;
+        let answer = if version.is_h2() {
+            for_h2_target(&mut parts, &target.runtime, te_trailers);
+            let request = Request::from_parts(parts, body);
+            crate::upstream::exchange_h2(&target.runtime, request, idle_timeout)
+                .await
+                .map(|response| response.map(|body| Either::Right(H2Body::new(body, idle_timeout))))
+        } else {
+            crate::upstream::exchange(&target.runtime, &parts, body, idle_timeout)
+                .await
+                .map(|response| response.map(Either::Left))
+        };
         let mut response = match answer {
             // The draining deadline passed while the target was answering.
             Ok(_) if in_flight.0.is_closed() => {
@@ -438,6 +461,68 @@ impl Connection {
     }
 }
 
+/// Whether a request can go to a group of `version` (ALB's rules; otherwise it answers
+/// [`incompatible_protocol`]): a gRPC call not to an HTTP1 group, and only `POST`s to a GRPC
+/// group. (HTTP/1 clients' requests go to HTTP1 groups only, see `crate::http1`.)
+fn compatible(version: ProtocolVersion, parts: &Parts) -> bool {
+    match version {
+        ProtocolVersion::Http1 => !is_grpc(&parts.headers),
+        ProtocolVersion::Http2 => true,
+        ProtocolVersion::Grpc => parts.method == http::Method::POST,
+    }
+}
+
+/// A gRPC call: its content type is `application/grpc` or `application/grpc+<codec>`.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `TE: trailers`, which gRPC requires and HTTP/2 allows (the only `TE` it does).
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| coding.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Turns a request prepared for an HTTP/1.1 target ([`Connection::prepare_upstream`]) into
+/// one for an HTTP/2 target: its `Host` becomes the `:authority` of an absolute URI (the
+/// target's address when it has none fit for one), with the scheme of the group's protocol,
+/// and the client's `TE: trailers` is kept.
+fn for_h2_target(parts: &mut Parts, target: &TargetRuntime, te_trailers: bool) {
+    let authority = parts
+        .headers
+        .remove(header::HOST)
+        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+        .or_else(|| http::uri::Authority::try_from(target.address.to_string()).ok());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(if target.tls {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    uri.authority = authority;
+    uri.path_and_query = Some(path_and_query);
+    if let Ok(uri) = Uri::from_parts(uri) {
+        parts.uri = uri;
+    }
+    parts.version = Version::HTTP_2;
+    if te_trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 /// Counts a request outstanding on its target until its response body is done or dropped.
 pub struct InFlight(Arc<TargetRuntime>);
 
@@ -456,9 +541,15 @@ impl Drop for InFlight {
 
 /// A response body: streamed from a target, or made by the load balancer.
 pub enum ProxyBody {
-    Upstream { body: RawBody, in_flight: InFlight },
+    Upstream {
+        body: UpstreamBody,
+        in_flight: InFlight,
+    },
     Full(Option<Bytes>),
 }
+
+/// A target's response body, read from an HTTP/1.1 connection or an HTTP/2 stream.
+pub type UpstreamBody = Either<RawBody, H2Body>;
 
 impl ProxyBody {
     fn full(bytes: Bytes) -> ProxyBody {

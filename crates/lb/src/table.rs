@@ -22,6 +22,35 @@ use crate::matching::Condition;
 use crate::metrics::{HttpMetrics, LoadBalancerMetrics};
 use crate::tls::Terminated;
 
+/// A target group's `ProtocolVersion`: what requests are sent to its targets as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolVersion {
+    /// `HTTP1` (and every network group): HTTP/1.1 over pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// `HTTP2`: HTTP/2, multiplexed on one connection per target and worker (prior knowledge
+    /// over plain TCP, ALPN `h2` over TLS). Only HTTP/2 clients' requests can go there.
+    Http2,
+    /// `GRPC`: HTTP/2 as above, for gRPC calls (`POST`s) only; checked with gRPC calls.
+    Grpc,
+}
+
+impl ProtocolVersion {
+    /// The version a snapshot names (absent or unknown: HTTP/1.1).
+    pub fn of(version: Option<&str>) -> ProtocolVersion {
+        match version {
+            Some("HTTP2") => ProtocolVersion::Http2,
+            Some("GRPC") => ProtocolVersion::Grpc,
+            _ => ProtocolVersion::Http1,
+        }
+    }
+
+    /// Requests go to the targets as HTTP/2.
+    pub fn is_h2(self) -> bool {
+        self != ProtocolVersion::Http1
+    }
+}
+
 const HEALTH_INITIAL: u8 = 0;
 const HEALTH_HEALTHY: u8 = 1;
 const HEALTH_UNHEALTHY: u8 = 2;
@@ -35,6 +64,8 @@ pub struct TargetRuntime {
     pub address: SocketAddr,
     /// Its group speaks TLS to it (an HTTPS or TLS group; a group's protocol never changes).
     pub tls: bool,
+    /// Its group's protocol version (which never changes either).
+    pub version: ProtocolVersion,
     /// Which registration of `id:port` this is ([`model::elb::RouteTarget::registered_at_ms`]).
     pub registered_at_ms: Option<i64>,
     /// The `AWSALB` stickiness cookie value naming this target.
@@ -55,6 +86,10 @@ pub struct TargetRuntime {
     /// Idle keep-alive connections (see [`crate::upstream`]), one pool per worker thread
     /// ([`crate::workers::current_worker`]).
     pub raw_idle: Box<[Mutex<VecDeque<crate::upstream::RawIdleConnection>>]>,
+    /// HTTP2 and GRPC groups: the HTTP/2 connection requests share, one per worker thread.
+    /// An async lock, held while a connection is opened, so that the requests arriving
+    /// meanwhile wait for it rather than each opening their own.
+    pub h2: Box<[tokio::sync::Mutex<Option<crate::upstream::H2Sender>>]>,
     status: Mutex<HealthStatus>,
     health_check: RwLock<HealthCheckSpec>,
     /// The draining deadline a timer is armed for, and that timer's cancellation.
@@ -76,6 +111,7 @@ impl TargetRuntime {
             port: target.port,
             address,
             tls: matches!(group.protocol.as_str(), "HTTPS" | "TLS"),
+            version: ProtocolVersion::of(group.protocol_version.as_deref()),
             registered_at_ms: target.registered_at_ms,
             cookie: cookie_value(&group.arn, &key),
             health: AtomicU8::new(HEALTH_INITIAL),
@@ -86,6 +122,9 @@ impl TargetRuntime {
             stop: CancellationToken::new(),
             raw_idle: (0..pool_slots)
                 .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
+            h2: (0..pool_slots)
+                .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             status: Mutex::new(HealthStatus::initial()),
             health_check: RwLock::new(spec.clone()),
@@ -100,10 +139,17 @@ impl TargetRuntime {
         self.clear_pools();
     }
 
-    /// Drops the idle keep-alive connections.
+    /// Drops the idle keep-alive connections, and the HTTP/2 connections (each closes once
+    /// the requests still on it are done).
     pub fn clear_pools(&self) {
         for pool in &self.raw_idle {
             pool.lock().expect("poisoned").clear();
+        }
+        for connection in &self.h2 {
+            // One being opened now is dropped with the target.
+            if let Ok(mut connection) = connection.try_lock() {
+                connection.take();
+            }
         }
     }
 
@@ -259,6 +305,8 @@ pub struct GroupEntry {
     pub stickiness: TargetStickiness,
     /// Flows and health checks start with a Proxy Protocol v2 header (NLB groups).
     pub proxy_protocol_v2: bool,
+    /// What requests are sent to the targets as (ALB groups).
+    pub version: ProtocolVersion,
     /// Flows to a deregistered target close at the end of its delay (NLB groups; ALB requests
     /// always do).
     pub connection_termination: bool,
@@ -566,8 +614,10 @@ impl Registry {
         let mut seen_targets = HashSet::new();
         let mut groups: HashMap<&str, Arc<GroupEntry>> = HashMap::new();
         for group in &snapshot.target_groups {
+            let version = ProtocolVersion::of(group.protocol_version.as_deref());
             let mut spec = HealthCheckSpec::from_config(&group.health_check);
             spec.proxy_protocol = group.proxy_protocol_v2;
+            spec.version = version;
             let mut targets = Vec::with_capacity(group.targets.len());
             for target in &group.targets {
                 let Ok(address) = target.address.parse::<SocketAddr>() else {
@@ -652,6 +702,7 @@ impl Registry {
                     slow_start: Duration::from_secs(group.slow_start_seconds),
                     stickiness,
                     proxy_protocol_v2: group.proxy_protocol_v2,
+                    version,
                     connection_termination: group.connection_termination,
                     targets,
                     next: AtomicUsize::new(0),

@@ -9,6 +9,12 @@
 //! The HTTP/1.x path ([`crate::http1`]) reads and writes these connections itself;
 //! [`exchange`] does the same for the requests hyper parsed (HTTP/2 clients'), handing the
 //! response body to hyper as a [`RawBody`].
+//!
+//! HTTP2 and GRPC groups' targets are spoken to in HTTP/2 instead ([`exchange_h2`]): each
+//! worker keeps one multiplexed connection per target (hyper's client; prior knowledge over
+//! plain TCP, ALPN `h2` over TLS), opened on first use and again once the target closed it.
+//! Only HTTP/2 clients' requests go there, as with ALB (HTTP/1 clients get 464), so the
+//! request, its trailers and the response's (a gRPC call's status) pass through as frames.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,12 +28,16 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
 use crate::http1::{push_header, response_framing, uninit_headers, Scan, MAX_HEAD};
 use crate::table::TargetRuntime;
 use crate::tls::TargetStream;
+
+/// The sending half of an HTTP/2 connection to a target; the request bodies are the client's.
+pub type H2Sender = hyper::client::conn::http2::SendRequest<Incoming>;
 
 /// Shorter than the 5 s keep-alive many application servers (Node.js among them) use, so a
 /// connection the target is about to close is rarely reused.
@@ -60,6 +70,11 @@ pub enum UpstreamError {
     Exchange {
         address: SocketAddr,
         source: RelayError,
+    },
+    #[error("the HTTP/2 exchange with {address} failed: {source}")]
+    H2 {
+        address: SocketAddr,
+        source: hyper::Error,
     },
     #[error("the client's request body failed: {0}")]
     ClientBody(hyper::Error),
@@ -129,14 +144,143 @@ fn raw_pool(target: &TargetRuntime) -> &std::sync::Mutex<VecDeque<RawIdleConnect
 
 /// A new raw connection to `target`: TLS for an HTTPS group (offering only HTTP/1.1).
 pub async fn connect_raw(target: &TargetRuntime) -> Result<Buffered, UpstreamError> {
+    connect(target, b"http/1.1").await.map(Buffered::new)
+}
+
+/// A new connection to `target`, TLS offering `alpn` for an HTTPS group.
+async fn connect(target: &TargetRuntime, alpn: &[u8]) -> Result<TargetStream, UpstreamError> {
     let address = target.address;
     let stream = open(address).await?;
     if !target.tls {
-        return Ok(Buffered::new(TargetStream::Plain(stream)));
+        return Ok(TargetStream::Plain(stream));
     }
-    match crate::tls::connect_to_target(stream, Some(b"http/1.1")).await {
-        Ok(stream) => Ok(Buffered::new(TargetStream::Tls(Box::new(stream)))),
+    match crate::tls::connect_to_target(stream, Some(alpn)).await {
+        Ok(stream) => Ok(TargetStream::Tls(Box::new(stream))),
         Err(source) => Err(UpstreamError::Handshake { address, source }),
+    }
+}
+
+/// This worker's HTTP/2 connection to `target`, while it is open.
+fn h2_slot(target: &TargetRuntime) -> &tokio::sync::Mutex<Option<H2Sender>> {
+    let slot = crate::workers::current_worker();
+    &target.h2[slot % target.h2.len()]
+}
+
+/// A new HTTP/2 connection to `target`, driven by a task of its own on this worker: prior
+/// knowledge over plain TCP, ALPN `h2` over TLS.
+pub async fn connect_h2(target: &TargetRuntime) -> Result<H2Sender, UpstreamError> {
+    let address = target.address;
+    let stream = connect(target, b"h2").await?;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|source| UpstreamError::H2 { address, source })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(target = %address, %error, "HTTP/2 connection to a target ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends a request hyper parsed (already rewritten for the target, see
+/// `http_proxy::for_h2_target`) over this worker's HTTP/2 connection to `target`, opening one
+/// when there is none, and waits at most `idle` for the response head. A request the pooled
+/// connection could not take (the target had closed it) is sent on a new one.
+pub async fn exchange_h2(
+    target: &TargetRuntime,
+    mut request: http::Request<Incoming>,
+    idle: Duration,
+) -> Result<http::Response<Incoming>, UpstreamError> {
+    let address = target.address;
+    let slot = h2_slot(target);
+    let mut retried = false;
+    loop {
+        let (mut sender, fresh) = {
+            let mut pooled = slot.lock().await;
+            match pooled.as_ref().filter(|sender| !sender.is_closed()) {
+                Some(sender) => (sender.clone(), false),
+                None => {
+                    // Held while connecting: requests meanwhile wait for this connection.
+                    let sender = connect_h2(target).await?;
+                    *pooled = Some(sender.clone());
+                    (sender, true)
+                }
+            }
+        };
+        match tokio::time::timeout(idle, sender.try_send_request(request)).await {
+            Err(_) => {
+                return Err(UpstreamError::Exchange {
+                    address,
+                    source: RelayError::Timeout,
+                })
+            }
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(mut error)) => match error.take_message() {
+                Some(unsent) if !fresh && !retried => {
+                    // Never sent: the connection was closing. Once more on a new one.
+                    retried = true;
+                    // The closed connection is replaced at the next checkout.
+                    request = unsent;
+                }
+                _ => {
+                    let source = error.into_error();
+                    return Err(UpstreamError::H2 { address, source });
+                }
+            },
+        }
+    }
+}
+
+/// A target's HTTP/2 response body (with its trailers), for hyper to send on: a target that
+/// sends nothing for the idle timeout fails it.
+pub struct H2Body {
+    body: Incoming,
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl H2Body {
+    pub fn new(body: Incoming, idle: Duration) -> H2Body {
+        H2Body {
+            body,
+            idle,
+            timer: None,
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.timer = None;
+                Poll::Ready(frame.map(|frame| frame.map_err(|error| Box::new(error) as BoxError)))
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Box::new(RelayError::Timeout))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -87,9 +87,14 @@ pub struct HealthCheckConfig {
     pub timeout_seconds: i32,
     pub healthy_threshold_count: i32,
     pub unhealthy_threshold_count: i32,
-    /// `Matcher.HttpCode`, e.g. `200`, `200-299`, `200,302`; HTTP(S) only.
+    /// `Matcher.HttpCode`, e.g. `200`, `200-299`, `200,302`; HTTP(S) checks of HTTP1 and
+    /// HTTP2 groups, and of network groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matcher_http_code: Option<String>,
+    /// `Matcher.GrpcCode`, e.g. `12`, `0-99`, `0,12`: the gRPC statuses a check of a `GRPC`
+    /// group passes with (such a group has no `HttpCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher_grpc_code: Option<String>,
 }
 
 impl HealthCheckConfig {
@@ -108,9 +113,25 @@ impl HealthCheckConfig {
             healthy_threshold_count: 5,
             unhealthy_threshold_count: 2,
             matcher_http_code: http.then(|| "200".to_string()),
+            matcher_grpc_code: None,
+        }
+    }
+
+    /// AWS's health check for a new `GRPC` group of `protocol` (`HTTP` or `HTTPS`): a gRPC call
+    /// of `/AWS.ALB/healthcheck`, a method no service has, so the target answers `12`
+    /// (`UNIMPLEMENTED`), which is what the check expects.
+    pub fn aws_default_grpc(protocol: &str) -> HealthCheckConfig {
+        HealthCheckConfig {
+            path: Some(GRPC_HEALTH_CHECK_PATH.to_string()),
+            matcher_http_code: None,
+            matcher_grpc_code: Some("12".to_string()),
+            ..HealthCheckConfig::aws_default(protocol)
         }
     }
 }
+
+/// The path a `GRPC` group's health check calls unless told otherwise.
+pub const GRPC_HEALTH_CHECK_PATH: &str = "/AWS.ALB/healthcheck";
 
 /// One registered target. ECS-registered targets name their task.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -628,6 +649,10 @@ pub struct TargetGroupRoutes {
     pub dimension: String,
     /// `HTTP`, `HTTPS`, `TCP`, …
     pub protocol: String,
+    /// `HTTP1`, `HTTP2` or `GRPC` (HTTP and HTTPS groups): what requests are sent to the
+    /// targets as. Absent for network groups (and in snapshots from older servers: `HTTP1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
     pub health_check: HealthCheckConfig,
     pub deregistration_delay_seconds: u64,
     /// `slow_start.duration_seconds`; 0 is off.

@@ -7,7 +7,8 @@
 //! read the client's address first; application-cookie stickiness keeps a client on the task
 //! that set its session cookie; an HTTPS listener serves a certificate imported into ACM
 //! (picked by server name among two) while its HTTP listener redirects to it; an HTTPS target
-//! group reaches tasks that serve only TLS.
+//! group reaches tasks that serve only TLS; a GRPC target group carries a real gRPC client's
+//! calls (grpcio, unary and streaming) to a real gRPC server and checks it with gRPC calls.
 //!
 //! Backends are busybox `httpd` containers on dynamic host ports (bridge mode, instance
 //! targets) answering with their service name and container hostname, with a `/health` file
@@ -744,6 +745,33 @@ fn self_signed(name: &str) -> Result<(String, String)> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A self-signed certificate for `name` imported the way users do, with `aws acm
+/// import-certificate` and PEM files written in `dir`: its ARN, its PEM and that file.
+fn import_certificate(
+    up: &Up,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(String, String, std::path::PathBuf)> {
+    let (cert, key) = self_signed(name)?;
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&cert_path, &cert)?;
+    std::fs::write(&key_path, &key)?;
+    let answer = up.wharf.aws_json(&[
+        "acm",
+        "import-certificate",
+        "--certificate",
+        &format!("fileb://{}", cert_path.display()),
+        "--private-key",
+        &format!("fileb://{}", key_path.display()),
+    ])?;
+    let arn = answer["CertificateArn"]
+        .as_str()
+        .context("no certificate arn")?
+        .to_string();
+    Ok((arn, cert, cert_path))
+}
+
 /// One HTTPS request naming `server_name`, trusting only `trusted` (PEM): the status line,
 /// the body, and the certificate the server presented (DER).
 fn https_get(
@@ -799,23 +827,7 @@ fn an_https_listener_serves_an_imported_certificate() -> Result<()> {
     let files = tempfile::tempdir()?;
     let mut imported = Vec::new();
     for name in ["shop.example.test", "api.example.test"] {
-        let (cert, key) = self_signed(name)?;
-        let cert_path = files.path().join(format!("{name}.crt"));
-        let key_path = files.path().join(format!("{name}.key"));
-        std::fs::write(&cert_path, &cert)?;
-        std::fs::write(&key_path, &key)?;
-        let answer = up.wharf.aws_json(&[
-            "acm",
-            "import-certificate",
-            "--certificate",
-            &format!("fileb://{}", cert_path.display()),
-            "--private-key",
-            &format!("fileb://{}", key_path.display()),
-        ])?;
-        let arn = answer["CertificateArn"]
-            .as_str()
-            .context("no certificate arn")?
-            .to_string();
+        let (arn, cert, _) = import_certificate(&up, files.path(), name)?;
         imported.push((arn, cert));
     }
     let (shop_arn, shop_pem) = &imported[0];
@@ -963,5 +975,188 @@ fn an_https_target_group_reaches_its_tasks_over_tls() -> Result<()> {
         body.contains("s_server -accept 8080") && body.contains("Protocol  : TLSv1.3"),
         "the answer did not come over TLS from the task: {body}"
     );
+    Ok(())
+}
+
+/// `grpc_echo.py serve`: a gRPC server (grpcio) on loopback, stopped when dropped (its
+/// standard input closes).
+struct GrpcServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GrpcServer {
+    fn start(python: &std::path::Path) -> Result<GrpcServer> {
+        use std::io::BufRead;
+        let mut child = Command::new(python)
+            .arg(support::fixture("grpc_echo.py"))
+            .arg("serve")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the gRPC server")?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("its stdout")?;
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let port = line.trim().parse().context("the gRPC server's port")?;
+        Ok(GrpcServer { child, port })
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_grpc_target_group_serves_a_real_grpc_client_over_an_https_listener() -> Result<()> {
+    let python = support::aws_cli()?.with_file_name("python");
+    let server = GrpcServer::start(&python)?;
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+
+    // A GRPC group of one ip target, the grpcio server, checked with AWS's default gRPC check:
+    // a call of /AWS.ALB/healthcheck, which the server does not implement (12 is the default
+    // matcher's code).
+    let vpc = up.wharf.aws_json(&["ec2", "describe-vpcs"])?["Vpcs"][0]["VpcId"]
+        .as_str()
+        .context("no default VPC")?
+        .to_string();
+    let port = server.port.to_string();
+    let created = elb.json(&[
+        "create-target-group",
+        "--name",
+        "grpc",
+        "--protocol",
+        "HTTP",
+        "--protocol-version",
+        "GRPC",
+        "--port",
+        &port,
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "ip",
+        "--health-check-interval-seconds",
+        "5",
+        "--health-check-timeout-seconds",
+        "2",
+        "--healthy-threshold-count",
+        "2",
+    ])?;
+    let group = &created["TargetGroups"][0];
+    ensure!(
+        group["HealthCheckPath"] == "/AWS.ALB/healthcheck"
+            && group["Matcher"] == json!({"GrpcCode": "12"}),
+        "{created}"
+    );
+    let tg = group["TargetGroupArn"]
+        .as_str()
+        .context("no target group arn")?
+        .to_string();
+    let target = format!("Id=127.0.0.1,Port={port}");
+    elb.json(&[
+        "register-targets",
+        "--target-group-arn",
+        &tg,
+        "--targets",
+        &target,
+    ])?;
+
+    // gRPC takes an HTTPS listener (HTTP/2 by ALPN), as with ALB.
+    let files = tempfile::tempdir()?;
+    let name = "grpc.example.test";
+    let (arn, cert, cert_path) = import_certificate(&up, files.path(), name)?;
+    let certificate = format!("CertificateArn={arn}");
+    let (lb, address) = elb.load_balancer("grpc-front", "application")?;
+    let actions = json!([forward(&tg)]).to_string();
+    elb.json(&[
+        "create-listener",
+        "--load-balancer-arn",
+        &lb,
+        "--protocol",
+        "HTTPS",
+        "--port",
+        "443",
+        "--certificates",
+        &certificate,
+        "--default-actions",
+        &actions,
+    ])?;
+    let waited = up.wharf.aws(&[
+        "elbv2",
+        "wait",
+        "target-in-service",
+        "--target-group-arn",
+        &tg,
+        "--targets",
+        &target,
+    ])?;
+    ensure!(
+        waited.status.success(),
+        "target-in-service: {}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+
+    // The grpcio client's unary, server-streaming and client-streaming calls go through, and a
+    // method the server lacks comes back UNIMPLEMENTED.
+    let https = format!("{address}:443");
+    let called = Command::new(&python)
+        .arg(support::fixture("grpc_echo.py"))
+        .args(["call", &https])
+        .arg(&cert_path)
+        .arg(name)
+        .output()?;
+    ensure!(
+        called.status.success(),
+        "the gRPC client failed: {}",
+        String::from_utf8_lossy(&called.stderr)
+    );
+    let answers: Value = serde_json::from_slice(&called.stdout)?;
+    ensure!(
+        answers
+            == json!({
+                "say": "hello wharf from 127.0.0.1 over https",
+                "count": ["0", "1", "2"],
+                "join": "a,b,c",
+                "missing": "UNIMPLEMENTED",
+            }),
+        "{answers}"
+    );
+    // An HTTP/1.1 request cannot go to a GRPC group: ALB's 464.
+    let (status, body, _) = https_get(&https, name, &[&cert], "/echo.Echo/Say")?;
+    ensure!(status.starts_with("HTTP/1.1 464"), "{status} {body}");
+
+    // The matcher is gRPC codes: wanting 0 from the unimplemented default method fails the
+    // target; checking a method the server has brings it back.
+    elb.json(&[
+        "modify-target-group",
+        "--target-group-arn",
+        &tg,
+        "--matcher",
+        "GrpcCode=0",
+    ])?;
+    let reason = wait_for(30, "the target to fail its checks", || {
+        let described = elb.json(&["describe-target-health", "--target-group-arn", &tg])?;
+        let health = &described["TargetHealthDescriptions"][0]["TargetHealth"];
+        Ok((health["State"] == "unhealthy").then(|| health.clone()))
+    })?;
+    ensure!(
+        reason["Reason"] == "Target.ResponseCodeMismatch"
+            && reason["Description"] == "Health checks failed with these codes: [12]",
+        "{reason}"
+    );
+    elb.json(&[
+        "modify-target-group",
+        "--target-group-arn",
+        &tg,
+        "--health-check-path",
+        "/echo.Echo/Say",
+    ])?;
+    elb.wait_healthy(&tg, 1, 30)?;
     Ok(())
 }

@@ -457,6 +457,7 @@ fn group_routes(
         name: group.name.clone(),
         dimension: format!("targetgroup/{}/{}", group.name, group.id),
         protocol: group.protocol.clone().unwrap_or_default(),
+        protocol_version: group.protocol_version.clone(),
         health_check: group.health_check.clone(),
         deregistration_delay_seconds: u64::try_from(delay).unwrap_or_default(),
         slow_start_seconds: attribute("slow_start.duration_seconds")

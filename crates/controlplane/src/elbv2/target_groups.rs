@@ -79,17 +79,31 @@ fn valid_http_codes(codes: &str, highest: u16) -> bool {
         })
 }
 
-/// The health check of a group of `protocol` and `target_type`: `current` (or AWS's defaults
-/// for the protocol) with the input's members applied, then checked as a whole.
+/// `0`, `0,12`, `0-99`: gRPC status codes between 0 and 99 (the model's `GrpcCode`).
+fn valid_grpc_codes(codes: &str) -> bool {
+    let code = |s: &str| s.parse::<u8>().is_ok_and(|c| c <= 99);
+    !codes.is_empty()
+        && codes.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => code(a) && code(b) && a.parse::<u8>().ok() <= b.parse::<u8>().ok(),
+            None => code(part),
+        })
+}
+
+/// The health check of a group of `protocol`, `protocol_version` and `target_type`: `current`
+/// (or AWS's defaults for the protocol and version) with the input's members applied, then
+/// checked as a whole.
 fn health_check(
     protocol: &str,
+    protocol_version: Option<&str>,
     target_type: &str,
     current: Option<&HealthCheckConfig>,
     input: &HealthCheckInput,
 ) -> Result<HealthCheckConfig> {
     let http_group = is_http(protocol);
+    let grpc_group = protocol_version == Some("GRPC");
     let mut check = match current {
         Some(current) => current.clone(),
+        None if grpc_group => HealthCheckConfig::aws_default_grpc(protocol),
         None => HealthCheckConfig::aws_default(protocol),
     };
     if let Some(p) = &input.health_check_protocol {
@@ -161,10 +175,31 @@ fn health_check(
         check.unhealthy_threshold_count = v;
     }
     if let Some(matcher) = &input.matcher {
-        if matcher.grpc_code.is_some() {
-            return Err(invalid("Wharf does not support gRPC health-check matchers"));
+        if let Some(codes) = &matcher.grpc_code {
+            if !grpc_group {
+                return Err(Elbv2Error::InvalidConfigurationRequest(format!(
+                    "A gRPC matcher is only supported for target groups with the protocol version 'GRPC', not '{}'", // guessed
+                    protocol_version.unwrap_or("HTTP1")
+                )));
+            }
+            if matcher.http_code.is_some() {
+                return Err(invalid(
+                    "A matcher can have an HttpCode or a GrpcCode, not both",
+                )); // guessed
+            }
+            if !valid_grpc_codes(codes) {
+                return Err(invalid(format!(
+                    "Matcher GrpcCode '{codes}' is not valid; use codes between 0 and 99, e.g. '12', '0,12' or '0-99'" // guessed
+                )));
+            }
+            check.matcher_grpc_code = Some(codes.clone());
         }
         if let Some(codes) = &matcher.http_code {
+            if grpc_group {
+                return Err(Elbv2Error::InvalidConfigurationRequest(
+                    "Target groups with the protocol version 'GRPC' take a GrpcCode matcher, not an HttpCode".into(), // guessed
+                ));
+            }
             if !http_check {
                 return Err(Elbv2Error::InvalidConfigurationRequest(
                     "A matcher is only supported for HTTP and HTTPS health checks".into(), // guessed
@@ -179,14 +214,24 @@ fn health_check(
             check.matcher_http_code = Some(codes.clone());
         }
     }
-    if http_check {
+    if http_check && grpc_group {
+        check
+            .path
+            .get_or_insert_with(|| model::elb::GRPC_HEALTH_CHECK_PATH.to_string());
+        check
+            .matcher_grpc_code
+            .get_or_insert_with(|| "12".to_string());
+        check.matcher_http_code = None;
+    } else if http_check {
         check.path.get_or_insert_with(|| "/".to_string());
         check
             .matcher_http_code
             .get_or_insert_with(|| if http_group { "200" } else { "200-399" }.to_string());
+        check.matcher_grpc_code = None;
     } else {
         check.path = None;
         check.matcher_http_code = None;
+        check.matcher_grpc_code = None;
     }
     if check.timeout_seconds >= check.interval_seconds {
         return Err(Elbv2Error::InvalidConfigurationRequest(format!(
@@ -356,6 +401,8 @@ pub(super) fn describe_value(record: &TargetGroupRecord, load_balancers: Vec<Str
     });
     if let Some(code) = &check.matcher_http_code {
         value["Matcher"] = json!({"HttpCode": code});
+    } else if let Some(code) = &check.matcher_grpc_code {
+        value["Matcher"] = json!({"GrpcCode": code});
     }
     value
 }
@@ -433,7 +480,13 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
             "Wharf supports only the 'ipv4' IP address type, not '{ip_address_type}'"
         )));
     }
-    let check = health_check(&protocol, target_type, None, &input.health_check)?;
+    let check = health_check(
+        &protocol,
+        protocol_version.as_deref(),
+        target_type,
+        None,
+        &input.health_check,
+    )?;
     let tags = validate_tags(input.tags.as_deref().unwrap_or_default())?;
     let key = keys::target_group(&input.name);
     for _ in 0..MAX_ATTEMPTS {
@@ -443,6 +496,7 @@ pub async fn create(ctx: &Elbv2Context, input: Value) -> Result<Value> {
                 && existing.port == Some(port)
                 && existing.vpc_id.as_deref() == Some(vpc_id.as_str())
                 && existing.target_type == target_type
+                && existing.protocol_version == protocol_version
                 && existing.health_check == check;
             if same {
                 let topology = Topology::load(ctx).await?;
@@ -591,6 +645,7 @@ pub async fn modify(ctx: &Elbv2Context, input: Value) -> Result<Value> {
         let protocol = record.protocol.clone().unwrap_or_default();
         record.health_check = health_check(
             &protocol,
+            record.protocol_version.as_deref(),
             &record.target_type,
             Some(&record.health_check),
             &input.health_check,
@@ -704,7 +759,7 @@ mod tests {
 
     #[test]
     fn health_check_defaults_depend_on_the_protocol() {
-        let http = health_check("HTTP", "ip", None, &HealthCheckInput::default()).unwrap();
+        let http = health_check("HTTP", None, "ip", None, &HealthCheckInput::default()).unwrap();
         assert_eq!(
             (
                 http.protocol.as_str(),
@@ -715,7 +770,7 @@ mod tests {
         );
         assert_eq!(http.path.as_deref(), Some("/"));
         assert_eq!(http.matcher_http_code.as_deref(), Some("200"));
-        let tcp = health_check("TCP", "ip", None, &HealthCheckInput::default()).unwrap();
+        let tcp = health_check("TCP", None, "ip", None, &HealthCheckInput::default()).unwrap();
         assert_eq!((tcp.protocol.as_str(), tcp.timeout_seconds), ("TCP", 10));
         assert_eq!(tcp.path, None);
         let too_slow = HealthCheckInput {
@@ -723,7 +778,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            health_check("HTTP", "ip", None, &too_slow),
+            health_check("HTTP", None, "ip", None, &too_slow),
             Err(Elbv2Error::InvalidConfigurationRequest(_))
         ));
     }
@@ -746,15 +801,70 @@ mod tests {
     }
 
     #[test]
+    fn grpc_groups_call_a_method_and_match_grpc_codes() {
+        let grpc = Some("GRPC");
+        let check = health_check("HTTP", grpc, "ip", None, &HealthCheckInput::default()).unwrap();
+        assert_eq!(check.path.as_deref(), Some("/AWS.ALB/healthcheck"));
+        assert_eq!(check.matcher_grpc_code.as_deref(), Some("12"));
+        assert_eq!(check.matcher_http_code, None);
+        let matcher = |http: Option<&str>, grpc: Option<&str>| HealthCheckInput {
+            matcher: Some(MatcherInput {
+                http_code: http.map(str::to_string),
+                grpc_code: grpc.map(str::to_string),
+            }),
+            ..HealthCheckInput::default()
+        };
+        let zero = health_check("HTTPS", grpc, "ip", None, &matcher(None, Some("0-99"))).unwrap();
+        assert_eq!(zero.matcher_grpc_code.as_deref(), Some("0-99"));
+        assert_eq!(describe_matcher(&zero), json!({"GrpcCode": "0-99"}));
+        for bad in ["100", "5-2", "", "x"] {
+            assert!(health_check("HTTP", grpc, "ip", None, &matcher(None, Some(bad))).is_err());
+        }
+        // An HttpCode on a gRPC group, a GrpcCode on any other.
+        assert!(health_check("HTTP", grpc, "ip", None, &matcher(Some("200"), None)).is_err());
+        for version in [None, Some("HTTP1"), Some("HTTP2")] {
+            assert!(health_check("HTTP", version, "ip", None, &matcher(None, Some("0"))).is_err());
+        }
+        let http2 = health_check(
+            "HTTP",
+            Some("HTTP2"),
+            "ip",
+            None,
+            &HealthCheckInput::default(),
+        );
+        assert_eq!(http2.unwrap().matcher_http_code.as_deref(), Some("200"));
+    }
+
+    fn describe_matcher(check: &HealthCheckConfig) -> Value {
+        let record = TargetGroupRecord {
+            arn: String::new(),
+            name: String::new(),
+            id: String::new(),
+            protocol: Some("HTTP".into()),
+            protocol_version: Some("GRPC".into()),
+            port: Some(50051),
+            vpc_id: None,
+            target_type: "ip".into(),
+            ip_address_type: None,
+            health_check: check.clone(),
+            attributes: BTreeMap::new(),
+            tags: Vec::new(),
+            created_at_ms: 0,
+            targets: Vec::new(),
+        };
+        describe_value(&record, Vec::new())["Matcher"].clone()
+    }
+
+    #[test]
     fn network_groups_check_by_their_own_rules() {
         let check = |protocol: &str| HealthCheckInput {
             health_check_protocol: Some(protocol.into()),
             ..Default::default()
         };
         // Defaults by check protocol on a network group: 6 s for HTTP only, 10 s otherwise.
-        let http = health_check("TCP", "ip", None, &check("HTTP")).unwrap();
+        let http = health_check("TCP", None, "ip", None, &check("HTTP")).unwrap();
         assert_eq!(http.timeout_seconds, 6);
-        let https = health_check("TLS", "ip", None, &check("HTTPS")).unwrap();
+        let https = health_check("TLS", None, "ip", None, &check("HTTPS")).unwrap();
         assert_eq!(https.timeout_seconds, 10);
         assert_eq!(https.matcher_http_code.as_deref(), Some("200-399"));
         // Matcher codes: up to 599 for network groups, up to 499 for HTTP(S) groups.
@@ -766,14 +876,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        let net = health_check("TCP", "ip", None, &matcher("HTTP", "200-599")).unwrap();
+        let net = health_check("TCP", None, "ip", None, &matcher("HTTP", "200-599")).unwrap();
         assert_eq!(net.matcher_http_code.as_deref(), Some("200-599"));
-        assert!(health_check("UDP", "ip", None, &matcher("HTTP", "600")).is_err());
+        assert!(health_check("UDP", None, "ip", None, &matcher("HTTP", "600")).is_err());
         assert!(matches!(
-            health_check("HTTP", "ip", None, &matcher("HTTP", "200-599")),
+            health_check("HTTP", None, "ip", None, &matcher("HTTP", "200-599")),
             Err(Elbv2Error::Validation(_))
         ));
-        assert!(health_check("HTTPS", "ip", None, &matcher("HTTPS", "200-499")).is_ok());
+        assert!(health_check("HTTPS", None, "ip", None, &matcher("HTTPS", "200-499")).is_ok());
     }
 
     #[test]
@@ -784,7 +894,7 @@ mod tests {
         };
         for target_type in ["instance", "ip"] {
             assert!(matches!(
-                health_check("HTTP", target_type, None, &off),
+                health_check("HTTP", None, target_type, None, &off),
                 Err(Elbv2Error::InvalidConfigurationRequest(_))
             ));
         }
@@ -792,6 +902,10 @@ mod tests {
             health_check_enabled: Some(true),
             ..Default::default()
         };
-        assert!(health_check("TCP", "instance", None, &on).unwrap().enabled);
+        assert!(
+            health_check("TCP", None, "instance", None, &on)
+                .unwrap()
+                .enabled
+        );
     }
 }

@@ -213,6 +213,7 @@ pub fn group(name: &str, targets: &[&Backend]) -> TargetGroupRoutes {
         name: name.into(),
         dimension: format!("targetgroup/{name}/{:016x}", name.len() * 7919),
         protocol: "HTTP".into(),
+        protocol_version: None,
         health_check: health_check("/health", 1, 1),
         deregistration_delay_seconds: 300,
         slow_start_seconds: 0,
