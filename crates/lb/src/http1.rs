@@ -17,11 +17,11 @@
 //! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
 //! client stopped sending its body for the idle timeout, 464 when the rule forwards to an
 //! HTTP2 or GRPC group (those take HTTP/2 clients' requests only), 503 when no rule or no
-//! target matches, 502 when the target refused, reset or closed the connection or sent a malformed
-//! response, 504 when it did not answer within the idle timeout. A target that stops reading a
-//! body and answers early (a 413, say) has that answer relayed. A request
-//! on a pooled connection the target had just closed is sent again on a new connection when
-//! nothing came back and the request was idempotent and sent whole.
+//! target matches, 502 when the target refused, reset or closed the connection or sent a
+//! malformed response, 504 when it did not answer within the idle timeout. A target that stops
+//! reading a body and answers early (a 413, say) has that answer relayed. A request on a
+//! pooled connection the target had just closed is sent again on a new connection when nothing
+//! came back and the request was idempotent and sent whole.
 //!
 //! A client connection idle longer than the load balancer's idle timeout is closed; at
 //! shutdown, idle connections close and busy ones close after their response.

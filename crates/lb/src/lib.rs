@@ -12,8 +12,8 @@
 //!   clients, [`framing`] relays their bodies, [`proxy_protocol`] writes the headers NLB
 //!   flows can start with); [`listeners`] binds them; [`upstream`] pools keep-alive
 //!   connections to targets (and shares an HTTP/2 one per target of HTTP2 and GRPC groups);
-//!   [`tls`] terminates HTTPS and TLS listeners' TLS and speaks TLS
-//!   to HTTPS and TLS groups' targets;
+//!   [`tls`] terminates HTTPS and TLS listeners' TLS and speaks TLS to HTTPS and TLS groups'
+//!   targets;
 //! - [`workers`]: the threads client connections run on;
 //! - [`health`]: health checks; [`metrics`]: request metrics.
 //!
