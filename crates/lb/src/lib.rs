@@ -8,7 +8,7 @@
 //! - [`control_plane`]: the [`control_plane::Client`] speaking the protocol to a Wharf server;
 //! - [`table`]: the compiled routing table, swapped whole, and per-target runtime state;
 //! - [`matching`] and [`balancer`]: rule conditions, group and target choice;
-//! - [`http_proxy`] and [`tcp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
+//! - [`http_proxy`], [`tcp_proxy`] and [`udp_proxy`]: the ALB and NLB data paths ([`http1`] serves HTTP/1.x
 //!   clients, [`framing`] relays their bodies, [`proxy_protocol`] writes the headers NLB
 //!   flows can start with); [`listeners`] binds them; [`upstream`] pools keep-alive
 //!   connections to targets (and shares an HTTP/2 one per target of HTTP2 and GRPC groups);
@@ -37,6 +37,7 @@ pub mod source;
 pub mod table;
 pub mod tcp_proxy;
 pub mod tls;
+pub mod udp_proxy;
 pub mod upstream;
 pub mod workers;
 

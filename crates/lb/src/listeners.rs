@@ -1,10 +1,10 @@
 //! Listener reconciliation: every listener of every load balancer in the routing table is
-//! bound on `address:port` (HTTP and HTTPS → the ALB path, TCP and TLS → the NLB path; on
-//! HTTPS and TLS listeners the TLS handshake comes first); listeners that left the table are
-//! closed (their connections shut down gracefully); unchanged ones are left alone with their
-//! connections. A load balancer is active when all its listeners are bound, failed otherwise
-//! (address in use, certificates that cannot be used, or a protocol this node does not serve:
-//! UDP needs datagram support it does not have).
+//! bound on `address:port` (HTTP and HTTPS → the ALB path, TCP and TLS → the NLB path, UDP
+//! → its datagram path, TCP_UDP → both on one port; on HTTPS and TLS listeners the TLS
+//! handshake comes first); listeners that left the table are closed (their connections shut
+//! down gracefully); unchanged ones are left alone with their connections. A load balancer is
+//! active when all its listeners are bound, failed otherwise (address in use, certificates
+//! that cannot be used, or a protocol this node does not serve).
 //!
 //! Whether a connection starts with a TLS handshake is looked up in the routing table when it
 //! is accepted, so a listener changed from HTTP to HTTPS (or given new certificates) keeps
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::elb::LoadBalancerFailure;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,20 +24,25 @@ use crate::http_proxy::{serve_connection, HttpShared};
 use crate::table::{Routes, RoutingTable};
 use crate::tcp_proxy::serve_flow;
 use crate::tls::ClientStream;
+use crate::udp_proxy::serve_datagrams;
 use crate::workers::Workers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenerKind {
     Http,
     Tcp,
+    Udp,
 }
 
 impl ListenerKind {
-    fn for_protocol(protocol: &str) -> Option<ListenerKind> {
+    /// The sockets a listener of `protocol` needs (none: not served here).
+    fn for_protocol(protocol: &str) -> &'static [ListenerKind] {
         match protocol {
-            "HTTP" | "HTTPS" => Some(ListenerKind::Http),
-            "TCP" | "TLS" => Some(ListenerKind::Tcp),
-            _ => None,
+            "HTTP" | "HTTPS" => &[ListenerKind::Http],
+            "TCP" | "TLS" => &[ListenerKind::Tcp],
+            "UDP" => &[ListenerKind::Udp],
+            "TCP_UDP" => &[ListenerKind::Tcp, ListenerKind::Udp],
+            _ => &[],
         }
     }
 }
@@ -86,13 +91,15 @@ impl Listeners {
             }
             for (port, protocol) in &lb.listeners {
                 let address = SocketAddr::new(lb.address, *port);
-                let Some(kind) = ListenerKind::for_protocol(protocol) else {
+                let kinds = ListenerKind::for_protocol(protocol);
+                if kinds.is_empty() {
                     failures.entry(lb.arn.clone()).or_insert_with(|| {
                         format!("{protocol} listeners are not supported by this data plane")
                     });
-                    continue;
-                };
-                wanted.insert((address, kind), lb.arn.clone());
+                }
+                for kind in kinds {
+                    wanted.insert((address, *kind), lb.arn.clone());
+                }
             }
         }
         self.bound.retain(|key, token| {
@@ -108,18 +115,30 @@ impl Listeners {
                 continue;
             }
             let (address, kind) = *key;
-            match bind(address) {
-                Ok(listener) => {
-                    tracing::info!(load_balancer = %arn, %address, ?kind, "listener bound");
-                    let token = context.shutdown.child_token();
-                    self.bound.insert(*key, token.clone());
+            let token = context.shutdown.child_token();
+            let bound = match kind {
+                ListenerKind::Udp => bind_udp(address).map(|socket| {
+                    context.tracker.spawn(serve_datagrams(
+                        socket,
+                        address,
+                        context.routes.clone(),
+                        token.clone(),
+                    ));
+                }),
+                ListenerKind::Http | ListenerKind::Tcp => bind(address).map(|listener| {
                     context.tracker.spawn(accept_loop(
                         listener,
                         kind,
                         address,
                         context.clone(),
-                        token,
+                        token.clone(),
                     ));
+                }),
+            };
+            match bound {
+                Ok(()) => {
+                    tracing::info!(load_balancer = %arn, %address, ?kind, "listener bound");
+                    self.bound.insert(*key, token);
                 }
                 Err(error) => {
                     tracing::warn!(load_balancer = %arn, %address, %error, "cannot bind listener");
@@ -181,6 +200,13 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// A UDP listener's socket, registered with the node's reactor.
+fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(address)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     kind: ListenerKind,
@@ -224,7 +250,9 @@ async fn accept_loop(
                         ListenerKind::Http => {
                             serve_connection(stream, remote, local, http, token).await
                         }
-                        ListenerKind::Tcp => serve_flow(stream, remote, local, routes, token).await,
+                        ListenerKind::Tcp | ListenerKind::Udp => {
+                            serve_flow(stream, remote, local, routes, token).await
+                        }
                     }
                 });
             }

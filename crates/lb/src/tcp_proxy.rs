@@ -21,8 +21,37 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framing::tunnel;
 use crate::http_proxy::InFlight;
-use crate::table::{Action, Routes, TargetStickiness};
+use crate::table::{Action, ListenerTable, Routes, TargetRuntime, TargetStickiness};
 use crate::tls::{ClientStream, TargetStream};
+
+/// Where a new flow goes, and how.
+pub(crate) struct FlowTarget {
+    pub target: Arc<TargetRuntime>,
+    /// The flow starts with a Proxy Protocol v2 header.
+    pub proxy_protocol: bool,
+    /// The flow is closed when the target's deregistration delay ends.
+    pub terminate_at_deadline: bool,
+}
+
+/// The target of a new flow from `remote` to `listener`: the first forward action's weighted
+/// group, then the healthy target the client's address hashes to under `source_ip`
+/// stickiness, round robin otherwise.
+pub(crate) fn choose_target(listener: &ListenerTable, remote: SocketAddr) -> Option<FlowTarget> {
+    let weighted = listener.rules.iter().find_map(|rule| match &rule.action {
+        Action::Forward(forward) => forward.choose_group(None),
+        _ => None,
+    })?;
+    let group = &weighted.group;
+    let target = match group.stickiness {
+        TargetStickiness::SourceIp => group.choose_target_for_source(remote.ip()),
+        _ => group.choose_target(None),
+    }?;
+    Some(FlowTarget {
+        target: target.runtime.clone(),
+        proxy_protocol: group.proxy_protocol_v2,
+        terminate_at_deadline: group.connection_termination,
+    })
+}
 
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
@@ -39,31 +68,22 @@ pub async fn serve_flow(
             return;
         };
         let metrics = listener.load_balancer.metrics.clone();
-        let idle = listener.idle_timeout;
-        let chosen = listener
-            .rules
-            .iter()
-            .find_map(|rule| match &rule.action {
-                Action::Forward(forward) => forward.choose_group(None),
-                _ => None,
-            })
-            .and_then(|weighted| {
-                let group = &weighted.group;
-                let target = match group.stickiness {
-                    TargetStickiness::SourceIp => group.choose_target_for_source(remote.ip()),
-                    _ => group.choose_target(None),
-                }?;
-                let header = group
-                    .proxy_protocol_v2
-                    .then(|| crate::proxy_protocol::flow_header(remote, local));
-                Some((target.runtime.clone(), header, group.connection_termination))
-            });
-        (chosen, metrics, idle)
+        (
+            choose_target(listener, remote),
+            metrics,
+            listener.idle_timeout,
+        )
     };
-    let Some((target, header, terminate_at_deadline)) = chosen else {
+    let Some(FlowTarget {
+        target,
+        proxy_protocol,
+        terminate_at_deadline,
+    }) = chosen
+    else {
         tracing::debug!(%remote, %local, "no target for a new flow, closing it");
         return;
     };
+    let header = proxy_protocol.then(|| crate::proxy_protocol::flow_header(remote, local));
     // Without connection termination the deadline closes nothing: the flow's own end, the
     // idle timeout or the listener's shutdown do.
     let cut_at_deadline = async {

@@ -1,5 +1,6 @@
 //! The NLB data path: TCP flows proxied both ways, flow metrics, idle timeouts, Proxy
-//! Protocol v2, `source_ip` stickiness and connection termination at deregistration.
+//! Protocol v2, `source_ip` stickiness and connection termination at deregistration; UDP
+//! flows on TCP_UDP listeners.
 
 mod support;
 
@@ -401,4 +402,98 @@ async fn http_health_checks_with_proxy_protocol_send_the_header_then_an_origin_f
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A target on one port for both protocols: UDP datagrams are answered `<name>:<datagram>`
+/// to their sender, TCP connections echo what they get (and take health checks).
+async fn dual_target(name: &'static str) -> SocketAddr {
+    let (udp, tcp) = loop {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(udp.local_addr().unwrap()).await {
+            break (udp, tcp);
+        }
+    };
+    let address = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((length, peer)) = udp.recv_from(&mut buf).await {
+            let mut answer = format!("{name}:").into_bytes();
+            answer.extend_from_slice(&buf[..length]);
+            let _ = udp.send_to(&answer, peer).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = stream.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    address
+}
+
+/// Sends `datagram` from `client` and waits for the answer.
+async fn exchange(client: &tokio::net::UdpSocket, datagram: &str) -> String {
+    client.send(datagram.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let length = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+        .await
+        .expect("the target answers through the load balancer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..length]).into_owned()
+}
+
+#[tokio::test]
+async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
+    let first = dual_target("first").await;
+    let second = dual_target("second").await;
+    let mut group = tcp_group(first, true);
+    group.protocol = "TCP_UDP".into();
+    group.targets.push(target(second));
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut lb = nlb(address);
+    lb.listeners[0].protocol = "TCP_UDP".into();
+    node.publish(snapshot(vec![lb], vec![group])).await;
+    for target in [first, second] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while node
+            .handle
+            .target_health(&group_arn("echo"), "127.0.0.1", target.port())
+            .map(|h| h.state)
+            != Some("healthy".into())
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{target} stays unhealthy"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // The same port takes TCP (and once it does, the UDP socket, bound with it, is there).
+    let mut stream = connect(address).await;
+    stream.write_all(b"over tcp").await.unwrap();
+    let mut echoed = [0u8; 8];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"over tcp");
+
+    // Each client address and port is a flow: all its datagrams reach one target, and the
+    // answers come back from the listener's address (the clients' sockets are connected to
+    // it, so they take nothing else).
+    let mut names = std::collections::BTreeSet::new();
+    for flow in 0..4 {
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(address).await.unwrap();
+        let answer = exchange(&client, &format!("hello {flow}")).await;
+        let (name, echoed) = answer.split_once(':').unwrap();
+        assert_eq!(echoed, format!("hello {flow}"));
+        for again in 0..3 {
+            let answer = exchange(&client, &format!("again {again}")).await;
+            assert_eq!(answer, format!("{name}:again {again}"), "flow {flow} moved");
+        }
+        names.insert(name.to_string());
+    }
+    assert_eq!(names.len(), 2, "new flows are spread: {names:?}");
 }

@@ -4,7 +4,8 @@
 //! into rotation once healthy; a target that starts failing its health check is taken out and
 //! its task replaced; a rolling deployment under continuous load (wrk) fails no request; a
 //! weighted forward splits 90/10; an NLB forwards TCP, and with Proxy Protocol v2 its targets
-//! read the client's address first; application-cookie stickiness keeps a client on the task
+//! read the client's address first, and a UDP listener carries UDP flows to a task's dynamic
+//! UDP port; application-cookie stickiness keeps a client on the task
 //! that set its session cookie; an HTTPS listener serves a certificate imported into ACM
 //! (picked by server name among two) while its HTTP listener redirects to it; an HTTPS target
 //! group reaches tasks that serve only TLS; a GRPC target group carries a real gRPC client's
@@ -31,6 +32,8 @@ use support::{wait_for, Up};
 const IMAGE: &str = "wharf-test/busybox:latest";
 /// The busybox image with `openssl` (see `scripts/test-images`), for tasks serving TLS.
 const OPENSSL_IMAGE: &str = "wharf-test/openssl:latest";
+/// The busybox image with `socat` (see `scripts/test-images`), for tasks serving UDP.
+const SOCAT_IMAGE: &str = "wharf-test/socat:latest";
 
 /// A busybox httpd answering `<service> <hostname>` on `/`, `/api/hello` and `/health`.
 fn backend(service: &str) -> Value {
@@ -669,6 +672,73 @@ fn an_nlb_forwards_tcp() -> Result<()> {
     );
     ensure!(echoed[26..28] == 9001u16.to_be_bytes(), "{echoed:?}");
     ensure!(&echoed[28..] == b"hello\n", "{echoed:?}");
+    Ok(())
+}
+
+/// One datagram to `address` from `socket` and the answer.
+fn datagram(socket: &std::net::UdpSocket, address: &str, text: &str) -> Result<String> {
+    socket.send_to(text.as_bytes(), address)?;
+    let mut buf = [0u8; 512];
+    let (length, from) = socket.recv_from(&mut buf)?;
+    ensure!(
+        from.to_string() == address,
+        "answered from {from}, not {address}"
+    );
+    Ok(String::from_utf8_lossy(&buf[..length]).into_owned())
+}
+
+#[test]
+fn an_nlb_forwards_udp_flows_to_a_task() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let up = Up::start(data.path())?;
+    let elb = Elb { up: &up };
+    // A UDP group is checked over TCP: here on a static host port the task also maps, while
+    // its UDP port is a dynamic one, which is what the service registers.
+    let tg = elb.target_group("dgram", "UDP", 1)?;
+    elb.json(&[
+        "modify-target-group",
+        "--target-group-arn",
+        &tg,
+        "--health-check-port",
+        "28053",
+    ])?;
+    let (lb, address) = elb.load_balancer("dgram-front", "network")?;
+    elb.listener(&lb, "UDP", 9053, forward(&tg))?;
+    up.register(
+        "dgram",
+        json!([{
+            "name": "app", "image": SOCAT_IMAGE, "memory": 32, "stopTimeout": 2,
+            "portMappings": [
+                {"containerPort": 8080, "hostPort": 28053, "protocol": "tcp"},
+                {"containerPort": 8080, "hostPort": 0, "protocol": "udp"},
+            ],
+            "command": ["sh", "-c",
+                "socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:'echo tcp' & exec socat UDP-RECVFROM:8080,fork SYSTEM:'read line; echo $(hostname) $line'"],
+        }]),
+    )?;
+    create_service(&up, "dgram", &tg, 1, &[])?;
+    elb.wait_healthy(&tg, 1, 90)?;
+    let health = elb.health(&tg)?;
+    let registered = health.keys().next().context("a target")?;
+    ensure!(
+        !registered.ends_with(":28053"),
+        "the udp binding's port: {health:?}"
+    );
+
+    // Each client socket is a flow; its datagrams and the task's answers pass both ways.
+    let front = format!("{address}:9053");
+    let mut hosts = BTreeSet::new();
+    for flow in 0..2 {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+        for n in 0..3 {
+            let answer = datagram(&socket, &front, &format!("ping {flow}.{n}\n"))?;
+            let (host, echoed) = answer.trim().split_once(' ').context("host and line")?;
+            ensure!(echoed == format!("ping {flow}.{n}"), "{answer}");
+            hosts.insert(host.to_string());
+        }
+    }
+    ensure!(hosts.len() == 1, "one task answers: {hosts:?}");
     Ok(())
 }
 

@@ -281,13 +281,22 @@ pub struct Balancing {
     full: BTreeSet<String>,
 }
 
-/// The address and port a task is reached at in a group of `target_type`.
+/// The address and port a task is reached at in `group`: its IP and the container port in an
+/// `ip` group; in an `instance` group, its instance and the host port bound to the container
+/// port for the group's protocol (the `udp` binding for a UDP group, the `tcp` one otherwise:
+/// a TCP_UDP group's container maps one static host port for both).
 fn target_of(
     task: &Task,
     state: &ClusterState,
-    target_type: &str,
+    group: &TargetGroupRecord,
     lb: &LoadBalancer,
 ) -> Option<(String, i32)> {
+    let target_type = group.target_type.as_str();
+    let binding_protocol = if group.protocol.as_deref() == Some("UDP") {
+        "udp"
+    } else {
+        "tcp"
+    };
     let port = i32::try_from(lb.container_port?).ok()?;
     match target_type {
         "ip" => {
@@ -313,7 +322,7 @@ fn target_of(
                 .flat_map(|c| c.network_bindings.iter().flatten())
                 .find(|b| {
                     b.container_port == Some(port)
-                        && b.protocol.as_deref().unwrap_or("tcp") == "tcp"
+                        && b.protocol.as_deref().unwrap_or("tcp") == binding_protocol
                 })
                 .and_then(|b| b.host_port)?;
             Some((id, host_port))
@@ -484,10 +493,7 @@ impl Balancing {
             .filter_map(|lb| {
                 let arn = lb.target_group_arn.as_deref()?;
                 let group = self.groups.get(arn)?;
-                Some((
-                    arn.to_string(),
-                    target_of(task, state, &group.record.target_type, lb),
-                ))
+                Some((arn.to_string(), target_of(task, state, &group.record, lb)))
             })
             .collect()
     }
