@@ -8,7 +8,8 @@
 //! target's response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{4,5}XX_Count`
 //! (and `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`; per pair also
 //! `HealthyHostCount` and `UnHealthyHostCount`. NLB (`AWS/NetworkELB`): `ActiveFlowCount`,
-//! `NewFlowCount`, `ProcessedBytes`, and the host counts. Zero counts are left out, as
+//! `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`, `_UDP`), and the
+//! host counts. Zero counts are left out, as
 //! CloudWatch reports ELB counts only when nonzero; host counts are always sent.
 
 use std::cell::Cell;
@@ -173,9 +174,24 @@ impl HttpMetrics {
     }
 }
 
-/// Flow counters of an NLB.
+/// Flow counters of an NLB, per protocol (CloudWatch has each protocol's and their total).
 #[derive(Debug, Default)]
 pub struct FlowMetrics {
+    pub tcp: FlowCounters,
+    pub tls: FlowCounters,
+    pub udp: FlowCounters,
+}
+
+impl FlowMetrics {
+    /// The protocols with their metric name suffixes.
+    pub fn by_protocol(&self) -> [(&'static str, &FlowCounters); 3] {
+        [("TCP", &self.tcp), ("TLS", &self.tls), ("UDP", &self.udp)]
+    }
+}
+
+/// The flows of one protocol.
+#[derive(Debug, Default)]
+pub struct FlowCounters {
     pub new_flows: AtomicU64,
     pub active_flows: AtomicI64,
     pub processed_bytes: AtomicU64,

@@ -360,11 +360,22 @@ fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
             }
             model::elb::LoadBalancerKind::Network => {
                 use std::sync::atomic::Ordering::Relaxed;
-                let flows = &lb.metrics.flows;
-                let active = flows.active_flows.load(Relaxed).max(0) as u64;
+                let (mut active, mut new, mut bytes) = (0, 0, 0);
+                for (protocol, flows) in lb.metrics.flows.by_protocol() {
+                    let protocol_active = flows.active_flows.load(Relaxed).max(0) as u64;
+                    let protocol_new = flows.new_flows.swap(0, Relaxed);
+                    let protocol_bytes = flows.processed_bytes.swap(0, Relaxed);
+                    let name = |metric: &str| format!("{metric}_{protocol}");
+                    builder.count(&name("ActiveFlowCount"), protocol_active, false);
+                    builder.count(&name("NewFlowCount"), protocol_new, false);
+                    builder.bytes(&name("ProcessedBytes"), protocol_bytes);
+                    active += protocol_active;
+                    new += protocol_new;
+                    bytes += protocol_bytes;
+                }
                 builder.count("ActiveFlowCount", active, true);
-                builder.count("NewFlowCount", flows.new_flows.swap(0, Relaxed), false);
-                builder.bytes("ProcessedBytes", flows.processed_bytes.swap(0, Relaxed));
+                builder.count("NewFlowCount", new, false);
+                builder.bytes("ProcessedBytes", bytes);
             }
         }
     }

@@ -93,7 +93,11 @@ pub async fn serve_flow(
             std::future::pending().await
         }
     };
-    let flows = &metrics.flows;
+    let flows = if matches!(client, ClientStream::Tls(_)) {
+        &metrics.flows.tls
+    } else {
+        &metrics.flows.tcp
+    };
     flows.new_flows.fetch_add(1, Ordering::Relaxed);
     flows.active_flows.fetch_add(1, Ordering::Relaxed);
     let in_flight = InFlight::start(&target);

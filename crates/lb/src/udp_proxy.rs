@@ -45,6 +45,7 @@ impl Drop for Flow {
         self.stop.cancel();
         self.metrics
             .flows
+            .udp
             .active_flows
             .fetch_sub(1, Ordering::Relaxed);
     }
@@ -104,6 +105,7 @@ pub async fn serve_datagrams(
             .store(monotonic_ms(Instant::now()), Ordering::Relaxed);
         flow.metrics
             .flows
+            .udp
             .processed_bytes
             .fetch_add(length as u64, Ordering::Relaxed);
         if let Err(error) = flow.upstream.send(&buf[..length]).await {
@@ -149,8 +151,12 @@ async fn open_flow(
         tracing::debug!(target = %target.address, %error, "cannot reach the target");
         return None;
     }
-    metrics.flows.new_flows.fetch_add(1, Ordering::Relaxed);
-    metrics.flows.active_flows.fetch_add(1, Ordering::Relaxed);
+    metrics.flows.udp.new_flows.fetch_add(1, Ordering::Relaxed);
+    metrics
+        .flows
+        .udp
+        .active_flows
+        .fetch_add(1, Ordering::Relaxed);
     let flow = Flow {
         upstream: Arc::new(upstream),
         last: Arc::new(AtomicU64::new(monotonic_ms(Instant::now()))),
@@ -185,6 +191,7 @@ async fn open_flow(
                     last.store(monotonic_ms(Instant::now()), Ordering::Relaxed);
                     metrics
                         .flows
+                        .udp
                         .processed_bytes
                         .fetch_add(length as u64, Ordering::Relaxed);
                     let _ = listener.send_to(&buf[..length], client).await;

@@ -496,4 +496,37 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
         names.insert(name.to_string());
     }
     assert_eq!(names.len(), 2, "new flows are spread: {names:?}");
+
+    // Flows count per protocol and in total.
+    for (metric, wanted) in [
+        ("NewFlowCount_UDP", 4.0),
+        ("NewFlowCount_TCP", 1.0),
+        ("NewFlowCount", 5.0),
+    ] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reported = flow_metric(&node, metric);
+            if reported >= wanted {
+                assert_eq!(reported, wanted, "{metric}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{metric}: {reported}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(flow_metric(&node, "NewFlowCount_TLS"), 0.0);
+}
+
+/// The sum of what the node reported of the NLB metric `name`.
+fn flow_metric(node: &Node, name: &str) -> f64 {
+    node.control_plane
+        .metric_reports()
+        .iter()
+        .flat_map(|r| r.datums.clone())
+        .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == name)
+        .map(|d| d.sum)
+        .sum()
 }

@@ -399,6 +399,31 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
     .expect("the target answers through the listener")
     .unwrap();
     assert_eq!(&answer, b"HELLO OVER TLS");
+    // The flow counts as a TLS one.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let tls_flows = || {
+        node.control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| {
+                d.metric_name.ends_with("FlowCount_TLS") || d.metric_name.ends_with("FlowCount_TCP")
+            })
+            .map(|d| (d.metric_name, d.sum))
+            .collect::<Vec<_>>()
+    };
+    while !tls_flows()
+        .iter()
+        .any(|(name, sum)| name == "NewFlowCount_TLS" && *sum == 1.0)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", tls_flows());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        tls_flows().iter().all(|(name, _)| name.ends_with("_TLS")),
+        "{:?}",
+        tls_flows()
+    );
 }
 
 #[tokio::test]
