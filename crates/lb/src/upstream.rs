@@ -196,13 +196,22 @@ pub async fn exchange_h2(
     let slot = h2_slot(target);
     let mut retried = false;
     loop {
+        // Waiting for another request's connection attempt and making one's own take at most
+        // the connect timeout together, so requests queued behind attempts at an unreachable
+        // target fail as soon as they would on their own connections.
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        let timed_out = |_| UpstreamError::ConnectTimeout { address };
         let (mut sender, fresh) = {
-            let mut pooled = slot.lock().await;
+            let mut pooled = tokio::time::timeout_at(deadline, slot.lock())
+                .await
+                .map_err(timed_out)?;
             match pooled.as_ref().filter(|sender| !sender.is_closed()) {
                 Some(sender) => (sender.clone(), false),
                 None => {
                     // Held while connecting: requests meanwhile wait for this connection.
-                    let sender = connect_h2(target).await?;
+                    let sender = tokio::time::timeout_at(deadline, connect_h2(target))
+                        .await
+                        .map_err(timed_out)??;
                     *pooled = Some(sender.clone());
                     (sender, true)
                 }
