@@ -242,6 +242,37 @@ impl Elb<'_> {
             .to_string())
     }
 
+    /// An HTTPS listener on 443 with the certificate `certificate_arn` and `extra` arguments.
+    fn https_listener(
+        &self,
+        lb: &str,
+        certificate_arn: &str,
+        default_action: Value,
+        extra: &[&str],
+    ) -> Result<String> {
+        let certificate = format!("CertificateArn={certificate_arn}");
+        let actions = json!([default_action]).to_string();
+        let mut args = vec![
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            "HTTPS",
+            "--port",
+            "443",
+            "--certificates",
+            &certificate,
+            "--default-actions",
+            &actions,
+        ];
+        args.extend_from_slice(extra);
+        let created = self.json(&args)?;
+        Ok(created["Listeners"][0]["ListenerArn"]
+            .as_str()
+            .context("no listener arn")?
+            .to_string())
+    }
+
     /// States of a group's targets, by `id:port`.
     fn health(&self, target_group: &str) -> Result<BTreeMap<String, String>> {
         let described =
@@ -905,27 +936,12 @@ fn an_https_listener_serves_an_imported_certificate() -> Result<()> {
 
     let tg = elb.target_group("secure", "HTTP", 1)?;
     let (lb, address) = elb.load_balancer("secure-front", "application")?;
-    let certificate = format!("CertificateArn={shop_arn}");
-    let actions = json!([forward(&tg)]).to_string();
-    let created = elb.json(&[
-        "create-listener",
-        "--load-balancer-arn",
+    let listener = elb.https_listener(
         &lb,
-        "--protocol",
-        "HTTPS",
-        "--port",
-        "443",
-        "--certificates",
-        &certificate,
-        "--ssl-policy",
-        "ELBSecurityPolicy-TLS13-1-2-2021-06",
-        "--default-actions",
-        &actions,
-    ])?;
-    let listener = created["Listeners"][0]["ListenerArn"]
-        .as_str()
-        .context("no listener arn")?
-        .to_string();
+        shop_arn,
+        forward(&tg),
+        &["--ssl-policy", "ELBSecurityPolicy-TLS13-1-2-2021-06"],
+    )?;
     elb.json(&[
         "add-listener-certificates",
         "--listener-arn",
@@ -1141,22 +1157,8 @@ fn a_grpc_target_group_serves_a_real_grpc_client_over_an_https_listener() -> Res
     let files = tempfile::tempdir()?;
     let name = "grpc.example.test";
     let (arn, cert, cert_path) = import_certificate(&up, files.path(), name)?;
-    let certificate = format!("CertificateArn={arn}");
     let (lb, address) = elb.load_balancer("grpc-front", "application")?;
-    let actions = json!([forward(&tg)]).to_string();
-    elb.json(&[
-        "create-listener",
-        "--load-balancer-arn",
-        &lb,
-        "--protocol",
-        "HTTPS",
-        "--port",
-        "443",
-        "--certificates",
-        &certificate,
-        "--default-actions",
-        &actions,
-    ])?;
+    elb.https_listener(&lb, &arn, forward(&tg), &[])?;
     let waited = up.wharf.aws(&[
         "elbv2",
         "wait",
