@@ -62,6 +62,8 @@ pub struct ListenerContext {
     pub tracker: TaskTracker,
     pub workers: Arc<Workers>,
     pub shutdown: CancellationToken,
+    /// How long a UDP flow lives without a datagram.
+    pub udp_idle_timeout: Duration,
 }
 
 /// The bound listeners, owned by the routes loop.
@@ -122,6 +124,7 @@ impl Listeners {
                         socket,
                         address,
                         context.routes.clone(),
+                        context.udp_idle_timeout,
                         token.clone(),
                     ));
                 }),

@@ -47,6 +47,9 @@ pub struct LoadBalancerConfig {
     pub bind_retry_interval: Duration,
     /// Worker threads serving client connections (0: the starting runtime serves them).
     pub workers: usize,
+    /// How long a UDP flow lives without a datagram ([`crate::udp_proxy::UDP_IDLE_TIMEOUT`],
+    /// AWS's; tests shorten it).
+    pub udp_idle_timeout: Duration,
 }
 
 impl LoadBalancerConfig {
@@ -58,6 +61,7 @@ impl LoadBalancerConfig {
             routes_wait: Duration::from_secs(model::elb::MAX_ROUTES_WAIT_SECONDS - 5),
             bind_retry_interval: Duration::from_secs(5),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            udp_idle_timeout: crate::udp_proxy::UDP_IDLE_TIMEOUT,
         }
     }
 }
@@ -195,6 +199,7 @@ async fn routes_loop(state: Arc<NodeState>, source: Arc<dyn RouteSource>) {
         tracker: state.tracker.clone(),
         workers: state.workers.clone(),
         shutdown: state.cancel.clone(),
+        udp_idle_timeout: state.config.udp_idle_timeout,
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut revision = 0;

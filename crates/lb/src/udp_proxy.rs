@@ -51,24 +51,26 @@ impl Drop for Flow {
     }
 }
 
-/// Serves the datagrams arriving on `socket`, the listener on `local`, until `shutdown`.
+/// Serves the datagrams arriving on `socket`, the listener on `local`, until `shutdown`; a
+/// flow without a datagram for `idle` ends (checked every second, or every `idle` if shorter).
 pub async fn serve_datagrams(
     socket: UdpSocket,
     local: SocketAddr,
     routes: Arc<Routes>,
+    idle: Duration,
     shutdown: CancellationToken,
 ) {
     let socket = Arc::new(socket);
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut sweep = tokio::time::interval(idle.min(Duration::from_secs(1)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (length, client) = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sweep.tick() => {
                 let now = monotonic_ms(Instant::now());
-                let idle = UDP_IDLE_TIMEOUT.as_millis() as u64;
+                let idle = idle.as_millis() as u64;
                 flows.retain(|_, flow| {
                     !flow.stop.is_cancelled()
                         && now.saturating_sub(flow.last.load(Ordering::Relaxed)) < idle

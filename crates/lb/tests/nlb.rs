@@ -530,3 +530,57 @@ fn flow_metric(node: &Node, name: &str) -> f64 {
         .map(|d| d.sum)
         .sum()
 }
+
+#[tokio::test]
+async fn udp_flows_end_after_the_idle_timeout() {
+    let only = dual_target("only").await;
+    let mut group = tcp_group(only, false);
+    group.protocol = "UDP".into();
+    let node =
+        Node::start_with(|config| config.udp_idle_timeout = Duration::from_millis(400)).await;
+    let address = listener_address();
+    let mut lb = nlb(address);
+    lb.listeners[0].protocol = "UDP".into();
+    node.publish(snapshot(vec![lb], vec![group])).await;
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(address).await.unwrap();
+    // The listener is bound once a datagram gets an answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        client.send(b"first").await.unwrap();
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await {
+            Ok(Ok(length)) => {
+                assert_eq!(&buf[..length], b"only:first");
+                break;
+            }
+            _ => assert!(tokio::time::Instant::now() < deadline, "no answer"),
+        }
+    }
+    // Datagrams within the idle timeout stay on the flow; one after it starts a new flow.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(exchange(&client, "again").await, "only:again");
+    }
+    let flows_before = wait_for_flows(&node, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(exchange(&client, "later").await, "only:later");
+    let flows_after = wait_for_flows(&node, flows_before + 1.0).await;
+    assert_eq!(flows_after, flows_before + 1.0);
+}
+
+/// Waits until the node reported at least `wanted` new UDP flows; what it reported.
+async fn wait_for_flows(node: &Node, wanted: f64) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reported = flow_metric(node, "NewFlowCount_UDP");
+        if reported >= wanted {
+            return reported;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{reported} UDP flows"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -329,6 +329,11 @@ impl Drop for Node {
 
 impl Node {
     pub async fn start() -> Node {
+        Node::start_with(|_| {}).await
+    }
+
+    /// A node whose configuration `adjust` changes first.
+    pub async fn start_with(adjust: impl FnOnce(&mut LoadBalancerConfig)) -> Node {
         let control_plane = Arc::new(MemoryControlPlane::new());
         let cancel = CancellationToken::new();
         let mut config = LoadBalancerConfig::new("test-node");
@@ -336,6 +341,7 @@ impl Node {
         config.metrics_interval = Duration::from_millis(300);
         config.routes_wait = Duration::from_secs(1);
         config.bind_retry_interval = Duration::from_millis(200);
+        adjust(&mut config);
         let handle = LoadBalancerNode::start(
             config,
             control_plane.clone(),
