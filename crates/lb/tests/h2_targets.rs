@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
@@ -36,6 +35,7 @@ struct Seen {
 ///   messages back, then trailers `grpc-status: 0` and `x-echo: done`;
 /// - other gRPC calls: trailers only, `grpc-status` from `grpc_code` (12, `UNIMPLEMENTED`,
 ///   unless changed);
+/// - `/stall`: 200 and part of a body, then nothing;
 /// - anything else: 200, `<version> <method> <uri>`.
 ///
 /// Every request but health checks is recorded in `seen`.
@@ -92,6 +92,17 @@ async fn answer(
     if grpc {
         return trailers_only(grpc_code.load(Ordering::Relaxed));
     }
+    if request.uri().path() == "/stall" {
+        // Part of a body, then nothing.
+        let first = futures_util::stream::iter([Ok::<_, Infallible>(Frame::data(
+            Bytes::from_static(b"part"),
+        ))]);
+        let body = StreamBody::new(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ));
+        return http::Response::new(body.boxed());
+    }
     let text = format!(
         "{:?} {} {}",
         request.version(),
@@ -147,24 +158,6 @@ fn h2_group(name: &str, version: &str, target: &H2Target) -> TargetGroupRoutes {
     group
 }
 
-async fn wait_for(node: &Node, group: &str, target: &H2Target, wanted: &str) {
-    let arn = group_arn(group);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let health = node
-            .handle
-            .target_health(&arn, "127.0.0.1", target.address.port());
-        if health.as_ref().map(|h| h.state.as_str()) == Some(wanted) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the target stays {health:?}, not {wanted}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One HTTP/2 client connection (prior knowledge) to the load balancer.
 async fn h2_connection(
     address: SocketAddr,
@@ -207,7 +200,7 @@ async fn http2_groups_take_http2_clients_requests_over_one_http2_connection() {
     ))
     .await;
     // The checks are HTTP/2 `GET`s: an HTTP/1.1 check would fail against this target.
-    wait_for(&node, "h2", &target, "healthy").await;
+    node.wait_for_target("h2", target.address, "healthy").await;
 
     let sender = h2_connection(address).await;
     let calls = (0..10).map(|i| {
@@ -289,7 +282,8 @@ async fn https_http2_groups_speak_http2_over_tls_offering_h2() {
         vec![group],
     ))
     .await;
-    wait_for(&node, "secure", &target, "healthy").await;
+    node.wait_for_target("secure", target.address, "healthy")
+        .await;
 
     let answer = get(&http2_client(), address, "/over-tls").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -327,7 +321,8 @@ async fn grpc_groups_pass_calls_with_their_trailers() {
     .await;
     // The default check calls /AWS.ALB/healthcheck, which the target does not implement:
     // 12 is what the default matcher wants.
-    wait_for(&node, "grpc", &target, "healthy").await;
+    node.wait_for_target("grpc", target.address, "healthy")
+        .await;
 
     let mut sender = h2_connection(address).await;
     let response = sender
@@ -391,19 +386,40 @@ async fn grpc_health_checks_match_grpc_status_codes() {
     ))
     .await;
     // The target answers 12 to every unknown method; the matcher wants 0.
-    wait_for(&node, "checked", &target, "unhealthy").await;
     let health = node
-        .handle
-        .target_health(&group_arn("checked"), "127.0.0.1", target.address.port())
-        .unwrap();
-    assert_eq!(
-        health.reason.as_deref(),
-        Some("Target.ResponseCodeMismatch")
-    );
-    assert_eq!(
-        health.description.as_deref(),
-        Some("Health checks failed with these codes: [12]")
-    );
+        .wait_for_target("checked", target.address, "unhealthy")
+        .await;
+    assert_code_mismatch(&health, "12");
     target.grpc_code.store(0, Ordering::Relaxed);
-    wait_for(&node, "checked", &target, "healthy").await;
+    node.wait_for_target("checked", target.address, "healthy")
+        .await;
+}
+
+#[tokio::test]
+async fn http2_target_bodies_that_stall_end_at_the_idle_timeout() {
+    let target = h2_target(None).await;
+    let node = Node::start().await;
+    let address = listener_address();
+    let mut lb = forwarding_to("stall", LoadBalancerKind::Application, address, "stall");
+    lb.idle_timeout_seconds = 1;
+    node.publish(snapshot(
+        vec![lb],
+        vec![h2_group("stall", "HTTP2", &target)],
+    ))
+    .await;
+    node.wait_for_target("stall", target.address, "healthy")
+        .await;
+    let mut sender = h2_connection(address).await;
+    let request = http::Request::get(format!("http://{address}/stall"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        response.into_body().collect(),
+    )
+    .await
+    .expect("the body ends within the idle timeout");
+    assert!(body.is_err(), "a cut body is an error, not a short success");
 }

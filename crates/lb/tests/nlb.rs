@@ -56,17 +56,7 @@ async fn tcp_listeners_proxy_bytes_both_ways() {
         vec![echo_group],
     ))
     .await;
-    let arn = group_arn("echo");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while node
-        .handle
-        .target_health(&arn, "127.0.0.1", echo.port())
-        .map(|h| h.state)
-        != Some("healthy".into())
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    node.wait_for_target("echo", echo, "healthy").await;
     let mut streams = Vec::new();
     for round in 0..3 {
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -389,19 +379,8 @@ async fn http_health_checks_with_proxy_protocol_send_the_header_then_an_origin_f
         .unwrap();
     assert_eq!(&header[12..], &[0x20, 0, 0, 0]);
     assert_eq!(line, "GET /health HTTP/1.1");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while node
-        .handle
-        .target_health(&group_arn("echo"), "127.0.0.1", target_address.port())
-        .map(|h| h.state)
-        != Some("healthy".into())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the target turns healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    node.wait_for_target("echo", target_address, "healthy")
+        .await;
 }
 
 /// A target on one port for both protocols: UDP datagrams are answered `<name>:<datagram>`
@@ -457,19 +436,7 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
     lb.listeners[0].protocol = "TCP_UDP".into();
     node.publish(snapshot(vec![lb], vec![group])).await;
     for target in [first, second] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while node
-            .handle
-            .target_health(&group_arn("echo"), "127.0.0.1", target.port())
-            .map(|h| h.state)
-            != Some("healthy".into())
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{target} stays unhealthy"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        node.wait_for_target("echo", target, "healthy").await;
     }
 
     // The same port takes TCP (and once it does, the UDP socket, bound with it, is there).

@@ -857,38 +857,16 @@ async fn https_health_checks_speak_tls_to_targets() {
         checked
     };
     let lb = forwarding_to("checks", LoadBalancerKind::Application, address, "checked");
-    let state = || {
-        node.handle
-            .target_health(&group_arn("checked"), "127.0.0.1", target_address.port())
-    };
-    let wait_for = |wanted: &'static str| async move {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let health = state();
-            if health.as_ref().map(|h| h.state.as_str()) == Some(wanted) {
-                return health.unwrap();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the target stays {health:?}, not {wanted}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
     // Healthy only if the check's request went over TLS (plain HTTP to this target fails).
     node.publish(snapshot(vec![lb.clone()], vec![checked("/health")]))
         .await;
-    wait_for("healthy").await;
+    node.wait_for_target("checked", target_address, "healthy")
+        .await;
     // A 503 from the target, read through TLS, is a response-code mismatch.
     node.publish(snapshot(vec![lb], vec![checked("/sick")]))
         .await;
-    let health = wait_for("unhealthy").await;
-    assert_eq!(
-        health.reason.as_deref(),
-        Some("Target.ResponseCodeMismatch")
-    );
-    assert_eq!(
-        health.description.as_deref(),
-        Some("Health checks failed with these codes: [503]")
-    );
+    let health = node
+        .wait_for_target("checked", target_address, "unhealthy")
+        .await;
+    assert_code_mismatch(&health, "503");
 }

@@ -366,30 +366,45 @@ impl Node {
         .expect("the node serves the snapshot");
     }
 
-    /// Waits until the target's state is `state`.
+    /// Waits until the backend's state is `state`.
     pub async fn wait_for_state(&self, group: &str, backend: &Backend, state: &str) {
+        self.wait_for_target(group, backend.address, state).await;
+    }
+
+    /// Waits until the target at `address` in `group` is `state`; what the node then reports
+    /// of it.
+    pub async fn wait_for_target(
+        &self,
+        group: &str,
+        address: SocketAddr,
+        state: &str,
+    ) -> TargetHealthReport {
         let arn = group_arn(group);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
-            let current = self
-                .handle
-                .target_health(
-                    &arn,
-                    &backend.address.ip().to_string(),
-                    backend.address.port(),
-                )
-                .map(|h| h.state);
-            if current.as_deref() == Some(state) {
-                return;
+            let current =
+                self.handle
+                    .target_health(&arn, &address.ip().to_string(), address.port());
+            if let Some(health) = current.as_ref().filter(|h| h.state == state) {
+                return health.clone();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "target {} stays {current:?}, not {state}",
-                backend.name
+                "target {address} stays {current:?}, not {state}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Asserts that `health` is unhealthy because its checks got `codes` (as AWS words it).
+pub fn assert_code_mismatch(health: &TargetHealthReport, codes: &str) {
+    assert_eq!(
+        health.reason.as_deref(),
+        Some("Target.ResponseCodeMismatch")
+    );
+    let description = format!("Health checks failed with these codes: [{codes}]");
+    assert_eq!(health.description.as_deref(), Some(description.as_str()));
 }
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
