@@ -100,6 +100,22 @@ impl IdleTimer {
         }
     }
 
+    /// For a reader polled by someone else (a response body hyper polls): ready once the wait
+    /// under way, started by the first call since [`IdleTimer::end_wait`], has lasted
+    /// `timeout`.
+    pub(crate) fn poll_wait(&mut self, timeout: Duration, cx: &mut Context<'_>) -> Poll<()> {
+        if self.due.is_none() {
+            self.start(timeout);
+        }
+        self.poll_expired(cx)
+    }
+
+    /// The wait under way ended (something arrived): the next one starts afresh. The timer
+    /// stays armed for it.
+    pub(crate) fn end_wait(&mut self) {
+        self.due = None;
+    }
+
     /// Ready once the current wait's deadline has passed.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let (Some(sleep), Some(due)) = (self.sleep.as_mut(), self.due) else {

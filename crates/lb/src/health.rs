@@ -310,14 +310,7 @@ pub async fn check_once(
 /// HTTP status of a `GET` of the path, or for a GRPC group the gRPC status of a call of the
 /// path (from the trailers, or from the headers of a trailers-only answer).
 async fn check_h2(spec: &HealthCheckSpec, address: SocketAddr) -> Result<u16, CheckError> {
-    let stream = tokio::net::TcpStream::connect(address).await?;
-    let _ = stream.set_nodelay(true);
-    let stream = if spec.tls {
-        let stream = crate::tls::connect_to_target(stream, Some(b"h2")).await?;
-        crate::tls::TargetStream::Tls(Box::new(stream))
-    } else {
-        crate::tls::TargetStream::Plain(stream)
-    };
+    let stream = crate::upstream::connect_to(address, spec.tls, b"h2").await?;
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
     tokio::spawn(connection);
@@ -385,6 +378,8 @@ enum CheckError {
     Client(#[from] hyper_util::client::legacy::Error),
     #[error(transparent)]
     Request(#[from] http::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::upstream::UpstreamError),
     #[error("the answer to a gRPC check carries no grpc-status")]
     NoGrpcStatus,
 }

@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::tunnel;
@@ -104,13 +103,9 @@ pub async fn serve_flow(
     // A TLS group's target gets the client's ALPN choice, so both ends speak one protocol.
     let alpn = client.alpn_protocol().map(<[u8]>::to_vec);
     let connect = async {
-        let mut upstream = tokio::time::timeout(
-            crate::upstream::CONNECT_TIMEOUT,
-            TcpStream::connect(target.address),
-        )
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let _ = upstream.set_nodelay(true);
+        let mut upstream = crate::upstream::open(target.address)
+            .await
+            .map_err(std::io::Error::other)?;
         // The Proxy Protocol header goes first, in the clear, as AWS's does.
         if let Some(header) = header {
             upstream.write_all(&header).await?;

@@ -17,7 +17,6 @@
 //! request, its trailers and the response's (a gRPC call's status) pass through as frames.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,7 +30,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use crate::framing::{Buffered, Framing, RelayError, READ_CHUNK};
+use crate::framing::{Buffered, Framing, IdleTimer, RelayError, READ_CHUNK};
 use crate::http1::{push_header, response_framing, uninit_headers, Scan, MAX_HEAD};
 use crate::table::TargetRuntime;
 use crate::tls::TargetStream;
@@ -149,9 +148,17 @@ pub async fn connect_raw(target: &TargetRuntime) -> Result<Buffered, UpstreamErr
 
 /// A new connection to `target`, TLS offering `alpn` for an HTTPS group.
 async fn connect(target: &TargetRuntime, alpn: &[u8]) -> Result<TargetStream, UpstreamError> {
-    let address = target.address;
+    connect_to(target.address, target.tls, alpn).await
+}
+
+/// A new connection to `address` ([`open`]), then TLS offering `alpn` when `tls`.
+pub(crate) async fn connect_to(
+    address: SocketAddr,
+    tls: bool,
+    alpn: &[u8],
+) -> Result<TargetStream, UpstreamError> {
     let stream = open(address).await?;
-    if !target.tls {
+    if !tls {
         return Ok(TargetStream::Plain(stream));
     }
     match crate::tls::connect_to_target(stream, Some(alpn)).await {
@@ -246,7 +253,7 @@ pub async fn exchange_h2(
 pub struct H2Body {
     body: Incoming,
     idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: IdleTimer,
 }
 
 impl H2Body {
@@ -254,7 +261,7 @@ impl H2Body {
         H2Body {
             body,
             idle,
-            timer: None,
+            timer: IdleTimer::default(),
         }
     }
 }
@@ -270,15 +277,11 @@ impl Body for H2Body {
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.timer = None;
+                this.timer.end_wait();
                 Poll::Ready(frame.map(|frame| frame.map_err(|error| Box::new(error) as BoxError)))
             }
             Poll::Pending => {
-                let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                ready!(timer.as_mut().poll(cx));
+                ready!(this.timer.poll_wait(this.idle, cx));
                 Poll::Ready(Some(Err(Box::new(RelayError::Timeout))))
             }
         }
@@ -530,7 +533,7 @@ pub struct RawBody {
     reusable: bool,
     /// How long the target may send nothing; the timer runs while a read waits.
     idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: IdleTimer,
 }
 
 impl RawBody {
@@ -547,7 +550,7 @@ impl RawBody {
             framing,
             reusable,
             idle,
-            timer: None,
+            timer: IdleTimer::default(),
         };
         if body.framing.is_done() {
             body.finish();
@@ -596,15 +599,11 @@ impl Body for RawBody {
                 &mut connection.buf,
             ) {
                 Poll::Ready(read) => {
-                    this.timer = None;
+                    this.timer.end_wait();
                     read
                 }
                 Poll::Pending => {
-                    let idle = this.idle;
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                    ready!(timer.as_mut().poll(cx));
+                    ready!(this.timer.poll_wait(this.idle, cx));
                     this.connection = None;
                     return Poll::Ready(Some(Err(Box::new(RelayError::Timeout))));
                 }
