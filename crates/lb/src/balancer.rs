@@ -75,11 +75,16 @@ impl GroupEntry {
         }
     }
 
-    /// The target for a new flow from `client` under `source_ip` stickiness: of the
-    /// candidates, the one scoring highest for this address (rendezvous hashing), so a client
-    /// keeps its target while that target stays a candidate, and targets coming or going move
-    /// only the clients they win or held.
+    /// The target for a new flow from `client` under `source_ip` stickiness (see
+    /// [`GroupEntry::choose_target_by_hash`]).
     pub fn choose_target_for_source(&self, client: IpAddr) -> Option<&TargetEntry> {
+        self.choose_target_by_hash(client)
+    }
+
+    /// The target a flow's `key` hashes to: of the candidates, the one scoring highest for
+    /// the key (rendezvous hashing), so a key keeps its target while that target stays a
+    /// candidate, and targets coming or going move only the keys they win or held.
+    pub fn choose_target_by_hash(&self, key: impl Hash) -> Option<&TargetEntry> {
         let healthy_only = self.any_healthy();
         self.targets
             .iter()
@@ -88,7 +93,7 @@ impl GroupEntry {
                 // `DefaultHasher::new` has fixed keys: every node and restart of one build
                 // scores a pair the same.
                 let mut state = DefaultHasher::new();
-                (client, t.runtime.cookie).hash(&mut state);
+                (&key, t.runtime.cookie).hash(&mut state);
                 state.finish()
             })
     }

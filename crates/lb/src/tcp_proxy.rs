@@ -1,7 +1,7 @@
 //! The NLB data path: each accepted connection (a flow) goes to one target of the listener's
 //! forward action, chosen like HTTP requests are (weighted group, then round robin over the
 //! healthy targets, failing open when none is; with `source_ip` stickiness, the target the
-//! client's address hashes to), and bytes are copied both ways until both sides close or
+//! client's address hashes to; UDP flows by a hash of the flow, see [`Spread`]), and bytes are copied both ways until both sides close or
 //! nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP flows).
 //!
 //! With the group's `proxy_protocol_v2.enabled`, the target first reads a Proxy Protocol v2
@@ -32,10 +32,26 @@ pub(crate) struct FlowTarget {
     pub terminate_at_deadline: bool,
 }
 
+/// How a flow without stickiness picks its target.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Spread {
+    /// TCP and TLS: AWS hashes the flow with the client's initial sequence number, which is
+    /// random, so each connection lands anywhere; round robin spreads them as evenly.
+    RoundRobin,
+    /// UDP: AWS hashes the protocol, the client's address and port and the listener's
+    /// address and port, so a client socket's flows keep their target, also once a flow
+    /// idled out and the next datagram starts a new one. The listener's address is here.
+    FlowHash(SocketAddr),
+}
+
 /// The target of a new flow from `remote` to `listener`: the first forward action's weighted
 /// group, then the healthy target the client's address hashes to under `source_ip`
-/// stickiness, round robin otherwise.
-pub(crate) fn choose_target(listener: &ListenerTable, remote: SocketAddr) -> Option<FlowTarget> {
+/// stickiness, else as `spread` says.
+pub(crate) fn choose_target(
+    listener: &ListenerTable,
+    remote: SocketAddr,
+    spread: Spread,
+) -> Option<FlowTarget> {
     let weighted = listener.rules.iter().find_map(|rule| match &rule.action {
         Action::Forward(forward) => forward.choose_group(None),
         _ => None,
@@ -43,7 +59,11 @@ pub(crate) fn choose_target(listener: &ListenerTable, remote: SocketAddr) -> Opt
     let group = &weighted.group;
     let target = match group.stickiness {
         TargetStickiness::SourceIp => group.choose_target_for_source(remote.ip()),
-        _ => group.choose_target(None),
+        _ => match spread {
+            Spread::RoundRobin => group.choose_target(None),
+            // 17: UDP's protocol number.
+            Spread::FlowHash(local) => group.choose_target_by_hash((17u8, remote, local)),
+        },
     }?;
     Some(FlowTarget {
         target: target.runtime.clone(),
@@ -68,7 +88,7 @@ pub async fn serve_flow(
         };
         let metrics = listener.load_balancer.metrics.clone();
         (
-            choose_target(listener, remote),
+            choose_target(listener, remote, Spread::RoundRobin),
             metrics,
             listener.idle_timeout,
         )

@@ -1,8 +1,10 @@
 //! The NLB data path for datagrams (UDP and TCP_UDP listeners): a flow is a client address
 //! and port. A flow's first datagram picks its target as a TCP flow does
-//! ([`crate::tcp_proxy::choose_target`]); every datagram of the flow then goes to that target
-//! from a socket of the flow's own, and what the target sends back to that socket goes to the
-//! client from the listener's address. A flow nothing moved on for [`UDP_IDLE_TIMEOUT`] (AWS's
+//! ([`crate::tcp_proxy::choose_target`]), but by a hash of the flow (the client's address and
+//! port and the listener's) rather than in turn, as AWS does: a client socket's flows keep
+//! their target while the targets stay the same, even across idle timeouts. Every datagram of
+//! the flow then goes to that target from a socket of the flow's own, and what the target
+//! sends back to that socket goes to the client from the listener's address. A flow nothing moved on for [`UDP_IDLE_TIMEOUT`] (AWS's
 //! fixed 120 s for UDP) is forgotten, and its next datagram starts a new flow.
 //!
 //! Draining works as for TCP flows: a deregistered target gets no new flows, and its flows go
@@ -22,7 +24,7 @@ use crate::clock::monotonic_ms;
 use crate::http_proxy::InFlight;
 use crate::metrics::LoadBalancerMetrics;
 use crate::table::Routes;
-use crate::tcp_proxy::{choose_target, FlowTarget};
+use crate::tcp_proxy::{choose_target, FlowTarget, Spread};
 
 /// How long a UDP flow lives without a datagram either way (AWS's, not configurable).
 pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -128,7 +130,7 @@ async fn open_flow(
         let table = routes.current();
         let entry = table.listeners.get(&local)?;
         (
-            choose_target(entry, client)?,
+            choose_target(entry, client, Spread::FlowHash(local))?,
             entry.load_balancer.metrics.clone(),
         )
     };

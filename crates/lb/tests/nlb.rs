@@ -448,9 +448,10 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
 
     // Each client address and port is a flow: all its datagrams reach one target, and the
     // answers come back from the listener's address (the clients' sockets are connected to
-    // it, so they take nothing else).
+    // it, so they take nothing else). Flows go by their hash, so 16 of them all landing on
+    // one of the two targets would happen once in 32,768 runs.
     let mut names = std::collections::BTreeSet::new();
-    for flow in 0..4 {
+    for flow in 0..16 {
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         client.connect(address).await.unwrap();
         let answer = exchange(&client, &format!("hello {flow}")).await;
@@ -466,9 +467,9 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
 
     // Flows count per protocol and in total.
     for (metric, wanted) in [
-        ("NewFlowCount_UDP", 4.0),
+        ("NewFlowCount_UDP", 16.0),
         ("NewFlowCount_TCP", 1.0),
-        ("NewFlowCount", 5.0),
+        ("NewFlowCount", 17.0),
     ] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -499,10 +500,12 @@ fn flow_metric(node: &Node, name: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn udp_flows_end_after_the_idle_timeout() {
-    let only = dual_target("only").await;
-    let mut group = tcp_group(only, false);
+async fn udp_flows_end_after_the_idle_timeout_and_hash_to_the_same_target_again() {
+    let first = dual_target("first").await;
+    let second = dual_target("second").await;
+    let mut group = tcp_group(first, false);
     group.protocol = "UDP".into();
+    group.targets.push(target(second));
     let node =
         Node::start_with(|config| config.udp_idle_timeout = Duration::from_millis(400)).await;
     let address = listener_address();
@@ -513,25 +516,28 @@ async fn udp_flows_end_after_the_idle_timeout() {
     client.connect(address).await.unwrap();
     // The listener is bound once a datagram gets an answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let name = loop {
         client.send(b"first").await.unwrap();
         let mut buf = [0u8; 64];
         match tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buf)).await {
             Ok(Ok(length)) => {
-                assert_eq!(&buf[..length], b"only:first");
-                break;
+                let answer = String::from_utf8(buf[..length].to_vec()).unwrap();
+                let (name, echoed) = answer.split_once(':').unwrap();
+                assert_eq!(echoed, "first");
+                break name.to_string();
             }
             _ => assert!(tokio::time::Instant::now() < deadline, "no answer"),
         }
-    }
-    // Datagrams within the idle timeout stay on the flow; one after it starts a new flow.
+    };
+    // Datagrams within the idle timeout stay on the flow; one after it starts a new flow,
+    // which hashes to the same target (in turn, it would have gone to the other one).
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(exchange(&client, "again").await, "only:again");
+        assert_eq!(exchange(&client, "again").await, format!("{name}:again"));
     }
     let flows_before = wait_for_flows(&node, 1.0).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(exchange(&client, "later").await, "only:later");
+    assert_eq!(exchange(&client, "later").await, format!("{name}:later"));
     let flows_after = wait_for_flows(&node, flows_before + 1.0).await;
     assert_eq!(flows_after, flows_before + 1.0);
 }
