@@ -45,8 +45,8 @@ use crate::http_proxy::{
 use crate::matching::RequestView;
 use crate::metrics::HttpMetrics;
 use crate::table::{
-    host_with_port, valid_header_name, Action, LoadBalancerEntry, ResponseHeaders, RoutingTable,
-    TargetRuntime, XffMode, DEFAULT_RESPONSE_HEADERS,
+    host_with_port, valid_header_name, Action, Algorithm, LoadBalancerEntry, ResponseHeaders,
+    RoutingTable, TargetRuntime, XffMode, DEFAULT_RESPONSE_HEADERS,
 };
 use crate::tls::ClientStream;
 use crate::upstream;
@@ -173,7 +173,12 @@ enum Step<'t> {
 /// connection's routing table: no reference counting per request.)
 struct Plan<'t> {
     head_len: usize,
+    /// When the head was complete: where the target's response time starts (one clock read
+    /// per request fewer than reading it again to send).
+    received: Instant,
     target: &'t TargetRuntime,
+    /// The group picks by least outstanding requests, so this one counts while it is.
+    counts_outstanding: bool,
     load_balancer: &'t LoadBalancerEntry,
     pair: &'t HttpMetrics,
     body: Framing,
@@ -223,6 +228,7 @@ impl Connection {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), End> {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let mut cancelled = WokenOnly::new(cancelled);
         // The routing table this connection uses, refreshed when a new one was swapped in.
         let mut generation = self.shared.routes.generation();
         let mut table = self.shared.routes.current();
@@ -362,7 +368,9 @@ impl Connection {
         let metrics = &lb.metrics.http;
         metrics.request();
         // A connection open longer than `client_keep_alive.seconds` closes after this answer.
-        let keep_alive = keep_alive && self.opened.elapsed() < lb.http.client_keep_alive;
+        let received = Instant::now();
+        let keep_alive =
+            keep_alive && received.duration_since(self.opened) < lb.http.client_keep_alive;
         // The load balancer answers without reading the request's body: the connection then
         // closes, since what follows is not a request.
         let close = !keep_alive || has_body;
@@ -561,7 +569,10 @@ impl Connection {
                 out.extend_from_slice(b"\r\n");
                 Ok(Some(Step::Forward(Plan {
                     head_len,
+                    received,
                     target: &chosen.runtime,
+                    counts_outstanding: weighted.group.algorithm
+                        == Algorithm::LeastOutstandingRequests,
                     load_balancer: lb,
                     pair: &weighted.metrics,
                     body,
@@ -588,7 +599,7 @@ impl Connection {
     async fn forward(&mut self, mut plan: Plan<'_>) -> Result<bool, End> {
         self.client.buf.advance(plan.head_len);
         let target = plan.target;
-        let in_flight = Outstanding::start(target);
+        let in_flight = Outstanding::start(target, plan.counts_outstanding);
         let idle = plan.load_balancer.idle_timeout;
         let metrics = &plan.load_balancer.metrics.http;
         // The body bytes already here go out with the head; a request that is then complete
@@ -611,7 +622,7 @@ impl Connection {
         }
         let mut retry = whole && plan.idempotent;
         let mut body_cut = false;
-        let sent = Instant::now();
+        let sent = plan.received;
         let (mut upstream, answered) = loop {
             let (mut upstream, reused) = match upstream::check_out_raw(target, sent) {
                 Some(upstream) => (upstream, true),
@@ -963,19 +974,89 @@ fn answer_error(
     write_answer(out, status, &[], Some(b"text/html"), page.as_bytes(), reply);
 }
 
-/// Counts a request outstanding on its target while it is being forwarded.
-struct Outstanding<'t>(&'t TargetRuntime);
+/// A future polled again only once it woke its task (or the task's waker changed). A
+/// connection waiting for its client's next request also waits for the shutdown token, and
+/// polling the token's `cancelled()` takes two mutexes (the token's and its `Notify`'s):
+/// twice per request, for a wake-up that comes once in the connection's life.
+struct WokenOnly<F> {
+    future: F,
+    flag: Arc<WakeFlag>,
+    /// The task's waker the flag was last given (a local copy: comparing it costs no atomic).
+    task: Option<std::task::Waker>,
+}
+
+/// Set when the wrapped future's waker is woken, which then wakes the task.
+#[derive(Default)]
+struct WakeFlag {
+    woken: std::sync::atomic::AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F> WokenOnly<F> {
+    fn new(future: F) -> WokenOnly<F> {
+        WokenOnly {
+            future,
+            flag: Arc::default(),
+            task: None,
+        }
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for WokenOnly<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        let first = this.task.is_none();
+        if !this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            this.flag.task.register(cx.waker());
+            this.task = Some(cx.waker().clone());
+        }
+        // Read before swapping: most polls find it unset, and a load takes no lock.
+        if !first && !this.flag.woken.load(Ordering::Acquire) {
+            return std::task::Poll::Pending;
+        }
+        // (Cleared before polling: a wake-up during the poll is seen next time.)
+        this.flag.woken.store(false, Ordering::Relaxed);
+        let waker = std::task::Waker::from(this.flag.clone());
+        std::pin::Pin::new(&mut this.future).poll(&mut std::task::Context::from_waker(&waker))
+    }
+}
+
+/// Counts a request outstanding on its target while it is being forwarded, for groups that
+/// pick by least outstanding requests (only they read the count, and it is a cache line
+/// every worker writes: two contended atomic operations per request otherwise).
+struct Outstanding<'t>(Option<&'t TargetRuntime>);
 
 impl<'t> Outstanding<'t> {
-    fn start(target: &'t TargetRuntime) -> Self {
+    fn start(target: &'t TargetRuntime, counted: bool) -> Self {
+        if !counted {
+            return Outstanding(None);
+        }
         target.outstanding.fetch_add(1, Ordering::Relaxed);
-        Outstanding(target)
+        Outstanding(Some(target))
     }
 }
 
 impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if let Some(target) = self.0 {
+            target.outstanding.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -1213,6 +1294,28 @@ impl RequestView for RawRequest<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn woken_only_futures_finish_when_what_they_wait_for_happens() {
+        let token = CancellationToken::new();
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        let mut waiting = WokenOnly::new(cancelled);
+        // Polled many times while nothing happens (as a connection's select does)...
+        for _ in 0..3 {
+            let polled = futures_util::poll!(&mut waiting);
+            assert!(polled.is_pending());
+        }
+        // ...it finishes once the token is cancelled, from another task.
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cancel.cancel();
+        });
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when cancelled");
+    }
 
     #[test]
     fn targets_split_into_authority_and_path() {

@@ -118,8 +118,14 @@ impl HttpMetrics {
         let us = elapsed.as_micros() as u64;
         shard.response_count.fetch_add(1, Relaxed);
         shard.response_sum_us.fetch_add(us, Relaxed);
-        shard.response_min_us.fetch_min(us, Relaxed);
-        shard.response_max_us.fetch_max(us, Relaxed);
+        // `fetch_min`/`fetch_max` are compare-and-swap loops: looked at first, most responses
+        // move neither bound and need no locked instruction.
+        if us < shard.response_min_us.load(Relaxed) {
+            shard.response_min_us.fetch_min(us, Relaxed);
+        }
+        if us > shard.response_max_us.load(Relaxed) {
+            shard.response_max_us.fetch_max(us, Relaxed);
+        }
     }
 
     /// An error the load balancer answered itself.
@@ -169,6 +175,13 @@ impl HttpMetrics {
             totals.response_max_us = totals
                 .response_max_us
                 .max(c.response_max_us.swap(0, Relaxed));
+        }
+        // A response counted while this ran may have put its count and its bounds in
+        // different windows: the bounds are kept around the mean, so a window never reports a
+        // count without a minimum (u64::MAX) or a minimum above its maximum.
+        if let Some(mean) = totals.response_sum_us.checked_div(totals.response_count) {
+            totals.response_min_us = totals.response_min_us.min(mean);
+            totals.response_max_us = totals.response_max_us.max(mean);
         }
         totals
     }
@@ -300,6 +313,29 @@ mod tests {
         assert_eq!(totals.response_min_us, 1000);
         assert_eq!(totals.response_max_us, 3000);
         assert_eq!(metrics.take().requests, 0);
+    }
+
+    #[test]
+    fn a_count_without_bounds_in_its_window_reports_the_mean_as_bounds() {
+        // What a response counted across a flush can leave: its count here, its bounds in
+        // the window before.
+        let metrics = HttpMetrics::default();
+        let shard = metrics.shard();
+        shard.response_count.fetch_add(2, Relaxed);
+        shard.response_sum_us.fetch_add(3000, Relaxed);
+        let totals = metrics.take();
+        assert_eq!(
+            (totals.response_min_us, totals.response_max_us),
+            (1500, 1500)
+        );
+        // Bounds that are there stay.
+        metrics.target_response(200, Duration::from_millis(1));
+        metrics.target_response(200, Duration::from_millis(5));
+        let totals = metrics.take();
+        assert_eq!(
+            (totals.response_min_us, totals.response_max_us),
+            (1000, 5000)
+        );
     }
 
     #[test]

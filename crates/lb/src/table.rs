@@ -74,6 +74,8 @@ pub struct TargetRuntime {
     health: AtomicU8,
     /// [`crate::clock::monotonic_ms`] of the last turn to healthy (slow start).
     healthy_since_ms: AtomicU64,
+    /// Requests forwarded to this target and not yet answered whole (HTTP/1 clients' counted
+    /// only in least-outstanding-requests groups, the ones reading it).
     pub outstanding: AtomicUsize,
     /// Set with `closed`: the request path reads this flag (an atomic load) rather than the
     /// token (a mutex).
