@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -390,14 +390,34 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     }
 }
 
+/// How a [`tunnel`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// Both sides closed, or nothing moved for the idle timeout.
+    Closed,
+    /// `a` reset its connection (a read or write on it failed with a reset or broken pipe).
+    ResetByA,
+    /// `b` reset its connection.
+    ResetByB,
+    /// Another error on either side.
+    Failed,
+}
+
 /// Bytes both ways between `a` and `b` (half-closes passed on, as `copy_bidirectional`)
 /// until both have closed, or until nothing has moved either way for `idle` (ALB closes an
-/// upgraded connection then, NLB a TCP flow). `on_read` hears of every read, as [`Watched`].
-pub async fn tunnel<A, B>(a: &mut A, b: &mut B, idle: Duration, on_read: &(dyn Fn(usize) + Sync))
+/// upgraded connection then, NLB a TCP flow), or one side resets or fails. `on_read` hears of
+/// every read, as [`Watched`].
+pub async fn tunnel<A, B>(
+    a: &mut A,
+    b: &mut B,
+    idle: Duration,
+    on_read: &(dyn Fn(usize) + Sync),
+) -> TunnelEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    let (a_reset, b_reset) = (AtomicBool::new(false), AtomicBool::new(false));
     let started = Instant::now();
     // Milliseconds from `started` to the last read that brought bytes.
     let last = AtomicU64::new(0);
@@ -411,21 +431,30 @@ where
     let mut a = Watched {
         stream: a,
         on_read: &note,
+        reset: &a_reset,
     };
     let mut b = Watched {
         stream: b,
         on_read: &note,
+        reset: &b_reset,
     };
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
     let mut deadline = started + idle;
     loop {
         tokio::select! {
-            _ = &mut copy => return,
+            copied = &mut copy => {
+                return match copied {
+                    Ok(_) => TunnelEnd::Closed,
+                    Err(_) if a_reset.load(Ordering::Relaxed) => TunnelEnd::ResetByA,
+                    Err(_) if b_reset.load(Ordering::Relaxed) => TunnelEnd::ResetByB,
+                    Err(_) => TunnelEnd::Failed,
+                };
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 deadline = started + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
                 if deadline <= Instant::now() {
-                    return;
+                    return TunnelEnd::Closed;
                 }
             }
         }
@@ -433,10 +462,24 @@ where
 }
 
 /// A stream that tells `on_read` how many bytes each read brought ([`tunnel`]'s idle clock
-/// and its caller's byte count).
+/// and its caller's byte count), and sets `reset` when its peer reset the connection.
 struct Watched<'a, S> {
     stream: &'a mut S,
     on_read: &'a (dyn Fn(usize) + Sync),
+    reset: &'a AtomicBool,
+}
+
+impl<S> Watched<'_, S> {
+    /// Notes a reset in `polled`'s error, and passes it on.
+    fn noting<T>(&self, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if let Poll::Ready(Err(error)) = &polled {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+            if matches!(error.kind(), ConnectionReset | BrokenPipe) {
+                self.reset.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
@@ -446,7 +489,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        ready!(Pin::new(&mut *self.stream).poll_read(cx, buf))?;
+        let polled = Pin::new(&mut *self.stream).poll_read(cx, buf);
+        ready!(self.noting(polled))?;
         (self.on_read)(buf.filled().len() - before);
         Poll::Ready(Ok(()))
     }
@@ -458,15 +502,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.stream).poll_write(cx, bytes)
+        let polled = Pin::new(&mut *self.stream).poll_write(cx, bytes);
+        self.noting(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.stream).poll_flush(cx)
+        let polled = Pin::new(&mut *self.stream).poll_flush(cx);
+        self.noting(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.stream).poll_shutdown(cx)
+        let polled = Pin::new(&mut *self.stream).poll_shutdown(cx);
+        self.noting(polled)
     }
 }
 

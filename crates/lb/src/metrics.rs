@@ -8,8 +8,9 @@
 //! target's response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{4,5}XX_Count`
 //! (and `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`; per pair also
 //! `HealthyHostCount` and `UnHealthyHostCount`. NLB (`AWS/NetworkELB`): `ActiveFlowCount`,
-//! `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`, `_UDP`), and the
-//! host counts. Zero counts are left out, as
+//! `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`, `_UDP`),
+//! `TCP_Client_Reset_Count`, `TCP_Target_Reset_Count`, `TCP_ELB_Reset_Count`,
+//! `PortAllocationErrorCount`, and the host counts. Zero counts are left out, as
 //! CloudWatch reports ELB counts only when nonzero; host counts are always sent.
 
 use std::cell::Cell;
@@ -193,6 +194,13 @@ pub struct FlowMetrics {
     pub tcp: FlowCounters,
     pub tls: FlowCounters,
     pub udp: FlowCounters,
+    /// Resets of TCP and TLS flows: by their clients and by their targets (each passed on to
+    /// the other side), and the load balancer's own (a flow it could not give a target).
+    pub client_resets: AtomicU64,
+    pub target_resets: AtomicU64,
+    pub elb_resets: AtomicU64,
+    /// Connections to targets that found no free local port.
+    pub port_allocation_errors: AtomicU64,
 }
 
 impl FlowMetrics {

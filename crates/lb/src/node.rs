@@ -381,6 +381,15 @@ fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
                 builder.count("ActiveFlowCount", active, true);
                 builder.count("NewFlowCount", new, false);
                 builder.bytes("ProcessedBytes", bytes);
+                let flows = &lb.metrics.flows;
+                for (name, counter) in [
+                    ("TCP_Client_Reset_Count", &flows.client_resets),
+                    ("TCP_Target_Reset_Count", &flows.target_resets),
+                    ("TCP_ELB_Reset_Count", &flows.elb_resets),
+                    ("PortAllocationErrorCount", &flows.port_allocation_errors),
+                ] {
+                    builder.count(name, counter.swap(0, Relaxed), false);
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::tunnel;
+use crate::framing::{tunnel, TunnelEnd};
 use crate::http_proxy::InFlight;
 use crate::table::{Action, ListenerTable, Routes, TargetRuntime, TargetStickiness};
 use crate::tls::{ClientStream, TargetStream};
@@ -72,6 +72,13 @@ pub(crate) fn choose_target(
     })
 }
 
+/// Makes closing `stream` send a reset (`SO_LINGER` 0) and counts it in `counter`.
+fn reset(stream: &tokio::net::TcpStream, counter: &std::sync::atomic::AtomicU64) {
+    if stream.set_zero_linger().is_ok() {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Proxies one flow accepted on `local`.
 pub async fn serve_flow(
     mut client: ClientStream,
@@ -99,7 +106,8 @@ pub async fn serve_flow(
         terminate_at_deadline,
     }) = chosen
     else {
-        tracing::debug!(%remote, %local, "no target for a new flow, closing it");
+        tracing::debug!(%remote, %local, "no target for a new flow, resetting it");
+        reset(client.tcp(), &metrics.flows.elb_resets);
         return;
     };
     let header = proxy_protocol.then(|| crate::proxy_protocol::flow_header(remote, local));
@@ -123,9 +131,14 @@ pub async fn serve_flow(
     // A TLS group's target gets the client's ALPN choice, so both ends speak one protocol.
     let alpn = client.alpn_protocol().map(<[u8]>::to_vec);
     let connect = async {
-        let mut upstream = crate::upstream::open(target.address)
-            .await
-            .map_err(std::io::Error::other)?;
+        let mut upstream =
+            crate::upstream::open(target.address)
+                .await
+                .map_err(|error| match error {
+                    // (Its kind kept: no free local port counts as a port allocation error.)
+                    crate::upstream::UpstreamError::Connect { source, .. } => source,
+                    other => std::io::Error::other(other),
+                })?;
         // The Proxy Protocol header goes first, in the clear, as AWS's does.
         if let Some(header) = header {
             upstream.write_all(&header).await?;
@@ -151,7 +164,12 @@ pub async fn serve_flow(
                     .fetch_add(read as u64, Ordering::Relaxed);
             };
             tokio::select! {
-                _ = tunnel(&mut client, &mut upstream, idle, &count) => {}
+                end = tunnel(&mut client, &mut upstream, idle, &count) => match end {
+                    // A reset is passed on to the other side, as AWS's are.
+                    TunnelEnd::ResetByA => reset(upstream.tcp(), &metrics.flows.client_resets),
+                    TunnelEnd::ResetByB => reset(client.tcp(), &metrics.flows.target_resets),
+                    TunnelEnd::Closed | TunnelEnd::Failed => {}
+                },
                 _ = cut_at_deadline => {
                     tracing::debug!(%remote, target = %target.address, "closing a flow to a drained target");
                 }
@@ -159,7 +177,14 @@ pub async fn serve_flow(
             }
         }
         Err(error) => {
-            tracing::debug!(%remote, target = %target.address, %error, "cannot reach the target");
+            tracing::debug!(%remote, target = %target.address, %error, "cannot reach the target, resetting the flow");
+            if error.kind() == std::io::ErrorKind::AddrNotAvailable {
+                metrics
+                    .flows
+                    .port_allocation_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            reset(client.tcp(), &metrics.flows.elb_resets);
         }
     }
     drop(in_flight);

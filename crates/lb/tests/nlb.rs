@@ -1,6 +1,6 @@
 //! The NLB data path: TCP flows proxied both ways, flow metrics, idle timeouts, Proxy
-//! Protocol v2, `source_ip` stickiness and connection termination at deregistration; UDP
-//! flows on TCP_UDP listeners.
+//! Protocol v2, `source_ip` stickiness and connection termination at deregistration, resets
+//! passed on and counted; UDP flows on TCP_UDP listeners.
 
 mod support;
 
@@ -471,19 +471,11 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
         ("NewFlowCount_TCP", 1.0),
         ("NewFlowCount", 17.0),
     ] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let reported = flow_metric(&node, metric);
-            if reported >= wanted {
-                assert_eq!(reported, wanted, "{metric}");
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{metric}: {reported}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        assert_eq!(
+            wait_for_metric(&node, metric, wanted).await,
+            wanted,
+            "{metric}"
+        );
     }
     assert_eq!(flow_metric(&node, "NewFlowCount_TLS"), 0.0);
 }
@@ -535,25 +527,126 @@ async fn udp_flows_end_after_the_idle_timeout_and_hash_to_the_same_target_again(
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(exchange(&client, "again").await, format!("{name}:again"));
     }
-    let flows_before = wait_for_flows(&node, 1.0).await;
+    let flows_before = wait_for_metric(&node, "NewFlowCount_UDP", 1.0).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(exchange(&client, "later").await, format!("{name}:later"));
-    let flows_after = wait_for_flows(&node, flows_before + 1.0).await;
+    let flows_after = wait_for_metric(&node, "NewFlowCount_UDP", flows_before + 1.0).await;
     assert_eq!(flows_after, flows_before + 1.0);
 }
 
-/// Waits until the node reported at least `wanted` new UDP flows; what it reported.
-async fn wait_for_flows(node: &Node, wanted: f64) -> f64 {
+/// Waits until the node reported at least `wanted` of the NLB metric `name`; what it
+/// reported.
+async fn wait_for_metric(node: &Node, name: &str, wanted: f64) -> f64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let reported = flow_metric(node, "NewFlowCount_UDP");
+        let reported = flow_metric(node, name);
         if reported >= wanted {
             return reported;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{reported} UDP flows"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "{name}: {reported}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A target that echoes, resets a connection that sends `reset`, and reports how each other
+/// connection's reads ended (`closed`, or the error's kind).
+async fn resetting_target() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let ends = ends.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => {
+                            let _ = ends.send("closed".to_string());
+                            return;
+                        }
+                        Ok(n) if &buf[..n] == b"reset" => {
+                            stream.set_zero_linger().unwrap();
+                            return;
+                        }
+                        Ok(n) => stream.write_all(&buf[..n]).await.unwrap(),
+                        Err(error) => {
+                            let _ = ends.send(format!("{:?}", error.kind()));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, ended)
+}
+
+#[tokio::test]
+async fn resets_are_passed_on_and_counted_by_who_sent_them() {
+    let (target, mut ended) = resetting_target().await;
+    // A second load balancer's group has a target nothing listens on.
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut refused_group = tcp_group(refused, false);
+    refused_group.name = "refused".into();
+    refused_group.arn = group_arn("refused");
+    let node = Node::start().await;
+    let (address, second) = (listener_address(), listener_address());
+    node.publish(snapshot(
+        vec![
+            nlb(address),
+            forwarding_to("refusing", LoadBalancerKind::Network, second, "refused"),
+        ],
+        vec![tcp_group(target, false), refused_group],
+    ))
+    .await;
+    let read_error = |mut stream: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        match read.expect("the flow ends") {
+            Ok(n) => panic!("read {n} bytes where a reset was due"),
+            Err(error) => error.kind(),
+        }
+    };
+
+    // The target resets: so does the load balancer, to the client.
+    let mut stream = connect(address).await;
+    stream.write_all(b"hello").await.unwrap();
+    let mut echoed = [0u8; 5];
+    stream.read_exact(&mut echoed).await.unwrap();
+    stream.write_all(b"reset").await.unwrap();
+    assert_eq!(
+        read_error(stream).await,
+        std::io::ErrorKind::ConnectionReset
+    );
+
+    // The client resets: so does the load balancer, to the target.
+    let mut stream = connect(address).await;
+    stream.write_all(b"hi").await.unwrap();
+    let mut echoed = [0u8; 2];
+    stream.read_exact(&mut echoed).await.unwrap();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    let end = tokio::time::timeout(Duration::from_secs(10), ended.recv()).await;
+    assert_eq!(end.unwrap().unwrap(), "ConnectionReset");
+
+    // A flow whose target refuses is reset by the load balancer.
+    let stream = connect(second).await;
+    assert_eq!(
+        read_error(stream).await,
+        std::io::ErrorKind::ConnectionReset
+    );
+
+    for name in [
+        "TCP_Target_Reset_Count",
+        "TCP_Client_Reset_Count",
+        "TCP_ELB_Reset_Count",
+    ] {
+        assert_eq!(wait_for_metric(&node, name, 1.0).await, 1.0, "{name}");
+    }
+    assert_eq!(flow_metric(&node, "PortAllocationErrorCount"), 0.0);
 }
