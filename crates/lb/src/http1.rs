@@ -1026,7 +1026,7 @@ impl<F: std::future::Future + Unpin> std::future::Future for WokenOnly<F> {
             this.flag.task.register(cx.waker());
             this.task = Some(cx.waker().clone());
         }
-        // Read before swapping: most polls find it unset, and a load takes no lock.
+        // A load, not a swap: most polls find the flag unset, and need no locked instruction.
         if !first && !this.flag.woken.load(Ordering::Acquire) {
             return std::task::Poll::Pending;
         }

@@ -1,8 +1,10 @@
 //! The NLB data path: each accepted connection (a flow) goes to one target of the listener's
 //! forward action, chosen like HTTP requests are (weighted group, then round robin over the
 //! healthy targets, failing open when none is; with `source_ip` stickiness, the target the
-//! client's address hashes to; UDP flows by a hash of the flow, see [`Spread`]), and bytes are copied both ways until both sides close or
-//! nothing moves for the load balancer's idle timeout (350 s, AWS's for TCP flows).
+//! client's address hashes to; UDP flows by a hash of the flow, see [`Spread`]), and bytes are
+//! copied both ways until both sides close or nothing moves for the load balancer's idle
+//! timeout (350 s, AWS's for TCP flows). A reset by either side is passed on to the other as a
+//! reset; a flow without a reachable target is reset by the load balancer.
 //!
 //! With the group's `proxy_protocol_v2.enabled`, the target first reads a Proxy Protocol v2
 //! header naming the client and the listener. A TLS group's flows are encrypted again to the
