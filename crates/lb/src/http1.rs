@@ -15,13 +15,14 @@
 //! either way for the idle timeout.
 //!
 //! ALB's own answers: 400 for a malformed request (then the connection closes), 408 when the
-//! client stopped sending its body for the idle timeout, 464 when the rule forwards to an
-//! HTTP2 or GRPC group (those take HTTP/2 clients' requests only), 503 when no rule or no
-//! target matches, 502 when the target refused, reset or closed the connection or sent a
-//! malformed response, 504 when it did not answer within the idle timeout. A target that stops
-//! reading a body and answers early (a 413, say) has that answer relayed. A request on a
-//! pooled connection the target had just closed is sent again on a new connection when nothing
-//! came back and the request was idempotent and sent whole.
+//! client stopped sending its body for the idle timeout, 464 when the rule forwards to an HTTP2
+//! or GRPC group (those take HTTP/2 clients' requests only), 503 when no rule or no target
+//! matches, 502 when the target refused, reset or closed the connection or sent a malformed
+//! response, 504 when it did not answer within the idle timeout or could not be connected to
+//! within the connect timeout (10 s, as ALB's). A target that stops reading a body and answers
+//! early (a 413, say) has that answer relayed. A request on a pooled connection the target had
+//! just closed is sent again on a new connection when nothing came back and the request was
+//! idempotent and sent whole.
 //!
 //! A client connection idle longer than the load balancer's idle timeout is closed; at
 //! shutdown, idle connections close and busy ones close after their response.
@@ -630,7 +631,14 @@ impl Connection {
                     Ok(upstream) => (upstream, false),
                     Err(error) => {
                         tracing::debug!(target = %target.address, %error, "target connection failed");
-                        return self.fail(metrics, StatusCode::BAD_GATEWAY, &plan).await;
+                        metrics.target_connection_error();
+                        plan.pair.target_connection_error();
+                        let status = if error.is_timeout() {
+                            StatusCode::GATEWAY_TIMEOUT
+                        } else {
+                            StatusCode::BAD_GATEWAY
+                        };
+                        return self.fail(metrics, status, &plan).await;
                     }
                 },
             };

@@ -335,6 +335,12 @@ impl Connection {
                 .await
                 .map(|response| response.map(Either::Left))
         };
+        if let Err(error) = &answer {
+            if error.is_connection_error() {
+                lb_metrics.target_connection_error();
+                weighted.metrics.target_connection_error();
+            }
+        }
         let mut response = match answer {
             // The draining deadline passed while the target was answering.
             Ok(_) if in_flight.0.is_closed() => {

@@ -176,14 +176,8 @@ impl Listeners {
 /// is an HTTPS or TLS one.
 async fn accept_tls(
     stream: TcpStream,
-    routes: &Routes,
-    local: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<ClientStream> {
-    let tls = routes
-        .current()
-        .listeners
-        .get(&local)
-        .and_then(|listener| listener.tls.clone());
     match tls {
         Some(config) => crate::tls::accept(stream, config).await,
         None => Ok(ClientStream::Plain(stream)),
@@ -242,15 +236,28 @@ async fn accept_loop(
                             return;
                         }
                     };
-                    let stream = match accept_tls(stream, &routes, local).await {
+                    // The listener's certificates and its load balancer's counters, looked up
+                    // once per connection.
+                    let (tls, metrics) = match routes.current().listeners.get(&local) {
+                        Some(listener) => (
+                            listener.tls.clone(),
+                            Some(listener.load_balancer.metrics.clone()),
+                        ),
+                        None => (None, None),
+                    };
+                    let stream = match accept_tls(stream, tls).await {
                         Ok(stream) => stream,
                         Err(error) => {
                             tracing::debug!(%remote, %error, "TLS handshake failed");
+                            if let Some(metrics) = &metrics {
+                                metrics.connections.tls_negotiation_error();
+                            }
                             return;
                         }
                     };
                     match kind {
                         ListenerKind::Http => {
+                            let _open = metrics.as_deref().map(|m| m.connections.open());
                             serve_connection(stream, remote, local, http, token).await
                         }
                         ListenerKind::Tcp | ListenerKind::Udp => {

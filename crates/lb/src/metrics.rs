@@ -4,14 +4,16 @@
 //! CloudWatch's 60 s period, which the store can still roll up; datums are stamped with the
 //! start of the interval they cover).
 //!
-//! ALB (`AWS/ApplicationELB`): `RequestCount`, `TargetResponseTime` (seconds until the
-//! target's response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{4,5}XX_Count`
-//! (and `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`; per pair also
-//! `HealthyHostCount` and `UnHealthyHostCount`. NLB (`AWS/NetworkELB`): `ActiveFlowCount`,
-//! `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`, `_UDP`),
-//! `TCP_Client_Reset_Count`, `TCP_Target_Reset_Count`, `TCP_ELB_Reset_Count`,
-//! `PortAllocationErrorCount`, and the host counts. Zero counts are left out, as
-//! CloudWatch reports ELB counts only when nonzero; host counts are always sent.
+//! ALB (`AWS/ApplicationELB`): `RequestCount`, `TargetResponseTime` (seconds until the target's
+//! response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{4,5}XX_Count` (and
+//! `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`,
+//! `TargetConnectionErrorCount`, `NewConnectionCount` and `ActiveConnectionCount` (client
+//! connections); per pair also `RequestCountPerTarget`, `HealthyHostCount` and
+//! `UnHealthyHostCount`. Both kinds: `ClientTLSNegotiationErrorCount`. NLB (`AWS/NetworkELB`):
+//! `ActiveFlowCount`, `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`,
+//! `_UDP`), `TCP_Client_Reset_Count`, `TCP_Target_Reset_Count`, `TCP_ELB_Reset_Count`,
+//! `PortAllocationErrorCount`, and the host counts. Zero counts are left out, as CloudWatch
+//! reports ELB counts only when nonzero; host counts are always sent.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -38,6 +40,8 @@ struct HttpCounters {
     elb_5xx_other: AtomicU64,
     redirects: AtomicU64,
     fixed_responses: AtomicU64,
+    /// Connections to targets that could not be opened.
+    target_connection_errors: AtomicU64,
     response_count: AtomicU64,
     response_sum_us: AtomicU64,
     response_min_us: AtomicU64,
@@ -56,6 +60,7 @@ impl Default for HttpCounters {
             elb_5xx_other: AtomicU64::new(0),
             redirects: AtomicU64::new(0),
             fixed_responses: AtomicU64::new(0),
+            target_connection_errors: AtomicU64::new(0),
             response_count: AtomicU64::new(0),
             response_sum_us: AtomicU64::new(0),
             response_min_us: AtomicU64::new(u64::MAX),
@@ -95,6 +100,7 @@ pub struct HttpTotals {
     pub elb_5xx_other: u64,
     pub redirects: u64,
     pub fixed_responses: u64,
+    pub target_connection_errors: u64,
     pub response_count: u64,
     pub response_sum_us: u64,
     pub response_min_us: u64,
@@ -146,6 +152,11 @@ impl HttpMetrics {
         self.shard().redirects.fetch_add(1, Relaxed);
     }
 
+    /// A connection to a target that could not be opened.
+    pub fn target_connection_error(&self) {
+        self.shard().target_connection_errors.fetch_add(1, Relaxed);
+    }
+
     pub fn fixed_response(&self) {
         self.shard().fixed_responses.fetch_add(1, Relaxed);
     }
@@ -168,6 +179,7 @@ impl HttpMetrics {
             totals.elb_5xx_other += c.elb_5xx_other.swap(0, Relaxed);
             totals.redirects += c.redirects.swap(0, Relaxed);
             totals.fixed_responses += c.fixed_responses.swap(0, Relaxed);
+            totals.target_connection_errors += c.target_connection_errors.swap(0, Relaxed);
             totals.response_count += c.response_count.swap(0, Relaxed);
             totals.response_sum_us += c.response_sum_us.swap(0, Relaxed);
             totals.response_min_us = totals
@@ -218,11 +230,46 @@ pub struct FlowCounters {
     pub processed_bytes: AtomicU64,
 }
 
+/// The client connections of one load balancer (counted once per connection, not per
+/// request).
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// ALBs' client connections accepted, and open now.
+    pub new_connections: AtomicU64,
+    pub active_connections: AtomicI64,
+    /// TLS handshakes with clients that failed (ALB and NLB).
+    pub tls_negotiation_errors: AtomicU64,
+}
+
+impl ConnectionCounters {
+    /// A client connection accepted: counted new and open until the guard drops.
+    pub fn open(&self) -> OpenConnection<'_> {
+        self.new_connections.fetch_add(1, Relaxed);
+        self.active_connections.fetch_add(1, Relaxed);
+        OpenConnection(self)
+    }
+
+    pub fn tls_negotiation_error(&self) {
+        self.tls_negotiation_errors.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts a client connection as active while it lives.
+#[derive(Debug)]
+pub struct OpenConnection<'a>(&'a ConnectionCounters);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Relaxed);
+    }
+}
+
 /// The counters of one load balancer.
 #[derive(Debug, Default)]
 pub struct LoadBalancerMetrics {
     pub http: HttpMetrics,
     pub flows: FlowMetrics,
+    pub connections: ConnectionCounters,
 }
 
 /// Builds datums in one namespace with one set of dimensions.
@@ -244,13 +291,13 @@ impl DatumBuilder<'_> {
     /// A count, left out when zero unless `always`.
     pub fn count(&mut self, name: &str, value: u64, always: bool) {
         if value > 0 || always {
-            self.push(name, "Count", 1.0, value as f64, value as f64, value as f64);
+            self.push(name, "Count", 1.0, value as f64);
         }
     }
 
     pub fn bytes(&mut self, name: &str, value: u64) {
         if value > 0 {
-            self.push(name, "Bytes", 1.0, value as f64, value as f64, value as f64);
+            self.push(name, "Bytes", 1.0, value as f64);
         }
     }
 
@@ -265,7 +312,7 @@ impl DatumBuilder<'_> {
         }
         if totals.response_count > 0 {
             let seconds = |us: u64| us as f64 / 1_000_000.0;
-            self.push(
+            self.push_set(
                 "TargetResponseTime",
                 "Seconds",
                 totals.response_count as f64,
@@ -274,6 +321,11 @@ impl DatumBuilder<'_> {
                 seconds(totals.response_max_us),
             );
         }
+        self.count(
+            "TargetConnectionErrorCount",
+            totals.target_connection_errors,
+            false,
+        );
         if load_balancer_level {
             let elb_5xx = totals.elb_502 + totals.elb_503 + totals.elb_504 + totals.elb_5xx_other;
             self.count("HTTPCode_ELB_4XX_Count", totals.elb_4xx, false);
@@ -286,7 +338,12 @@ impl DatumBuilder<'_> {
         }
     }
 
-    fn push(&mut self, name: &str, unit: &str, samples: f64, sum: f64, min: f64, max: f64) {
+    /// One datum of a single value.
+    pub fn push(&mut self, name: &str, unit: &str, samples: f64, value: f64) {
+        self.push_set(name, unit, samples, value, value, value);
+    }
+
+    fn push_set(&mut self, name: &str, unit: &str, samples: f64, sum: f64, min: f64, max: f64) {
         self.out.push(MetricDatum {
             namespace: self.namespace.to_string(),
             metric_name: name.to_string(),

@@ -361,7 +361,13 @@ fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
         };
         match lb.kind {
             model::elb::LoadBalancerKind::Application => {
+                use std::sync::atomic::Ordering::Relaxed;
                 builder.http(&lb.metrics.http.take(), true);
+                let connections = &lb.metrics.connections;
+                let active = connections.active_connections.load(Relaxed).max(0) as u64;
+                let new = connections.new_connections.swap(0, Relaxed);
+                builder.count("NewConnectionCount", new, false);
+                builder.count("ActiveConnectionCount", active, true);
             }
             model::elb::LoadBalancerKind::Network => {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -392,6 +398,9 @@ fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
                 }
             }
         }
+        let tls_errors = &lb.metrics.connections.tls_negotiation_errors;
+        let tls_errors = tls_errors.swap(0, std::sync::atomic::Ordering::Relaxed);
+        builder.count("ClientTLSNegotiationErrorCount", tls_errors, false);
     }
     for pair in &table.pairs {
         let lb = &pair.load_balancer;
@@ -440,7 +449,21 @@ fn pair_datums(table: &RoutingTable, timestamp_ms: i64, datums: &mut Vec<MetricD
                     timestamp_ms,
                     out: datums,
                 };
-                builder.http(&weighted.metrics.take(), false);
+                let totals = weighted.metrics.take();
+                builder.http(&totals, false);
+                // ALB's request count over the healthy targets (over the routed-to ones when
+                // none is healthy and the group fails open), what target tracking scales on.
+                let available = weighted.group.targets.iter().filter(|t| !t.draining);
+                let healthy = available.clone().filter(|t| t.runtime.is_healthy()).count();
+                let targets = if healthy > 0 {
+                    healthy
+                } else {
+                    available.count()
+                };
+                if totals.requests > 0 && targets > 0 {
+                    let per_target = totals.requests as f64 / targets as f64;
+                    builder.push("RequestCountPerTarget", "Count", 1.0, per_target);
+                }
             }
         }
     }

@@ -82,14 +82,26 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The target did not answer within the idle timeout (504 rather than 502).
+    /// The target did not answer within the idle timeout, or no connection to it was made
+    /// within the connect timeout (504 rather than 502, as ALB answers both).
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            UpstreamError::Exchange {
-                source: RelayError::Timeout,
-                ..
-            }
+            UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Exchange {
+                    source: RelayError::Timeout,
+                    ..
+                }
+        )
+    }
+
+    /// No connection to the target could be made (ALB's `TargetConnectionErrorCount`).
+    pub fn is_connection_error(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Handshake { .. }
         )
     }
 }

@@ -923,6 +923,12 @@ async fn app_cookie_stickiness_remembers_a_target_per_group() {
 #[tokio::test]
 async fn request_metrics_are_counted_and_reported() {
     let web = backend("web").await;
+    // A target nothing listens on: requests to it fail to connect.
+    let mut refused = backend("refused").await;
+    refused.address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let node = Node::start().await;
     let address = listener_address();
     node.publish(snapshot(
@@ -938,10 +944,21 @@ async fn request_metrics_are_counted_and_reported() {
                     }],
                     forward(&[("empty", 1)]),
                 ),
+                rule(
+                    Some(2),
+                    vec![RouteCondition::PathPattern {
+                        values: vec!["/refused".into()],
+                    }],
+                    forward(&[("refused", 1)]),
+                ),
                 rule(None, vec![], forward(&[("web", 1)])),
             ],
         )],
-        vec![group("web", &[&web]), group("empty", &[])],
+        vec![
+            group("web", &[&web]),
+            group("empty", &[]),
+            group("refused", &[&refused]),
+        ],
     ))
     .await;
     node.wait_for_state("web", &web, "healthy").await;
@@ -950,6 +967,7 @@ async fn request_metrics_are_counted_and_reported() {
         assert_eq!(get(&client, address, "/").await.status, 200);
     }
     assert_eq!(get(&client, address, "/missing").await.status, 503);
+    assert_eq!(get(&client, address, "/refused").await.status, 502);
     let sum = |metric: &str, dimensions: usize| -> f64 {
         node.control_plane
             .metric_reports()
@@ -969,19 +987,34 @@ async fn request_metrics_are_counted_and_reported() {
             .sum()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sum("RequestCount", 1) < 8.0 {
+    while sum("RequestCount", 1) < 9.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "metrics not reported"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sum("RequestCount", 1), 8.0);
+    assert_eq!(sum("RequestCount", 1), 9.0);
     assert_eq!(sum("HTTPCode_Target_2XX_Count", 1), 7.0);
-    assert_eq!(sum("HTTPCode_ELB_5XX_Count", 1), 1.0);
+    assert_eq!(sum("HTTPCode_ELB_5XX_Count", 1), 2.0);
     assert_eq!(sum("HTTPCode_ELB_503_Count", 1), 1.0);
+    assert_eq!(sum("HTTPCode_ELB_502_Count", 1), 1.0);
     assert_eq!(sum("HTTPCode_Target_2XX_Count", 2), 7.0);
     assert!(sum("HealthyHostCount", 2) >= 1.0);
+    // The refused connection, for the load balancer and for its group.
+    assert_eq!(sum("TargetConnectionErrorCount", 1), 1.0);
+    assert_eq!(sum("TargetConnectionErrorCount", 2), 1.0);
+    // Per target: web's 7 requests over its one healthy target, refused's 1 over its one
+    // (unhealthy, routed to failing open).
+    assert_eq!(sum("RequestCountPerTarget", 2), 8.0);
+    // The client's connections (it keeps them alive, so at least one).
+    assert!(sum("NewConnectionCount", 1) >= 1.0);
+    assert!(node
+        .control_plane
+        .metric_reports()
+        .iter()
+        .flat_map(|r| r.datums.clone())
+        .any(|d| d.metric_name == "ActiveConnectionCount"));
     let response_times: Vec<MetricDatum> = node
         .control_plane
         .metric_reports()

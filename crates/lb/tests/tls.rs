@@ -424,6 +424,33 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
         "{:?}",
         tls_flows()
     );
+
+    // A client that speaks no TLS fails the handshake, which counts.
+    let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        plain.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the listener closes the connection");
+    let negotiation_errors = || {
+        node.control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| {
+                d.namespace == "AWS/NetworkELB" && d.metric_name == "ClientTLSNegotiationErrorCount"
+            })
+            .map(|d| d.sum)
+            .sum::<f64>()
+    };
+    while negotiation_errors() < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(negotiation_errors(), 1.0);
 }
 
 #[tokio::test]
