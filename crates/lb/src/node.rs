@@ -367,7 +367,7 @@ fn metric_datums(table: &RoutingTable, timestamp_ms: i64) -> Vec<MetricDatum> {
                 let active = connections.active_connections.load(Relaxed).max(0) as u64;
                 let new = connections.new_connections.swap(0, Relaxed);
                 builder.count("NewConnectionCount", new, false);
-                builder.count("ActiveConnectionCount", active, true);
+                builder.count("ActiveConnectionCount", active, false);
             }
             model::elb::LoadBalancerKind::Network => {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -460,9 +460,21 @@ fn pair_datums(table: &RoutingTable, timestamp_ms: i64, datums: &mut Vec<MetricD
                 } else {
                     available.count()
                 };
-                if totals.requests > 0 && targets > 0 {
+                // Reported also when 0 (AWS reports it whenever the load balancer reports),
+                // under both of AWS's dimension sets: scaling in needs the zeros.
+                if targets > 0 {
                     let per_target = totals.requests as f64 / targets as f64;
                     builder.push("RequestCountPerTarget", "Count", 1.0, per_target);
+                    let mut by_group = DatumBuilder {
+                        namespace: builder.namespace,
+                        dimensions: vec![(
+                            "TargetGroup".to_string(),
+                            weighted.group.dimension.clone(),
+                        )],
+                        timestamp_ms,
+                        out: builder.out,
+                    };
+                    by_group.push("RequestCountPerTarget", "Count", 1.0, per_target);
                 }
             }
         }

@@ -1007,6 +1007,16 @@ async fn request_metrics_are_counted_and_reported() {
     // Per target: web's 7 requests over its one healthy target, refused's 1 over its one
     // (unhealthy, routed to failing open).
     assert_eq!(sum("RequestCountPerTarget", 2), 8.0);
+    let by_group: f64 = node
+        .control_plane
+        .metric_reports()
+        .iter()
+        .flat_map(|r| r.datums.clone())
+        .filter(|d| d.metric_name == "RequestCountPerTarget" && d.dimensions.len() == 1)
+        .filter(|d| d.dimensions[0].0 == "TargetGroup" && d.dimensions[0].1.contains("/web/"))
+        .map(|d| d.sum)
+        .sum();
+    assert_eq!(by_group, 7.0);
     // The client's connections (it keeps them alive, so at least one).
     assert!(sum("NewConnectionCount", 1) >= 1.0);
     assert!(node
