@@ -462,7 +462,8 @@ fn pair_datums(table: &RoutingTable, timestamp_ms: i64, datums: &mut Vec<MetricD
                 };
                 // Reported also when 0 (AWS reports it whenever the load balancer reports),
                 // under both of AWS's dimension sets: scaling in needs the zeros.
-                if targets > 0 {
+                let application = lb.kind == model::elb::LoadBalancerKind::Application;
+                if application && targets > 0 {
                     let per_target = totals.requests as f64 / targets as f64;
                     builder.push("RequestCountPerTarget", "Count", 1.0, per_target);
                     let mut by_group = DatumBuilder {

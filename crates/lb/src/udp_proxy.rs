@@ -1,11 +1,12 @@
-//! The NLB data path for datagrams (UDP and TCP_UDP listeners): a flow is a client address
-//! and port. A flow's first datagram picks its target as a TCP flow does
+//! The NLB data path for datagrams (UDP and TCP_UDP listeners): a flow is a client address and
+//! port. A flow's first datagram picks its target as a TCP flow does
 //! ([`crate::tcp_proxy::choose_target`]), but by a hash of the flow (the client's address and
 //! port and the listener's) rather than in turn, as AWS does: a client socket's flows keep
 //! their target while the targets stay the same, even across idle timeouts. Every datagram of
-//! the flow then goes to that target from a socket of the flow's own, and what the target
-//! sends back to that socket goes to the client from the listener's address. A flow nothing moved on for [`UDP_IDLE_TIMEOUT`] (AWS's
-//! fixed 120 s for UDP) is forgotten, and its next datagram starts a new flow.
+//! the flow then goes to that target from a socket of the flow's own, and what the target sends
+//! back to that socket goes to the client from the listener's address. A flow nothing moved on
+//! for [`UDP_IDLE_TIMEOUT`] (AWS's fixed 120 s for UDP) is forgotten, and its next datagram
+//! starts a new flow.
 //!
 //! Draining works as for TCP flows: a deregistered target gets no new flows, and its flows go
 //! on after the delay unless `deregistration_delay.connection_termination.enabled` ends them

@@ -649,4 +649,11 @@ async fn resets_are_passed_on_and_counted_by_who_sent_them() {
         assert_eq!(wait_for_metric(&node, name, 1.0).await, 1.0, "{name}");
     }
     assert_eq!(flow_metric(&node, "PortAllocationErrorCount"), 0.0);
+    // ALB-only metrics stay out of an NLB's namespace.
+    assert!(!node
+        .control_plane
+        .metric_reports()
+        .iter()
+        .flat_map(|r| r.datums.clone())
+        .any(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "RequestCountPerTarget"));
 }
