@@ -5,7 +5,7 @@
 //! start of the interval they cover).
 //!
 //! ALB (`AWS/ApplicationELB`): `RequestCount`, `TargetResponseTime` (seconds until the target's
-//! response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{4,5}XX_Count` (and
+//! response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{3,4,5}XX_Count` (and
 //! `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`,
 //! `TargetConnectionErrorCount`, `NewConnectionCount` and `ActiveConnectionCount` (client
 //! connections); per pair also `RequestCountPerTarget`, `HealthyHostCount` and
@@ -328,6 +328,8 @@ impl DatumBuilder<'_> {
         );
         if load_balancer_level {
             let elb_5xx = totals.elb_502 + totals.elb_503 + totals.elb_504 + totals.elb_5xx_other;
+            // Redirect actions are the load balancer's only 3XX answers.
+            self.count("HTTPCode_ELB_3XX_Count", totals.redirects, false);
             self.count("HTTPCode_ELB_4XX_Count", totals.elb_4xx, false);
             self.count("HTTPCode_ELB_5XX_Count", elb_5xx, false);
             self.count("HTTPCode_ELB_502_Count", totals.elb_502, false);
@@ -435,5 +437,37 @@ mod tests {
         );
         assert_eq!(out[2].sample_count, 3.0);
         assert!((out[2].sum - 0.003).abs() < 1e-9);
+    }
+
+    #[test]
+    fn redirects_count_as_the_load_balancers_3xx_answers() {
+        let mut out = Vec::new();
+        let mut builder = DatumBuilder {
+            namespace: "AWS/ApplicationELB",
+            dimensions: vec![("LoadBalancer".into(), "app/web/1".into())],
+            timestamp_ms: 1,
+            out: &mut out,
+        };
+        let totals = HttpTotals {
+            requests: 2,
+            redirects: 2,
+            ..HttpTotals::default()
+        };
+        builder.http(&totals, true);
+        let counted = |name: &str| out.iter().find(|d| d.metric_name == name).map(|d| d.sum);
+        assert_eq!(counted("HTTPCode_ELB_3XX_Count"), Some(2.0));
+        assert_eq!(counted("HTTP_Redirect_Count"), Some(2.0));
+        // A target group's datums carry no load balancer answers.
+        let mut pair = Vec::new();
+        DatumBuilder {
+            namespace: "AWS/ApplicationELB",
+            dimensions: vec![],
+            timestamp_ms: 1,
+            out: &mut pair,
+        }
+        .http(&totals, false);
+        assert!(pair
+            .iter()
+            .all(|d| d.metric_name != "HTTPCode_ELB_3XX_Count"));
     }
 }
