@@ -631,8 +631,9 @@ impl Connection {
                     Ok(upstream) => (upstream, false),
                     Err(error) => {
                         tracing::debug!(target = %target.address, %error, "target connection failed");
-                        metrics.target_connection_error();
-                        plan.pair.target_connection_error();
+                        let tls = matches!(error, upstream::UpstreamError::Handshake { .. });
+                        metrics.target_connection_error(tls);
+                        plan.pair.target_connection_error(tls);
                         let status = if error.is_timeout() {
                             StatusCode::GATEWAY_TIMEOUT
                         } else {

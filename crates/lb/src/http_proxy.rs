@@ -336,9 +336,10 @@ impl Connection {
                 .map(|response| response.map(Either::Left))
         };
         if let Err(error) = &answer {
-            if error.is_connection_error() {
-                lb_metrics.target_connection_error();
-                weighted.metrics.target_connection_error();
+            let tls = matches!(error, crate::upstream::UpstreamError::Handshake { .. });
+            if tls || error.is_connection_error() {
+                lb_metrics.target_connection_error(tls);
+                weighted.metrics.target_connection_error(tls);
             }
         }
         let mut response = match answer {

@@ -7,13 +7,13 @@
 //! ALB (`AWS/ApplicationELB`): `RequestCount`, `TargetResponseTime` (seconds until the target's
 //! response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{3,4,5}XX_Count` (and
 //! `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`,
-//! `TargetConnectionErrorCount`, `NewConnectionCount` and `ActiveConnectionCount` (client
-//! connections); per pair also `RequestCountPerTarget`, `HealthyHostCount` and
-//! `UnHealthyHostCount`. Both kinds: `ClientTLSNegotiationErrorCount`. NLB (`AWS/NetworkELB`):
-//! `ActiveFlowCount`, `NewFlowCount`, `ProcessedBytes`, each also per protocol (`_TCP`, `_TLS`,
-//! `_UDP`), `TCP_Client_Reset_Count`, `TCP_Target_Reset_Count`, `TCP_ELB_Reset_Count`,
-//! `PortAllocationErrorCount`, and the host counts. Zero counts are left out, as CloudWatch
-//! reports ELB counts only when nonzero; host counts are always sent.
+//! `TargetConnectionErrorCount`, `TargetTLSNegotiationErrorCount`, `NewConnectionCount` and
+//! `ActiveConnectionCount` (client connections); per pair also `RequestCountPerTarget`,
+//! `HealthyHostCount` and `UnHealthyHostCount`. Both kinds: `ClientTLSNegotiationErrorCount`.
+//! NLB (`AWS/NetworkELB`): `ActiveFlowCount`, `NewFlowCount`, `ProcessedBytes`, each also per
+//! protocol (`_TCP`, `_TLS`, `_UDP`), `TCP_Client_Reset_Count`, `TCP_Target_Reset_Count`,
+//! `TCP_ELB_Reset_Count`, `PortAllocationErrorCount`, and the host counts. Zero counts are left
+//! out, as CloudWatch reports ELB counts only when nonzero; host counts are always sent.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -40,8 +40,10 @@ struct HttpCounters {
     elb_5xx_other: AtomicU64,
     redirects: AtomicU64,
     fixed_responses: AtomicU64,
-    /// Connections to targets that could not be opened.
+    /// Connections to targets that could not be opened, and TLS handshakes with targets that
+    /// failed.
     target_connection_errors: AtomicU64,
+    target_tls_errors: AtomicU64,
     response_count: AtomicU64,
     response_sum_us: AtomicU64,
     response_min_us: AtomicU64,
@@ -61,6 +63,7 @@ impl Default for HttpCounters {
             redirects: AtomicU64::new(0),
             fixed_responses: AtomicU64::new(0),
             target_connection_errors: AtomicU64::new(0),
+            target_tls_errors: AtomicU64::new(0),
             response_count: AtomicU64::new(0),
             response_sum_us: AtomicU64::new(0),
             response_min_us: AtomicU64::new(u64::MAX),
@@ -101,6 +104,7 @@ pub struct HttpTotals {
     pub redirects: u64,
     pub fixed_responses: u64,
     pub target_connection_errors: u64,
+    pub target_tls_errors: u64,
     pub response_count: u64,
     pub response_sum_us: u64,
     pub response_min_us: u64,
@@ -152,9 +156,16 @@ impl HttpMetrics {
         self.shard().redirects.fetch_add(1, Relaxed);
     }
 
-    /// A connection to a target that could not be opened.
-    pub fn target_connection_error(&self) {
-        self.shard().target_connection_errors.fetch_add(1, Relaxed);
+    /// A connection to a target that could not be opened, or (`tls`) whose TLS handshake
+    /// failed.
+    pub fn target_connection_error(&self, tls: bool) {
+        let shard = self.shard();
+        let counter = if tls {
+            &shard.target_tls_errors
+        } else {
+            &shard.target_connection_errors
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn fixed_response(&self) {
@@ -180,6 +191,7 @@ impl HttpMetrics {
             totals.redirects += c.redirects.swap(0, Relaxed);
             totals.fixed_responses += c.fixed_responses.swap(0, Relaxed);
             totals.target_connection_errors += c.target_connection_errors.swap(0, Relaxed);
+            totals.target_tls_errors += c.target_tls_errors.swap(0, Relaxed);
             totals.response_count += c.response_count.swap(0, Relaxed);
             totals.response_sum_us += c.response_sum_us.swap(0, Relaxed);
             totals.response_min_us = totals
@@ -324,6 +336,11 @@ impl DatumBuilder<'_> {
         self.count(
             "TargetConnectionErrorCount",
             totals.target_connection_errors,
+            false,
+        );
+        self.count(
+            "TargetTLSNegotiationErrorCount",
+            totals.target_tls_errors,
             false,
         );
         if load_balancer_level {

@@ -99,9 +99,7 @@ impl UpstreamError {
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
-            UpstreamError::Connect { .. }
-                | UpstreamError::ConnectTimeout { .. }
-                | UpstreamError::Handshake { .. }
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. }
         )
     }
 }

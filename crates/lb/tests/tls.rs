@@ -793,9 +793,26 @@ async fn https_target_groups_get_requests_over_tls() {
         "{}",
         answer.body
     );
-    // A target that does not speak TLS fails the handshake: 502, as ALB answers.
+    // A target that does not speak TLS fails the handshake: 502, as ALB answers, counted as
+    // a TLS negotiation error with the target (not a connection error).
     let answer = get(&client, address, "/plain/x").await;
     assert_eq!(answer.status, 502, "{}", answer.body);
+    let reported = |name: &str| -> f64 {
+        node.control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| d.metric_name == name && d.dimensions.len() == 1)
+            .map(|d| d.sum)
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reported("TargetTLSNegotiationErrorCount") < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "not reported");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reported("TargetTLSNegotiationErrorCount"), 1.0);
+    assert_eq!(reported("TargetConnectionErrorCount"), 0.0);
 }
 
 #[tokio::test]
