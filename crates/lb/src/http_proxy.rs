@@ -235,6 +235,9 @@ impl Connection {
         };
         let metrics = &listener.load_balancer.metrics.http;
         metrics.request();
+        if is_grpc(request.headers()) {
+            metrics.grpc_request();
+        }
         let (parts, body) = request.into_parts();
         let client = self.remote.ip();
         let Some(rule) = listener

@@ -4,8 +4,9 @@
 //! CloudWatch's 60 s period, which the store can still roll up; datums are stamped with the
 //! start of the interval they cover).
 //!
-//! ALB (`AWS/ApplicationELB`): `RequestCount`, `TargetResponseTime` (seconds until the target's
-//! response headers), `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{3,4,5}XX_Count` (and
+//! ALB (`AWS/ApplicationELB`): `RequestCount`, `GrpcRequestCount` (load balancer level),
+//! `TargetResponseTime` (seconds until the target's response headers),
+//! `HTTPCode_Target_{2,3,4,5}XX_Count`, `HTTPCode_ELB_{3,4,5}XX_Count` (and
 //! `_502`/`_503`/`_504`), `HTTP_Redirect_Count`, `HTTP_Fixed_Response_Count`,
 //! `TargetConnectionErrorCount`, `TargetTLSNegotiationErrorCount`, `NewConnectionCount` and
 //! `ActiveConnectionCount` (client connections); per pair also `RequestCountPerTarget`,
@@ -31,6 +32,8 @@ struct Shard(HttpCounters);
 #[derive(Debug)]
 struct HttpCounters {
     requests: AtomicU64,
+    /// Of the requests, gRPC calls.
+    grpc_requests: AtomicU64,
     /// Target answers by class: 2XX, 3XX, 4XX, 5XX.
     target_codes: [AtomicU64; 4],
     elb_4xx: AtomicU64,
@@ -54,6 +57,7 @@ impl Default for HttpCounters {
     fn default() -> Self {
         Self {
             requests: AtomicU64::new(0),
+            grpc_requests: AtomicU64::new(0),
             target_codes: Default::default(),
             elb_4xx: AtomicU64::new(0),
             elb_502: AtomicU64::new(0),
@@ -95,6 +99,7 @@ pub struct HttpMetrics {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct HttpTotals {
     pub requests: u64,
+    pub grpc_requests: u64,
     pub target_codes: [u64; 4],
     pub elb_4xx: u64,
     pub elb_502: u64,
@@ -118,6 +123,11 @@ impl HttpMetrics {
 
     pub fn request(&self) {
         self.shard().requests.fetch_add(1, Relaxed);
+    }
+
+    /// A request that is a gRPC call (counted as a request too, by [`HttpMetrics::request`]).
+    pub fn grpc_request(&self) {
+        self.shard().grpc_requests.fetch_add(1, Relaxed);
     }
 
     /// A response from a target, `elapsed` after the request left for it.
@@ -180,6 +190,7 @@ impl HttpMetrics {
         };
         for Shard(c) in &self.shards {
             totals.requests += c.requests.swap(0, Relaxed);
+            totals.grpc_requests += c.grpc_requests.swap(0, Relaxed);
             for (total, counter) in totals.target_codes.iter_mut().zip(&c.target_codes) {
                 *total += counter.swap(0, Relaxed);
             }
@@ -315,6 +326,7 @@ impl DatumBuilder<'_> {
 
     pub fn http(&mut self, totals: &HttpTotals, load_balancer_level: bool) {
         self.count("RequestCount", totals.requests, false);
+        self.count("GrpcRequestCount", totals.grpc_requests, false);
         for (class, &value) in totals.target_codes.iter().enumerate() {
             self.count(
                 &format!("HTTPCode_Target_{}XX_Count", class + 2),
