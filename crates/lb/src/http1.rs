@@ -631,7 +631,7 @@ impl Connection {
                     Ok(upstream) => (upstream, false),
                     Err(error) => {
                         tracing::debug!(target = %target.address, %error, "target connection failed");
-                        let tls = matches!(error, upstream::UpstreamError::Handshake { .. });
+                        let tls = error.is_handshake_error();
                         metrics.target_connection_error(tls);
                         plan.pair.target_connection_error(tls);
                         let status = if error.is_timeout() {

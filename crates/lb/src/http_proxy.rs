@@ -339,7 +339,7 @@ impl Connection {
                 .map(|response| response.map(Either::Left))
         };
         if let Err(error) = &answer {
-            let tls = matches!(error, crate::upstream::UpstreamError::Handshake { .. });
+            let tls = error.is_handshake_error();
             if tls || error.is_connection_error() {
                 lb_metrics.target_connection_error(tls);
                 weighted.metrics.target_connection_error(tls);

@@ -95,6 +95,11 @@ impl UpstreamError {
         )
     }
 
+    /// The TLS handshake with the target failed (ALB's `TargetTLSNegotiationErrorCount`).
+    pub fn is_handshake_error(&self) -> bool {
+        matches!(self, UpstreamError::Handshake { .. })
+    }
+
     /// No connection to the target could be made (ALB's `TargetConnectionErrorCount`).
     pub fn is_connection_error(&self) -> bool {
         matches!(
