@@ -434,16 +434,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn datums_leave_out_zero_counts() {
+    /// The ALB datums of `totals`, for a load balancer or (not `load_balancer_level`) a pair.
+    fn http_datums(totals: &HttpTotals, load_balancer_level: bool) -> Vec<MetricDatum> {
         let mut out = Vec::new();
-        let mut builder = DatumBuilder {
+        DatumBuilder {
             namespace: "AWS/ApplicationELB",
             dimensions: vec![("LoadBalancer".into(), "app/web/1".into())],
             timestamp_ms: 1,
             out: &mut out,
-        };
-        builder.http(
+        }
+        .http(totals, load_balancer_level);
+        out
+    }
+
+    #[test]
+    fn datums_leave_out_zero_counts() {
+        let out = http_datums(
             &HttpTotals {
                 requests: 3,
                 target_codes: [3, 0, 0, 0],
@@ -470,31 +476,17 @@ mod tests {
 
     #[test]
     fn redirects_count_as_the_load_balancers_3xx_answers() {
-        let mut out = Vec::new();
-        let mut builder = DatumBuilder {
-            namespace: "AWS/ApplicationELB",
-            dimensions: vec![("LoadBalancer".into(), "app/web/1".into())],
-            timestamp_ms: 1,
-            out: &mut out,
-        };
         let totals = HttpTotals {
             requests: 2,
             redirects: 2,
             ..HttpTotals::default()
         };
-        builder.http(&totals, true);
+        let out = http_datums(&totals, true);
         let counted = |name: &str| out.iter().find(|d| d.metric_name == name).map(|d| d.sum);
         assert_eq!(counted("HTTPCode_ELB_3XX_Count"), Some(2.0));
         assert_eq!(counted("HTTP_Redirect_Count"), Some(2.0));
         // A target group's datums carry no load balancer answers.
-        let mut pair = Vec::new();
-        DatumBuilder {
-            namespace: "AWS/ApplicationELB",
-            dimensions: vec![],
-            timestamp_ms: 1,
-            out: &mut pair,
-        }
-        .http(&totals, false);
+        let pair = http_datums(&totals, false);
         assert!(pair
             .iter()
             .all(|d| d.metric_name != "HTTPCode_ELB_3XX_Count"));

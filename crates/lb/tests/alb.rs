@@ -968,33 +968,21 @@ async fn request_metrics_are_counted_and_reported() {
     }
     assert_eq!(get(&client, address, "/missing").await.status, 503);
     assert_eq!(get(&client, address, "/refused").await.status, 502);
-    let sum = |metric: &str, dimensions: usize| -> f64 {
-        node.control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| {
-                d.metric_name == metric
-                    && d.dimensions.len() == dimensions
-                    && d.namespace == "AWS/ApplicationELB"
-            })
-            .filter(|d| {
-                d.dimensions
+    // This load balancer's datums with `dimensions` dimensions (1: its own, 2: a pair's).
+    let of_lb = |dimensions: usize| {
+        move |d: &MetricDatum| {
+            d.dimensions.len() == dimensions
+                && d.namespace == "AWS/ApplicationELB"
+                && d.dimensions
                     .iter()
                     .any(|(_, v)| v == "app/metrics/50dc6c495c0c9188")
-            })
-            .map(|d| d.sum)
-            .sum()
+        }
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sum("RequestCount", 1) < 9.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "metrics not reported"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(sum("RequestCount", 1), 9.0);
+    let sum = |metric: &str, dimensions: usize| node.metric_sum(metric, of_lb(dimensions));
+    let requests = node
+        .wait_for_metric_sum("RequestCount", of_lb(1), 9.0)
+        .await;
+    assert_eq!(requests, 9.0);
     assert_eq!(sum("HTTPCode_Target_2XX_Count", 1), 7.0);
     assert_eq!(sum("HTTPCode_ELB_5XX_Count", 1), 2.0);
     assert_eq!(sum("HTTPCode_ELB_503_Count", 1), 1.0);
@@ -1007,31 +995,16 @@ async fn request_metrics_are_counted_and_reported() {
     // Per target: web's 7 requests over its one healthy target, refused's 1 over its one
     // (unhealthy, routed to failing open).
     assert_eq!(sum("RequestCountPerTarget", 2), 8.0);
-    let by_group: f64 = node
-        .control_plane
-        .metric_reports()
-        .iter()
-        .flat_map(|r| r.datums.clone())
-        .filter(|d| d.metric_name == "RequestCountPerTarget" && d.dimensions.len() == 1)
-        .filter(|d| d.dimensions[0].0 == "TargetGroup" && d.dimensions[0].1.contains("/web/"))
-        .map(|d| d.sum)
-        .sum();
+    let by_group = node.metric_sum("RequestCountPerTarget", |d| {
+        d.dimensions.len() == 1
+            && d.dimensions[0].0 == "TargetGroup"
+            && d.dimensions[0].1.contains("/web/")
+    });
     assert_eq!(by_group, 7.0);
     // The client's connections (it keeps them alive, so at least one).
     assert!(sum("NewConnectionCount", 1) >= 1.0);
-    assert!(node
-        .control_plane
-        .metric_reports()
-        .iter()
-        .flat_map(|r| r.datums.clone())
-        .any(|d| d.metric_name == "ActiveConnectionCount"));
-    let response_times: Vec<MetricDatum> = node
-        .control_plane
-        .metric_reports()
-        .iter()
-        .flat_map(|r| r.datums.clone())
-        .filter(|d| d.metric_name == "TargetResponseTime" && d.dimensions.len() == 1)
-        .collect();
+    assert!(!node.datums("ActiveConnectionCount", |_| true).is_empty());
+    let response_times = node.datums("TargetResponseTime", |d| d.dimensions.len() == 1);
     assert_eq!(
         response_times.iter().map(|d| d.sample_count).sum::<f64>(),
         7.0

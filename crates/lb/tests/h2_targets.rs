@@ -367,25 +367,10 @@ async fn grpc_groups_pass_calls_with_their_trailers() {
     assert_eq!(get(&http_client(), address, "/page").await.body, "plain");
 
     // The three gRPC calls (the 464 one included) count as gRPC requests; the GET does not.
-    let grpc_requests = || -> f64 {
-        node.control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| d.metric_name == "GrpcRequestCount" && d.dimensions.len() == 1)
-            .map(|d| d.sum)
-            .sum()
-    };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while grpc_requests() < 3.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            grpc_requests()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(grpc_requests(), 3.0);
+    let grpc_requests = node
+        .wait_for_metric_sum("GrpcRequestCount", |d| d.dimensions.len() == 1, 3.0)
+        .await;
+    assert_eq!(grpc_requests, 3.0);
 }
 
 #[tokio::test]

@@ -72,47 +72,15 @@ async fn tcp_listeners_proxy_bytes_both_ways() {
         * (0..3)
             .map(|r| format!("hello through the nlb {r}").len() as f64)
             .sum::<f64>();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let bytes: f64 = node
-            .control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "ProcessedBytes")
-            .map(|d| d.sum)
-            .sum();
-        if bytes >= carried {
-            assert_eq!(bytes, carried);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "open flows' bytes not reported ({bytes} of {carried})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let bytes = node
+        .wait_for_metric_sum("ProcessedBytes", nlb_datum, carried)
+        .await;
+    assert_eq!(bytes, carried);
     drop(streams);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let flows: f64 = node
-            .control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "NewFlowCount")
-            .map(|d| d.sum)
-            .sum();
-        if flows >= 3.0 {
-            assert_eq!(flows, 3.0);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "flow metrics not reported"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let flows = node
+        .wait_for_metric_sum("NewFlowCount", nlb_datum, 3.0)
+        .await;
+    assert_eq!(flows, 3.0);
 }
 
 #[tokio::test]
@@ -423,13 +391,23 @@ async fn exchange(client: &tokio::net::UdpSocket, datagram: &str) -> String {
     String::from_utf8_lossy(&buf[..length]).into_owned()
 }
 
-#[tokio::test]
-async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
+/// Dual targets named `first` and `second` in the group "echo" of `protocol`, checked by TCP
+/// connects or not checked.
+async fn two_dual_targets(
+    protocol: &str,
+    checked: bool,
+) -> (SocketAddr, SocketAddr, TargetGroupRoutes) {
     let first = dual_target("first").await;
     let second = dual_target("second").await;
-    let mut group = tcp_group(first, true);
-    group.protocol = "TCP_UDP".into();
+    let mut group = tcp_group(first, checked);
+    group.protocol = protocol.into();
     group.targets.push(target(second));
+    (first, second, group)
+}
+
+#[tokio::test]
+async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
+    let (first, second, group) = two_dual_targets("TCP_UDP", true).await;
     let node = Node::start().await;
     let address = listener_address();
     let mut lb = nlb(address);
@@ -472,32 +450,17 @@ async fn tcp_udp_listeners_relay_datagrams_per_flow_and_tcp_on_the_same_port() {
         ("NewFlowCount", 17.0),
     ] {
         assert_eq!(
-            wait_for_metric(&node, metric, wanted).await,
+            node.wait_for_metric_sum(metric, nlb_datum, wanted).await,
             wanted,
             "{metric}"
         );
     }
-    assert_eq!(flow_metric(&node, "NewFlowCount_TLS"), 0.0);
-}
-
-/// The sum of what the node reported of the NLB metric `name`.
-fn flow_metric(node: &Node, name: &str) -> f64 {
-    node.control_plane
-        .metric_reports()
-        .iter()
-        .flat_map(|r| r.datums.clone())
-        .filter(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == name)
-        .map(|d| d.sum)
-        .sum()
+    assert_eq!(node.metric_sum("NewFlowCount_TLS", nlb_datum), 0.0);
 }
 
 #[tokio::test]
 async fn udp_flows_end_after_the_idle_timeout_and_hash_to_the_same_target_again() {
-    let first = dual_target("first").await;
-    let second = dual_target("second").await;
-    let mut group = tcp_group(first, false);
-    group.protocol = "UDP".into();
-    group.targets.push(target(second));
+    let (_, _, group) = two_dual_targets("UDP", false).await;
     let node =
         Node::start_with(|config| config.udp_idle_timeout = Duration::from_millis(400)).await;
     let address = listener_address();
@@ -527,25 +490,15 @@ async fn udp_flows_end_after_the_idle_timeout_and_hash_to_the_same_target_again(
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(exchange(&client, "again").await, format!("{name}:again"));
     }
-    let flows_before = wait_for_metric(&node, "NewFlowCount_UDP", 1.0).await;
+    let flows_before = node
+        .wait_for_metric_sum("NewFlowCount_UDP", nlb_datum, 1.0)
+        .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(exchange(&client, "later").await, format!("{name}:later"));
-    let flows_after = wait_for_metric(&node, "NewFlowCount_UDP", flows_before + 1.0).await;
+    let flows_after = node
+        .wait_for_metric_sum("NewFlowCount_UDP", nlb_datum, flows_before + 1.0)
+        .await;
     assert_eq!(flows_after, flows_before + 1.0);
-}
-
-/// Waits until the node reported at least `wanted` of the NLB metric `name`; what it
-/// reported.
-async fn wait_for_metric(node: &Node, name: &str, wanted: f64) -> f64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let reported = flow_metric(node, name);
-        if reported >= wanted {
-            return reported;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{name}: {reported}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A target that echoes, resets a connection that sends `reset`, and reports how each other
@@ -646,14 +599,13 @@ async fn resets_are_passed_on_and_counted_by_who_sent_them() {
         "TCP_Client_Reset_Count",
         "TCP_ELB_Reset_Count",
     ] {
-        assert_eq!(wait_for_metric(&node, name, 1.0).await, 1.0, "{name}");
+        assert_eq!(
+            node.wait_for_metric_sum(name, nlb_datum, 1.0).await,
+            1.0,
+            "{name}"
+        );
     }
-    assert_eq!(flow_metric(&node, "PortAllocationErrorCount"), 0.0);
+    assert_eq!(node.metric_sum("PortAllocationErrorCount", nlb_datum), 0.0);
     // ALB-only metrics stay out of an NLB's namespace.
-    assert!(!node
-        .control_plane
-        .metric_reports()
-        .iter()
-        .flat_map(|r| r.datums.clone())
-        .any(|d| d.namespace == "AWS/NetworkELB" && d.metric_name == "RequestCountPerTarget"));
+    assert!(node.datums("RequestCountPerTarget", nlb_datum).is_empty());
 }

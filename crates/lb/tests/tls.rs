@@ -399,31 +399,14 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
     .expect("the target answers through the listener")
     .unwrap();
     assert_eq!(&answer, b"HELLO OVER TLS");
-    // The flow counts as a TLS one.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let tls_flows = || {
-        node.control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| {
-                d.metric_name.ends_with("FlowCount_TLS") || d.metric_name.ends_with("FlowCount_TCP")
-            })
-            .map(|d| (d.metric_name, d.sum))
-            .collect::<Vec<_>>()
-    };
-    while !tls_flows()
-        .iter()
-        .any(|(name, sum)| name == "NewFlowCount_TLS" && *sum == 1.0)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", tls_flows());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The flow counts as a TLS one, and as nothing else.
+    let tls_flows = node
+        .wait_for_metric_sum("NewFlowCount_TLS", nlb_datum, 1.0)
+        .await;
+    assert_eq!(tls_flows, 1.0);
+    for name in ["NewFlowCount_TCP", "ActiveFlowCount_TCP"] {
+        assert!(node.datums(name, nlb_datum).is_empty(), "{name}");
     }
-    assert!(
-        tls_flows().iter().all(|(name, _)| name.ends_with("_TLS")),
-        "{:?}",
-        tls_flows()
-    );
 
     // A client that speaks no TLS fails the handshake, which counts.
     let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -435,22 +418,10 @@ async fn tls_listeners_carry_the_flow_in_the_clear_to_the_target() {
     )
     .await
     .expect("the listener closes the connection");
-    let negotiation_errors = || {
-        node.control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| {
-                d.namespace == "AWS/NetworkELB" && d.metric_name == "ClientTLSNegotiationErrorCount"
-            })
-            .map(|d| d.sum)
-            .sum::<f64>()
-    };
-    while negotiation_errors() < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(negotiation_errors(), 1.0);
+    let negotiation_errors = node
+        .wait_for_metric_sum("ClientTLSNegotiationErrorCount", nlb_datum, 1.0)
+        .await;
+    assert_eq!(negotiation_errors, 1.0);
 }
 
 #[tokio::test]
@@ -797,22 +768,12 @@ async fn https_target_groups_get_requests_over_tls() {
     // a TLS negotiation error with the target (not a connection error).
     let answer = get(&client, address, "/plain/x").await;
     assert_eq!(answer.status, 502, "{}", answer.body);
-    let reported = |name: &str| -> f64 {
-        node.control_plane
-            .metric_reports()
-            .iter()
-            .flat_map(|r| r.datums.clone())
-            .filter(|d| d.metric_name == name && d.dimensions.len() == 1)
-            .map(|d| d.sum)
-            .sum()
-    };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while reported("TargetTLSNegotiationErrorCount") < 1.0 {
-        assert!(tokio::time::Instant::now() < deadline, "not reported");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(reported("TargetTLSNegotiationErrorCount"), 1.0);
-    assert_eq!(reported("TargetConnectionErrorCount"), 0.0);
+    let own = |d: &MetricDatum| d.dimensions.len() == 1;
+    let tls_errors = node
+        .wait_for_metric_sum("TargetTLSNegotiationErrorCount", own, 1.0)
+        .await;
+    assert_eq!(tls_errors, 1.0);
+    assert_eq!(node.metric_sum("TargetConnectionErrorCount", own), 0.0);
 }
 
 #[tokio::test]

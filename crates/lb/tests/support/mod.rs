@@ -397,6 +397,50 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The datums named `name` that the node has reported so far and `keep` accepts.
+    pub fn datums(&self, name: &str, keep: impl Fn(&MetricDatum) -> bool) -> Vec<MetricDatum> {
+        self.control_plane
+            .metric_reports()
+            .iter()
+            .flat_map(|r| r.datums.clone())
+            .filter(|d| d.metric_name == name && keep(d))
+            .collect()
+    }
+
+    /// The sum of those datums' sums.
+    pub fn metric_sum(&self, name: &str, keep: impl Fn(&MetricDatum) -> bool) -> f64 {
+        self.datums(name, keep).iter().map(|d| d.sum).sum()
+    }
+
+    /// Waits (10 s at most) until [`Node::metric_sum`] reaches `wanted`; the sum then, which
+    /// callers compare with `wanted` to see nothing more was counted.
+    pub async fn wait_for_metric_sum(
+        &self,
+        name: &str,
+        keep: impl Fn(&MetricDatum) -> bool,
+        wanted: f64,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reported = self.metric_sum(name, &keep);
+            if reported >= wanted {
+                return reported;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: {reported} reported, waiting for {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Datums of a Network Load Balancer.
+pub fn nlb_datum(datum: &MetricDatum) -> bool {
+    datum.namespace == "AWS/NetworkELB"
+}
+
 /// Asserts that `health` is unhealthy because its checks got `codes` (as AWS words it).
 pub fn assert_code_mismatch(health: &TargetHealthReport, codes: &str) {
     assert_eq!(
